@@ -1,0 +1,64 @@
+"""Batched MuJoCo environments as torch tensors: ``make_env`` and ``list_tasks``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from pqn_torch.envs.core import BatchedEnv
+from pqn_torch.envs.physics import PhysicsConfig, make_physics, resolve_backend
+from pqn_torch.envs.tasks import TASKS, get_task_class
+
+
+def list_tasks() -> list[str]:
+    """Names of every registered task, sorted."""
+    return sorted(TASKS)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> ``cuda:0`` when CUDA is available, else ``cpu``; explicit CUDA without CUDA is an error."""
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:<index>") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but this PyTorch has no usable CUDA; use device=cpu")
+        index = resolved.index if resolved.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        return torch.device("cuda", index)
+    if resolved.type != "cpu":
+        raise ValueError(f"unsupported device {str(device)!r}; valid: auto, cpu, cuda, cuda:<index>")
+    return resolved
+
+
+def make_env(task: str, num_envs: int, device: str | torch.device = "auto", backend: str = "auto", seed: int = 0,
+             *, reset_pool_size: int | None = None, num_threads: int | None = None,
+             **task_overrides: Any) -> BatchedEnv:
+    """``num_envs`` worlds of ``task`` on ``device`` with physics ``backend`` (``auto``, ``warp``, ``mujoco``).
+
+    ``task_overrides`` change the task's config (``episode_length``, ``ctrl_dt``, ...).
+    ``reset_pool_size`` sets how many start states are pre-sampled (default ``max(num_envs, 1024)``),
+    ``num_threads`` the native MuJoCo backend's worker threads (default: all cores).
+    """
+    task_class = get_task_class(task)
+    if not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    torch_device = resolve_device(device)
+    backend_name = resolve_backend(backend, torch_device)
+    task_instance = task_class(**task_overrides)
+    spec = task_instance.build_spec()
+    spec.option.timestep = task_instance.config.sim_dt
+    mj_model = spec.compile()
+    task_instance.bind(mj_model)
+    config = PhysicsConfig(substeps=task_instance.substeps, naconmax=task_instance.config.naconmax,
+                           njmax=task_instance.config.njmax, num_threads=num_threads)
+    physics = make_physics(backend_name, mj_model, num_envs, torch_device, config)
+    return BatchedEnv(task_instance, physics, seed=seed, reset_pool_size=reset_pool_size)
+
+
+__all__ = ["BatchedEnv", "list_tasks", "make_env", "resolve_device"]

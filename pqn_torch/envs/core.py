@@ -1,0 +1,237 @@
+"""The batched env: N worlds of one task, stepped together, reset per world on device.
+
+Data path of one ``step``: validate action -> sanitize -> ``ctrl`` -> physics -> reward, observation,
+termination -> episode bookkeeping -> autoreset of finished worlds from the start-state pool.
+Every operation after validation is a tensor op with no host sync on CUDA, so a step can be
+captured in a CUDA graph.
+
+Start states: a task's reset may be expensive (CheetahRun settles for 200 physics steps), so the env
+draws ``reset_pool_size`` start states once, at construction, runs the task's settle steps and a
+``forward`` on them, and stores the complete physics view (qpos, qvel, act, mocap, sensordata, time).
+Resetting a world copies a uniformly drawn pool entry into it: no physics call at reset, identical
+observations to a fresh reset, and the same code path on every backend.
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+
+from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.tasks.base import Task
+
+STATE_FIELDS = ("qpos", "qvel", "act", "mocap_pos", "mocap_quat", "sensordata", "time")
+COUNTERS = ("nonfinite_states", "nonfinite_rewards", "nonfinite_actions", "episodes")
+
+
+class BatchedEnv:
+    """``num_envs`` parallel episodes of one task with autoreset (see module docstring)."""
+
+    def __init__(self, task: Task, physics: Physics, seed: int = 0, reset_pool_size: int | None = None) -> None:
+        self.task = task
+        self.physics = physics
+        self.num_envs = physics.num_worlds
+        self.device = physics.device
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+        model = physics.mj_model
+        ranges = torch.as_tensor(model.actuator_ctrlrange, dtype=torch.float32)
+        limited = torch.as_tensor(model.actuator_ctrllimited, dtype=torch.bool)
+        self.action_low = torch.where(limited, ranges[:, 0], -1.0).to(self.device)
+        self.action_high = torch.where(limited, ranges[:, 1], 1.0).to(self.device)
+        self.action_dim = model.nu
+        self.episode_length = task.config.episode_length
+        self.ctrl_dt = task.config.ctrl_dt
+
+        self._episode_step = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self._episode_return = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
+        self.stats = {name: torch.zeros((), dtype=torch.int64, device=self.device) for name in COUNTERS}
+
+        pool_size = reset_pool_size or max(self.num_envs, 1024)
+        self._pool = self._build_start_pool(pool_size)
+        self.obs_dim = int(task.observation(physics).shape[-1])
+        self.critic_obs_dim = int(task.critic_observation(physics).shape[-1])
+
+    # ----------------------------------------------------------------- start states
+    def _build_start_pool(self, size: int) -> dict[str, torch.Tensor]:
+        """Sample, settle and snapshot ``size`` start states, ``num_envs`` at a time."""
+        chunks: dict[str, list[torch.Tensor]] = {name: [] for name in STATE_FIELDS}
+        everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        for _ in range(-(-size // self.num_envs)):
+            self._write_start_states(everyone)
+            if self.task.settle_steps:
+                self.physics.ctrl.zero_()
+                self.physics.step(self.task.settle_steps)
+                self.physics.time.zero_()
+            for name in STATE_FIELDS:
+                chunks[name].append(getattr(self.physics, name).clone())
+        pool = {name: torch.cat(parts)[:size] for name, parts in chunks.items()}
+        finite = torch.isfinite(pool["qpos"]).all() & torch.isfinite(pool["qvel"]).all()
+        if not bool(finite):
+            raise RuntimeError(f"task {self.task.name}: non-finite start states after settling; check the model")
+        return pool
+
+    def _write_start_states(self, mask: torch.Tensor) -> None:
+        """Fresh samples from the task's reset distribution into the worlds in ``mask``, then forward."""
+        start = self.task.sample_start(self.generator, self.num_envs, self.physics)
+        self._write_state(mask, {"qpos": start.qpos, "qvel": start.qvel, "mocap_pos": start.mocap_pos,
+                                 "mocap_quat": start.mocap_quat})
+        self.physics.forward()
+
+    def _write_state(self, mask: torch.Tensor, values: dict[str, torch.Tensor | None]) -> None:
+        """Overwrite state fields of the worlds in ``mask``; fields not given go to their defaults."""
+        physics = self.physics
+        model = physics.mj_model
+        defaults = {
+            "act": torch.zeros_like(physics.act),
+            "time": torch.zeros_like(physics.time),
+            "mocap_pos": _model_mocap(model.body_pos, model.body_mocapid, physics.mocap_pos),
+            "mocap_quat": _model_mocap(model.body_quat, model.body_mocapid, physics.mocap_quat),
+        }
+        for name in ("qpos", "qvel", "act", "mocap_pos", "mocap_quat", "time"):
+            value = values.get(name)
+            if value is None:
+                value = defaults[name]
+            view = getattr(physics, name)
+            view.copy_(torch.where(_expand_mask(mask, view), value.to(view.dtype), view))
+        physics.clear_warmstart(mask)
+
+    def _autoreset(self, done: torch.Tensor) -> None:
+        """Copy a random pool entry into every finished world and restart its episode counters."""
+        if self.device.type == "cpu" and not bool(done.any()):
+            return  # free check on the CPU; on CUDA the masked copy runs unconditionally (graph-safe)
+        pool_size = self._pool["qpos"].shape[0]
+        index = torch.randint(pool_size, (self.num_envs,), generator=self.generator, device=self.device)
+        for name in STATE_FIELDS:
+            view = getattr(self.physics, name)
+            view.copy_(torch.where(_expand_mask(done, view), self._pool[name][index], view))
+        self.physics.clear_warmstart(done)
+        self._episode_step.masked_fill_(done, 0)
+        self._episode_return.masked_fill_(done, 0.0)
+
+    # ----------------------------------------------------------------- public API
+    def reset(self, seed: int | None = None) -> TensorDict:
+        """Start a new episode in every world from the start-state pool; optionally reseed first."""
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._autoreset(everyone)
+        return self._observe()
+
+    def reset_to(self, qpos: torch.Tensor, qvel: torch.Tensor, mocap_pos: torch.Tensor | None = None,
+                 mocap_quat: torch.Tensor | None = None) -> TensorDict:
+        """Start every world from the given joint state (time 0, no settling).
+
+        Task state kept in mocap bodies (targets) is taken from ``mocap_pos``/``mocap_quat`` when
+        given, else drawn from the task's reset distribution with the env's seeded generator.
+        """
+        physics = self.physics
+        given = {"qpos": qpos, "qvel": qvel, "mocap_pos": mocap_pos, "mocap_quat": mocap_quat}
+        for name, value in given.items():
+            expected = tuple(getattr(physics, name).shape)
+            if value is not None and tuple(value.shape) != expected:
+                raise ValueError(f"reset_to: {name} must have shape {expected}, got {tuple(value.shape)}")
+        if mocap_pos is None or mocap_quat is None:
+            sampled = self.task.sample_start(self.generator, self.num_envs, physics)
+            given["mocap_pos"] = mocap_pos if mocap_pos is not None else sampled.mocap_pos
+            given["mocap_quat"] = mocap_quat if mocap_quat is not None else sampled.mocap_quat
+        everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._write_state(everyone, {k: (v.to(self.device) if v is not None else None) for k, v in given.items()})
+        physics.forward()
+        self._episode_step.zero_()
+        self._episode_return.zero_()
+        return self._observe()
+
+    def step(self, action: torch.Tensor) -> TensorDict:
+        """Apply ``action`` [N, action_dim] for one control period in every world; see module docstring.
+
+        Non-finite action entries are replaced by 0 (and counted in ``stats["nonfinite_actions"]``),
+        then actions are clipped to the actuators' control range. A world whose physics state turns
+        non-finite is terminated, its reward set to 0, its final observation zeroed, and it is reset
+        (``stats["nonfinite_states"]``).
+        """
+        self._check_action(action)
+        finite = torch.isfinite(action)
+        self.stats["nonfinite_actions"] += (~finite.all(dim=-1)).sum()
+        action = torch.where(finite, action.float(), 0.0).clamp(self.action_low, self.action_high)
+
+        physics = self.physics
+        physics.ctrl.copy_(action)
+        physics.step()
+
+        reward = self.task.reward(physics, action.to(physics.dtype)).float()
+        obs = self.task.observation(physics).float()
+        critic_obs = self.task.critic_observation(physics).float()
+        unstable = ~(torch.isfinite(physics.qpos).all(dim=-1) & torch.isfinite(physics.qvel).all(dim=-1))
+        unstable |= ~(torch.isfinite(obs).all(dim=-1) & torch.isfinite(critic_obs).all(dim=-1))
+        bad_reward = ~torch.isfinite(reward) | unstable
+        self.stats["nonfinite_states"] += unstable.sum()
+        self.stats["nonfinite_rewards"] += bad_reward.sum()
+        reward = torch.where(bad_reward, 0.0, reward)
+
+        terminated = self.task.terminated(physics) | unstable
+        self._episode_step += 1
+        self._episode_return += reward
+        truncated = (self._episode_step >= self.episode_length) & ~terminated
+        done = terminated | truncated
+        self.stats["episodes"] += done.sum()
+
+        result = TensorDict(
+            {
+                "final_obs": torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0),
+                "final_critic_obs": torch.nan_to_num(critic_obs, nan=0.0, posinf=0.0, neginf=0.0),
+                "reward": reward,
+                "terminated": terminated,
+                "truncated": truncated,
+                "done": done,
+                "nonfinite": unstable,
+                "episode_return": self._episode_return.clone(),
+                "episode_length": self._episode_step.clone(),
+            },
+            batch_size=[self.num_envs],
+            device=self.device,
+        )
+        self._autoreset(done)
+        result.update(self._observe(done, result["final_obs"], result["final_critic_obs"]))
+        return result
+
+    # ----------------------------------------------------------------- helpers
+    def _observe(self, reset: torch.Tensor | None = None, obs: torch.Tensor | None = None,
+                 critic_obs: torch.Tensor | None = None) -> TensorDict:
+        """Observations of the current state; only worlds in ``reset`` are recomputed when given."""
+        if reset is None or obs is None or critic_obs is None:
+            new_obs = self.task.observation(self.physics).float()
+            new_critic = self.task.critic_observation(self.physics).float()
+        elif self.device.type == "cpu" and not bool(reset.any()):
+            new_obs, new_critic = obs, critic_obs
+        else:
+            column = reset.unsqueeze(-1)
+            new_obs = torch.where(column, self.task.observation(self.physics).float(), obs)
+            new_critic = torch.where(column, self.task.critic_observation(self.physics).float(), critic_obs)
+        return TensorDict({"obs": new_obs, "critic_obs": new_critic}, batch_size=[self.num_envs], device=self.device)
+
+    def _check_action(self, action: torch.Tensor) -> None:
+        expected = (self.num_envs, self.action_dim)
+        if not isinstance(action, torch.Tensor):
+            raise TypeError(f"action must be a torch.Tensor of shape {expected}, got {type(action).__name__}")
+        if tuple(action.shape) != expected:
+            raise ValueError(f"action must have shape {expected} (num_envs, action_dim), got {tuple(action.shape)}")
+        if not action.dtype.is_floating_point:
+            raise TypeError(f"action must be a floating-point tensor, got dtype {action.dtype}")
+        if action.device != self.device:
+            raise ValueError(f"action is on {action.device} but the env runs on {self.device}; move it with .to()")
+
+
+def _expand_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast a per-world [N] mask over the trailing dims of ``like``."""
+    return mask.view(mask.shape[0], *([1] * (like.dim() - 1)))
+
+
+def _model_mocap(body_values, body_mocapid, like: torch.Tensor) -> torch.Tensor:
+    """The model's default mocap positions/orientations, broadcast to every world."""
+    values = torch.zeros(like.shape[1:], dtype=like.dtype)
+    for body, mocap in enumerate(body_mocapid):
+        if mocap >= 0:
+            values[mocap] = torch.as_tensor(body_values[body], dtype=like.dtype)
+    return values.to(like.device).expand_as(like)

@@ -1,0 +1,92 @@
+"""The one torch-facing view of N batched MuJoCo worlds, shared by every physics backend.
+
+Tasks and the env core only ever touch the tensors listed on :class:`Physics`; whether they live in
+MuJoCo Warp arrays (zero-copy ``warp.to_torch`` views) or in numpy buffers stepped by MuJoCo C
+(``torch.from_numpy`` views) is the backend's business. Everything a task reads that is not ``qpos``,
+``qvel`` or ``mocap_*`` comes from model *sensors* (``sensordata``), so both backends expose exactly
+the same quantities with the same timing: after ``step()`` the sensors hold the values MuJoCo computed
+at the start of the last physics step (as ``mjx.step``/``mj_step`` leave ``xpos`` etc.), after
+``forward()`` they match the current state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import mujoco
+import torch
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """What a backend needs besides the compiled model.
+
+    Attributes:
+        substeps: physics steps per control step (``ctrl_dt / sim_dt``).
+        naconmax: contact buffer size over all worlds (MuJoCo Warp only; ``None`` = backend default).
+        njmax: constraint rows per world (MuJoCo Warp only; ``None`` = backend default).
+        num_threads: worker threads (native MuJoCo backend only; ``None`` = all available cores).
+    """
+
+    substeps: int = 1
+    naconmax: int | None = None
+    njmax: int | None = None
+    num_threads: int | None = None
+
+
+class Physics(ABC):
+    """N MuJoCo worlds of one model behind batched, writable torch tensors.
+
+    Tensor views (first dim = world, dtype ``self.dtype``, on ``self.device``); writing into them
+    in place changes the simulation state:
+
+    - ``qpos`` [N, nq], ``qvel`` [N, nv], ``act`` [N, na], ``ctrl`` [N, nu]
+    - ``mocap_pos`` [N, nmocap, 3], ``mocap_quat`` [N, nmocap, 4]
+    - ``sensordata`` [N, nsensordata], ``time`` [N]
+    """
+
+    mj_model: mujoco.MjModel
+    num_worlds: int
+    device: torch.device
+    dtype: torch.dtype
+    config: PhysicsConfig
+
+    qpos: torch.Tensor
+    qvel: torch.Tensor
+    act: torch.Tensor
+    ctrl: torch.Tensor
+    mocap_pos: torch.Tensor
+    mocap_quat: torch.Tensor
+    sensordata: torch.Tensor
+    time: torch.Tensor
+
+    @abstractmethod
+    def step(self, num_substeps: int | None = None) -> None:
+        """Advance every world by ``num_substeps`` physics steps (default ``config.substeps``) with ``ctrl``."""
+
+    @abstractmethod
+    def forward(self) -> None:
+        """Recompute ``sensordata`` (and all derived quantities) for the current state, all worlds."""
+
+    @abstractmethod
+    def clear_warmstart(self, mask: torch.Tensor) -> None:
+        """Forget solver warm-start for worlds where ``mask`` [N] is true (they were just reset).
+
+        Must be a pure tensor op (no host sync) so it can live inside a captured CUDA graph.
+        """
+
+    def sensor(self, name: str) -> torch.Tensor:
+        """The ``sensordata`` columns of the sensor called ``name`` ([N, dim] view)."""
+        return self.sensordata[:, sensor_slice(self.mj_model, name)]
+
+
+def sensor_slice(mj_model: mujoco.MjModel, name: str) -> slice:
+    """Column range of a named sensor in ``sensordata``; one clear error if it does not exist."""
+    try:
+        sensor = mj_model.sensor(name)
+    except KeyError:
+        names = [mj_model.sensor(i).name for i in range(mj_model.nsensor)]
+        raise KeyError(f"model has no sensor {name!r}; sensors: {names}") from None
+    start = int(sensor.adr[0])
+    return slice(start, start + int(sensor.dim[0]))
