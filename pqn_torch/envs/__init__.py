@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -53,7 +54,10 @@ def make_env(task: str, num_envs: int, device: str | torch.device = "auto", back
     task_instance = task_class(**task_overrides)
     spec = task_instance.build_spec()
     spec.option.timestep = task_instance.config.sim_dt
-    mj_model = spec.compile()
+    with warnings.catch_warnings():
+        # The DM suite's cheetah.xml uses `settotalmass`, which MuJoCo 4 flags as deprecated; harmless here.
+        warnings.filterwarnings("ignore", message=".*settotalmass.*")
+        mj_model = spec.compile()
     task_instance.bind(mj_model)
     config = PhysicsConfig(substeps=task_instance.substeps, naconmax=task_instance.config.naconmax,
                            njmax=task_instance.config.njmax, num_threads=num_threads)

@@ -1,0 +1,28 @@
+"""pqn-torch: actor-critic PQN in PyTorch on batched MuJoCo Warp environments."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="pqn-torch",
+    version="0.1.0",
+    description="Actor-critic PQN (Parallel Q-Networks) for continuous control in PyTorch on MuJoCo Warp",
+    long_description=Path(__file__).with_name("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["pqn_torch", "pqn_torch.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # Install your CUDA build of torch first on a GPU machine; a bare requirement would pull one anyway.
+        "torch>=2.13.0",
+        "mujoco>=4.0.0",
+        "mujoco-warp>=4.0.0",
+        "warp-lang>=1.19.0",
+        "tensordict>=0.15.3",
+        "hydra-core>=1.3.8",
+        "tensorboard>=2.21.0",
+        "dm_control>=1.0.50",  # ships the DM Control Suite MJCF files
+        "numpy>=2.0",
+    ],
+    extras_require={"dev": ["pytest>=8.0"]},
+)

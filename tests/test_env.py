@@ -1,0 +1,198 @@
+"""The batched env core on the native MuJoCo backend with CheetahRun: API, autoreset, seeding, bad input."""
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+from pqn_torch.envs import list_tasks, make_env
+
+NUM_ENVS = 4
+
+
+def make_cheetah(**kwargs):
+    options = {"backend": "mujoco", "device": "cpu", "reset_pool_size": 8, "num_threads": 2}
+    options.update(kwargs)
+    return make_env("CheetahRun", NUM_ENVS, **options)
+
+
+def random_actions(env, steps, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.rand(env.num_envs, env.action_dim, generator=generator) * 2 - 1 for _ in range(steps)]
+
+
+@pytest.fixture(scope="module")
+def env():
+    return make_cheetah()
+
+
+def test_properties(env):
+    assert (env.obs_dim, env.critic_obs_dim, env.action_dim) == (17, 17, 6)
+    assert env.episode_length == 1000 and env.ctrl_dt == pytest.approx(0.01)
+    assert env.num_envs == NUM_ENVS and env.device == torch.device("cpu")
+    torch.testing.assert_close(env.action_low, -torch.ones(6))
+    torch.testing.assert_close(env.action_high, torch.ones(6))
+    assert "CheetahRun" in list_tasks()
+
+
+def test_shapes_dtypes_and_reward_bounds(env):
+    td = env.reset()
+    assert td["obs"].shape == (NUM_ENVS, 17) and td["obs"].dtype == torch.float32
+    assert td["critic_obs"].shape == (NUM_ENVS, 17)
+    for action in random_actions(env, 30):
+        td = env.step(action)
+        assert td["reward"].shape == (NUM_ENVS,) and td["reward"].dtype == torch.float32
+        assert td["terminated"].dtype == torch.bool and td["truncated"].dtype == torch.bool
+        assert torch.equal(td["done"], td["terminated"] | td["truncated"])
+        assert ((td["reward"] >= 0) & (td["reward"] <= 1)).all()
+        assert torch.isfinite(td["obs"]).all()
+
+
+def test_observation_and_reward_follow_the_physics(env):
+    """obs = qpos[1:] ++ qvel; reward = clip(v/10, 0, 1) of the torso subtree x-velocity before the step."""
+    env.reset(seed=3)
+    model = env.physics.mj_model
+    data = mujoco.MjData(model)
+    torso = model.body("torso").id
+    for action in random_actions(env, 5, seed=4):
+        before_qpos = env.physics.qpos.clone().numpy()
+        before_qvel = env.physics.qvel.clone().numpy()
+        td = env.step(action)
+        expected_obs = torch.cat([env.physics.qpos[:, 1:], env.physics.qvel], -1).float()
+        torch.testing.assert_close(td["obs"], expected_obs)
+        for world in range(NUM_ENVS):
+            data.qpos[:], data.qvel[:] = before_qpos[world], before_qvel[world]
+            mujoco.mj_forward(model, data)
+            speed = data.subtree_linvel[torso][0]
+            assert td["reward"][world].item() == pytest.approx(np.clip(speed / 10.0, 0.0, 1.0), abs=1e-6)
+
+
+def test_start_pool_respects_joint_ranges_and_time():
+    env = make_cheetah(reset_pool_size=8)
+    pool = env._pool
+    ranges = torch.as_tensor(env.physics.mj_model.jnt_range[3:])
+    joints = pool["qpos"][:, 3:]
+    # Settling for 200 steps lets joints sit on their (soft) limits, never far past them.
+    assert (joints >= ranges[:, 0] - 0.05).all() and (joints <= ranges[:, 1] + 0.05).all()
+    assert (pool["time"] == 0).all()
+    assert pool["qvel"].abs().max() < 1.0  # settled: nearly at rest
+
+
+def test_truncation_at_episode_length_and_final_obs():
+    env = make_cheetah(episode_length=5)
+    env.reset()
+    for step, action in enumerate(random_actions(env, 5), start=1):
+        td = env.step(action)
+        if step < 5:
+            assert not td["done"].any()
+            assert torch.equal(td["final_obs"], td["obs"])
+    assert td["truncated"].all() and not td["terminated"].any()
+    assert (td["episode_length"] == 5).all()
+    assert not torch.equal(td["final_obs"], td["obs"])  # obs is already the next episode's first
+    assert not torch.allclose(td["final_obs"], td["obs"])
+    assert (env._episode_step == 0).all()
+
+
+def test_episode_return_is_sum_of_rewards():
+    env = make_cheetah(episode_length=6)
+    env.reset()
+    total = torch.zeros(NUM_ENVS)
+    for action in random_actions(env, 6):
+        td = env.step(action)
+        total += td["reward"]
+    torch.testing.assert_close(td["episode_return"], total)
+
+
+def test_same_seed_same_trajectory():
+    def rollout(seed):
+        env = make_cheetah(seed=seed, episode_length=7)
+        obs = [env.reset()["obs"]]
+        obs += [env.step(a)["obs"] for a in random_actions(env, 15)]
+        return torch.stack(obs)
+
+    first, second, other = rollout(5), rollout(5), rollout(6)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+
+
+def test_reset_to_then_same_actions_same_trajectory(env):
+    env.reset(seed=11)
+    for action in random_actions(env, 3, seed=2):
+        env.step(action)
+    qpos, qvel = env.physics.qpos.clone().float(), env.physics.qvel.clone().float()
+    actions = random_actions(env, 10, seed=9)
+
+    def replay():
+        out = [env.reset_to(qpos, qvel)["obs"]]
+        out += [env.step(a)["obs"] for a in actions]
+        return torch.stack(out)
+
+    first = replay()
+    torch.testing.assert_close(first[0], torch.cat([qpos[:, 1:], qvel], -1))
+    assert torch.equal(first, replay())
+
+
+def test_nonfinite_state_resets_only_that_world():
+    actions = random_actions(make_cheetah(), 4, seed=3)
+    healthy, poisoned = make_cheetah(seed=2), make_cheetah(seed=2)
+    healthy.reset(), poisoned.reset()
+    healthy.step(actions[0]), poisoned.step(actions[0])
+    poisoned.physics.qvel[1, 0] = float("nan")
+    td_ok, td_bad = healthy.step(actions[1]), poisoned.step(actions[1])
+    assert td_bad["terminated"].tolist() == [False, True, False, False]
+    assert td_bad["nonfinite"].tolist() == [False, True, False, False]
+    assert td_bad["reward"][1] == 0 and torch.isfinite(td_bad["final_obs"]).all()
+    assert torch.isfinite(td_bad["obs"]).all() and torch.isfinite(poisoned.physics.qvel).all()
+    assert int(poisoned.stats["nonfinite_states"]) == 1 and int(healthy.stats["nonfinite_states"]) == 0
+    others = [0, 2, 3]
+    torch.testing.assert_close(td_bad["obs"][others], td_ok["obs"][others])
+    for action in actions[2:]:
+        td_ok, td_bad = healthy.step(action), poisoned.step(action)
+        torch.testing.assert_close(td_bad["obs"][others], td_ok["obs"][others])
+
+
+def test_nonfinite_actions_are_zeroed_and_counted():
+    clean, dirty = make_cheetah(seed=4), make_cheetah(seed=4)
+    clean.reset(), dirty.reset()
+    action = torch.full((NUM_ENVS, 6), 0.3)
+    bad = action.clone()
+    bad[2, 1] = float("nan")
+    bad[3, 0] = float("inf")
+    zeroed = action.clone()
+    zeroed[2, 1] = 0.0
+    zeroed[3, 0] = 0.0
+    torch.testing.assert_close(dirty.step(bad)["obs"], clean.step(zeroed)["obs"])
+    assert int(dirty.stats["nonfinite_actions"]) == 2
+
+
+def test_actions_are_clipped_to_the_control_range():
+    a, b = make_cheetah(seed=4), make_cheetah(seed=4)
+    a.reset(), b.reset()
+    torch.testing.assert_close(a.step(torch.full((NUM_ENVS, 6), 5.0))["obs"], b.step(torch.ones(NUM_ENVS, 6))["obs"])
+
+
+def test_bad_input_errors(env):
+    with pytest.raises(ValueError, match="unknown task 'Nope'; valid tasks: .*CheetahRun"):
+        make_env("Nope", 2)
+    with pytest.raises(ValueError, match="unknown backend"):
+        make_env("CheetahRun", 2, backend="jax")
+    with pytest.raises(ValueError, match="unsupported device|unknown device"):
+        make_env("CheetahRun", 2, device="tpu")
+    with pytest.raises(ValueError, match="num_envs"):
+        make_env("CheetahRun", 0)
+    with pytest.raises(ValueError, match="unknown option"):
+        make_env("CheetahRun", 2, episode_lenght=10)
+    with pytest.raises(ValueError, match="shape"):
+        env.step(torch.zeros(NUM_ENVS, 5))
+    with pytest.raises(TypeError, match="floating-point"):
+        env.step(torch.zeros(NUM_ENVS, 6, dtype=torch.int64))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        env.step(np.zeros((NUM_ENVS, 6)))
+    with pytest.raises(ValueError, match="reset_to: qpos"):
+        env.reset_to(torch.zeros(NUM_ENVS, 3), torch.zeros(NUM_ENVS, 9))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="no usable CUDA"):
+        make_env("CheetahRun", 2, device="cuda")
