@@ -1,0 +1,86 @@
+"""Actor and critic-ensemble networks of actor-critic PQN.
+
+Both use the reference's hidden block, Linear -> LayerNorm(eps 1e-6) -> ReLU, with orthogonal weights
+(gain ``init_scale``) and zero biases. The critic ensemble keeps the weights of all ``num_critics``
+critics in stacked tensors [K, in, out], so one batched matmul per layer evaluates every critic: no
+Python loop per critic in the rollout or the update, and a fixed kernel count for CUDA graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LAYER_NORM_EPS = 1e-6
+
+
+class Actor(nn.Module):
+    """Deterministic policy: MLP -> tanh, scaled and shifted onto the action range [low, high]."""
+
+    def __init__(self, obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
+                 hidden_sizes: Sequence[int], init_scale: float = 1.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = obs_dim
+        for hidden in hidden_sizes:
+            layers += [_orthogonal_linear(width, hidden, init_scale), nn.LayerNorm(hidden, eps=LAYER_NORM_EPS),
+                       nn.ReLU()]
+            width = hidden
+        layers.append(_orthogonal_linear(width, action_low.numel(), init_scale))
+        self.body = nn.Sequential(*layers)
+        low = action_low.detach().float().flatten()
+        high = action_high.detach().float().flatten()
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_bias", (high + low) / 2)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Actions [B, action_dim] for observations [B, obs_dim]."""
+        return torch.tanh(self.body(obs)) * self.action_scale + self.action_bias
+
+
+class CriticEnsemble(nn.Module):
+    """``num_critics`` independent Q(s, a) MLPs evaluated in one batched call.
+
+    Parameters per layer: ``weights[i]`` [K, in, out], ``biases[i]`` [K, out] and, for hidden layers,
+    the LayerNorm affine ``norm_scales[i]``/``norm_shifts[i]`` [K, out].
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], num_critics: int,
+                 init_scale: float = 1.0) -> None:
+        super().__init__()
+        self.num_critics = num_critics
+        widths = [obs_dim + action_dim, *hidden_sizes, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            weight = torch.empty(num_critics, fan_in, fan_out)
+            for member in weight:
+                nn.init.orthogonal_(member, gain=init_scale)
+            self.weights.append(nn.Parameter(weight))
+            self.biases.append(nn.Parameter(torch.zeros(num_critics, fan_out)))
+        self.norm_scales = nn.ParameterList([nn.Parameter(torch.ones(num_critics, h)) for h in hidden_sizes])
+        self.norm_shifts = nn.ParameterList([nn.Parameter(torch.zeros(num_critics, h)) for h in hidden_sizes])
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q-values [K, B] of every critic for observations [B, obs_dim] and actions [B, action_dim]."""
+        hidden = torch.cat([obs, action], dim=-1)
+        for layer, (scale, shift) in enumerate(zip(self.norm_scales, self.norm_shifts)):
+            hidden = torch.matmul(hidden, self.weights[layer]) + self.biases[layer].unsqueeze(1)
+            hidden = F.layer_norm(hidden, hidden.shape[-1:], eps=LAYER_NORM_EPS)
+            hidden = torch.relu(hidden * scale.unsqueeze(1) + shift.unsqueeze(1))
+        output = torch.matmul(hidden, self.weights[-1]) + self.biases[-1].unsqueeze(1)
+        return output.squeeze(-1)
+
+    def mean_q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Ensemble mean Q [B]: the value PQN acts on and bootstraps from."""
+        return self(obs, action).mean(dim=0)
+
+
+def _orthogonal_linear(fan_in: int, fan_out: int, gain: float) -> nn.Linear:
+    layer = nn.Linear(fan_in, fan_out)
+    nn.init.orthogonal_(layer.weight, gain=gain)
+    nn.init.zeros_(layer.bias)
+    return layer

@@ -1,0 +1,68 @@
+"""Running statistics that normalize observations and rewards, kept as module buffers.
+
+Being buffers, the statistics travel with ``state_dict`` into checkpoints, so a resumed run and an
+evaluation see exactly the normalization the policy was trained with. They are held in float64:
+after 10^8 samples a float32 count and mean would have lost the precision the merge needs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NORMALIZE_EPS = 1e-8
+INITIAL_COUNT = 1e-4
+
+
+class RunningMeanStd(nn.Module):
+    """Per-feature running mean and (population) variance, merged batch by batch.
+
+    Starts at mean 0, variance 1, count 1e-4; ``update`` merges a batch with the parallel-variance
+    formula (Chan et al.), as the reference's observation and reward normalizers do.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(INITIAL_COUNT, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor) -> None:
+        """Merge ``batch`` [B, *shape] into the statistics."""
+        batch = batch.to(torch.float64)
+        batch_count = batch.shape[0]
+        batch_mean = batch.mean(dim=0)
+        batch_var = batch.var(dim=0, correction=0)
+        total = self.count + batch_count
+        delta = batch_mean - self.mean
+        self.mean.add_(delta * batch_count / total)
+        self.var.copy_((self.var * self.count + batch_var * batch_count
+                        + delta.square() * self.count * batch_count / total) / total)
+        self.count.copy_(total)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / sqrt(var + 1e-8)`` in ``x``'s dtype."""
+        return ((x - self.mean) / torch.sqrt(self.var + NORMALIZE_EPS)).to(x.dtype)
+
+
+class RewardNormalizer(nn.Module):
+    """Divides rewards by the running std of each env's discounted return (the reference's scheme).
+
+    Per env, ``return = gamma * return * (1 - done) + reward`` (``done`` of the same step, as in the
+    reference); the std is that of all envs' returns over time.
+    """
+
+    def __init__(self, num_envs: int, gamma: float) -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.stats = RunningMeanStd(())
+        self.register_buffer("discounted_return", torch.zeros(num_envs, dtype=torch.float64))
+
+    @torch.no_grad()
+    def forward(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """Update with this step's ``reward`` [N] and ``done`` [N]; return the normalized reward."""
+        kept = torch.where(done, 0.0, self.gamma * self.discounted_return)
+        self.discounted_return.copy_(kept + reward)
+        self.stats.update(self.discounted_return)
+        return (reward / torch.sqrt(self.stats.var + NORMALIZE_EPS)).to(reward.dtype)

@@ -1,0 +1,399 @@
+"""Actor-critic PQN: rollout with decaying Gaussian exploration, Q(lambda) targets, minibatch updates.
+
+One training iteration (``PQN.train_iteration``) = a rollout of ``num_steps`` steps in every env,
+then ``num_epochs`` passes over ``num_minibatches`` shuffled minibatches of the rollout.
+
+Device discipline (so that issue-6 CUDA graphs can wrap the hot paths unchanged): the policy step
+and the minibatch step are pure tensor functions of preallocated buffers; schedules are evaluated on
+device from counters that live in buffers; metrics are summed into a device tensor that only
+``pop_metrics`` copies to the host. The one host sync in the loop, skipping the truncation
+bootstrap on steps where no episode was truncated, is taken on the CPU only, where it is free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from pqn_torch.algo.losses import actor_loss, critic_loss
+from pqn_torch.algo.networks import Actor, CriticEnsemble
+from pqn_torch.algo.normalizers import RewardNormalizer, RunningMeanStd
+from pqn_torch.algo.qlambda import q_lambda_targets
+from pqn_torch.algo.schedules import LinearSchedule
+
+UPDATE_METRICS = ("critic_loss", "actor_loss", "q_mean", "critic_grad_norm", "actor_grad_norm", "penalty_fraction")
+ROLLOUT_METRICS = ("reward_mean", "value_mean", "target_mean")
+EPISODE_METRICS = ("episode_return", "episode_length")
+_SLOTS = {name: slot for slot, name in enumerate((*UPDATE_METRICS, *ROLLOUT_METRICS, *EPISODE_METRICS, "episodes"))}
+
+
+@dataclass
+class PQNConfig:
+    """Hyperparameters of actor-critic PQN; the defaults are the reference's DM-suite preset.
+
+    See ``REFERENCE.md`` ("Actor-critic PQN, one update") for what each one does. ``q_lambda`` is the
+    lambda of Q(lambda); ``penalty_threshold`` the reference's ``threshold``; ``linspace_noise``
+    spreads the exploration std over envs as ``linspace(0, sigma, num_envs)``;
+    ``bootstrap_truncation`` see :func:`pqn_torch.algo.qlambda.q_lambda_targets`.
+    """
+
+    num_envs: int = 1024
+    num_steps: int = 32
+    num_epochs: int = 4
+    num_minibatches: int = 32
+    actor_hidden_sizes: Sequence[int] = (512, 256, 128)
+    critic_hidden_sizes: Sequence[int] = (1024, 512, 256)
+    num_critics: int = 2
+    actor_init_scale: float = 1.0
+    critic_init_scale: float = 1.0
+    normalize_obs: bool = True
+    normalize_reward: bool = False
+    anneal_lr: bool = True
+    lr_start: float = 1e-4
+    lr_end: float = 5e-7
+    lr_decay: float = 1.0
+    gamma: float = 0.995
+    q_lambda: float = 0.7
+    noise_start: float = 1.0
+    noise_finish: float = 0.15
+    noise_decay: float = 1.0
+    linspace_noise: bool = False
+    penalty_threshold: float = 0.15
+    penalty_coeff: float = 10.0
+    max_grad_norm: float = 1.0
+    bootstrap_truncation: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "num_critics"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"alg.{name} must be a positive integer, got {value!r}")
+        for name in ("actor_hidden_sizes", "critic_hidden_sizes"):
+            sizes = getattr(self, name)
+            if (isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence)
+                    or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
+                raise ValueError(f"alg.{name} must be a list of positive integers, got {sizes!r}")
+            setattr(self, name, tuple(sizes))
+        for name in ("normalize_obs", "normalize_reward", "anneal_lr", "linspace_noise", "bootstrap_truncation"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"alg.{name} must be true or false, got {getattr(self, name)!r}")
+        ranges = {"gamma": (0.0, 1.0), "q_lambda": (0.0, 1.0), "lr_decay": (0.0, 1.0), "noise_decay": (0.0, 1.0)}
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if not _is_number(value) or not low <= value <= high:
+                raise ValueError(f"alg.{name} must be a number in [{low}, {high}], got {value!r}")
+        for name in ("lr_start", "lr_end", "noise_start", "noise_finish", "penalty_threshold", "penalty_coeff",
+                     "actor_init_scale", "critic_init_scale"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0:
+                raise ValueError(f"alg.{name} must be a number >= 0, got {value!r}")
+        if not _is_number(self.max_grad_norm) or self.max_grad_norm <= 0:
+            raise ValueError(f"alg.max_grad_norm must be a number > 0, got {self.max_grad_norm!r}")
+        batch = self.num_envs * self.num_steps
+        if batch % self.num_minibatches:
+            raise ValueError(f"alg.num_minibatches ({self.num_minibatches}) must divide num_envs * num_steps ({batch})")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PQNConfig:
+        """Build from a plain mapping (e.g. the hydra ``alg`` node); unknown keys are one clear error."""
+        valid = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown alg option(s) {unknown}; valid: {valid}")
+        return cls(**values)
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.num_envs * self.num_steps // self.num_minibatches
+
+
+class PQN(nn.Module):
+    """The PQN agent: networks, optimizers, normalizers, schedules and the rollout buffer.
+
+    Typical use (see the README for a complete example)::
+
+        agent = PQN.for_env(env, PQNConfig(...), total_timesteps=1_000_000)
+        agent.reset(env)
+        for _ in range(agent.num_updates):
+            agent.train_iteration(env)
+        metrics = agent.pop_metrics()
+
+    ``state_dict()`` holds the networks, the normalizer statistics and the schedule counters;
+    :meth:`checkpoint_state` adds the optimizers.
+    """
+
+    def __init__(self, obs_dim: int, critic_obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
+                 config: PQNConfig, total_timesteps: int, device: str | torch.device = "cpu",
+                 compile: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.device = torch.device(device)
+        steps_per_update = config.num_envs * config.num_steps
+        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, int) or \
+                total_timesteps < steps_per_update:
+            raise ValueError(f"total_timesteps must be an integer >= num_envs * num_steps ({steps_per_update}), "
+                             f"got {total_timesteps!r}")
+        self.num_updates = total_timesteps // steps_per_update
+        self.steps_per_update = steps_per_update
+        updates_per_grad = config.num_epochs * config.num_minibatches
+
+        self.actor = Actor(obs_dim, action_low, action_high, config.actor_hidden_sizes, config.actor_init_scale)
+        self.critic = CriticEnsemble(critic_obs_dim, action_low.numel(), config.critic_hidden_sizes,
+                                     config.num_critics, config.critic_init_scale)
+        self.obs_normalizer = RunningMeanStd((obs_dim,)) if config.normalize_obs else None
+        self.critic_obs_normalizer = RunningMeanStd((critic_obs_dim,)) if config.normalize_obs else None
+        self.reward_normalizer = RewardNormalizer(config.num_envs, config.gamma) if config.normalize_reward else None
+        profile = torch.linspace(0.0, 1.0, config.num_envs) if config.linspace_noise else torch.ones(config.num_envs)
+        self.register_buffer("noise_profile", profile)
+        self.register_buffer("updates_done", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("grad_steps", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("metric_sums", torch.zeros(len(_SLOTS), dtype=torch.float64))
+        self.to(self.device)
+
+        lr_steps = self.num_updates * config.lr_decay * updates_per_grad if config.anneal_lr else 0
+        self.lr_schedule = LinearSchedule(config.lr_start, config.lr_end, lr_steps)
+        self.noise_schedule = LinearSchedule(config.noise_start, config.noise_finish,
+                                             config.noise_decay * self.num_updates)
+        self.actor_optimizer = torch.optim.RAdam(self.actor.parameters(),
+                                                 lr=torch.tensor(config.lr_start, device=self.device))
+        self.critic_optimizer = torch.optim.RAdam(self.critic.parameters(),
+                                                  lr=torch.tensor(config.lr_start, device=self.device))
+
+        self._sigma = torch.zeros(config.num_envs, device=self.device)
+        self._storage = self._allocate_storage(obs_dim, critic_obs_dim, action_low.numel())
+        self._batch = self._storage.reshape(-1)
+        self._obs: torch.Tensor | None = None
+        self._critic_obs: torch.Tensor | None = None
+        self._minibatches_since_pop = 0
+        self._updates_since_pop = 0
+        self.policy_step = self._policy_step
+        self.minibatch_step = self._minibatch_step
+        if compile:
+            self._compile_hot_paths()
+
+    @classmethod
+    def for_env(cls, env: Any, config: PQNConfig, total_timesteps: int, compile: bool = False) -> PQN:
+        """An agent sized for ``env`` (a :class:`pqn_torch.envs.BatchedEnv`) on the env's device."""
+        if env.num_envs != config.num_envs:
+            raise ValueError(f"env has {env.num_envs} worlds but config.num_envs is {config.num_envs}; make them equal")
+        return cls(env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, config, total_timesteps,
+                   device=env.device, compile=compile)
+
+    # ----------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic actions for raw observations [B, obs_dim] (evaluation; statistics frozen)."""
+        return self.actor(self._normalize(self.obs_normalizer, obs))
+
+    @torch.no_grad()
+    def _policy_step(self, obs: torch.Tensor, critic_obs: torch.Tensor,
+                     sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(deterministic action, explored action, ensemble value at the explored action) for normalized obs."""
+        deterministic = self.actor(obs)
+        scale = self.actor.action_scale
+        noisy = deterministic + torch.randn_like(deterministic) * sigma.unsqueeze(-1) * scale
+        action = torch.minimum(torch.maximum(noisy, self.actor.action_bias - scale), self.actor.action_bias + scale)
+        return deterministic, action, self.critic.mean_q(critic_obs, action)
+
+    # ----------------------------------------------------------------- rollout
+    def reset(self, env: Any, update_statistics: bool = True) -> None:
+        """Start fresh episodes in ``env`` and take its first observations.
+
+        ``update_statistics=False`` leaves the normalizers as they are: a run resumed from a
+        checkpoint must not count the restart's observations, which an uninterrupted run never saw.
+        """
+        observed = env.reset()
+        if update_statistics:
+            self._obs, self._critic_obs = self._observe(observed["obs"], observed["critic_obs"])
+        else:
+            self._obs = self._normalize(self.obs_normalizer, observed["obs"])
+            self._critic_obs = self._normalize(self.critic_obs_normalizer, observed["critic_obs"])
+
+    def collect(self, env: Any) -> TensorDict:
+        """Run one rollout of ``num_steps`` steps in ``env`` with the current exploration noise.
+
+        Returns the [num_steps, num_envs] buffer (reused by the next rollout) with the Q(lambda)
+        ``target`` filled in.
+        """
+        if self._obs is None:
+            raise RuntimeError("call agent.reset(env) before the first rollout")
+        config = self.config
+        storage = self._storage
+        torch.mul(self.noise_profile, self.noise_schedule(self.updates_done), out=self._sigma)
+        bootstrap_on_device = self.device.type != "cpu"
+        sums = self.metric_sums
+        for step in range(config.num_steps):
+            deterministic, action, value = self.policy_step(self._obs, self._critic_obs, self._sigma)
+            result = env.step(action)
+            done = result["done"]
+            reward = result["reward"]
+            if self.reward_normalizer is not None:
+                reward = self.reward_normalizer(reward, done)
+            record = storage[step]
+            record["obs"].copy_(self._obs)
+            record["critic_obs"].copy_(self._critic_obs)
+            record["original_action"].copy_(deterministic)
+            record["action"].copy_(action)
+            record["value"].copy_(value)
+            record["reward"].copy_(reward)
+            record["terminated"].copy_(result["terminated"])
+            record["truncated"].copy_(result["truncated"])
+            self._obs, self._critic_obs = self._observe(result["obs"], result["critic_obs"])
+            if config.bootstrap_truncation:
+                truncated = result["truncated"]
+                if bootstrap_on_device or bool(truncated.any()):
+                    final_obs = self._normalize(self.obs_normalizer, result["final_obs"])
+                    final_critic_obs = self._normalize(self.critic_obs_normalizer, result["final_critic_obs"])
+                    record["truncation_value"].copy_(self.policy_step(final_obs, final_critic_obs, self._sigma)[2])
+                else:
+                    record["truncation_value"].zero_()
+            sums[_SLOTS["episode_return"]] += torch.where(done, result["episode_return"], 0.0).sum()
+            sums[_SLOTS["episode_length"]] += torch.where(done, result["episode_length"], 0).sum()
+            sums[_SLOTS["episodes"]] += done.sum()
+
+        last_value = self.policy_step(self._obs, self._critic_obs, self._sigma)[2]
+        storage["target"].copy_(q_lambda_targets(
+            storage["reward"], storage["value"], storage["terminated"], storage["truncated"], last_value,
+            config.gamma, config.q_lambda, config.bootstrap_truncation,
+            storage["truncation_value"] if config.bootstrap_truncation else None))
+        sums[_SLOTS["reward_mean"]] += storage["reward"].mean()
+        sums[_SLOTS["value_mean"]] += storage["value"].mean()
+        sums[_SLOTS["target_mean"]] += storage["target"].mean()
+        return storage
+
+    # ----------------------------------------------------------------- update
+    def learn(self) -> None:
+        """``num_epochs`` passes of shuffled minibatch updates over the last rollout (no host sync)."""
+        config = self.config
+        size = config.minibatch_size
+        for _ in range(config.num_epochs):
+            permutation = torch.randperm(self.steps_per_update, device=self.device)
+            for start in range(0, self.steps_per_update, size):
+                self.metric_sums[:len(UPDATE_METRICS)] += self.minibatch_step(permutation[start:start + size])
+        self._minibatches_since_pop += config.num_epochs * config.num_minibatches
+        self._updates_since_pop += 1
+        self.updates_done += 1
+
+    def _minibatch_step(self, indices: torch.Tensor) -> torch.Tensor:
+        """One critic and one actor gradient step on the rollout samples at ``indices``.
+
+        The actor's loss is built before the critic steps, so it sees the critic as it was before
+        this minibatch (as in the reference). Returns the ``UPDATE_METRICS`` as one detached tensor.
+        """
+        config = self.config
+        batch = self._batch
+        obs = batch["obs"][indices]
+        critic_obs = batch["critic_obs"][indices]
+        rollout_action = batch["original_action"][indices]
+        lr = self.lr_schedule(self.grad_steps)
+        self.actor_optimizer.param_groups[0]["lr"].copy_(lr)
+        self.critic_optimizer.param_groups[0]["lr"].copy_(lr)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+
+        new_action = self.actor(obs)
+        policy_loss, penalty_fraction = actor_loss(
+            self.critic.mean_q(critic_obs, new_action), new_action, rollout_action, self.actor.action_scale,
+            self.actor.action_bias, config.penalty_threshold, config.penalty_coeff)
+        policy_loss.backward(inputs=list(self.actor.parameters()))
+        q_values = self.critic(critic_obs, batch["action"][indices])
+        value_loss = critic_loss(q_values, batch["target"][indices])
+        value_loss.backward(inputs=list(self.critic.parameters()))
+
+        actor_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), config.max_grad_norm)
+        critic_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), config.max_grad_norm)
+        self.actor_optimizer.step()
+        self.critic_optimizer.step()
+        self.grad_steps += 1
+        return torch.stack([value_loss, policy_loss, q_values.mean(), critic_norm, actor_norm,
+                            penalty_fraction]).detach().to(torch.float64)
+
+    def train_iteration(self, env: Any) -> None:
+        """One rollout in ``env`` followed by its update."""
+        self.collect(env)
+        self.learn()
+
+    # ----------------------------------------------------------------- bookkeeping
+    @property
+    def sigma(self) -> float:
+        """Exploration std (in units of the action half-range) of the next rollout."""
+        return float(self.noise_schedule(int(self.updates_done)))
+
+    @property
+    def learning_rate(self) -> float:
+        """Learning rate of the next gradient step."""
+        return float(self.lr_schedule(int(self.grad_steps)))
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Means of the metrics since the last call (one device-to-host copy), then reset them.
+
+        Update metrics are averaged over minibatches, rollout metrics over rollouts, episode
+        metrics over the training episodes that finished (absent when none did).
+        """
+        sums = self.metric_sums.tolist()
+        self.metric_sums.zero_()
+        metrics: dict[str, float] = {}
+        if self._minibatches_since_pop:
+            metrics.update({name: sums[_SLOTS[name]] / self._minibatches_since_pop for name in UPDATE_METRICS})
+        if self._updates_since_pop:
+            metrics.update({name: sums[_SLOTS[name]] / self._updates_since_pop for name in ROLLOUT_METRICS})
+        episodes = sums[_SLOTS["episodes"]]
+        if episodes:
+            metrics.update({name: sums[_SLOTS[name]] / episodes for name in EPISODE_METRICS})
+        metrics["episodes"] = episodes
+        self._minibatches_since_pop = 0
+        self._updates_since_pop = 0
+        return metrics
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to continue training: modules, normalizers, counters and optimizers."""
+        return {"modules": self.state_dict(), "actor_optimizer": self.actor_optimizer.state_dict(),
+                "critic_optimizer": self.critic_optimizer.state_dict()}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`checkpoint_state`; call :meth:`reset` before training again."""
+        self.load_state_dict(state["modules"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self._obs = self._critic_obs = None
+
+    # ----------------------------------------------------------------- helpers
+    def _observe(self, obs: torch.Tensor, critic_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fold a batch of raw observations into the running statistics and return them normalized."""
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.update(obs)
+            self.critic_obs_normalizer.update(critic_obs)
+        return (self._normalize(self.obs_normalizer, obs), self._normalize(self.critic_obs_normalizer, critic_obs))
+
+    @staticmethod
+    def _normalize(normalizer: RunningMeanStd | None, x: torch.Tensor) -> torch.Tensor:
+        return x if normalizer is None else normalizer.normalize(x)
+
+    def _allocate_storage(self, obs_dim: int, critic_obs_dim: int, action_dim: int) -> TensorDict:
+        shape = (self.config.num_steps, self.config.num_envs)
+        floats = {"obs": (obs_dim,), "critic_obs": (critic_obs_dim,), "original_action": (action_dim,),
+                  "action": (action_dim,), "value": (), "reward": (), "truncation_value": (), "target": ()}
+        storage = {name: torch.zeros(*shape, *tail, device=self.device) for name, tail in floats.items()}
+        for name in ("terminated", "truncated"):
+            storage[name] = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        return TensorDict(storage, batch_size=shape, device=self.device)
+
+    def _compile_hot_paths(self) -> None:
+        """``torch.compile`` the policy and minibatch steps; on CUDA also record them as CUDA graphs."""
+        self.policy_step = torch.compile(self._policy_step)
+        self.minibatch_step = torch.compile(self._minibatch_step)
+        if self.device.type == "cuda":
+            from tensordict.nn import CudaGraphModule
+
+            self.policy_step = CudaGraphModule(self.policy_step)
+            self.minibatch_step = CudaGraphModule(self.minibatch_step)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

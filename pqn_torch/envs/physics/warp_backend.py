@@ -1,0 +1,180 @@
+"""MuJoCo Warp (float32) on a CUDA GPU or the CPU: the torch tensors are zero-copy views of the warp arrays.
+
+Every :class:`Physics` tensor is ``warp.to_torch`` of the matching ``mujoco_warp.Data`` array, so torch
+writes are the simulation's state and ``mujoco_warp.step`` results are visible without a copy.
+
+CUDA graphs. At construction the loop of ``config.substeps`` ``mujoco_warp.step`` calls is captured once
+into a warp CUDA graph (on a private torch stream, because CUDA cannot capture on torch's legacy default
+stream); ``step()`` replays it on torch's *current* stream, so it is ordered with the torch ops around it.
+To capture a whole env step in a torch CUDA graph, just call it inside the capture::
+
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = env.step(action)
+
+``step()`` and ``forward()`` notice that torch's current stream is capturing and then launch the
+physics kernels themselves on that stream, registered with warp as an external capture
+(``wp.capture_begin(external=True)``) so warp keeps the scratch memory they allocate alive; the kernels
+become part of torch's graph. No host sync happens in either path.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import mujoco
+import mujoco_warp
+import torch
+import warp as wp
+
+from pqn_torch.envs.physics.base import Physics, PhysicsConfig
+
+ITERATION_LIMITS = mujoco_warp.OverflowType.ITERATIONS | mujoco_warp.OverflowType.LS_ITERATIONS
+REFERENCE_WORLDS = 1024
+"""The batch that MuJoCo Playground's per-task ``naconmax`` totals are read against (the DM-suite ``num_envs``)."""
+
+
+def contact_capacity(naconmax: int | None, num_worlds: int) -> int | None:
+    """Total contact buffer for ``num_worlds`` worlds, from a task's Playground ``naconmax``.
+
+    Playground's ``naconmax`` is one total for the whole batch. Read as a total for
+    ``REFERENCE_WORLDS`` worlds, it gives each world ``naconmax / REFERENCE_WORLDS`` contacts; we keep
+    that per-world capacity at any batch size, so the total scales with ``num_worlds`` (a fixed total
+    would overflow for larger batches and waste memory and kernel threads for small ones).
+    ``None`` leaves the choice to MuJoCo Warp (its per-world heuristic times ``num_worlds``).
+    """
+    if naconmax is None:
+        return None
+    return math.ceil(naconmax * num_worlds / REFERENCE_WORLDS)
+
+
+class WarpPhysics(Physics):
+    """``num_worlds`` worlds of ``mj_model`` in MuJoCo Warp on ``device``; see the module docstring."""
+
+    def __init__(self, mj_model: mujoco.MjModel, num_worlds: int, device: torch.device, config: PhysicsConfig) -> None:
+        if not isinstance(num_worlds, int) or num_worlds < 1:
+            raise ValueError(f"num_worlds must be a positive integer, got {num_worlds!r}")
+        if isinstance(config.substeps, bool) or not isinstance(config.substeps, int) or config.substeps < 1:
+            raise ValueError(f"config.substeps must be a positive integer, got {config.substeps!r}")
+        self.mj_model = mj_model
+        self.num_worlds = num_worlds
+        self.device = _normalize_device(torch.device(device))
+        self.dtype = torch.float32
+        self.config = config
+        wp.init()
+        self._wp_device = wp.device_from_torch(self.device)
+
+        mj_data = mujoco.MjData(mj_model)
+        mujoco.mj_forward(mj_model, mj_data)
+        with wp.ScopedDevice(self._wp_device):
+            self.model = mujoco_warp.put_model(mj_model)
+            # Playground's solver settings cap iterations on purpose: hitting the cap is expected, not an
+            # error worth a printf from every world; buffer overflows (contacts, constraints) still warn.
+            self.model.opt.warn_overflow &= ~int(ITERATION_LIMITS)
+            self.data = mujoco_warp.put_data(mj_model, mj_data, nworld=num_worlds,
+                                             naconmax=contact_capacity(config.naconmax, num_worlds),
+                                             njmax=config.njmax)
+        data = self.data
+        self.qpos, self.qvel = wp.to_torch(data.qpos), wp.to_torch(data.qvel)
+        self.act, self.ctrl = wp.to_torch(data.act), wp.to_torch(data.ctrl)
+        self.mocap_pos, self.mocap_quat = wp.to_torch(data.mocap_pos), wp.to_torch(data.mocap_quat)
+        self.sensordata, self.time = wp.to_torch(data.sensordata), wp.to_torch(data.time)
+        self._warmstart = wp.to_torch(data.qacc_warmstart)
+
+        self._warp_streams: dict[int, wp.Stream] = {}
+        self._step_graph: wp.Graph | None = None
+        if self.device.type == "cuda":
+            self._step_graph = self._capture(self._substeps(config.substeps))
+        self.forward()
+
+    def step(self, num_substeps: int | None = None) -> None:
+        """``num_substeps`` (default ``config.substeps``) physics steps; the default count replays the graph."""
+        substeps = self.config.substeps if num_substeps is None else num_substeps
+        if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
+            raise ValueError(f"number of physics steps must be a positive integer, got {substeps!r}")
+        if self._step_graph is not None and substeps == self.config.substeps:
+            stream = self._current_stream()
+            if not stream.is_capturing:
+                wp.capture_launch(self._step_graph, stream=stream)
+                return
+        self._launch(self._substeps(substeps))
+
+    def forward(self) -> None:
+        """``mujoco_warp.forward`` in every world, so ``sensordata`` describes the current state."""
+        self._launch(lambda: mujoco_warp.forward(self.model, self.data))
+
+    def clear_warmstart(self, mask: torch.Tensor) -> None:
+        """Zero ``qacc_warmstart`` of the worlds in ``mask`` with one torch op (graph-safe, no host sync)."""
+        self._warmstart.masked_fill_(mask.view(-1, 1), 0.0)
+
+    # ----------------------------------------------------------------- launching
+    def _substeps(self, count: int) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(count):
+                mujoco_warp.step(self.model, self.data)
+        return run
+
+    def _current_stream(self) -> wp.Stream:
+        """Torch's current CUDA stream on our device, as a (cached) warp stream."""
+        torch_stream = torch.cuda.current_stream(self.device)
+        stream = self._warp_streams.get(torch_stream.cuda_stream)
+        if stream is None:
+            stream = self._warp_streams[torch_stream.cuda_stream] = wp.stream_from_torch(torch_stream)
+        return stream
+
+    def _launch(self, kernels: Callable[[], None]) -> None:
+        """Run ``kernels`` now: on the CPU, or on torch's current CUDA stream (inside its capture, if any)."""
+        if self.device.type != "cuda":
+            with wp.ScopedDevice(self._wp_device):
+                kernels()
+            return
+        stream = self._current_stream()
+        with wp.ScopedDevice(self._wp_device), wp.ScopedStream(stream, sync_enter=False):
+            if not stream.is_capturing:
+                kernels()
+                return
+            wp.capture_begin(stream=stream, external=True, force_module_load=False)
+            try:
+                kernels()
+            finally:
+                wp.capture_end(stream=stream)
+
+    def _capture(self, kernels: Callable[[], None]) -> wp.Graph:
+        """Capture ``kernels`` into a warp CUDA graph on a private stream, ordered after torch's current work.
+
+        One uncaptured run first compiles and loads every kernel module (loading during a capture needs
+        a recent driver); the worlds are reset to the model defaults afterwards.
+        """
+        capture_stream = torch.cuda.Stream(self.device)
+        capture_stream.wait_stream(torch.cuda.current_stream(self.device))
+        stream = wp.stream_from_torch(capture_stream)
+        with wp.ScopedDevice(self._wp_device), wp.ScopedStream(stream, sync_enter=False):
+            kernels()
+            with _gc_paused(), wp.ScopedCapture(stream=stream, force_module_load=False) as capture:
+                kernels()
+            mujoco_warp.reset_data(self.model, self.data)
+        torch.cuda.current_stream(self.device).wait_stream(capture_stream)
+        return capture.graph
+
+
+def _normalize_device(device: torch.device) -> torch.device:
+    if device.type == "cuda":
+        return torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
+    if device.type != "cpu":
+        raise ValueError(f"WarpPhysics runs on cpu or cuda[:index], got device {device}")
+    return device
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No garbage collection during a capture: a stale warp graph freed then would be recorded into it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

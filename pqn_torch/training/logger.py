@@ -1,0 +1,54 @@
+"""Where training reports go: tensorboard scalars in the run dir and a progress bar on the terminal."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+# agent metric -> tensorboard tag
+AGENT_TAGS = {
+    "critic_loss": "loss/critic", "actor_loss": "loss/actor", "q_mean": "q/mean",
+    "critic_grad_norm": "grad_norm/critic", "actor_grad_norm": "grad_norm/actor",
+    "penalty_fraction": "actor/penalty_fraction", "reward_mean": "rollout/reward_mean",
+    "value_mean": "rollout/value_mean", "target_mean": "rollout/target_mean",
+    "episode_return": "train/episode_return", "episode_length": "train/episode_length", "episodes": "train/episodes",
+}
+
+
+class RunLogger:
+    """Tensorboard writer (``run_dir/tensorboard``) plus a tqdm bar counted in env steps."""
+
+    def __init__(self, run_dir: Path, total_env_steps: int, initial_env_steps: int = 0,
+                 show_progress: bool = True) -> None:
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+        self.bar = tqdm(total=total_env_steps, initial=initial_env_steps, unit="step", unit_scale=True,
+                        dynamic_ncols=True, disable=not show_progress, file=sys.stdout)
+        self._shown_steps = initial_env_steps
+        self._postfix: dict[str, str] = {}
+
+    def scalars(self, values: dict[str, float], env_steps: int) -> None:
+        """Write ``tag -> value`` pairs at ``env_steps``."""
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, env_steps)
+
+    def agent_metrics(self, metrics: dict[str, float], env_steps: int) -> None:
+        """Write the agent's ``pop_metrics()`` under their tensorboard tags."""
+        self.scalars({AGENT_TAGS[name]: value for name, value in metrics.items()}, env_steps)
+
+    def progress(self, env_steps: int, **postfix: str) -> None:
+        """Advance the bar to ``env_steps`` and update the fields shown after it (SPS, eval return...)."""
+        self._postfix.update(postfix)
+        self.bar.set_postfix(self._postfix, refresh=False)
+        self.bar.update(env_steps - self._shown_steps)
+        self._shown_steps = env_steps
+
+    def message(self, text: str) -> None:
+        """A line on the terminal that does not break the bar."""
+        tqdm.write(text, file=sys.stdout)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()

@@ -1,0 +1,183 @@
+"""Throughput benchmarks; prints one JSON line per run.
+
+    python scripts/benchmark.py env task=CheetahRun num_envs=256 backend=mujoco steps=2000 num_threads=2 device=auto
+    python scripts/benchmark.py env task=CheetahRun num_envs=64 backend=warp device=cpu steps=200
+
+Mode ``env``: world-steps per second of ``make_env(...).step`` with random actions (after a warm-up),
+next to the bare physics rate of the same model and number of worlds, one control step per call:
+``mujoco.rollout`` on the same number of threads for backend=mujoco, ``mujoco_warp.step`` (replayed as a
+CUDA graph on GPU) for backend=warp. ``ratio`` = env / bare: what the env adds on top of the physics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import mujoco
+import mujoco_warp
+import numpy as np
+import torch
+import warp as wp
+from mujoco.rollout import Rollout
+
+from pqn_torch.envs import make_env
+from pqn_torch.envs.core import BatchedEnv
+from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics
+
+ACTION_BATCHES = 16  # distinct random action batches, cycled, so that drawing them is not timed
+
+
+def parse_options(arguments: list[str], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``key=value`` arguments over ``defaults``, each converted to its default's type (None = str)."""
+    options = dict(defaults)
+    for argument in arguments:
+        key, separator, value = argument.partition("=")
+        if not separator or key not in defaults:
+            raise ValueError(f"bad argument {argument!r}: expected key=value with key in {sorted(defaults)}")
+        default = defaults[key]
+        try:
+            options[key] = type(default)(value) if default is not None and not isinstance(default, str) else value
+        except ValueError:
+            raise ValueError(f"{key}={value!r}: expected a {type(default).__name__}") from None
+    return options
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name and the cores this process may use."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or "cpu"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
+    return f"{cpu} ({len(os.sched_getaffinity(0))} cores)"
+
+
+def timed_rate(run_once: Callable[[], None], calls: int, worlds: int, device: torch.device) -> float:
+    """World-steps per second of ``calls`` calls of ``run_once`` (after ``calls // 10`` warm-up calls)."""
+    for _ in range(max(1, calls // 10)):
+        run_once()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        run_once()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return worlds * calls / (time.perf_counter() - start)
+
+
+def env_rate(env: BatchedEnv, steps: int) -> float:
+    generator = torch.Generator(device=env.device).manual_seed(0)
+    low, high = env.action_low, env.action_high
+    actions = [low + (high - low) * torch.rand(env.num_envs, env.action_dim, generator=generator, device=env.device)
+               for _ in range(ACTION_BATCHES)]
+    env.reset()
+    counter = iter(range(sys.maxsize))
+    return timed_rate(lambda: env.step(actions[next(counter) % ACTION_BATCHES]), steps, env.num_envs, env.device)
+
+
+def bare_rollout_rate(env: BatchedEnv, steps: int, num_threads: int) -> float:
+    """``mujoco.rollout`` from the env's current states: one control step (``substeps`` physics steps) per call.
+
+    Each call continues from the previous call's last state (in place when there is one substep),
+    with random controls; rollout restarts the solver warm-start at every call.
+    """
+    model, num_worlds, substeps = env.physics.mj_model, env.num_envs, env.physics.config.substeps
+    full_physics = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    data = mujoco.MjData(model)
+    state = np.empty((num_worlds, mujoco.mj_stateSize(model, full_physics)))
+    for world in range(num_worlds):
+        data.qpos[:], data.qvel[:] = env.physics.qpos[world].numpy(), env.physics.qvel[world].numpy()
+        mujoco.mj_getState(model, data, state[world], full_physics)
+    trajectory = state[:, None, :] if substeps == 1 else np.empty((num_worlds, substeps, state.shape[1]))
+    sensordata = np.empty((num_worlds, substeps, model.nsensordata))
+    low, high = env.action_low.numpy().astype(np.float64), env.action_high.numpy().astype(np.float64)
+    rng = np.random.default_rng(0)
+    controls = [np.ascontiguousarray(np.repeat(rng.uniform(low, high, (num_worlds, 1, model.nu)), substeps, axis=1))
+                for _ in range(ACTION_BATCHES)]
+    models = [model] * num_worlds
+    datas = [mujoco.MjData(model) for _ in range(num_threads)]
+    counter = iter(range(sys.maxsize))
+
+    with Rollout(nthread=num_threads) as rollout:
+        def control_step() -> None:
+            rollout.rollout(models, datas, state, controls[next(counter) % ACTION_BATCHES], nstep=substeps,
+                            state=trajectory, sensordata=sensordata, skip_checks=True)
+            if substeps > 1:
+                state[:] = trajectory[:, -1]
+
+        return timed_rate(control_step, steps, num_worlds, torch.device("cpu"))
+
+
+def bare_warp_rate(env: BatchedEnv, steps: int) -> float:
+    """``substeps`` ``mujoco_warp.step`` calls per control step on the env's own model and data."""
+    physics = env.physics
+    device = wp.device_from_torch(physics.device)
+
+    def control_step() -> None:
+        for _ in range(physics.config.substeps):
+            mujoco_warp.step(physics.model, physics.data)
+
+    with wp.ScopedDevice(device):
+        if physics.device.type == "cuda":
+            control_step()
+            with wp.ScopedCapture() as capture:
+                control_step()
+            return timed_rate(lambda: wp.capture_launch(capture.graph), steps, env.num_envs, physics.device)
+        return timed_rate(control_step, steps, env.num_envs, physics.device)
+
+
+ENV_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "num_envs": 256, "backend": "auto", "steps": 2000,
+                                "num_threads": 0, "device": "auto", "seed": 0}
+
+
+def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
+    """Env step rate vs bare physics rate (see module docstring). ``num_threads=0``: all cores."""
+    num_threads = options["num_threads"] or len(os.sched_getaffinity(0))
+    if options["num_envs"] < 1 or options["steps"] < 1 or num_threads < 1:
+        raise ValueError("num_envs, steps and num_threads must be positive (num_threads=0 means all cores)")
+    env = make_env(options["task"], options["num_envs"], device=options["device"], backend=options["backend"],
+                   seed=options["seed"], reset_pool_size=options["num_envs"], num_threads=num_threads)
+    native = isinstance(env.physics, MujocoPhysics)
+    env_steps = env_rate(env, options["steps"])
+    bare_steps = bare_rollout_rate(env, options["steps"], num_threads) if native else bare_warp_rate(env, options["steps"])
+    return {
+        "task": options["task"],
+        "backend": "mujoco" if native else "warp",
+        "device": device_name(env.device),
+        "num_envs": options["num_envs"],
+        "num_threads": num_threads if native else None,
+        "env_steps_per_s": round(env_steps),
+        "bare_steps_per_s": round(bare_steps),
+        "ratio": round(env_steps / bare_steps, 3),
+    }
+
+
+MODES: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], dict[str, Any]]] = {
+    "env": (benchmark_env, ENV_DEFAULTS),
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in MODES:
+        print(f"usage: benchmark.py MODE [key=value ...]; MODE one of {sorted(MODES)}", file=sys.stderr)
+        return 2
+    run, defaults = MODES[argv[0]]
+    try:
+        result = run(parse_options(argv[1:], defaults))
+    except (ValueError, KeyError) as error:
+        print(f"benchmark.py: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,301 @@
+"""PQN's algorithm pieces against hand-worked numbers, naive re-implementations, numpy and the physics."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pqn_torch.algo import (PQN, Actor, CriticEnsemble, LinearSchedule, PQNConfig, RewardNormalizer, RunningMeanStd,
+                            actor_loss, critic_loss, huber, q_lambda_targets)
+from pqn_torch.envs import make_env
+
+# ----------------------------------------------------------------------------- Q(lambda)
+REWARDS = torch.tensor([[1.0], [2.0], [3.0]])
+VALUES = torch.tensor([[10.0], [20.0], [30.0]])
+LAST = torch.tensor([40.0])
+NONE = torch.zeros(3, 1, dtype=torch.bool)
+AT_1 = torch.tensor([[False], [True], [False]])
+
+
+def targets(terminated=NONE, truncated=NONE, bootstrap=False, truncation_values=None):
+    return q_lambda_targets(REWARDS, VALUES, terminated, truncated, LAST, gamma=0.5, q_lambda=0.5,
+                            bootstrap_truncation=bootstrap, truncation_values=truncation_values)[:, 0].tolist()
+
+
+def test_q_lambda_hand_worked_example():
+    # G2 = 3 + .5*40 = 23; G1 = 2 + .5*(30 + .5*(23-30)) = 15.25; G0 = 1 + .5*(20 + .5*(15.25-20)) = 9.8125
+    assert targets() == [9.8125, 15.25, 23.0]
+    # termination at t=1: G1 = r1 = 2; G0 = 1 + .5*(20 + .5*(2-20)) = 6.5
+    assert targets(terminated=AT_1) == [6.5, 2.0, 23.0]
+
+
+def test_q_lambda_truncation_with_and_without_bootstrapping():
+    truncation_values = torch.full((3, 1), 100.0)
+    assert targets(truncated=AT_1) == [6.5, 2.0, 23.0]  # reference: a truncation is a termination
+    # bootstrapped: G1 = 2 + .5*100 = 52; G0 = 1 + .5*(20 + .5*(52-20)) = 19
+    assert targets(truncated=AT_1, bootstrap=True, truncation_values=truncation_values) == [19.0, 52.0, 23.0]
+    last_truncated = torch.tensor([[False], [False], [True]])
+    assert targets(truncated=last_truncated, bootstrap=True, truncation_values=truncation_values)[2] == 53.0
+    with pytest.raises(ValueError, match="truncation_values"):
+        targets(truncated=AT_1, bootstrap=True)
+
+
+def forward_view_lambda_returns(rewards, values, terminated, truncated, last_value, gamma, lam, bootstrap,
+                                truncation_values):
+    """Naive forward view: G^lambda = (1-lam) sum_n lam^(n-1) G^(n), truncated at the episode's end."""
+    steps, envs = rewards.shape
+    next_values = np.concatenate([values[1:], last_value[None]])
+    out = np.zeros_like(rewards)
+    for env in range(envs):
+        for start in range(steps):
+            n_step_returns = []
+            discounted = 0.0
+            for offset, step in enumerate(range(start, steps)):
+                discounted += gamma ** offset * rewards[step, env]
+                ends = terminated[step, env] or truncated[step, env]
+                if terminated[step, env] or (truncated[step, env] and not bootstrap):
+                    n_step_returns.append(discounted)
+                elif truncated[step, env]:
+                    n_step_returns.append(discounted + gamma ** (offset + 1) * truncation_values[step, env])
+                else:
+                    n_step_returns.append(discounted + gamma ** (offset + 1) * next_values[step, env])
+                if ends:
+                    break
+            horizon = len(n_step_returns)
+            weights = [(1 - lam) * lam ** n for n in range(horizon - 1)] + [lam ** (horizon - 1)]
+            out[start, env] = sum(w * g for w, g in zip(weights, n_step_returns))
+    return out
+
+
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_q_lambda_matches_the_forward_view_on_random_data(bootstrap):
+    rng = np.random.default_rng(0)
+    steps, envs = 12, 5
+    rewards, values, truncation_values = (rng.normal(size=(steps, envs)) for _ in range(3))
+    last_value = rng.normal(size=envs)
+    ends = rng.random((steps, envs)) < 0.2
+    terminated = ends & (rng.random((steps, envs)) < 0.5)
+    truncated = ends & ~terminated
+    expected = forward_view_lambda_returns(rewards, values, terminated, truncated, last_value, 0.9, 0.7, bootstrap,
+                                           truncation_values)
+    as_torch = [torch.from_numpy(x) for x in (rewards, values, terminated, truncated, last_value)]
+    got = q_lambda_targets(*as_torch, gamma=0.9, q_lambda=0.7, bootstrap_truncation=bootstrap,
+                           truncation_values=torch.from_numpy(truncation_values))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- losses
+def test_huber_values():
+    error = torch.tensor([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
+    expected = torch.tensor([2.5, 0.5, 0.125, 0.0, 0.125, 0.5, 1.5])  # 0.5 x^2 inside |x| < 1, |x| - 0.5 outside
+    torch.testing.assert_close(huber(error, torch.zeros(7)), expected)
+    # delta scales it like smooth L1 with beta=delta: 0.5 x^2 / delta inside, |x| - 0.5 delta outside
+    expected = F.smooth_l1_loss(error, torch.zeros(7), reduction="none", beta=2.0)
+    torch.testing.assert_close(huber(error, torch.zeros(7), delta=2.0), expected)
+
+
+def test_critic_loss_sums_the_members_mean_huber():
+    q_values = torch.tensor([[0.0, 2.0], [1.0, 1.0]])  # two critics, two samples
+    target = torch.tensor([0.5, 0.0])
+    # critic 0: mean(0.125, 1.5) = 0.8125; critic 1: mean(0.125, 0.5) = 0.3125
+    assert critic_loss(q_values, target).item() == pytest.approx(1.125)
+
+
+def test_actor_penalty_is_gated_by_the_threshold():
+    scale, bias = torch.tensor([2.0, 2.0]), torch.zeros(2)
+    rollout = torch.zeros(2, 2)
+    action = torch.tensor([[0.2, 0.2], [0.4, 0.4]])  # changes in range units: 0.1 and 0.2
+    q_values = torch.tensor([1.0, 3.0])
+    loss, fraction = actor_loss(q_values, action, rollout, scale, bias, threshold=0.15, penalty_coeff=10.0)
+    # sample 0 under the threshold: -1; sample 1 over it: -3 + 10 * mean(0.5*0.4^2, 0.5*0.4^2) = -3 + 0.8
+    assert loss.item() == pytest.approx((-1.0 + -2.2) / 2)
+    assert fraction.item() == 0.5
+    loss, fraction = actor_loss(q_values, action, rollout, scale, bias, threshold=0.5, penalty_coeff=10.0)
+    assert loss.item() == pytest.approx(-2.0) and fraction.item() == 0.0
+
+
+# ----------------------------------------------------------------------------- schedules
+def test_linear_schedule_endpoints_and_midpoint():
+    schedule = LinearSchedule(1.0, 0.15, 100)
+    assert [schedule(0), schedule(50), schedule(100), schedule(1000)] == pytest.approx([1.0, 0.575, 0.15, 0.15])
+    values = schedule(torch.tensor([0, 50, 100, 1000]))
+    torch.testing.assert_close(values, torch.tensor([1.0, 0.575, 0.15, 0.15]))
+    assert LinearSchedule(3e-4, 1e-5, 0)(10**6) == 3e-4  # no annealing
+
+
+# ----------------------------------------------------------------------------- normalizers
+def test_running_mean_std_matches_numpy_over_the_stream():
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(loc=3.0, scale=[1.0, 5.0], size=(n, 2)) for n in (7, 1, 30, 12)]
+    stats = RunningMeanStd((2,))
+    for batch in batches:
+        stats.update(torch.from_numpy(batch).float())
+    data = np.concatenate([b.astype(np.float32).astype(np.float64) for b in batches])
+    prior = 1e-4  # the initial (mean 0, var 1) pseudo-count
+    total = prior + len(data)
+    mean = data.sum(0) / total
+    var = (prior * 1.0 + ((data - mean) ** 2).sum(0) + prior * mean ** 2) / total
+    np.testing.assert_allclose(stats.mean.numpy(), mean, rtol=1e-10)
+    np.testing.assert_allclose(stats.var.numpy(), var, rtol=1e-10)
+    x = torch.tensor([[3.0, -2.0]])
+    expected = (x.double() - torch.from_numpy(mean)) / np.sqrt(var + 1e-8)
+    torch.testing.assert_close(stats.normalize(x), expected.float())
+
+
+def test_reward_normalizer_divides_by_the_std_of_discounted_returns():
+    rng = np.random.default_rng(2)
+    gamma, envs = 0.9, 3
+    normalizer = RewardNormalizer(envs, gamma)
+    returns, seen = np.zeros(envs), []
+    for _ in range(20):
+        reward = rng.normal(size=envs).astype(np.float32)
+        done = rng.random(envs) < 0.2
+        got = normalizer(torch.from_numpy(reward), torch.from_numpy(done))
+        returns = np.where(done, 0.0, gamma * returns) + reward
+        seen.append(returns.copy())
+        data = np.concatenate(seen)
+        total = 1e-4 + len(data)
+        mean = data.sum() / total
+        var = (1e-4 + ((data - mean) ** 2).sum() + 1e-4 * mean ** 2) / total
+        np.testing.assert_allclose(got.numpy(), reward / np.sqrt(var + 1e-8), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- networks
+def test_critic_ensemble_equals_its_members_evaluated_one_by_one():
+    torch.manual_seed(0)
+    critic = CriticEnsemble(obs_dim=5, action_dim=2, hidden_sizes=(16, 8), num_critics=3)
+    obs, action = torch.randn(4, 5), torch.randn(4, 2)
+    got = critic(obs, action)
+    assert got.shape == (3, 4)
+    for member in range(3):
+        hidden = torch.cat([obs, action], -1)
+        for layer in range(2):
+            hidden = F.linear(hidden, critic.weights[layer][member].T, critic.biases[layer][member])
+            hidden = F.layer_norm(hidden, (hidden.shape[-1],), critic.norm_scales[layer][member],
+                                  critic.norm_shifts[layer][member], eps=1e-6).relu()
+        expected = F.linear(hidden, critic.weights[2][member].T, critic.biases[2][member])[:, 0]
+        torch.testing.assert_close(got[member], expected)
+    assert not torch.allclose(got[0], got[1])  # independently initialized members
+    torch.testing.assert_close(critic.mean_q(obs, action), got.mean(0))
+
+
+def test_orthogonal_init_and_actor_range():
+    torch.manual_seed(0)
+    critic = CriticEnsemble(obs_dim=10, action_dim=6, hidden_sizes=(16,), num_critics=2, init_scale=2.0)
+    square = critic.weights[0][1]  # [16, 16]
+    torch.testing.assert_close(square.T @ square, 4.0 * torch.eye(16), atol=1e-5, rtol=0)
+    assert torch.count_nonzero(critic.biases[0]) == 0
+    actor = Actor(3, torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 4.0]), hidden_sizes=(8,))
+    obs = torch.randn(256, 3)
+    actions = actor(obs)
+    assert (actions[:, 0].abs() <= 1).all() and (actions[:, 1] >= 0).all() and (actions[:, 1] <= 4).all()
+    with torch.no_grad():
+        actor.body[-1].bias.copy_(torch.tensor([-50.0, 50.0]))  # drive tanh into saturation: low / high end
+    torch.testing.assert_close(actor(obs), torch.tensor([-1.0, 4.0]).expand(256, 2))
+
+
+# ----------------------------------------------------------------------------- config
+@pytest.mark.parametrize("change, message", [
+    ({"num_envs": 0}, "alg.num_envs must be a positive integer"),
+    ({"gamma": 1.5}, r"alg.gamma must be a number in \[0.0, 1.0\]"),
+    ({"num_minibatches": 7}, "must divide num_envs"),
+    ({"actor_hidden_sizes": [64, -1]}, "alg.actor_hidden_sizes must be a list of positive integers"),
+    ({"bootstrap_truncation": "yes"}, "alg.bootstrap_truncation must be true or false"),
+])
+def test_invalid_config_values_fail_with_one_clear_line(change, message):
+    with pytest.raises(ValueError, match=message):
+        PQNConfig(**change)
+
+
+def test_unknown_config_key_is_named():
+    with pytest.raises(ValueError, match=r"unknown alg option\(s\) \['gama'\]"):
+        PQNConfig.from_dict({"gama": 0.9})
+
+
+# ----------------------------------------------------------------------------- the agent on a real env
+SMALL = dict(num_envs=4, num_steps=6, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(16,),
+             critic_hidden_sizes=(16,), num_critics=2)
+
+
+class Recorder:
+    """Wraps an env and keeps every step's result (the agent sees the env unchanged)."""
+
+    def __init__(self, env):
+        self.env, self.results = env, []
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def step(self, action):
+        self.results.append(self.env.step(action).clone())
+        return self.results[-1]
+
+
+@pytest.fixture(scope="module")
+def short_env():
+    """CartpoleBalance with 4-step episodes: truncations land inside a 6-step rollout."""
+    return make_env("CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8,
+                    num_threads=1, episode_length=4)
+
+
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_rollout_bootstraps_truncated_steps_from_their_final_observation(short_env, bootstrap):
+    torch.manual_seed(0)
+    config = PQNConfig(**SMALL, noise_start=0.0, noise_finish=0.0, normalize_obs=False, bootstrap_truncation=bootstrap)
+    agent = PQN.for_env(short_env, config, total_timesteps=240)
+    env = Recorder(short_env)
+    agent.reset(env)
+    storage = agent.collect(env)
+    truncated = storage["truncated"]
+    assert truncated[3].all() and truncated.sum() == 4  # episode length 4: every env truncates at step 3
+    step = env.results[3]
+    with torch.no_grad():  # noise-free, so the bootstrap value is the deterministic actor's at the final obs
+        value = agent.critic.mean_q(step["final_critic_obs"], agent.actor(step["final_obs"]))
+    expected = storage["reward"][3] + config.gamma * value if bootstrap else storage["reward"][3]
+    torch.testing.assert_close(storage["target"][3], expected)
+    assert not torch.equal(step["final_obs"], step["obs"])  # the bootstrap state is not the reset state
+
+
+def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(short_env):
+    torch.manual_seed(1)
+    agent = PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240)
+    agent.reset(short_env)
+    agent.collect(short_env)
+    old_actor = Actor(short_env.obs_dim, short_env.action_low, short_env.action_high, (16,))
+    old_actor.load_state_dict(agent.actor.state_dict())
+    old_critic = CriticEnsemble(short_env.critic_obs_dim, 1, (16,), 2)
+    old_critic.load_state_dict(agent.critic.state_dict())
+    indices = torch.arange(0, 24, 2)
+    agent.minibatch_step(indices)
+    batch = agent._storage.reshape(-1)[indices]
+
+    new_action = old_actor(batch["obs"])
+    policy_loss, _ = actor_loss(old_critic.mean_q(batch["critic_obs"], new_action), new_action,
+                                batch["original_action"], old_actor.action_scale, old_actor.action_bias, 0.15, 10.0)
+    value_loss = critic_loss(old_critic(batch["critic_obs"], batch["action"]), batch["target"])
+    for module, loss, trained in ((old_actor, policy_loss, agent.actor), (old_critic, value_loss, agent.critic)):
+        grads = torch.autograd.grad(loss, list(module.parameters()))
+        norm = torch.sqrt(sum((g ** 2).sum() for g in grads)).item()
+        clip = min(1.0, agent.config.max_grad_norm / (norm + 1e-6))
+        for param, grad in zip(trained.parameters(), grads):  # .grad keeps the clipped gradient of the step
+            torch.testing.assert_close(param.grad, grad * clip)
+        assert not all(torch.equal(a, b) for a, b in zip(module.parameters(), trained.parameters()))
+
+
+@pytest.mark.slow
+def test_compiled_hot_paths_match_eager(short_env):
+    """``compile=True`` (torch.compile; CUDA graphs only on CUDA) computes what the eager agent does."""
+    def make(compiled):
+        torch.manual_seed(3)  # identical initial weights
+        return PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240, compile=compiled)
+
+    eager, compiled = make(False), make(True)
+    eager.reset(short_env)
+    eager.collect(short_env)
+    compiled._storage.update_(eager._storage)
+    indices = torch.arange(12)
+    torch.testing.assert_close(compiled.minibatch_step(indices), eager.minibatch_step(indices), rtol=1e-4, atol=1e-5)
+    obs = eager._storage["obs"][0]
+    sigma = torch.zeros(short_env.num_envs)  # noise-free, so both must give the same actions and values
+    for compiled_out, eager_out in zip(compiled.policy_step(obs, obs, sigma), eager.policy_step(obs, obs, sigma)):
+        torch.testing.assert_close(compiled_out, eager_out, rtol=1e-4, atol=1e-5)

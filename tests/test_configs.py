@@ -1,0 +1,93 @@
+"""Hydra composition of every task and alg yaml, the presets against the reference table, bad values."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from pqn_torch.envs.tasks import get_task_class
+from pqn_torch.training import ConfigError, settings_from_config
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+TASKS = sorted(p.stem for p in (CONFIG_DIR / "task").glob("*.yaml"))
+PRESETS = sorted(p.stem for p in (CONFIG_DIR / "alg").glob("*.yaml"))
+
+# The reference's yaml per domain (REFERENCE.md, "Settings per domain").
+REFERENCE = {
+    "dm_suite": dict(total_timesteps=5e7, num_envs=1024, num_steps=32, num_epochs=4, num_minibatches=32,
+                     actor_hidden_sizes=[512, 256, 128], critic_hidden_sizes=[1024, 512, 256], num_critics=2,
+                     normalize_obs=True, normalize_reward=False, anneal_lr=True, lr_start=1e-4, lr_end=5e-7,
+                     gamma=0.995, q_lambda=0.70, noise_start=1.0, noise_finish=0.15, noise_decay=1.0,
+                     penalty_threshold=0.15, penalty_coeff=10.0, max_grad_norm=1.0),
+    "locomotion": dict(total_timesteps=1e8, num_envs=4096, num_steps=32, num_epochs=4, num_minibatches=32,
+                       actor_hidden_sizes=[256, 128], critic_hidden_sizes=[1024, 1024], num_critics=1,
+                       normalize_obs=True, normalize_reward=True, anneal_lr=True, lr_start=5e-4, lr_end=5e-6,
+                       gamma=0.95, q_lambda=0.99, noise_start=1.0, noise_finish=0.2, noise_decay=0.9,
+                       penalty_threshold=0.15, penalty_coeff=50.0, max_grad_norm=1.0),
+    "manipulation": dict(total_timesteps=2e9, num_envs=4096, num_steps=128, num_epochs=4, num_minibatches=128,
+                         actor_hidden_sizes=[256, 128], critic_hidden_sizes=[1024, 1024], num_critics=1,
+                         normalize_obs=True, normalize_reward=True, anneal_lr=False, lr_start=5e-4,
+                         gamma=0.97, q_lambda=0.99, noise_start=1.0, noise_finish=0.6, noise_decay=1.0,
+                         penalty_threshold=0.1, penalty_coeff=50.0, max_grad_norm=1.0),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hydra_configs():
+    with initialize_config_dir(version_base=None, config_dir=str(CONFIG_DIR)):
+        yield
+
+
+def composed(overrides: list[str]) -> dict:
+    return OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
+
+
+def test_defaults_are_cheetah_run_with_the_dm_suite_preset():
+    config = composed([])
+    settings = settings_from_config(config)
+    assert settings.task == "CheetahRun" and settings.total_timesteps == 50_000_000
+    assert settings.alg.num_envs == 1024 and settings.alg.bootstrap_truncation is True
+    assert settings.device == "auto" and settings.backend == "auto" and settings.compile == "auto"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_yaml_composes_into_valid_settings(task):
+    settings = settings_from_config(composed([f"task={task}"]))
+    assert settings.task == task
+    get_task_class(task)(**settings.task_overrides)  # a registered task that accepts the yaml's overrides
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_alg_preset_composes_and_beats_the_task_default(preset):
+    config = composed(["task=CartpoleBalance", f"alg={preset}"])  # the task yaml's default is dm_suite
+    assert config["alg"] == OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "alg" / f"{preset}.yaml"))
+    settings_from_config(config)
+
+
+@pytest.mark.parametrize("preset", sorted(REFERENCE))
+def test_presets_match_the_reference_table(preset):
+    alg = composed([f"alg={preset}"])["alg"]
+    for key, value in REFERENCE[preset].items():
+        assert alg[key] == pytest.approx(value), key
+
+
+def test_command_line_overrides_reach_the_settings():
+    settings = settings_from_config(composed(["task=CheetahRun", "alg=cpu", "alg.num_envs=32", "total_timesteps=2e6",
+                                              "seed=3", "compile=false"]))
+    assert settings.alg.num_envs == 32 and settings.total_timesteps == 2_000_000
+    assert settings.seed == 3 and settings.compile is False
+
+
+@pytest.mark.parametrize("override, message", [
+    ("total_timesteps=-5", "total_timesteps must be a positive integer, got -5"),
+    ("compile=maybe", "compile must be true, false or auto, got 'maybe'"),
+    ("eval.interval=0", "eval.interval must be a fraction of training"),
+    ("seed=-1", "seed must be an integer >= 0"),
+    ("alg.num_envs=0", "alg.num_envs must be a positive integer, got 0"),
+    ("+alg.gama=0.9", r"unknown alg option\(s\) \['gama'\]"),
+])
+def test_invalid_values_fail_with_one_line(override, message):
+    with pytest.raises(ConfigError, match=message) as raised:
+        settings_from_config(composed([override]))
+    assert "\n" not in str(raised.value)
