@@ -23,6 +23,7 @@ setup(
         "tensorboard>=2.21.0",
         "dm_control>=1.0.50",  # ships the DM Control Suite MJCF files
         "numpy>=2.0",
+        "tqdm>=4.66",  # training progress bar
     ],
     extras_require={"dev": ["pytest>=8.0"]},
 )

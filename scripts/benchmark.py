@@ -28,7 +28,7 @@ from mujoco.rollout import Rollout
 
 from pqn_torch.envs import make_env
 from pqn_torch.envs.core import BatchedEnv
-from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics
+from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
 
 ACTION_BATCHES = 16  # distinct random action batches, cycled, so that drawing them is not timed
 
@@ -56,7 +56,7 @@ def device_name(device: torch.device) -> str:
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as cpuinfo:
             cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
-    return f"{cpu} ({len(os.sched_getaffinity(0))} cores)"
+    return f"{cpu} ({available_cores()} cores)"
 
 
 def timed_rate(run_once: Callable[[], None], calls: int, worlds: int, device: torch.device) -> float:
@@ -140,7 +140,7 @@ ENV_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "num_envs": 256, "backend"
 
 def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
     """Env step rate vs bare physics rate (see module docstring). ``num_threads=0``: all cores."""
-    num_threads = options["num_threads"] or len(os.sched_getaffinity(0))
+    num_threads = options["num_threads"] or available_cores()
     if options["num_envs"] < 1 or options["steps"] < 1 or num_threads < 1:
         raise ValueError("num_envs, steps and num_threads must be positive (num_threads=0 means all cores)")
     env = make_env(options["task"], options["num_envs"], device=options["device"], backend=options["backend"],
@@ -166,6 +166,7 @@ MODES: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], dict[str, Any
 
 
 def main(argv: list[str]) -> int:
+    wp.config.log_level = wp.LOG_WARNING  # no kernel-load chatter on stdout: it carries only the JSON line
     if not argv or argv[0] not in MODES:
         print(f"usage: benchmark.py MODE [key=value ...]; MODE one of {sorted(MODES)}", file=sys.stderr)
         return 2

@@ -49,10 +49,10 @@ OPTIONS = {
     "Reacher": (0.005, 1, 6, mujoco.mjtIntegrator.mjINT_EULER, (DISABLE.mjDSBL_CONTACT,)),
     "Swimmer": (0.003, 4, 8, mujoco.mjtIntegrator.mjINT_EULER, (DISABLE.mjDSBL_CONTACT,)),
 }
-_ENVS = {}
 
 
 def domain(name):
+    """The domain prefix of a task name (``FingerTurnEasy`` -> ``Finger``)."""
     return next(prefix for prefix in EFFECTOR if name.startswith(prefix))
 
 
@@ -62,11 +62,17 @@ def make(name, num_envs=NUM_ENVS, backend="mujoco", **kwargs):
     return make_env(name, num_envs, backend=backend, **options)
 
 
-def shared_env(name):
-    """One native env per task for the whole module (building the start pool is the slow part)."""
-    if name not in _ENVS:
-        _ENVS[name] = make(name)
-    return _ENVS[name]
+@pytest.fixture(scope="module")
+def shared_env():
+    """``shared_env(name)``: one native env per task for the whole module (building one is the slow part)."""
+    envs = {}
+
+    def get(name):
+        if name not in envs:
+            envs[name] = make(name)
+        return envs[name]
+
+    return get
 
 
 def random_actions(env, steps, seed=0):
@@ -98,7 +104,7 @@ def effector_positions(env, qpos):
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_spaces_random_rollout_and_truncation(name):
+def test_spaces_random_rollout_and_truncation(name, shared_env):
     obs_dim, action_dim, ctrl_dt, substeps = SPECS[name]
     env = shared_env(name)
     assert (env.obs_dim, env.critic_obs_dim, env.action_dim) == (obs_dim, obs_dim, action_dim)
@@ -121,7 +127,7 @@ def test_spaces_random_rollout_and_truncation(name):
 
 
 @pytest.mark.parametrize("name", ["FingerSpin", "FingerTurnEasy", "FingerTurnHard"])
-def test_finger_reset_distribution(name):
+def test_finger_reset_distribution(name, shared_env):
     """Finger joints in +-110 deg, spinner in [-pi, pi), at rest; turn targets on the tip's circle."""
     states = start_states(shared_env(name))
     qpos = states["qpos"]
@@ -140,7 +146,7 @@ def test_finger_reset_distribution(name):
     assert angle.min() < -2 and angle.max() > 2
 
 
-def test_fish_reset_distribution():
+def test_fish_reset_distribution(shared_env):
     """Root at the origin with a random unit quaternion, joints in [-.2, .2], target in its box."""
     states = start_states(shared_env("FishSwim"))
     qpos = states["qpos"]
@@ -154,7 +160,7 @@ def test_fish_reset_distribution():
     assert (target.max(dim=0).values - target.min(dim=0).values > 0.1).all()
 
 
-def test_reacher_reset_distribution_and_reset_to_targets():
+def test_reacher_reset_distribution_and_reset_to_targets(shared_env):
     """Shoulder in [-pi, pi), wrist in +-160 deg, target 5-20 cm from the centre; reset_to draws targets too."""
     env = shared_env("ReacherEasy")
     states = start_states(env)
@@ -169,7 +175,7 @@ def test_reacher_reset_distribution_and_reset_to_targets():
         assert (target[:, 2] == 0.01).all()
 
 
-def test_swimmer_reset_distribution():
+def test_swimmer_reset_distribution(shared_env):
     """Heading in [-pi, pi), hinges in +-60 deg, target xy in [-2, 2]^2, a fifth of them in [-.3, .3]^2."""
     env = shared_env("SwimmerSwimmer6")
     states = start_states(env)
@@ -218,7 +224,7 @@ def dm_control_evaluation(dm_env, name, qpos, qvel, target):
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_observation_and_reward_match_dm_control(name, dm_suite):
+def test_observation_and_reward_match_dm_control(name, dm_suite, shared_env):
     """From the same joint state and target, our task and dm_control's compute the same obs and reward.
 
     Finger touch sensors are compared only where dm_control's model has no contact: its elliptic cone
@@ -250,7 +256,7 @@ def test_observation_and_reward_match_dm_control(name, dm_suite):
 
 
 @pytest.mark.parametrize("name, radius", [("ReacherEasy", 0.05), ("ReacherHard", 0.015)])
-def test_reacher_by_hand(name, radius):
+def test_reacher_by_hand(name, radius, shared_env):
     """Arm straight along x: the finger is at (.24, 0); a target 5 cm further is reached only when big."""
     env = shared_env(name)
     qpos = torch.zeros(NUM_ENVS, 2, dtype=torch.float64)
@@ -264,7 +270,7 @@ def test_reacher_by_hand(name, radius):
     assert (reward == float(reached)).all()
 
 
-def test_swimmer_by_hand():
+def test_swimmer_by_hand(shared_env):
     """Straight swimmer, heading 0 and pi/2: the nose (6 cm before the head) sees the target in its frame."""
     env = shared_env("SwimmerSwimmer6")
     qpos = torch.zeros(NUM_ENVS, 8, dtype=torch.float64)
@@ -282,7 +288,7 @@ def test_swimmer_by_hand():
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_models_carry_playgrounds_edits(name):
+def test_models_carry_playgrounds_edits(name, shared_env):
     """Solver options and element edits from Playground's XML files, compared with hand-copied values."""
     model = shared_env(name).physics.mj_model
     sim_dt, iterations, ls_iterations, integrator, disabled = OPTIONS[domain(name)]
@@ -317,7 +323,7 @@ def test_models_carry_playgrounds_edits(name):
         assert (model.geom_contype == 0).all() and (model.geom_conaffinity == 0).all()
 
 
-def test_swimmer_chain_matches_dm_controls_generator(dm_suite):
+def test_swimmer_chain_matches_dm_controls_generator(dm_suite, shared_env):
     """Our MjSpec-built 6-link swimmer has the links, joints, motors and sensors of dm_control's XML generator."""
     from dm_control.suite import swimmer
 

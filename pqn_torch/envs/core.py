@@ -48,6 +48,8 @@ class BatchedEnv:
         self._episode_return = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
         self.stats = {name: torch.zeros((), dtype=torch.int64, device=self.device) for name in COUNTERS}
 
+        # Tasks without a privileged critic observation hand the actor's to the critic: compute it once.
+        self._critic_sees_actor_obs = type(task).critic_observation is Task.critic_observation
         pool_size = reset_pool_size or max(self.num_envs, 1024)
         self._pool = self._build_start_pool(pool_size)
         self.obs_dim = int(task.observation(physics).shape[-1])
@@ -161,8 +163,7 @@ class BatchedEnv:
         physics.step()
 
         reward = self.task.reward(physics, action.to(physics.dtype)).float()
-        obs = self.task.observation(physics).float()
-        critic_obs = self.task.critic_observation(physics).float()
+        obs, critic_obs = self._observations()
         unstable = ~(torch.isfinite(physics.qpos).all(dim=-1) & torch.isfinite(physics.qvel).all(dim=-1))
         unstable |= ~(torch.isfinite(obs).all(dim=-1) & torch.isfinite(critic_obs).all(dim=-1))
         bad_reward = ~torch.isfinite(reward) | unstable
@@ -201,15 +202,22 @@ class BatchedEnv:
                  critic_obs: torch.Tensor | None = None) -> TensorDict:
         """Observations of the current state; only worlds in ``reset`` are recomputed when given."""
         if reset is None or obs is None or critic_obs is None:
-            new_obs = self.task.observation(self.physics).float()
-            new_critic = self.task.critic_observation(self.physics).float()
+            new_obs, new_critic = self._observations()
         elif self.device.type == "cpu" and not bool(reset.any()):
             new_obs, new_critic = obs, critic_obs
         else:
             column = reset.unsqueeze(-1)
-            new_obs = torch.where(column, self.task.observation(self.physics).float(), obs)
-            new_critic = torch.where(column, self.task.critic_observation(self.physics).float(), critic_obs)
+            fresh_obs, fresh_critic = self._observations()
+            new_obs = torch.where(column, fresh_obs, obs)
+            new_critic = new_obs if self._critic_sees_actor_obs else torch.where(column, fresh_critic, critic_obs)
         return TensorDict({"obs": new_obs, "critic_obs": new_critic}, batch_size=[self.num_envs], device=self.device)
+
+    def _observations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(actor, critic) observations of the current state as float32."""
+        obs = self.task.observation(self.physics).float()
+        if self._critic_sees_actor_obs:
+            return obs, obs
+        return obs, self.task.critic_observation(self.physics).float()
 
     def _check_action(self, action: torch.Tensor) -> None:
         expected = (self.num_envs, self.action_dim)

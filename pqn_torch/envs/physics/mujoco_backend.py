@@ -41,7 +41,7 @@ class MujocoPhysics(Physics):
             raise ValueError(f"MujocoPhysics runs on the CPU only, got device {device}; use the warp backend for CUDA")
         if not isinstance(num_worlds, int) or num_worlds < 1:
             raise ValueError(f"num_worlds must be a positive integer, got {num_worlds!r}")
-        num_threads = config.num_threads if config.num_threads is not None else len(os.sched_getaffinity(0))
+        num_threads = config.num_threads if config.num_threads is not None else available_cores()
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive integer or None (all cores), got {config.num_threads!r}")
         _check_substeps(config.substeps)
@@ -81,6 +81,11 @@ class MujocoPhysics(Physics):
     def clear_warmstart(self, mask: torch.Tensor) -> None:
         """Zero the solver warm-start (``qacc_warmstart``) of the worlds in ``mask``, as ``mj_resetData`` does."""
         self._warmstart.masked_fill_(mask.view(-1, 1), 0.0)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _check_substeps(substeps: int) -> None:

@@ -77,6 +77,8 @@ class WarpPhysics(Physics):
             self.data = mujoco_warp.put_data(mj_model, mj_data, nworld=num_worlds,
                                              naconmax=contact_capacity(config.naconmax, num_worlds),
                                              njmax=config.njmax)
+        # put_data uploads on warp's own stream; torch's stream must not touch the arrays before it is done.
+        wp.synchronize_device(self._wp_device)
         data = self.data
         self.qpos, self.qvel = wp.to_torch(data.qpos), wp.to_torch(data.qvel)
         self.act, self.ctrl = wp.to_torch(data.act), wp.to_torch(data.ctrl)
@@ -136,11 +138,12 @@ class WarpPhysics(Physics):
             if not stream.is_capturing:
                 kernels()
                 return
-            wp.capture_begin(stream=stream, external=True, force_module_load=False)
-            try:
-                kernels()
-            finally:
-                wp.capture_end(stream=stream)
+            with _gc_paused():
+                wp.capture_begin(stream=stream, external=True, force_module_load=False)
+                try:
+                    kernels()
+                finally:
+                    wp.capture_end(stream=stream)
 
     def _capture(self, kernels: Callable[[], None]) -> wp.Graph:
         """Capture ``kernels`` into a warp CUDA graph on a private stream, ordered after torch's current work.

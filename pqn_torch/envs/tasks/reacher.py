@@ -14,8 +14,9 @@ Playground moves the target after computing the reset's kinematics, so its first
 XML's default target; ours shows the drawn one (the env recomputes sensors after writing the state).
 
 Constraint rows: Playground passes ``njmax=0``, with which MuJoCo Warp drops the wrist's joint-limit
-row whenever it activates (the wrist passes through its limit), whereas native MuJoCo enforces it. We keep the limit on both backends (as
-dm_control and Playground's JAX implementation do) by reserving the one row it needs.
+row whenever it activates (the wrist passes through its limit), whereas native MuJoCo enforces it. We
+keep the limit on both backends (as dm_control and Playground's JAX implementation do) by reserving the
+one row it needs.
 """
 
 from __future__ import annotations
