@@ -152,11 +152,18 @@ class BatchedEnv:
         then actions are clipped to the actuators' control range. A world whose physics state turns
         non-finite is terminated, its reward set to 0, its final observation zeroed, and it is reset
         (``stats["nonfinite_states"]``).
+
+        On the CPU the rare cases (non-finite action or state) are found by one scalar check each and
+        only then take the per-world masked path; on CUDA that path always runs (no host sync, graph-safe).
         """
         self._check_action(action)
-        finite = torch.isfinite(action)
-        self.stats["nonfinite_actions"] += (~finite.all(dim=-1)).sum()
-        action = torch.where(finite, action.float(), 0.0).clamp(self.action_low, self.action_high)
+        cpu = self.device.type == "cpu"
+        action = action.float()
+        if not (cpu and bool(torch.isfinite(action).all())):
+            finite = torch.isfinite(action)
+            self.stats["nonfinite_actions"] += (~finite.all(dim=-1)).sum()
+            action = torch.where(finite, action, 0.0)
+        action = action.clamp(self.action_low, self.action_high)
 
         physics = self.physics
         physics.ctrl.copy_(action)
@@ -164,38 +171,49 @@ class BatchedEnv:
 
         reward = self.task.reward(physics, action.to(physics.dtype)).float()
         obs, critic_obs = self._observations()
-        unstable = ~(torch.isfinite(physics.qpos).all(dim=-1) & torch.isfinite(physics.qvel).all(dim=-1))
-        unstable |= ~(torch.isfinite(obs).all(dim=-1) & torch.isfinite(critic_obs).all(dim=-1))
-        bad_reward = ~torch.isfinite(reward) | unstable
-        self.stats["nonfinite_states"] += unstable.sum()
-        self.stats["nonfinite_rewards"] += bad_reward.sum()
-        reward = torch.where(bad_reward, 0.0, reward)
-
-        terminated = self.task.terminated(physics) | unstable
+        terminated = self.task.terminated(physics)
+        # A NaN or inf anywhere makes the sum non-finite: one scalar test covers the common all-finite case.
+        all_finite = cpu and bool(torch.isfinite(physics.qpos.sum() + physics.qvel.sum() + obs.sum()
+                                                 + critic_obs.sum() + reward.sum()))
+        if all_finite:
+            unstable = torch.zeros_like(terminated)
+        else:
+            unstable = ~(torch.isfinite(physics.qpos).all(dim=-1) & torch.isfinite(physics.qvel).all(dim=-1))
+            unstable |= ~(torch.isfinite(obs).all(dim=-1) & torch.isfinite(critic_obs).all(dim=-1))
+            bad_reward = ~torch.isfinite(reward) | unstable
+            self.stats["nonfinite_states"] += unstable.sum()
+            self.stats["nonfinite_rewards"] += bad_reward.sum()
+            reward = torch.where(bad_reward, 0.0, reward)
+            obs = torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+            critic_obs = obs if self._critic_sees_actor_obs else torch.nan_to_num(critic_obs, nan=0.0, posinf=0.0,
+                                                                                  neginf=0.0)
+            terminated = terminated | unstable
         self._episode_step += 1
         self._episode_return += reward
         truncated = (self._episode_step >= self.episode_length) & ~terminated
         done = terminated | truncated
         self.stats["episodes"] += done.sum()
 
-        result = TensorDict(
+        episode_return, episode_length = self._episode_return.clone(), self._episode_step.clone()
+        self._autoreset(done)
+        next_obs = self._observe(done, obs, critic_obs)
+        return TensorDict(
             {
-                "final_obs": torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0),
-                "final_critic_obs": torch.nan_to_num(critic_obs, nan=0.0, posinf=0.0, neginf=0.0),
+                "obs": next_obs["obs"],
+                "critic_obs": next_obs["critic_obs"],
+                "final_obs": obs,
+                "final_critic_obs": critic_obs,
                 "reward": reward,
                 "terminated": terminated,
                 "truncated": truncated,
                 "done": done,
                 "nonfinite": unstable,
-                "episode_return": self._episode_return.clone(),
-                "episode_length": self._episode_step.clone(),
+                "episode_return": episode_return,
+                "episode_length": episode_length,
             },
             batch_size=[self.num_envs],
             device=self.device,
         )
-        self._autoreset(done)
-        result.update(self._observe(done, result["final_obs"], result["final_critic_obs"]))
-        return result
 
     # ----------------------------------------------------------------- helpers
     def _observe(self, reset: torch.Tensor | None = None, obs: torch.Tensor | None = None,
