@@ -16,7 +16,6 @@ from dm_control.utils import rewards as dm_rewards
 
 from pqn_torch.envs import make_env
 from pqn_torch.envs.tasks import get_task_class
-from test_tasks_locomotion import dm_suite  # noqa: F401  (fixture: dm_control's suite loadable with MuJoCo 4)
 
 NUM_ENVS = 8
 # name: (obs_dim, action_dim, ctrl_dt, physics steps per control step)
@@ -209,7 +208,7 @@ def test_acrobot_pendulum_point_mass_ball_in_cup_hand_derived():
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_matches_dm_control(name, dm_suite):  # noqa: F811
+def test_matches_dm_control(name, dm_suite):
     """At consistent states, observation and reward equal dm_control's task (whose formulas Playground keeps).
 
     Playground's one departure: the pendulum's orientation is ``(xz, zz)`` where dm_control has ``(zz, xz)``.

@@ -15,7 +15,6 @@ import torch
 
 from pqn_torch.envs import make_env
 from pqn_torch.envs.tasks import get_task_class
-from test_tasks_locomotion import dm_suite  # noqa: F401  (fixture: dm_control's suite loadable with MuJoCo 4)
 
 NUM_ENVS = 8
 EPISODE_LENGTH = 6
