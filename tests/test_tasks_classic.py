@@ -14,8 +14,8 @@ import pytest
 import torch
 from dm_control.utils import rewards as dm_rewards
 
-from pqn_torch.envs import make_env
 from pqn_torch.envs.tasks import get_task_class
+from task_testing import make_task_env as make, random_actions
 
 NUM_ENVS = 8
 # name: (obs_dim, action_dim, ctrl_dt, physics steps per control step)
@@ -46,17 +46,6 @@ REWARDING_QPOS = {
     "PointMass": [0.01, -0.005],  # 11 mm from the target, inside its 15 mm radius
     "BallInCup": [0.0, 0.0, 0.01, 0.35],  # ball body 0.55 m up: 1 cm right of the cup's target centre
 }
-
-
-def make(name, num_envs=NUM_ENVS, backend="mujoco", **kwargs):
-    options = {"device": "cpu", "reset_pool_size": 16, "num_threads": 2}
-    options.update(kwargs)
-    return make_env(name, num_envs, backend=backend, **options)
-
-
-def random_actions(env, steps, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.rand(env.num_envs, env.action_dim, generator=generator) * 2 - 1 for _ in range(steps)]
 
 
 def domain(name):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from pqn_torch.envs import make_env
+from task_testing import make_task_env as make, random_actions
 
 NUM_ENVS = 8
 # name: (obs_dim, action_dim, ctrl_dt, physics steps per control step)
@@ -35,17 +35,6 @@ DM_CONTROL_NAMES = {
     "WalkerStand": ("walker", "stand"), "WalkerWalk": ("walker", "walk"), "WalkerRun": ("walker", "run"),
     "HumanoidStand": ("humanoid", "stand"), "HumanoidWalk": ("humanoid", "walk"), "HumanoidRun": ("humanoid", "run"),
 }
-
-
-def make(name, num_envs=NUM_ENVS, backend="mujoco", **kwargs):
-    options = {"device": "cpu", "reset_pool_size": 16, "num_threads": 2}
-    options.update(kwargs)
-    return make_env(name, num_envs, backend=backend, **options)
-
-
-def random_actions(env, steps, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.rand(env.num_envs, env.action_dim, generator=generator) * 2 - 1 for _ in range(steps)]
 
 
 def evaluate(env, action):

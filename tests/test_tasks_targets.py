@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from pqn_torch.envs import make_env
 from pqn_torch.envs.tasks import get_task_class
+from task_testing import make_task_env, random_actions
 
 NUM_ENVS = 8
 EPISODE_LENGTH = 6
@@ -55,10 +55,8 @@ def domain(name):
     return next(prefix for prefix in EFFECTOR if name.startswith(prefix))
 
 
-def make(name, num_envs=NUM_ENVS, backend="mujoco", **kwargs):
-    options = {"device": "cpu", "reset_pool_size": 32, "num_threads": 2, "episode_length": EPISODE_LENGTH}
-    options.update(kwargs)
-    return make_env(name, num_envs, backend=backend, **options)
+def make(name, num_envs=NUM_ENVS, **kwargs):
+    return make_task_env(name, num_envs, **{"reset_pool_size": 32, "episode_length": EPISODE_LENGTH, **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +70,6 @@ def shared_env():
         return envs[name]
 
     return get
-
-
-def random_actions(env, steps, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.rand(env.num_envs, env.action_dim, generator=generator) * 2 - 1 for _ in range(steps)]
 
 
 def start_states(env, resets=4):
