@@ -15,7 +15,7 @@ import torch
 from dm_control.utils import rewards as dm_rewards
 
 from pqn_torch.envs.tasks import get_task_class
-from task_testing import make_task_env as make, random_actions
+from task_testing import check_spaces_and_random_rollout, make_task_env as make, random_actions
 
 NUM_ENVS = 8
 # name: (obs_dim, action_dim, ctrl_dt, physics steps per control step)
@@ -80,24 +80,7 @@ def varied_states(env, seed):
 
 @pytest.mark.parametrize("name", TASKS)
 def test_spaces_and_random_rollout(name):
-    obs_dim, action_dim, ctrl_dt, substeps = SPECS[name]
-    env = make(name)
-    assert (env.obs_dim, env.critic_obs_dim, env.action_dim) == (obs_dim, obs_dim, action_dim)
-    assert env.ctrl_dt == pytest.approx(ctrl_dt) and env.task.substeps == substeps
-    assert env.episode_length == 1000
-    torch.testing.assert_close(env.action_low, -torch.ones(action_dim))
-    torch.testing.assert_close(env.action_high, torch.ones(action_dim))
-    td = env.reset()
-    assert td["obs"].shape == (NUM_ENVS, obs_dim) and td["obs"].dtype == torch.float32
-    rewards = []
-    for action in random_actions(env, 25):
-        td = env.step(action)
-        assert td["obs"].dtype == torch.float32 and td["reward"].dtype == torch.float32
-        assert torch.isfinite(td["obs"]).all() and not td["done"].any()
-        rewards.append(td["reward"])
-    rewards = torch.stack(rewards)
-    assert ((rewards >= 0) & (rewards <= 1)).all()
-    assert all(int(count) == 0 for key, count in env.stats.items() if key.startswith("nonfinite"))
+    check_spaces_and_random_rollout(make(name), *SPECS[name])
 
 
 @pytest.mark.parametrize("name", ["AcrobotSwingup", "CartpoleBalance", "PendulumSwingup", "PointMass", "BallInCup"])
