@@ -2,11 +2,21 @@
 
     python scripts/benchmark.py env task=CheetahRun num_envs=256 backend=mujoco steps=2000 num_threads=2 device=auto
     python scripts/benchmark.py env task=CheetahRun num_envs=64 backend=warp device=cpu steps=200
+    python scripts/benchmark.py train task=CheetahRun num_envs=4096 updates=20 compile=true
 
 Mode ``env``: world-steps per second of ``make_env(...).step`` with random actions (after a warm-up),
 next to the bare physics rate of the same model and number of worlds, one control step per call:
 ``mujoco.rollout`` on the same number of threads for backend=mujoco, ``mujoco_warp.step`` (replayed as a
 CUDA graph on GPU) for backend=warp. ``ratio`` = env / bare: what the env adds on top of the physics.
+On CUDA (``cuda_graphs=auto``) the env step is itself replayed from a captured CUDA graph, as in training.
+
+Mode ``train``: PQN with the task's own hydra config (the DM-suite preset for DM tasks; ``alg=`` and
+``num_envs=`` override it) on the training settings' device and backend. After ``warmup_updates``
+untimed updates (compilation, graph capture), ``updates`` iterations are timed phase by phase (a
+device sync around each rollout and each update: ``rollout_steps_per_s``, ``update_steps_per_s``),
+then ``updates`` more back to back with one sync at the end (``total_steps_per_s``, what a training
+run sees minus evaluation). Memory: the GPU peak (torch's reserved pool plus MuJoCo Warp's pool) on
+CUDA, the process's peak resident set on the host.
 """
 
 from __future__ import annotations
@@ -14,9 +24,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import mujoco
@@ -24,11 +36,20 @@ import mujoco_warp
 import numpy as np
 import torch
 import warp as wp
+from hydra import compose, initialize_config_dir
 from mujoco.rollout import Rollout
+from omegaconf import OmegaConf
 
-from pqn_torch.envs import make_env
+from pqn_torch.algo.pqn import PQN
+from pqn_torch.cuda_graph import CapturedCall
+from pqn_torch.envs import make_env, resolve_device
 from pqn_torch.envs.core import BatchedEnv
+from pqn_torch.envs.physics import resolve_backend
 from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
+from pqn_torch.envs.tasks.registry import get_task_class
+from pqn_torch.training.settings import settings_from_config
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 ACTION_BATCHES = 16  # distinct random action batches, cycled, so that drawing them is not timed
 
@@ -73,14 +94,22 @@ def timed_rate(run_once: Callable[[], None], calls: int, worlds: int, device: to
     return worlds * calls / (time.perf_counter() - start)
 
 
-def env_rate(env: BatchedEnv, steps: int) -> float:
+def env_rate(env: BatchedEnv, steps: int, cuda_graphs: bool) -> float:
+    """Env steps per second; with ``cuda_graphs`` each step replays a captured graph of ``env.step``."""
     generator = torch.Generator(device=env.device).manual_seed(0)
     low, high = env.action_low, env.action_high
     actions = [low + (high - low) * torch.rand(env.num_envs, env.action_dim, generator=generator, device=env.device)
                for _ in range(ACTION_BATCHES)]
+    action = actions[0].clone()
+    step = CapturedCall(lambda: env.step(action), env.device, cuda_graphs, generators=(env.generator,))
     env.reset()
     counter = iter(range(sys.maxsize))
-    return timed_rate(lambda: env.step(actions[next(counter) % ACTION_BATCHES]), steps, env.num_envs, env.device)
+
+    def next_step() -> None:
+        action.copy_(actions[next(counter) % ACTION_BATCHES])
+        step()
+
+    return timed_rate(next_step, steps, env.num_envs, env.device)
 
 
 def bare_rollout_rate(env: BatchedEnv, steps: int, num_threads: int) -> float:
@@ -135,7 +164,7 @@ def bare_warp_rate(env: BatchedEnv, steps: int) -> float:
 
 
 ENV_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "num_envs": 256, "backend": "auto", "steps": 2000,
-                                "num_threads": 0, "device": "auto", "seed": 0}
+                                "num_threads": 0, "device": "auto", "seed": 0, "cuda_graphs": "auto"}
 
 
 def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
@@ -146,22 +175,122 @@ def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
     env = make_env(options["task"], options["num_envs"], device=options["device"], backend=options["backend"],
                    seed=options["seed"], reset_pool_size=options["num_envs"], num_threads=num_threads)
     native = isinstance(env.physics, MujocoPhysics)
-    env_steps = env_rate(env, options["steps"])
+    cuda_graphs = switch("cuda_graphs", options["cuda_graphs"], env.device)
+    env_steps = env_rate(env, options["steps"], cuda_graphs)
     bare_steps = bare_rollout_rate(env, options["steps"], num_threads) if native else bare_warp_rate(env, options["steps"])
     return {
+        "mode": "env",
         "task": options["task"],
         "backend": "mujoco" if native else "warp",
         "device": device_name(env.device),
         "num_envs": options["num_envs"],
         "num_threads": num_threads if native else None,
+        "cuda_graphs": cuda_graphs,
         "env_steps_per_s": round(env_steps),
         "bare_steps_per_s": round(bare_steps),
         "ratio": round(env_steps / bare_steps, 3),
     }
 
 
+TRAIN_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0, "updates": 10, "warmup_updates": 3,
+                                  "compile": "auto", "cuda_graphs": "auto", "device": "auto", "backend": "auto",
+                                  "num_threads": 0, "seed": 0}
+
+
+def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
+    """PQN training throughput by phase and memory peak (see module docstring)."""
+    if options["updates"] < 1 or options["warmup_updates"] < 0:
+        raise ValueError("updates must be positive and warmup_updates >= 0")
+    get_task_class(options["task"])  # an unknown task is one clear line here, not a hydra composition error
+    overrides = [f"task={options['task']}", f"seed={options['seed']}", f"device={options['device']}",
+                 f"backend={options['backend']}"]
+    if options["alg"]:
+        overrides.append(f"alg={options['alg']}")
+    if options["num_envs"]:
+        overrides.append(f"alg.num_envs={options['num_envs']}")
+    with initialize_config_dir(version_base=None, config_dir=str(CONFIG_DIR)):
+        config = OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
+    settings = settings_from_config(config)
+    device = resolve_device(settings.device)
+    backend = resolve_backend(settings.backend, device)
+    use_compile = switch("compile", options["compile"], device)
+    cuda_graphs = switch("cuda_graphs", options["cuda_graphs"], device)
+    if device.type == "cpu":
+        torch.set_num_threads(settings.torch_threads)
+    alg = settings.alg
+    env = make_env(settings.task, alg.num_envs, device, backend, settings.seed,
+                   num_threads=options["num_threads"] or None, **settings.task_overrides)
+    torch.manual_seed(settings.seed)
+    updates, warmup = options["updates"], options["warmup_updates"]
+    total_timesteps = max(settings.total_timesteps, (warmup + 2 * updates) * alg.num_envs * alg.num_steps)
+    agent = PQN.for_env(env, alg, total_timesteps, compile=use_compile, cuda_graphs=cuda_graphs)
+    agent.reset(env)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup):
+        agent.train_iteration(env)
+    synchronize(device)
+
+    rollout_seconds = update_seconds = 0.0
+    for _ in range(updates):
+        start = time.perf_counter()
+        agent.collect(env)
+        synchronize(device)
+        middle = time.perf_counter()
+        agent.learn()
+        synchronize(device)
+        rollout_seconds += middle - start
+        update_seconds += time.perf_counter() - middle
+    start = time.perf_counter()
+    for _ in range(updates):
+        agent.train_iteration(env)
+    synchronize(device)
+    total_seconds = time.perf_counter() - start
+
+    steps = updates * agent.steps_per_update
+    return {
+        "mode": "train",
+        "task": settings.task,
+        "device": device_name(device),
+        "backend": backend,
+        "num_envs": alg.num_envs,
+        "compile": use_compile,
+        "cuda_graphs": cuda_graphs,
+        "steps_per_update": agent.steps_per_update,
+        "timed_updates": 2 * updates,
+        "updates_done": int(agent.updates_done),
+        "rollout_steps_per_s": round(steps / rollout_seconds),
+        "update_steps_per_s": round(steps / update_seconds),
+        "total_steps_per_s": round(steps / total_seconds),
+        "gpu_memory_peak_mb": gpu_memory_peak_mb(device),
+        "host_memory_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def switch(name: str, value: str, device: torch.device) -> bool:
+    """A ``true``/``false``/``auto`` option; ``auto`` = on with CUDA."""
+    if value not in ("true", "false", "auto"):
+        raise ValueError(f"{name} must be true, false or auto, got {value!r}")
+    return device.type == "cuda" if value == "auto" else value == "true"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gpu_memory_peak_mb(device: torch.device) -> float | None:
+    """Peak of torch's reserved pool plus peak of MuJoCo Warp's pool, in MiB; None off CUDA."""
+    if device.type != "cuda":
+        return None
+    warp_device = wp.device_from_torch(device)
+    warp_peak = wp.get_mempool_used_mem_high(warp_device) if wp.is_mempool_enabled(warp_device) else 0
+    return round((torch.cuda.max_memory_reserved(device) + warp_peak) / 2**20, 1)
+
+
 MODES: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], dict[str, Any]]] = {
     "env": (benchmark_env, ENV_DEFAULTS),
+    "train": (benchmark_train, TRAIN_DEFAULTS),
 }
 
 

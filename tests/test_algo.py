@@ -256,6 +256,33 @@ def test_rollout_bootstraps_truncated_steps_from_their_final_observation(short_e
     assert not torch.equal(step["final_obs"], step["obs"])  # the bootstrap state is not the reset state
 
 
+def test_pop_metrics_averages_what_the_rollout_and_update_produced(short_env):
+    config = PQNConfig(**SMALL)
+    agent = PQN.for_env(short_env, config, total_timesteps=240)  # 10 updates of 24 env steps
+    env = Recorder(short_env)
+    agent.reset(env)
+    agent.train_iteration(env)
+    storage = agent._storage
+    done = torch.stack([result["done"] for result in env.results])
+    returns = torch.stack([result["episode_return"] for result in env.results])[done]
+    counters = {"env/episodes": short_env.stats["episodes"], "answer": torch.tensor(42)}
+    metrics = agent.pop_metrics(counters)
+
+    assert metrics["episodes"] == done.sum() == 4  # episode length 4 in a 6-step rollout of 4 envs
+    assert metrics["episode_return"] == pytest.approx(returns.mean().item())
+    assert metrics["episode_length"] == 4.0
+    assert metrics["reward_mean"] == pytest.approx(storage["reward"].mean().item())
+    assert metrics["target_mean"] == pytest.approx(storage["target"].mean().item())
+    # schedules after 1 of 10 updates and 2 x 2 gradient steps of 40
+    assert metrics["sigma"] == pytest.approx(1.0 + (0.15 - 1.0) * 1 / 10)
+    assert metrics["learning_rate"] == pytest.approx(1e-4 + (5e-7 - 1e-4) * 4 / 40)
+    assert metrics["env/episodes"] == int(short_env.stats["episodes"]) and metrics["answer"] == 42
+    assert {"critic_loss", "actor_loss", "q_mean", "critic_grad_norm"} <= set(metrics)
+
+    again = agent.pop_metrics()  # sums were reset: nothing happened since
+    assert again["episodes"] == 0 and "critic_loss" not in again and "episode_return" not in again
+
+
 def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(short_env):
     torch.manual_seed(1)
     agent = PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240)

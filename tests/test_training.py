@@ -48,7 +48,8 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"loss/critic", "loss/actor", "q/mean", "grad_norm/critic", "schedule/sigma", "schedule/lr",
-            "eval/return_mean", "perf/env_steps_per_s", "train/episode_return"} <= tags
+            "eval/return_mean", "perf/env_steps_per_s", "train/episode_return", "env/episodes",
+            "env/nonfinite_states"} <= tags
     assert events.Scalars("loss/critic")[-1].step == 1024
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint["env_steps"] == 1024 and checkpoint["updates"] == 8

@@ -3,17 +3,22 @@
 One training iteration (``PQN.train_iteration``) = a rollout of ``num_steps`` steps in every env,
 then ``num_epochs`` passes over ``num_minibatches`` shuffled minibatches of the rollout.
 
-Device discipline (so that issue-6 CUDA graphs can wrap the hot paths unchanged): the policy step
-and the minibatch step are pure tensor functions of preallocated buffers; schedules are evaluated on
-device from counters that live in buffers; metrics are summed into a device tensor that only
-``pop_metrics`` copies to the host. The one host sync in the loop, skipping the truncation
-bootstrap on steps where no episode was truncated, is taken on the CPU only, where it is free.
+GPU speed: both phases are plain loops over tensor ops on long-lived tensors (the rollout storage,
+the current observations, parameters, optimizer and normalizer state, schedule counters, the
+metric sums), so that on CUDA each phase is captured once as a CUDA graph and replayed
+(:class:`pqn_torch.cuda_graph.CapturedCall`): a rollout, env physics included, is one graph launch;
+an update of ``num_epochs x num_minibatches`` gradient steps is another. Schedules are evaluated on
+device from counters in buffers, minibatches are shuffled on device, the optimizers are RAdam with a
+tensor learning rate and ``capturable=True`` on CUDA, and metrics are summed into a device tensor
+that only :meth:`PQN.pop_metrics` copies to the host. ``compile`` additionally wraps the policy
+and minibatch steps in ``torch.compile``. The one host check in the loop (skipping the truncation
+bootstrap when no episode was truncated) is a ``host_shortcuts`` of the CPU, where it is free.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +31,7 @@ from pqn_torch.algo.networks import Actor, CriticEnsemble
 from pqn_torch.algo.normalizers import RewardNormalizer, RunningMeanStd
 from pqn_torch.algo.qlambda import q_lambda_targets
 from pqn_torch.algo.schedules import LinearSchedule
+from pqn_torch.cuda_graph import CapturedCall
 
 UPDATE_METRICS = ("critic_loss", "actor_loss", "q_mean", "critic_grad_norm", "actor_grad_norm", "penalty_fraction")
 ROLLOUT_METRICS = ("reward_mean", "value_mean", "target_mean")
@@ -116,6 +122,9 @@ class PQNConfig:
 class PQN(nn.Module):
     """The PQN agent: networks, optimizers, normalizers, schedules and the rollout buffer.
 
+    ``cuda_graphs`` (CUDA only) captures the rollout and the update as CUDA graphs after two eager
+    warm-up iterations; ``compile`` wraps the policy and minibatch steps in ``torch.compile``.
+
     Typical use (see the README for a complete example)::
 
         agent = PQN.for_env(env, PQNConfig(...), total_timesteps=1_000_000)
@@ -130,10 +139,14 @@ class PQN(nn.Module):
 
     def __init__(self, obs_dim: int, critic_obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
                  config: PQNConfig, total_timesteps: int, device: str | torch.device = "cpu",
-                 compile: bool = False) -> None:
+                 compile: bool = False, cuda_graphs: bool = False) -> None:
         super().__init__()
         self.config = config
         self.device = torch.device(device)
+        if cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs=true needs a CUDA device, got {self.device}; use cuda_graphs=false or auto")
+        self.cuda_graphs = cuda_graphs
+        self.host_shortcuts = self.device.type == "cpu"
         steps_per_update = config.num_envs * config.num_steps
         if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, int) or \
                 total_timesteps < steps_per_update:
@@ -160,30 +173,37 @@ class PQN(nn.Module):
         self.lr_schedule = LinearSchedule(config.lr_start, config.lr_end, lr_steps)
         self.noise_schedule = LinearSchedule(config.noise_start, config.noise_finish,
                                              config.noise_decay * self.num_updates)
-        self.actor_optimizer = torch.optim.RAdam(self.actor.parameters(),
+        # capturable: the step counters stay on the GPU and no step reads one back to the host.
+        capturable = self.device.type == "cuda"
+        self.actor_optimizer = torch.optim.RAdam(self.actor.parameters(), capturable=capturable,
                                                  lr=torch.tensor(config.lr_start, device=self.device))
-        self.critic_optimizer = torch.optim.RAdam(self.critic.parameters(),
+        self.critic_optimizer = torch.optim.RAdam(self.critic.parameters(), capturable=capturable,
                                                   lr=torch.tensor(config.lr_start, device=self.device))
 
         self._sigma = torch.zeros(config.num_envs, device=self.device)
         self._storage = self._allocate_storage(obs_dim, critic_obs_dim, action_low.numel())
         self._batch = self._storage.reshape(-1)
-        self._obs: torch.Tensor | None = None
-        self._critic_obs: torch.Tensor | None = None
+        self._obs = torch.zeros(config.num_envs, obs_dim, device=self.device)
+        self._critic_obs = torch.zeros(config.num_envs, critic_obs_dim, device=self.device)
+        self._started = False
+        self.updates_issued = 0
+        """Updates run so far, counted on the host (``updates_done`` is the same count on device)."""
         self._minibatches_since_pop = 0
         self._updates_since_pop = 0
-        self.policy_step = self._policy_step
-        self.minibatch_step = self._minibatch_step
-        if compile:
-            self._compile_hot_paths()
+        self.policy_step = torch.compile(self._policy_step) if compile else self._policy_step
+        self.minibatch_step = torch.compile(self._minibatch_step) if compile else self._minibatch_step
+        self._rollout_env: Any = None
+        self._rollout_call: CapturedCall | None = None
+        self._learn_call = CapturedCall(self._learn, self.device, cuda_graphs)
 
     @classmethod
-    def for_env(cls, env: Any, config: PQNConfig, total_timesteps: int, compile: bool = False) -> PQN:
+    def for_env(cls, env: Any, config: PQNConfig, total_timesteps: int, compile: bool = False,
+                cuda_graphs: bool = False) -> PQN:
         """An agent sized for ``env`` (a :class:`pqn_torch.envs.BatchedEnv`) on the env's device."""
         if env.num_envs != config.num_envs:
             raise ValueError(f"env has {env.num_envs} worlds but config.num_envs is {config.num_envs}; make them equal")
         return cls(env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, config, total_timesteps,
-                   device=env.device, compile=compile)
+                   device=env.device, compile=compile, cuda_graphs=cuda_graphs)
 
     # ----------------------------------------------------------------- acting
     @torch.no_grad()
@@ -209,24 +229,31 @@ class PQN(nn.Module):
         checkpoint must not count the restart's observations, which an uninterrupted run never saw.
         """
         observed = env.reset()
-        if update_statistics:
-            self._obs, self._critic_obs = self._observe(observed["obs"], observed["critic_obs"])
-        else:
-            self._obs = self._normalize(self.obs_normalizer, observed["obs"])
-            self._critic_obs = self._normalize(self.critic_obs_normalizer, observed["critic_obs"])
+        self._observe(observed["obs"], observed["critic_obs"], update_statistics)
+        self._started = True
 
     def collect(self, env: Any) -> TensorDict:
         """Run one rollout of ``num_steps`` steps in ``env`` with the current exploration noise.
 
         Returns the [num_steps, num_envs] buffer (reused by the next rollout) with the Q(lambda)
-        ``target`` filled in.
+        ``target`` filled in. With ``cuda_graphs`` the rollout is replayed from a CUDA graph of
+        ``env`` (captured at the third call; a different env object is captured anew).
         """
-        if self._obs is None:
+        if not self._started:
             raise RuntimeError("call agent.reset(env) before the first rollout")
+        if self._rollout_call is None or self._rollout_env is not env:
+            generators = (env.generator,) if self.cuda_graphs else ()
+            self._rollout_env = env
+            self._rollout_call = CapturedCall(lambda: self._rollout(env), self.device, self.cuda_graphs,
+                                              generators=generators)
+        self._rollout_call()
+        return self._storage
+
+    def _rollout(self, env: Any) -> None:
+        """The body of :meth:`collect`: tensor ops on long-lived tensors only (graph-capturable)."""
         config = self.config
         storage = self._storage
         torch.mul(self.noise_profile, self.noise_schedule(self.updates_done), out=self._sigma)
-        bootstrap_on_device = self.device.type != "cpu"
         sums = self.metric_sums
         for step in range(config.num_steps):
             deterministic, action, value = self.policy_step(self._obs, self._critic_obs, self._sigma)
@@ -244,10 +271,10 @@ class PQN(nn.Module):
             record["reward"].copy_(reward)
             record["terminated"].copy_(result["terminated"])
             record["truncated"].copy_(result["truncated"])
-            self._obs, self._critic_obs = self._observe(result["obs"], result["critic_obs"])
+            self._observe(result["obs"], result["critic_obs"])
             if config.bootstrap_truncation:
                 truncated = result["truncated"]
-                if bootstrap_on_device or bool(truncated.any()):
+                if not self.host_shortcuts or bool(truncated.any()):
                     final_obs = self._normalize(self.obs_normalizer, result["final_obs"])
                     final_critic_obs = self._normalize(self.critic_obs_normalizer, result["final_critic_obs"])
                     record["truncation_value"].copy_(self.policy_step(final_obs, final_critic_obs, self._sigma)[2])
@@ -265,19 +292,22 @@ class PQN(nn.Module):
         sums[_SLOTS["reward_mean"]] += storage["reward"].mean()
         sums[_SLOTS["value_mean"]] += storage["value"].mean()
         sums[_SLOTS["target_mean"]] += storage["target"].mean()
-        return storage
 
     # ----------------------------------------------------------------- update
     def learn(self) -> None:
         """``num_epochs`` passes of shuffled minibatch updates over the last rollout (no host sync)."""
-        config = self.config
-        size = config.minibatch_size
-        for _ in range(config.num_epochs):
-            permutation = torch.randperm(self.steps_per_update, device=self.device)
+        self._learn_call()
+        self.updates_issued += 1
+        self._minibatches_since_pop += self.config.num_epochs * self.config.num_minibatches
+        self._updates_since_pop += 1
+
+    def _learn(self) -> None:
+        """The body of :meth:`learn` (graph-capturable); shuffles with an argsort of uniform keys on device."""
+        size = self.config.minibatch_size
+        for _ in range(self.config.num_epochs):
+            permutation = torch.rand(self.steps_per_update, device=self.device).argsort()
             for start in range(0, self.steps_per_update, size):
                 self.metric_sums[:len(UPDATE_METRICS)] += self.minibatch_step(permutation[start:start + size])
-        self._minibatches_since_pop += config.num_epochs * config.num_minibatches
-        self._updates_since_pop += 1
         self.updates_done += 1
 
     def _minibatch_step(self, indices: torch.Tensor) -> torch.Tensor:
@@ -330,15 +360,22 @@ class PQN(nn.Module):
         """Learning rate of the next gradient step."""
         return float(self.lr_schedule(int(self.grad_steps)))
 
-    def pop_metrics(self) -> dict[str, float]:
-        """Means of the metrics since the last call (one device-to-host copy), then reset them.
+    def pop_metrics(self, counters: Mapping[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Means of the metrics since the last call, then reset them; one device-to-host copy in all.
 
         Update metrics are averaged over minibatches, rollout metrics over rollouts, episode
-        metrics over the training episodes that finished (absent when none did).
+        metrics over the training episodes that finished (absent when none did). ``sigma`` and
+        ``learning_rate`` are the schedules' next values; ``counters`` (scalar device tensors such
+        as ``env.stats``) ride along in the same copy under their own names.
         """
-        sums = self.metric_sums.tolist()
+        counters = dict(counters or {})
+        schedules = torch.stack([self.noise_schedule(self.updates_done), self.lr_schedule(self.grad_steps)])
+        values = torch.cat([self.metric_sums, schedules.to(torch.float64),
+                            *(value.reshape(1).to(torch.float64) for value in counters.values())]).tolist()
         self.metric_sums.zero_()
-        metrics: dict[str, float] = {}
+        sums = values[:len(_SLOTS)]
+        metrics: dict[str, float] = {"sigma": values[len(_SLOTS)], "learning_rate": values[len(_SLOTS) + 1]}
+        metrics.update(zip(counters, values[len(_SLOTS) + 2:]))
         if self._minibatches_since_pop:
             metrics.update({name: sums[_SLOTS[name]] / self._minibatches_since_pop for name in UPDATE_METRICS})
         if self._updates_since_pop:
@@ -357,19 +394,29 @@ class PQN(nn.Module):
                 "critic_optimizer": self.critic_optimizer.state_dict()}
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`checkpoint_state`; call :meth:`reset` before training again."""
+        """Restore :meth:`checkpoint_state`; call :meth:`reset` before training again.
+
+        Loading replaces the optimizer state tensors, so any captured graph is dropped and recaptured.
+        """
         self.load_state_dict(state["modules"])
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self._obs = self._critic_obs = None
+        self._started = False
+        self.updates_issued = int(self.updates_done)
+        self._rollout_env = self._rollout_call = None
+        self._learn_call = CapturedCall(self._learn, self.device, self.cuda_graphs)
 
     # ----------------------------------------------------------------- helpers
-    def _observe(self, obs: torch.Tensor, critic_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fold a batch of raw observations into the running statistics and return them normalized."""
-        if self.obs_normalizer is not None:
+    def _observe(self, obs: torch.Tensor, critic_obs: torch.Tensor, update_statistics: bool = True) -> None:
+        """Fold raw observations into the running statistics; store them normalized as the current ones.
+
+        The current observations are written in place: a captured rollout reads them at a fixed address.
+        """
+        if update_statistics and self.obs_normalizer is not None:
             self.obs_normalizer.update(obs)
             self.critic_obs_normalizer.update(critic_obs)
-        return (self._normalize(self.obs_normalizer, obs), self._normalize(self.critic_obs_normalizer, critic_obs))
+        self._obs.copy_(self._normalize(self.obs_normalizer, obs))
+        self._critic_obs.copy_(self._normalize(self.critic_obs_normalizer, critic_obs))
 
     @staticmethod
     def _normalize(normalizer: RunningMeanStd | None, x: torch.Tensor) -> torch.Tensor:
@@ -383,16 +430,6 @@ class PQN(nn.Module):
         for name in ("terminated", "truncated"):
             storage[name] = torch.zeros(shape, dtype=torch.bool, device=self.device)
         return TensorDict(storage, batch_size=shape, device=self.device)
-
-    def _compile_hot_paths(self) -> None:
-        """``torch.compile`` the policy and minibatch steps; on CUDA also record them as CUDA graphs."""
-        self.policy_step = torch.compile(self._policy_step)
-        self.minibatch_step = torch.compile(self._minibatch_step)
-        if self.device.type == "cuda":
-            from tensordict.nn import CudaGraphModule
-
-            self.policy_step = CudaGraphModule(self.policy_step)
-            self.minibatch_step = CudaGraphModule(self.minibatch_step)
 
 
 def _is_number(value: Any) -> bool:

@@ -3,7 +3,8 @@
 Data path of one ``step``: validate action -> sanitize -> ``ctrl`` -> physics -> reward, observation,
 termination -> episode bookkeeping -> autoreset of finished worlds from the start-state pool.
 Every operation after validation is a tensor op with no host sync on CUDA, so a step can be
-captured in a CUDA graph.
+captured in a CUDA graph. On the CPU, where a host check is free, ``host_shortcuts`` skips the
+per-world masked work (non-finite handling, autoreset) in the common case that no world needs it.
 
 Start states: a task's reset may be expensive (CheetahRun settles for 200 physics steps), so the env
 draws ``reset_pool_size`` start states once, at construction, runs the task's settle steps and a
@@ -43,6 +44,8 @@ class BatchedEnv:
         self.action_dim = model.nu
         self.episode_length = task.config.episode_length
         self.ctrl_dt = task.config.ctrl_dt
+        self.host_shortcuts = self.device.type == "cpu"
+        """Skip masked per-world work after a scalar host check; off on CUDA (no sync, graph-capturable)."""
 
         self._episode_step = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._episode_return = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
@@ -101,8 +104,8 @@ class BatchedEnv:
 
     def _autoreset(self, done: torch.Tensor) -> None:
         """Copy a random pool entry into every finished world and restart its episode counters."""
-        if self.device.type == "cpu" and not bool(done.any()):
-            return  # free check on the CPU; on CUDA the masked copy runs unconditionally (graph-safe)
+        if self.host_shortcuts and not bool(done.any()):
+            return
         pool_size = self._pool["qpos"].shape[0]
         index = torch.randint(pool_size, (self.num_envs,), generator=self.generator, device=self.device)
         for name in STATE_FIELDS:
@@ -153,13 +156,14 @@ class BatchedEnv:
         non-finite is terminated, its reward set to 0, its final observation zeroed, and it is reset
         (``stats["nonfinite_states"]``).
 
-        On the CPU the rare cases (non-finite action or state) are found by one scalar check each and
-        only then take the per-world masked path; on CUDA that path always runs (no host sync, graph-safe).
+        With ``host_shortcuts`` (the CPU) the rare cases (non-finite action or state) are found by one
+        scalar check each and only then take the per-world masked path; otherwise that path always
+        runs (no host sync, graph-safe).
         """
         self._check_action(action)
-        cpu = self.device.type == "cpu"
+        shortcuts = self.host_shortcuts
         action = action.float()
-        if not (cpu and bool(torch.isfinite(action).all())):
+        if not (shortcuts and bool(torch.isfinite(action).all())):
             finite = torch.isfinite(action)
             self.stats["nonfinite_actions"] += (~finite.all(dim=-1)).sum()
             action = torch.where(finite, action, 0.0)
@@ -173,7 +177,7 @@ class BatchedEnv:
         obs, critic_obs = self._observations()
         terminated = self.task.terminated(physics)
         # A NaN or inf anywhere makes the sum non-finite: one scalar test covers the common all-finite case.
-        all_finite = cpu and bool(torch.isfinite(physics.qpos.sum() + physics.qvel.sum() + obs.sum()
+        all_finite = shortcuts and bool(torch.isfinite(physics.qpos.sum() + physics.qvel.sum() + obs.sum()
                                                  + critic_obs.sum() + reward.sum()))
         if all_finite:
             unstable = torch.zeros_like(terminated)
@@ -221,7 +225,7 @@ class BatchedEnv:
         """Observations of the current state; only worlds in ``reset`` are recomputed when given."""
         if reset is None or obs is None or critic_obs is None:
             new_obs, new_critic = self._observations()
-        elif self.device.type == "cpu" and not bool(reset.any()):
+        elif self.host_shortcuts and not bool(reset.any()):
             new_obs, new_critic = obs, critic_obs
         else:
             column = reset.unsqueeze(-1)

@@ -15,7 +15,9 @@ AGENT_TAGS = {
     "penalty_fraction": "actor/penalty_fraction", "reward_mean": "rollout/reward_mean",
     "value_mean": "rollout/value_mean", "target_mean": "rollout/target_mean",
     "episode_return": "train/episode_return", "episode_length": "train/episode_length", "episodes": "train/episodes",
+    "sigma": "schedule/sigma", "learning_rate": "schedule/lr",
 }
+"""Tensorboard tags of the agent's metrics; other names (the env counters ``env/...``) are their own tag."""
 
 
 class RunLogger:
@@ -36,7 +38,7 @@ class RunLogger:
 
     def agent_metrics(self, metrics: dict[str, float], env_steps: int) -> None:
         """Write the agent's ``pop_metrics()`` under their tensorboard tags."""
-        self.scalars({AGENT_TAGS[name]: value for name, value in metrics.items()}, env_steps)
+        self.scalars({AGENT_TAGS.get(name, name): value for name, value in metrics.items()}, env_steps)
 
     def progress(self, env_steps: int, **postfix: str) -> None:
         """Advance the bar to ``env_steps`` and update the fields shown after it (SPS, eval return...)."""

@@ -11,8 +11,8 @@ from typing import Any
 
 from pqn_torch.algo.pqn import PQNConfig
 
-RUNTIME_KEYS = ("device", "backend", "num_threads", "torch_threads", "compile", "log_interval", "checkpoint_interval",
-                "resume")
+RUNTIME_KEYS = ("device", "backend", "num_threads", "torch_threads", "compile", "cuda_graphs", "log_interval",
+                "checkpoint_interval", "resume")
 """Keys a resumed run takes from its own command line; everything else comes from the checkpoint."""
 
 
@@ -34,6 +34,7 @@ class RunSettings:
     num_threads: int | None
     torch_threads: int
     compile: bool | str
+    cuda_graphs: bool | str
     resume: str | None
     eval_interval: float
     eval_num_envs: int
@@ -59,9 +60,7 @@ def settings_from_config(config: dict[str, Any]) -> RunSettings:
     eval_num_envs = evaluation.get("num_envs")
     if eval_num_envs is None:
         eval_num_envs = alg.num_envs
-    compile_flag = config.get("compile", "auto")
-    if compile_flag not in (True, False, "auto"):
-        raise ConfigError(f"compile must be true, false or auto, got {compile_flag!r}")
+    compile_flag, graphs_flag = (_switch(config, key) for key in ("compile", "cuda_graphs"))
     num_threads = config.get("num_threads")
     if num_threads is not None:
         num_threads = _positive_int("num_threads", num_threads)
@@ -81,6 +80,7 @@ def settings_from_config(config: dict[str, Any]) -> RunSettings:
         num_threads=num_threads,
         torch_threads=torch_threads,
         compile=compile_flag,
+        cuda_graphs=graphs_flag,
         resume=resume,
         eval_interval=_fraction("eval.interval", evaluation.get("interval", 0.1), allow_zero=False),
         eval_num_envs=_positive_int("eval.num_envs", eval_num_envs),
@@ -100,6 +100,13 @@ def _mapping(config: dict[str, Any], key: str) -> dict[str, Any]:
     value = config.get(key, {})
     if not isinstance(value, dict):
         raise ConfigError(f"{key} must be a mapping, got {value!r}")
+    return value
+
+
+def _switch(config: dict[str, Any], key: str) -> bool | str:
+    value = config.get(key, "auto")
+    if not (isinstance(value, bool) or value == "auto"):  # not `in (True, False)`: 1 == True
+        raise ConfigError(f"{key} must be true, false or auto, got {value!r}")
     return value
 
 

@@ -67,7 +67,9 @@ class TrainingRun:
         self.settings = settings = settings_from_config(config)
         device = resolve_device(settings.device)
         backend = resolve_backend(settings.backend, device)
-        use_compile = device.type == "cuda" if settings.compile == "auto" else settings.compile
+        on_cuda = device.type == "cuda"
+        use_compile = on_cuda if settings.compile == "auto" else settings.compile
+        use_graphs = on_cuda if settings.cuda_graphs == "auto" else settings.cuda_graphs
         if device.type == "cpu":
             torch.set_num_threads(settings.torch_threads)
         self.checkpoint_dir = prepare_checkpoint_dir(self.run_dir)
@@ -77,12 +79,16 @@ class TrainingRun:
         self.eval_env = make_env(settings.task, settings.eval_num_envs, device, backend, settings.seed + 1,
                                  num_threads=settings.num_threads, **settings.task_overrides)
         torch.manual_seed(settings.seed)
-        self.agent = agent = PQN.for_env(self.env, settings.alg, settings.total_timesteps, compile=use_compile)
+        self.agent = agent = PQN.for_env(self.env, settings.alg, settings.total_timesteps, compile=use_compile,
+                                         cuda_graphs=use_graphs)
         if checkpoint is not None:
             agent.load_checkpoint_state(checkpoint["agent"])
             _restore_rng(checkpoint["rng"], self.env, self.eval_env)
         agent.reset(self.env, update_statistics=checkpoint is None)
 
+        # The speed report times the first update after warm-up: compilation (compile) and the two eager
+        # iterations plus the capture (cuda_graphs) would make the estimate far too slow.
+        self.warmup_updates = 3 if use_graphs else 1 if use_compile else 0
         self.eval_every = max(1, int(agent.num_updates * settings.eval_interval))
         self.checkpoint_every = int(agent.num_updates * settings.checkpoint_interval)
         self.eval_curve: list[dict[str, float]] = []
@@ -91,8 +97,8 @@ class TrainingRun:
                                 show_progress)
         self.logger.message(
             f"pqn-torch: task {settings.task}, device {device}, backend {backend}, {settings.alg.num_envs} envs, "
-            f"compile {'on' if use_compile else 'off'}, {agent.num_updates} updates of {agent.steps_per_update} "
-            f"env steps; writing to {self.run_dir}")
+            f"compile {'on' if use_compile else 'off'}, CUDA graphs {'on' if use_graphs else 'off'}, "
+            f"{agent.num_updates} updates of {agent.steps_per_update} env steps; writing to {self.run_dir}")
         if checkpoint is not None:
             self.logger.message(f"resumed from {checkpoint['path']} at env step {checkpoint['env_steps']:,}")
 
@@ -102,26 +108,29 @@ class TrainingRun:
             self._loop()
         finally:
             self.logger.close()
-        return TrainSummary(run_dir=self.run_dir, env_steps=self.env_steps, updates=int(self.agent.updates_done),
+        return TrainSummary(run_dir=self.run_dir, env_steps=self.env_steps, updates=self.agent.updates_issued,
                             checkpoint=self.last_checkpoint, eval_curve=self.eval_curve)
 
     @property
     def env_steps(self) -> int:
-        return int(self.agent.updates_done) * self.agent.steps_per_update
+        return self.agent.updates_issued * self.agent.steps_per_update
 
     def _loop(self) -> None:
         agent = self.agent
-        first = int(agent.updates_done)
+        first = agent.updates_issued
         if first == 0:
             self.evaluate()
         train_seconds = 0.0
         steps_at_log = self.env_steps
+        speed_probe = min(first + 1 + self.warmup_updates, agent.num_updates)
         for update in range(first + 1, agent.num_updates + 1):
+            if update == speed_probe:
+                _synchronize(agent.device)
             tick = time.perf_counter()
             agent.train_iteration(self.env)
-            if update == first + 1:
+            if update == speed_probe:
                 _synchronize(agent.device)
-                self.report_speed(agent.steps_per_update / (time.perf_counter() - tick))
+                self.report_speed(update, agent.steps_per_update / (time.perf_counter() - tick))
             last = update == agent.num_updates
             if update % self.settings.log_interval == 0 or last:
                 _synchronize(agent.device)
@@ -135,13 +144,11 @@ class TrainingRun:
                 self.save()
 
     def log(self, steps_at_last_log: int, seconds: float) -> None:
-        """Tensorboard scalars and the progress bar; the loop's one host sync per log interval."""
-        agent = self.agent
+        """Tensorboard scalars and the progress bar; the loop's one device-to-host copy per log interval."""
         steps_per_second = (self.env_steps - steps_at_last_log) / max(seconds, 1e-9)
-        self.logger.agent_metrics(agent.pop_metrics(), self.env_steps)
-        counters = {f"env/{name}": float(value) for name, value in self.env.stats.items()}
-        self.logger.scalars({"schedule/sigma": agent.sigma, "schedule/lr": agent.learning_rate,
-                             "perf/env_steps_per_s": steps_per_second, **counters}, self.env_steps)
+        counters = {f"env/{name}": value for name, value in self.env.stats.items()}
+        self.logger.agent_metrics(self.agent.pop_metrics(counters), self.env_steps)
+        self.logger.scalars({"perf/env_steps_per_s": steps_per_second}, self.env_steps)
         self.logger.progress(self.env_steps, sps=f"{steps_per_second:,.0f}")
 
     def evaluate(self) -> EvalResult:
@@ -158,17 +165,17 @@ class TrainingRun:
 
     def save(self) -> None:
         payload = {"agent": self.agent.checkpoint_state(), "config": self.config,
-                   "rng": _rng_state(self.env, self.eval_env), "updates": int(self.agent.updates_done)}
+                   "rng": _rng_state(self.env, self.eval_env), "updates": self.agent.updates_issued}
         self.last_checkpoint = save_checkpoint(self.checkpoint_dir, self.env_steps, payload)
 
-    def report_speed(self, steps_per_second: float) -> None:
+    def report_speed(self, update: int, steps_per_second: float) -> None:
         """The newcomer's line: measured speed, the whole run's estimated duration, the CPU preset if apt."""
         agent, settings = self.agent, self.settings
-        remaining = (agent.num_updates - int(agent.updates_done)) * agent.steps_per_update
+        remaining = (agent.num_updates - agent.updates_issued) * agent.steps_per_update
         evaluations = math.ceil(agent.num_updates / self.eval_every)
         eval_steps = evaluations * self.eval_env.episode_length * self.eval_env.num_envs
         estimate = (remaining + eval_steps) / steps_per_second
-        self.logger.message(f"first update: {steps_per_second:,.0f} env-steps/s; estimated time for the remaining "
+        self.logger.message(f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time for the remaining "
                             f"{remaining:,} steps and {evaluations} evaluations: {_duration(estimate)}")
         if not torch.cuda.is_available() and self.alg_preset != CPU_PRESET:
             self.logger.message(f"no CUDA here: the '{self.alg_preset}' preset is sized for a GPU. "

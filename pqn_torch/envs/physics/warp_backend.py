@@ -14,8 +14,12 @@ To capture a whole env step in a torch CUDA graph, just call it inside the captu
 
 ``step()`` and ``forward()`` notice that torch's current stream is capturing and then launch the
 physics kernels themselves on that stream, registered with warp as an external capture
-(``wp.capture_begin(external=True)``) so warp keeps the scratch memory they allocate alive; the kernels
-become part of torch's graph. No host sync happens in either path.
+(``wp.capture_begin(external=True)``, in the ``GLOBAL`` capture mode that ``torch.cuda.graph``
+uses), so warp records its stream-ordered scratch allocations into the same graph; the kernels
+become part of torch's graph. The warp ``Graph`` handle of each such capture is kept for the life
+of the physics (as warp's own JAX bridge does) so the kernel modules it uses stay loaded. No host
+sync happens in either path. ``pqn_torch.cuda_graph.CapturedCall`` builds the training loop's
+rollout graph this way.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class WarpPhysics(Physics):
         self._warmstart = wp.to_torch(data.qacc_warmstart)
 
         self._warp_streams: dict[int, wp.Stream] = {}
+        self._external_captures: list[wp.Graph] = []
         self._step_graph: wp.Graph | None = None
         if self.device.type == "cuda":
             self._step_graph = self._capture(self._substeps(config.substeps))
@@ -139,11 +144,12 @@ class WarpPhysics(Physics):
                 kernels()
                 return
             with _gc_paused():
-                wp.capture_begin(stream=stream, external=True, force_module_load=False)
+                wp.capture_begin(stream=stream, external=True, force_module_load=False,
+                                 capture_mode=wp.CaptureMode.GLOBAL)
                 try:
                     kernels()
                 finally:
-                    wp.capture_end(stream=stream)
+                    self._external_captures.append(wp.capture_end(stream=stream))
 
     def _capture(self, kernels: Callable[[], None]) -> wp.Graph:
         """Capture ``kernels`` into a warp CUDA graph on a private stream, ordered after torch's current work.

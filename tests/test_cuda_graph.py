@@ -1,0 +1,181 @@
+"""What CUDA-graph capture of the training loop relies on, checked on the CPU; the capture itself on CUDA.
+
+A captured graph replays fixed kernels on fixed addresses and cannot contain a host sync. On the CPU
+we check the two conditions the capture needs: every env step and both agent phases run without a
+single host-syncing op (:func:`forbid_host_syncs`), and they never rebind the tensors they read and
+write. The CUDA tests (skipped without a GPU) compare replayed graphs against eager runs.
+"""
+
+import pytest
+import torch
+from torch.utils._python_dispatch import _disable_current_modes
+
+from pqn_torch.algo import PQN, PQNConfig
+from pqn_torch.cuda_graph import CapturedCall, HostSyncError, forbid_host_syncs
+from pqn_torch.envs import list_tasks, make_env
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_host_sync_detector_flags_exactly_the_syncing_ops():
+    x = torch.randn(6)
+    mask = x > 0
+    index = torch.tensor([0, 2])
+    with forbid_host_syncs():
+        torch.where(mask, x, 0.0).sum()  # pure tensor ops pass
+        x[index].clamp(-1, 1)
+        torch.rand(6).argsort()
+        syncing = {"bool": lambda: bool(mask.any()), "item": lambda: x.sum().item(), "float": lambda: float(x[0]),
+                   "boolean mask": lambda: x[mask], "nonzero": lambda: mask.nonzero(), "tolist": lambda: x.tolist(),
+                   "equal": lambda: torch.equal(x, x), "host data": lambda: x + torch.tensor([1.0])}
+        for operation in syncing.values():
+            with pytest.raises(HostSyncError):
+                operation()
+    assert x.tolist() == [float(v) for v in x]  # restored outside the block
+
+
+@pytest.mark.parametrize("task", list_tasks())
+def test_env_step_without_host_shortcuts_makes_no_host_sync(task):
+    """The CUDA code path of every task's step (masked non-finite handling and autoreset) is capturable."""
+    env = make_env(task, 2, device="cpu", backend="mujoco", seed=0, reset_pool_size=2, num_threads=1,
+                   episode_length=2)
+    env.host_shortcuts = False
+    env.reset()
+    actions = torch.zeros(2, env.action_dim)
+    actions[1, 0] = float("nan")
+    with forbid_host_syncs():
+        for _ in range(3):  # crosses an episode end: the autoreset is inside the checked region
+            result = env.step(actions)
+    assert int(env.stats["episodes"]) == 2 and int(env.stats["nonfinite_actions"]) == 3
+    assert torch.isfinite(result["obs"]).all()
+
+
+def test_env_results_do_not_depend_on_host_shortcuts():
+    """Without resets the masked path must give bit-identical results to the CPU's shortcut path."""
+    def run(shortcuts):
+        env = make_env("CheetahRun", 3, device="cpu", backend="mujoco", seed=4, reset_pool_size=3, num_threads=1)
+        env.host_shortcuts = shortcuts
+        env.reset()
+        generator = torch.Generator().manual_seed(1)
+        results = []
+        for step in range(4):
+            action = torch.rand(3, env.action_dim, generator=generator) * 2 - 1
+            if step == 2:
+                action[0, 1] = float("inf")
+            results.append(env.step(action))
+        return torch.stack(results)
+
+    fast, masked = run(True), run(False)
+    for key in ("obs", "reward", "terminated", "truncated", "final_obs"):
+        assert torch.equal(fast[key], masked[key]), key
+
+
+def agent_tensors(agent, env):
+    """Every tensor a captured phase reads or writes, by name (gradients are recreated inside the graph)."""
+    tensors = {f"module.{name}": value for name, value in agent.state_dict(keep_vars=True).items()}
+    for label, optimizer in (("actor", agent.actor_optimizer), ("critic", agent.critic_optimizer)):
+        for index, state in enumerate(optimizer.state.values()):
+            tensors.update({f"{label}_optimizer.{index}.{key}": value for key, value in state.items()})
+        tensors[f"{label}_optimizer.lr"] = optimizer.param_groups[0]["lr"]
+    tensors.update({f"storage.{key}": value for key, value in agent._storage.items()})
+    tensors.update(obs=agent._obs, critic_obs=agent._critic_obs, sigma=agent._sigma)
+    for name in ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "sensordata", "time"):
+        tensors[f"physics.{name}"] = getattr(env.physics, name)
+    tensors.update({f"env.stats.{key}": value for key, value in env.stats.items()})
+    tensors.update(episode_step=env._episode_step, episode_return=env._episode_return)
+    return tensors
+
+
+def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypatch):
+    """Rollout and update are capturable: no host sync, and no tensor they use is ever rebound."""
+    env = make_env("CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1,
+                   episode_length=3)
+    config = PQNConfig(num_envs=4, num_steps=5, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(16,),
+                       critic_hidden_sizes=(16,), normalize_reward=True, bootstrap_truncation=True)
+    agent = PQN.for_env(env, config, total_timesteps=200)
+    env.host_shortcuts = agent.host_shortcuts = False  # the CUDA code path
+    for optimizer in (agent.actor_optimizer, agent.critic_optimizer):
+        # RAdam's capturable=True (what the agent uses on CUDA) is CUDA-only; its CPU path reads the step
+        # count with .item(). Torch vouches for the capturable path, so the optimizer step is exempt here.
+        eager_step = optimizer.step
+
+        def step_outside_the_check(eager_step=eager_step):
+            with _disable_current_modes():
+                return eager_step()
+
+        monkeypatch.setattr(optimizer, "step", step_outside_the_check)
+    agent.reset(env)
+    agent.train_iteration(env)  # a warm-up creates the optimizer state, as before a capture
+    before = {name: (tensor.data_ptr(), tuple(tensor.shape)) for name, tensor in agent_tensors(agent, env).items()}
+    weights = [p.detach().clone() for p in agent.parameters()]
+    rewards = agent._storage["reward"].clone()
+
+    with forbid_host_syncs():
+        agent.collect(env)
+        agent.learn()
+    after = {name: (tensor.data_ptr(), tuple(tensor.shape)) for name, tensor in agent_tensors(agent, env).items()}
+    assert after == before
+    assert not torch.equal(agent._storage["reward"], rewards)  # it really rolled out and learned
+    assert all(not torch.equal(p, w) for p, w in zip(agent.parameters(), weights))
+    assert int(agent.updates_done) == agent.updates_issued == 2 and int(env.stats["episodes"]) > 0
+
+
+def test_captured_call_runs_eagerly_off_cuda_and_refuses_cuda_graphs_there():
+    calls = []
+    call = CapturedCall(lambda: calls.append(1), torch.device("cpu"), enabled=False)
+    for _ in range(4):
+        call()
+    assert len(calls) == 4 and not call.captured
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        CapturedCall(lambda: None, torch.device("cpu"), enabled=True)
+    with pytest.raises(ValueError, match="cuda_graphs=true needs a CUDA device"):
+        PQN(3, 3, -torch.ones(1), torch.ones(1), PQNConfig(num_envs=2, num_steps=2, num_minibatches=1), 4,
+            cuda_graphs=True)
+
+
+# ----------------------------------------------------------------------------- on a CUDA GPU
+def cuda_agent(cuda_graphs):
+    """Noise-free PQN on CheetahRun (MuJoCo Warp, CUDA): rollouts are deterministic between resets."""
+    env = make_env("CheetahRun", 64, device="cuda", backend="warp", seed=0, reset_pool_size=64)
+    config = PQNConfig(num_envs=64, num_steps=8, num_epochs=1, num_minibatches=1, noise_start=0.0,
+                       noise_finish=0.0, actor_hidden_sizes=(64,), critic_hidden_sizes=(64,))
+    torch.manual_seed(0)
+    agent = PQN.for_env(env, config, total_timesteps=64 * 8 * 10, cuda_graphs=cuda_graphs)
+    agent.reset(env)
+    return agent, env
+
+
+@needs_cuda
+@pytest.mark.warp
+def test_captured_training_matches_eager_training_on_cuda():
+    """Four iterations (two warm-ups, the capture, one replay) equal four eager ones: same physics, targets, weights.
+
+    With one full-batch minibatch the shuffle changes only the summation order, hence the tolerance.
+    """
+    (graphed, graphed_env), (eager, eager_env) = cuda_agent(True), cuda_agent(False)
+    for _ in range(4):
+        graphed.train_iteration(graphed_env)
+        eager.train_iteration(eager_env)
+    assert graphed._rollout_call.captured and graphed._learn_call.captured
+    torch.testing.assert_close(graphed_env.physics.qpos, eager_env.physics.qpos, rtol=1e-3, atol=1e-4)
+    for key in ("obs", "reward", "value", "target"):
+        torch.testing.assert_close(graphed._storage[key], eager._storage[key], rtol=1e-3, atol=1e-4)
+    for graphed_param, eager_param in zip(graphed.parameters(), eager.parameters()):
+        torch.testing.assert_close(graphed_param, eager_param, rtol=1e-3, atol=1e-5)
+    assert int(graphed.updates_done) == 4 and graphed.pop_metrics()["episodes"] == 0
+
+
+@needs_cuda
+@pytest.mark.warp
+def test_replayed_env_step_follows_the_eager_trajectory_on_cuda():
+    def rollout(cuda_graphs):
+        env = make_env("CheetahRun", 32, device="cuda", backend="warp", seed=0, reset_pool_size=32)
+        env.reset(seed=0)
+        action = torch.zeros(32, env.action_dim, device="cuda")
+        step = CapturedCall(lambda: env.step(action), env.device, cuda_graphs, generators=(env.generator,))
+        for index in range(6):
+            action.fill_(0.1 * (index % 3) - 0.1)
+            step()
+        return env.physics.qpos.clone()
+
+    torch.testing.assert_close(rollout(True), rollout(False), rtol=1e-4, atol=1e-5)
