@@ -34,6 +34,9 @@ HOST_SYNC_OPS = frozenset({
 """Ops that make the host wait for the GPU (a Python scalar or a data-dependent shape), or that bring
 host data in, which a replayed graph would not read again."""
 
+WARMUP_CALLS = 2
+"""Eager calls before a :class:`CapturedCall` captures: the first compiles and creates optimizer state."""
+
 
 class HostSyncError(RuntimeError):
     """A host sync inside code meant to be captured in a CUDA graph."""
@@ -76,6 +79,12 @@ def forbid_host_syncs() -> Iterator[None]:
         torch.Tensor.tolist = tolist
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait until ``device`` has run all queued work (for timing); nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class CapturedCall:
     """Call ``fn`` (no arguments, no result) eagerly ``warmup_calls`` times, then as a replayed CUDA graph.
 
@@ -85,7 +94,7 @@ class CapturedCall:
     at every replay. With ``enabled=False`` every call is eager: that is the CPU path.
     """
 
-    def __init__(self, fn: Callable[[], None], device: torch.device, enabled: bool, warmup_calls: int = 2,
+    def __init__(self, fn: Callable[[], None], device: torch.device, enabled: bool, warmup_calls: int = WARMUP_CALLS,
                  generators: Sequence[torch.Generator] = ()) -> None:
         if enabled and torch.device(device).type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, got {device}; use cuda_graphs=false or auto")

@@ -41,13 +41,13 @@ from mujoco.rollout import Rollout
 from omegaconf import OmegaConf
 
 from pqn_torch.algo.pqn import PQN
-from pqn_torch.cuda_graph import CapturedCall
+from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
 from pqn_torch.envs import make_env, resolve_device
 from pqn_torch.envs.core import BatchedEnv
 from pqn_torch.envs.physics import resolve_backend
 from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
 from pqn_torch.envs.tasks.registry import get_task_class
-from pqn_torch.training.settings import settings_from_config
+from pqn_torch.training.settings import resolve_switch, settings_from_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -84,13 +84,11 @@ def timed_rate(run_once: Callable[[], None], calls: int, worlds: int, device: to
     """World-steps per second of ``calls`` calls of ``run_once`` (after ``calls // 10`` warm-up calls)."""
     for _ in range(max(1, calls // 10)):
         run_once()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(calls):
         run_once()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return worlds * calls / (time.perf_counter() - start)
 
 
@@ -175,7 +173,7 @@ def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
     env = make_env(options["task"], options["num_envs"], device=options["device"], backend=options["backend"],
                    seed=options["seed"], reset_pool_size=options["num_envs"], num_threads=num_threads)
     native = isinstance(env.physics, MujocoPhysics)
-    cuda_graphs = switch("cuda_graphs", options["cuda_graphs"], env.device)
+    cuda_graphs = resolve_switch(parse_switch("cuda_graphs", options["cuda_graphs"]), env.device)
     env_steps = env_rate(env, options["steps"], cuda_graphs)
     bare_steps = bare_rollout_rate(env, options["steps"], num_threads) if native else bare_warp_rate(env, options["steps"])
     return {
@@ -192,7 +190,8 @@ def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-TRAIN_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0, "updates": 10, "warmup_updates": 3,
+TRAIN_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0, "updates": 10,
+                                  "warmup_updates": WARMUP_CALLS + 1,
                                   "compile": "auto", "cuda_graphs": "auto", "device": "auto", "backend": "auto",
                                   "num_threads": 0, "seed": 0}
 
@@ -202,8 +201,7 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     if options["updates"] < 1 or options["warmup_updates"] < 0:
         raise ValueError("updates must be positive and warmup_updates >= 0")
     get_task_class(options["task"])  # an unknown task is one clear line here, not a hydra composition error
-    overrides = [f"task={options['task']}", f"seed={options['seed']}", f"device={options['device']}",
-                 f"backend={options['backend']}"]
+    overrides = [f"{key}={options[key]}" for key in ("task", "seed", "device", "backend", "compile", "cuda_graphs")]
     if options["alg"]:
         overrides.append(f"alg={options['alg']}")
     if options["num_envs"]:
@@ -213,8 +211,8 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     settings = settings_from_config(config)
     device = resolve_device(settings.device)
     backend = resolve_backend(settings.backend, device)
-    use_compile = switch("compile", options["compile"], device)
-    cuda_graphs = switch("cuda_graphs", options["cuda_graphs"], device)
+    use_compile = resolve_switch(settings.compile, device)
+    cuda_graphs = resolve_switch(settings.cuda_graphs, device)
     if device.type == "cpu":
         torch.set_num_threads(settings.torch_threads)
     alg = settings.alg
@@ -267,16 +265,11 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def switch(name: str, value: str, device: torch.device) -> bool:
-    """A ``true``/``false``/``auto`` option; ``auto`` = on with CUDA."""
+def parse_switch(name: str, value: str) -> bool | str:
+    """A ``true``/``false``/``auto`` command-line option as ``resolve_switch`` takes it."""
     if value not in ("true", "false", "auto"):
         raise ValueError(f"{name} must be true, false or auto, got {value!r}")
-    return device.type == "cuda" if value == "auto" else value == "true"
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return value if value == "auto" else value == "true"
 
 
 def gpu_memory_peak_mb(device: torch.device) -> float | None:

@@ -18,6 +18,17 @@ def random_actions(env: BatchedEnv, steps: int, seed: int = 0) -> list[torch.Ten
     return [torch.rand(env.num_envs, env.action_dim, generator=generator) * 2 - 1 for _ in range(steps)]
 
 
+def check_truncation_at_episode_length(name: str) -> None:
+    """With 3-step episodes, random actions truncate every world exactly at step 3, then restart it."""
+    env = make_task_env(name, num_envs=2, episode_length=3)
+    env.reset()
+    for step, action in enumerate(random_actions(env, 4), start=1):
+        td = env.step(action)
+        assert td["truncated"].all() == (step == 3) and not td["terminated"].any()
+        assert td["done"].any() == (step == 3)
+    assert td["episode_length"].tolist() == [1, 1]
+
+
 def check_spaces_and_random_rollout(env: BatchedEnv, obs_dim: int, action_dim: int, ctrl_dt: float,
                                     substeps: int, steps: int = 25) -> None:
     """Dims, timing, action range; ``steps`` random steps: finite float32 obs, rewards in [0, 1], no episode end."""

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from task_testing import check_spaces_and_random_rollout, make_task_env as make, random_actions
+from task_testing import (check_spaces_and_random_rollout, check_truncation_at_episode_length,
+                          make_task_env as make, random_actions)
 
 NUM_ENVS = 8
 # name: (obs_dim, action_dim, ctrl_dt, physics steps per control step)
@@ -51,13 +52,7 @@ def test_spaces_and_random_rollout(name):
 
 @pytest.mark.parametrize("name", ["HopperHop", "WalkerWalk", "HumanoidRun"])
 def test_truncation_at_episode_length(name):
-    env = make(name, num_envs=2, episode_length=3)
-    env.reset()
-    for step, action in enumerate(random_actions(env, 4), start=1):
-        td = env.step(action)
-        assert td["truncated"].all() == (step == 3) and not td["terminated"].any()
-        assert td["done"].any() == (step == 3)
-    assert td["episode_length"].tolist() == [1, 1]
+    check_truncation_at_episode_length(name)
 
 
 @pytest.mark.parametrize("name", ["HopperStand", "WalkerRun"])

@@ -192,9 +192,7 @@ class PQN(nn.Module):
         self._updates_since_pop = 0
         self.policy_step = torch.compile(self._policy_step) if compile else self._policy_step
         self.minibatch_step = torch.compile(self._minibatch_step) if compile else self._minibatch_step
-        self._rollout_env: Any = None
-        self._rollout_call: CapturedCall | None = None
-        self._learn_call = CapturedCall(self._learn, self.device, cuda_graphs)
+        self._drop_graphs()
 
     @classmethod
     def for_env(cls, env: Any, config: PQNConfig, total_timesteps: int, compile: bool = False,
@@ -403,10 +401,15 @@ class PQN(nn.Module):
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self._started = False
         self.updates_issued = int(self.updates_done)
-        self._rollout_env = self._rollout_call = None
-        self._learn_call = CapturedCall(self._learn, self.device, self.cuda_graphs)
+        self._drop_graphs()
 
     # ----------------------------------------------------------------- helpers
+    def _drop_graphs(self) -> None:
+        """Start over with fresh (not yet captured) phases; the rollout's is made at the next ``collect``."""
+        self._rollout_env: Any = None
+        self._rollout_call: CapturedCall | None = None
+        self._learn_call = CapturedCall(self._learn, self.device, self.cuda_graphs)
+
     def _observe(self, obs: torch.Tensor, critic_obs: torch.Tensor, update_statistics: bool = True) -> None:
         """Fold raw observations into the running statistics; store them normalized as the current ones.
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from pqn_torch.algo.pqn import PQNConfig
 
 RUNTIME_KEYS = ("device", "backend", "num_threads", "torch_threads", "compile", "cuda_graphs", "log_interval",
@@ -101,6 +103,11 @@ def _mapping(config: dict[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{key} must be a mapping, got {value!r}")
     return value
+
+
+def resolve_switch(value: bool | str, device: torch.device) -> bool:
+    """A validated ``true``/``false``/``auto`` setting on ``device``: ``auto`` means on with CUDA."""
+    return device.type == "cuda" if value == "auto" else value
 
 
 def _switch(config: dict[str, Any], key: str) -> bool | str:

@@ -16,12 +16,13 @@ from typing import Any
 import torch
 
 from pqn_torch.algo.pqn import PQN
+from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
 from pqn_torch.envs import make_env, resolve_device
 from pqn_torch.envs.physics import resolve_backend
 from pqn_torch.training.checkpoint import load_checkpoint, prepare_checkpoint_dir, save_checkpoint
 from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import RunLogger
-from pqn_torch.training.settings import merge_for_resume, settings_from_config
+from pqn_torch.training.settings import merge_for_resume, resolve_switch, settings_from_config
 
 CPU_PRESET = "cpu"
 
@@ -67,9 +68,8 @@ class TrainingRun:
         self.settings = settings = settings_from_config(config)
         device = resolve_device(settings.device)
         backend = resolve_backend(settings.backend, device)
-        on_cuda = device.type == "cuda"
-        use_compile = on_cuda if settings.compile == "auto" else settings.compile
-        use_graphs = on_cuda if settings.cuda_graphs == "auto" else settings.cuda_graphs
+        use_compile = resolve_switch(settings.compile, device)
+        use_graphs = resolve_switch(settings.cuda_graphs, device)
         if device.type == "cpu":
             torch.set_num_threads(settings.torch_threads)
         self.checkpoint_dir = prepare_checkpoint_dir(self.run_dir)
@@ -88,7 +88,7 @@ class TrainingRun:
 
         # The speed report times the first update after warm-up: compilation (compile) and the two eager
         # iterations plus the capture (cuda_graphs) would make the estimate far too slow.
-        self.warmup_updates = 3 if use_graphs else 1 if use_compile else 0
+        self.warmup_updates = WARMUP_CALLS + 1 if use_graphs else 1 if use_compile else 0
         self.eval_every = max(1, int(agent.num_updates * settings.eval_interval))
         self.checkpoint_every = int(agent.num_updates * settings.checkpoint_interval)
         self.eval_curve: list[dict[str, float]] = []
@@ -125,15 +125,15 @@ class TrainingRun:
         speed_probe = min(first + 1 + self.warmup_updates, agent.num_updates)
         for update in range(first + 1, agent.num_updates + 1):
             if update == speed_probe:
-                _synchronize(agent.device)
+                synchronize(agent.device)
             tick = time.perf_counter()
             agent.train_iteration(self.env)
             if update == speed_probe:
-                _synchronize(agent.device)
+                synchronize(agent.device)
                 self.report_speed(update, agent.steps_per_update / (time.perf_counter() - tick))
             last = update == agent.num_updates
             if update % self.settings.log_interval == 0 or last:
-                _synchronize(agent.device)
+                synchronize(agent.device)
                 self.log(steps_at_log, train_seconds + time.perf_counter() - tick)
                 steps_at_log, train_seconds = self.env_steps, 0.0
             else:
@@ -197,11 +197,6 @@ def _restore_rng(state: dict[str, Any], env: Any, eval_env: Any) -> None:
     eval_env.generator.set_state(state["eval_env"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _append_csv(path: Path, row: dict[str, float]) -> None:
