@@ -241,7 +241,8 @@ def short_env():
 @pytest.mark.parametrize("bootstrap", [True, False])
 def test_rollout_bootstraps_truncated_steps_from_their_final_observation(short_env, bootstrap):
     torch.manual_seed(0)
-    config = PQNConfig(**SMALL, noise_start=0.0, noise_finish=0.0, normalize_obs=False, bootstrap_truncation=bootstrap)
+    config = PQNConfig(**SMALL, noise_start=0.0, noise_finish=0.0, normalize_obs=False, bootstrap_truncation=bootstrap,
+                       stagger_episodes=False)  # lockstep episodes: the truncation step is known
     agent = PQN.for_env(short_env, config, total_timesteps=240)
     env = Recorder(short_env)
     agent.reset(env)
@@ -256,8 +257,30 @@ def test_rollout_bootstraps_truncated_steps_from_their_final_observation(short_e
     assert not torch.equal(step["final_obs"], step["obs"])  # the bootstrap state is not the reset state
 
 
+@pytest.mark.parametrize("stagger", [True, False])
+def test_training_starts_with_staggered_time_limits(stagger):
+    """Regression test of the late-training collapse: envs started in lockstep all truncate in one step.
+
+    With ``stagger_episodes`` (the default) the first 16-step episodes of 64 envs end spread over the
+    first rollout, so later rollouts mix every phase of the episode.
+    """
+    env = make_env("CartpoleBalance", 64, device="cpu", backend="mujoco", seed=0, num_threads=1, episode_length=16)
+    small = dict(SMALL, num_envs=64, num_steps=16)
+    config = PQNConfig(**small) if stagger else PQNConfig(**small, stagger_episodes=False)
+    agent = PQN.for_env(env, config, total_timesteps=64 * 16 * 2)
+    agent.reset(env)
+    first = agent.collect(env)["truncated"].clone()
+    second = agent.collect(env)["truncated"]
+    assert first.sum() == second.sum() == 64  # every env ends exactly one episode per 16 steps
+    assert torch.equal(first, second)  # and from then on at the same step of every rollout
+    if stagger:
+        assert first.any(dim=1).sum() >= 12 and first.sum(dim=1).max() <= 16  # spread over the steps
+    else:
+        assert first[15].all()  # all 64 in the last step
+
+
 def test_pop_metrics_averages_what_the_rollout_and_update_produced(short_env):
-    config = PQNConfig(**SMALL)
+    config = PQNConfig(**SMALL, stagger_episodes=False)  # lockstep: every env finishes one 4-step episode
     agent = PQN.for_env(short_env, config, total_timesteps=240)  # 10 updates of 24 env steps
     env = Recorder(short_env)
     agent.reset(env)

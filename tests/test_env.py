@@ -93,6 +93,41 @@ def test_truncation_at_episode_length_and_final_obs():
     assert (env._episode_step == 0).all()
 
 
+def truncation_steps(env, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[num_steps, N] truncation flags and reported episode lengths of ``num_steps`` zero-action steps."""
+    zeros = torch.zeros(env.num_envs, env.action_dim)
+    results = [env.step(zeros) for _ in range(num_steps)]
+    return torch.stack([r["truncated"] for r in results]), torch.stack([r["episode_length"] for r in results])
+
+
+def test_staggered_reset_spreads_the_first_time_limits_then_runs_full_episodes():
+    """Worlds reset together truncate together forever; a staggered reset cuts each first episode at a
+    uniform step of 1..L so later time limits fall in different steps (CartpoleBalance never terminates)."""
+    length, worlds = 10, 500
+    env = make_env("CartpoleBalance", worlds, device="cpu", backend="mujoco", seed=0, num_threads=1,
+                   episode_length=length)
+    env.reset()
+    truncated, _ = truncation_steps(env, 2 * length)
+    assert truncated[length - 1].all() and truncated[2 * length - 1].all() and truncated.sum() == 2 * worlds
+
+    env.reset(staggered=True)
+    truncated, lengths = truncation_steps(env, 2 * length)
+    first = truncated.int().argmax(dim=0) + 1  # the step of each world's first truncation
+    assert (truncated[:length].sum(dim=0) == 1).all()  # one first episode per world, within L steps
+    assert torch.equal(lengths[first - 1, torch.arange(worlds)], first)  # it reports the steps it ran
+    assert truncated[first - 1 + length, torch.arange(worlds)].all()  # then a full-length episode
+    assert truncated.sum() == 2 * worlds
+    counts = torch.bincount(first, minlength=length + 1)[1:]
+    # Uniform over 1..L: 50 expected per value, binomial std 6.7; all within 4.5 std.
+    assert counts.min() >= 20 and counts.max() <= 80, counts
+
+    for restart in (env.reset, lambda: env.reset_to(env.physics.qpos.clone(), env.physics.qvel.clone())):
+        env.reset(staggered=True)
+        restart()  # a plain reset (evaluation's) or a reset_to is in lockstep again
+        truncated, _ = truncation_steps(env, length)
+        assert truncated[length - 1].all() and truncated.sum() == worlds
+
+
 def test_episode_return_is_sum_of_rewards():
     env = make_cheetah(episode_length=6)
     env.reset()

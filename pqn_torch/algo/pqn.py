@@ -46,7 +46,9 @@ class PQNConfig:
     See ``REFERENCE.md`` ("Actor-critic PQN, one update") for what each one does. ``q_lambda`` is the
     lambda of Q(lambda); ``penalty_threshold`` the reference's ``threshold``; ``linspace_noise``
     spreads the exploration std over envs as ``linspace(0, sigma, num_envs)``;
-    ``bootstrap_truncation`` see :func:`pqn_torch.algo.qlambda.q_lambda_targets`.
+    ``bootstrap_truncation`` see :func:`pqn_torch.algo.qlambda.q_lambda_targets`;
+    ``stagger_episodes`` starts training with each env's first episode cut at a random step (see
+    :meth:`PQN.reset`).
     """
 
     num_envs: int = 1024
@@ -74,6 +76,7 @@ class PQNConfig:
     penalty_coeff: float = 10.0
     max_grad_norm: float = 1.0
     bootstrap_truncation: bool = True
+    stagger_episodes: bool = True
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "num_critics"):
@@ -86,7 +89,8 @@ class PQNConfig:
                     or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
                 raise ValueError(f"alg.{name} must be a list of positive integers, got {sizes!r}")
             setattr(self, name, tuple(sizes))
-        for name in ("normalize_obs", "normalize_reward", "anneal_lr", "linspace_noise", "bootstrap_truncation"):
+        for name in ("normalize_obs", "normalize_reward", "anneal_lr", "linspace_noise", "bootstrap_truncation",
+                     "stagger_episodes"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"alg.{name} must be true or false, got {getattr(self, name)!r}")
         ranges = {"gamma": (0.0, 1.0), "q_lambda": (0.0, 1.0), "lr_decay": (0.0, 1.0), "noise_decay": (0.0, 1.0)}
@@ -223,10 +227,18 @@ class PQN(nn.Module):
     def reset(self, env: Any, update_statistics: bool = True) -> None:
         """Start fresh episodes in ``env`` and take its first observations.
 
+        With ``stagger_episodes`` (the default) each env's first episode ends at a uniformly random
+        step of the time limit (``env.reset(staggered=True)``), so the envs' time limits fall in
+        different steps from then on. Started together they would stay in lockstep: every rollout
+        would sample one phase of the episode only (in CartpoleBalance, hundreds of updates of
+        near-upright states and then hundreds of the fallen pole), and every ``episode_length`` steps
+        all envs would truncate in one step. That made the learner collapse late in training (see
+        the README's "Learning parity" section).
+
         ``update_statistics=False`` leaves the normalizers as they are: a run resumed from a
         checkpoint must not count the restart's observations, which an uninterrupted run never saw.
         """
-        observed = env.reset()
+        observed = env.reset(staggered=self.config.stagger_episodes)
         self._observe(observed["obs"], observed["critic_obs"], update_statistics)
         self._started = True
 

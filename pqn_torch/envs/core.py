@@ -48,6 +48,9 @@ class BatchedEnv:
         """Skip masked per-world work after a scalar host check; off on CUDA (no sync, graph-capturable)."""
 
         self._episode_step = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self._time_limit = torch.full((self.num_envs,), self.episode_length, dtype=torch.int64, device=self.device)
+        """Steps after which each world's current episode is truncated: ``episode_length`` except for the
+        first episodes after a staggered :meth:`reset`."""
         self._episode_return = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
         self.stats = {name: torch.zeros((), dtype=torch.int64, device=self.device) for name in COUNTERS}
 
@@ -114,14 +117,25 @@ class BatchedEnv:
         self.physics.clear_warmstart(done)
         self._episode_step.masked_fill_(done, 0)
         self._episode_return.masked_fill_(done, 0.0)
+        self._time_limit.masked_fill_(done, self.episode_length)
 
     # ----------------------------------------------------------------- public API
-    def reset(self, seed: int | None = None) -> TensorDict:
-        """Start a new episode in every world from the start-state pool; optionally reseed first."""
+    def reset(self, seed: int | None = None, staggered: bool = False) -> TensorDict:
+        """Start a new episode in every world from the start-state pool; optionally reseed first.
+
+        ``staggered=True`` gives each world's first episode a time limit drawn uniformly from
+        ``1 .. episode_length`` (the env's generator); every later episode has the full length. Worlds
+        reset together otherwise hit their time limit in the same step, forever: each training batch
+        then holds one phase of the episode only, and every ``episode_length`` steps all worlds
+        truncate at once. Training starts staggered (``alg.stagger_episodes``); evaluation does not.
+        """
         if seed is not None:
             self.generator.manual_seed(seed)
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._autoreset(everyone)
+        if staggered:
+            self._time_limit.copy_(torch.randint(1, self.episode_length + 1, (self.num_envs,),
+                                                 generator=self.generator, device=self.device))
         return self._observe()
 
     def reset_to(self, qpos: torch.Tensor, qvel: torch.Tensor, mocap_pos: torch.Tensor | None = None,
@@ -146,6 +160,7 @@ class BatchedEnv:
         physics.forward()
         self._episode_step.zero_()
         self._episode_return.zero_()
+        self._time_limit.fill_(self.episode_length)
         return self._observe()
 
     def step(self, action: torch.Tensor) -> TensorDict:
@@ -194,7 +209,7 @@ class BatchedEnv:
             terminated = terminated | unstable
         self._episode_step += 1
         self._episode_return += reward
-        truncated = (self._episode_step >= self.episode_length) & ~terminated
+        truncated = (self._episode_step >= self._time_limit) & ~terminated
         done = terminated | truncated
         self.stats["episodes"] += done.sum()
 
