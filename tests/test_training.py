@@ -152,6 +152,24 @@ def test_cpu_preset_learns_cartpole_balance_well_above_a_random_policy():
     assert trained > max(1.5 * random_return, random_return + 200), (trained, random_return)
 
 
+def test_cpu_preset_holds_cartpole_balance_to_the_end_of_training(tmp_path):
+    """The late-collapse regression (README, "Learning parity"): the issue's setting, one of its seeds.
+
+    ``alg=cpu`` on CartpoleBalance for the preset's 3e5 steps with the reference's truncation handling,
+    seed 3: with every env's time limit in the same step (``alg.stagger_episodes=false``, as before the
+    fix) this run's final evaluation fell from 999 to ~210; staggered it ends at ~1000.
+    """
+    alg = _preset("cpu")
+    alg["bootstrap_truncation"] = False
+    config = {"task": {"name": "CartpoleBalance", "overrides": {}}, "alg": alg, "seed": 3, "device": "cpu",
+              "backend": "mujoco", "num_threads": 1, "torch_threads": 1, "total_timesteps": 300_000,
+              "compile": False, "resume": None, "eval": {"interval": 1.0, "num_envs": 64}, "log_interval": 50,
+              "checkpoint_interval": 0}
+    summary = run_training(config, tmp_path, show_progress=False)
+    assert summary.env_steps == 299_008
+    assert summary.final_eval_return > 900, summary.eval_curve
+
+
 def _preset(name: str) -> dict:
     values = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "alg" / f"{name}.yaml"))
     values.pop("total_timesteps")
