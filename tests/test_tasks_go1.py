@@ -8,7 +8,7 @@ import struct
 import pytest
 import torch
 
-from pqn_torch.envs.tasks.go1 import COMMAND_AMPLITUDE, COMMAND_NONZERO_PROBABILITY
+from pqn_torch.envs.tasks.go1 import COMMAND_AMPLITUDE, COMMAND_NONZERO_PROBABILITY, Go1Task
 from task_testing import make_task_env
 
 GO1_TASKS = {  # obs, critic obs, episode length (Playground 0.2.0)
@@ -324,22 +324,48 @@ def test_getup_reward_terms_upright_at_home():
 
 @pytest.mark.slow
 @pytest.mark.warp
-def test_warp_matches_native_on_go1_joystick():
-    """MuJoCo Warp (float32, CPU) follows the native backend from the same state under the same actions."""
+@pytest.mark.parametrize("solver_iterations", [None, 30])
+def test_warp_matches_native_on_go1_joystick(solver_iterations, monkeypatch):
+    """MuJoCo Warp (float32, CPU) vs native MuJoCo (float64) along a 20-step native trajectory.
+
+    Both backends get the native state, ctrl and task state before every step, so each step is compared from
+    the same start. With a converged solver (30 Newton iterations) the two agree on every step to float32
+    precision: same sensors, observations, rewards and task-state updates. With Playground's single
+    iteration the solver stops at different points in the two implementations whenever a foot lands
+    (measured: 5 of 20 steps within 1e-3), so there only the rewards are held to a small gap.
+    """
+    if solver_iterations is not None:
+        build_spec = Go1Task.build_spec
+
+        def converged(task):
+            spec = build_spec(task)
+            spec.option.iterations = spec.option.ls_iterations = solver_iterations
+            return spec
+
+        monkeypatch.setattr(Go1Task, "build_spec", converged)
     native = make_task_env("Go1JoystickFlatTerrain", num_envs=4, obs_noise_level=0.0)
     warp = make_task_env("Go1JoystickFlatTerrain", num_envs=4, backend="warp", obs_noise_level=0.0)
     qpos, qvel = home_state(native)
-    command = torch.tensor([[0.5, 0.0, 0.2]]).repeat(4, 1)
-    before = [env.reset_to(qpos if env is native else qpos.float(), qvel if env is native else qvel.float(),
-                           task_state={"command": command})["critic_obs"] for env in (native, warp)]
-    torch.testing.assert_close(before[0], before[1], atol=1e-4, rtol=1e-4)
+    native.reset_to(qpos, qvel, task_state={"command": torch.tensor([[0.5, 0.0, 0.2]]).repeat(4, 1)})
     generator = torch.Generator().manual_seed(0)
-    for _ in range(10):
-        action = (torch.rand(4, 12, generator=generator) * 2 - 1) * 0.3
-        results = [env.step(action) for env in (native, warp)]
-        torch.testing.assert_close(results[0]["critic_obs"], results[1]["critic_obs"], atol=5e-2, rtol=5e-2)
-        torch.testing.assert_close(results[0]["reward"], results[1]["reward"], atol=2e-3, rtol=2e-2)
-    torch.testing.assert_close(native.physics.qpos.float(), warp.physics.qpos, atol=5e-3, rtol=0)
+    close_steps, reward_gaps = 0, []
+    for _ in range(20):
+        state = {name: value.clone() for name, value in native.task_state.items()}
+        qpos, qvel, ctrl = (native.physics.qpos.clone(), native.physics.qvel.clone(), native.physics.ctrl.clone())
+        before = [env.reset_to(qpos, qvel, ctrl, task_state=state)["critic_obs"] for env in (native, warp)]
+        # All but the accelerometer (51:54), which holds contact forces of a solve from a cold start.
+        for columns in (slice(0, 51), slice(54, 123)):
+            torch.testing.assert_close(before[1][:, columns], before[0][:, columns], atol=1e-4, rtol=1e-4)
+        action = (torch.rand(4, 12, generator=generator) * 2 - 1) * 0.5
+        after = [env.step(action) for env in (native, warp)]
+        reward_gaps.append((after[1]["reward"] - after[0]["reward"]).abs().max().item())
+        relative = (after[1]["critic_obs"] - after[0]["critic_obs"]).abs() / (1 + after[0]["critic_obs"].abs())
+        close_steps += int(relative.max() < 1e-3)
+        assert torch.equal(native.task_state["last_act"].float(), warp.task_state["last_act"])
+    if solver_iterations is None:
+        assert max(reward_gaps) < 5e-3, reward_gaps  # rewards are ~0.01 per step here
+    else:
+        assert max(reward_gaps) < 1e-5 and close_steps == 20, (reward_gaps, close_steps)
 
 
 def test_scene_keeps_meshes_with_a_menagerie_checkout(tmp_path, monkeypatch):

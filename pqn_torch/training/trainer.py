@@ -25,6 +25,8 @@ from pqn_torch.training.logger import RunLogger
 from pqn_torch.training.settings import merge_for_resume, resolve_switch, settings_from_config
 
 CPU_PRESET = "cpu"
+CPU_PRESETS = {"locomotion": "locomotion_cpu"}
+"""GPU-sized presets with a CPU-sized counterpart of their own (every other one points at ``CPU_PRESET``)."""
 
 
 @dataclass
@@ -177,10 +179,10 @@ class TrainingRun:
         estimate = (remaining + eval_steps) / steps_per_second
         self.logger.message(f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time for the remaining "
                             f"{remaining:,} steps and {evaluations} evaluations: {_duration(estimate)}")
-        if not torch.cuda.is_available() and self.alg_preset != CPU_PRESET:
+        if not torch.cuda.is_available() and self.alg_preset not in (CPU_PRESET, *CPU_PRESETS.values()):
             self.logger.message(f"no CUDA here: the '{self.alg_preset}' preset is sized for a GPU. "
-                                f"For a CPU-sized run: "
-                                f"python scripts/train.py task={settings.task} alg={CPU_PRESET}")
+                                f"For a CPU-sized run: python scripts/train.py task={settings.task} "
+                                f"alg={CPU_PRESETS.get(self.alg_preset, CPU_PRESET)}")
 
 
 def _rng_state(env: Any, eval_env: Any) -> dict[str, Any]:
