@@ -36,6 +36,7 @@ update (the policy sees the command one step after it changes).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -98,6 +99,7 @@ class Go1Task(Task):
     scene: ClassVar[str]
     normalized_actions = True
     noise_scales: ClassVar[dict[str, float]]
+    reward_scales: ClassVar[dict[str, float]]
 
     def __init__(self, **overrides) -> None:
         super().__init__(**overrides)
@@ -195,10 +197,16 @@ class Go1Task(Task):
                         self.noise(generator, q, "joint_pos") - self.const("default_pose", q),
                         self.noise(generator, qd, "joint_vel")]
 
-    def privileged_base(self, physics: Physics) -> list[torch.Tensor]:
-        """Clean gyro, accelerometer, local linvel, global angvel (Getup/Handstand critic order)."""
+    def privileged(self, physics: Physics) -> list[torch.Tensor]:
+        """What the Getup/Handstand critic adds to the actor's observation, all clean: gyro, accelerometer,
+        local linvel, global angvel, joint angles, joint velocities, actuator forces, IMU height."""
+        q, qd = self.joints(physics)
         return [self.read(physics, "gyro"), self.read(physics, "accelerometer"), self.read(physics, "local_linvel"),
-                self.read(physics, "global_angvel")]
+                self.read(physics, "global_angvel"), q, qd, self.actuator_force(physics), self.torso_height(physics)]
+
+    def total_reward(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Playground's ``clip(dt * sum(scale * term), 0, 1e4)`` over the task's ``reward_scales``."""
+        return (sum(self.reward_scales[name] * value for name, value in terms.items()) * self.dt).clamp(0.0, 1e4)
 
 
 @register
@@ -298,9 +306,7 @@ class Go1JoystickFlatTerrain(Go1Task):
         torch.maximum(state["swing_peak"], self.feet_height(physics), out=state["swing_peak"])
         obs, critic_obs = self.observe(physics, state, generator)
         terminated = self.read(physics, "upvector")[:, 2] < 0
-        terms = self.reward_terms(physics, action, state, contact, first_contact, terminated)
-        total = sum(self.reward_scales[name] * value for name, value in terms.items())
-        reward = (total * self.dt).clamp(0.0, 1e4)
+        reward = self.total_reward(self.reward_terms(physics, action, state, contact, first_contact, terminated))
 
         state["last_last_act"].copy_(state["last_act"])
         state["last_act"].copy_(action)
@@ -368,5 +374,4 @@ class Go1JoystickRoughTerrain(Go1JoystickFlatTerrain):
 
     name = "Go1JoystickRoughTerrain"
     scene = "scene_mjx_feetonly_rough_terrain.xml"
-    default_config = Go1JoystickConfig(ctrl_dt=0.02, sim_dt=0.004, episode_length=1000, contacts_per_world=8,
-                                       njmax=60)
+    default_config = dataclasses.replace(Go1JoystickFlatTerrain.default_config, contacts_per_world=8, njmax=60)

@@ -91,9 +91,7 @@ class Go1Getup(Go1Task):
     def transition(self, physics: Physics, action: torch.Tensor, state: TaskState,
                    generator: torch.Generator) -> Transition:
         obs, critic_obs = self.observe(physics, state, generator)
-        terms = self.reward_terms(physics, action, state)
-        total = sum(self.reward_scales[name] * value for name, value in terms.items())
-        reward = (total * self.dt).clamp(0.0, 1e4)
+        reward = self.total_reward(self.reward_terms(physics, action, state))
         state["last_last_act"].copy_(state["last_act"])
         state["last_act"].copy_(action)
         never = torch.zeros(physics.num_worlds, dtype=torch.bool, device=physics.device)
@@ -123,7 +121,4 @@ class Go1Getup(Go1Task):
     def observe(self, physics: Physics, state: TaskState, generator: torch.Generator) -> tuple[torch.Tensor,
                                                                                                torch.Tensor]:
         obs = torch.cat(self.proprioception(physics, generator, linvel=False) + [state["last_act"]], dim=-1)
-        q, qd = self.joints(physics)
-        critic_obs = torch.cat([obs, *self.privileged_base(physics), q, qd, self.actuator_force(physics),
-                                self.torso_height(physics)], dim=-1)
-        return obs, critic_obs
+        return obs, torch.cat([obs, *self.privileged(physics)], dim=-1)

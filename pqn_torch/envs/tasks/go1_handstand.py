@@ -76,9 +76,7 @@ class Go1Handstand(Go1Task):
                    generator: torch.Generator) -> Transition:
         obs, critic_obs = self.observe(physics, state, generator)
         terminated = (self.read(physics, "upvector")[:, 2] < FALLEN_UP_AXIS) | self.unwanted_contact(physics)
-        terms = self.reward_terms(physics)
-        total = sum(self.reward_scales[name] * value for name, value in terms.items())
-        reward = (total * self.dt).clamp(0.0, 1e4)
+        reward = self.total_reward(self.reward_terms(physics))
         state["last_act"].copy_(action)
         return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated)
 
@@ -99,10 +97,7 @@ class Go1Handstand(Go1Task):
     def observe(self, physics: Physics, state: TaskState, generator: torch.Generator) -> tuple[torch.Tensor,
                                                                                                torch.Tensor]:
         obs = torch.cat(self.proprioception(physics, generator, linvel=True) + [state["last_act"]], dim=-1)
-        q, qd = self.joints(physics)
-        critic_obs = torch.cat([obs, *self.privileged_base(physics), q, qd, self.actuator_force(physics),
-                                self.torso_height(physics)], dim=-1)
-        return obs, critic_obs
+        return obs, torch.cat([obs, *self.privileged(physics)], dim=-1)
 
 
 @register
