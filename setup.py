@@ -29,5 +29,9 @@ setup(
         "numpy>=2.0",
         "tqdm>=4.66",  # training progress bar
     ],
-    extras_require={"dev": ["pytest>=8.0"]},
+    extras_require={
+        "dev": ["pytest>=8.0"],
+        # Robot meshes for videos (visual only; the physics never needs them): `mujoco-menagerie prefetch <robot>`.
+        "render": ["mujoco-menagerie>=2026.10.4"],
+    },
 )

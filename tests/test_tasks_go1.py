@@ -6,6 +6,7 @@ import os
 import struct
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -381,6 +382,29 @@ def test_scene_keeps_meshes_with_a_menagerie_checkout(tmp_path, monkeypatch):
     env = make_task_env("Go1JoystickFlatTerrain", num_envs=1)
     assert env.physics.mj_model.nmesh == 5
     assert env.obs_dim == 48
+
+
+def test_scene_keeps_meshes_from_a_prefetched_menagerie_package_cache(tmp_path, monkeypatch):
+    """Without MENAGERIE_ROOT, meshes come from mujoco-menagerie's cache only when already fetched (no download)."""
+    assets = tmp_path / "models" / "unitree_go1-0123" / "assets"
+    assets.mkdir(parents=True)
+    for name in ("trunk", "hip", "thigh_mirror", "calf", "thigh"):
+        (assets / f"{name}.stl").write_bytes(_tetrahedron_stl())
+    cached = {"value": False}
+
+    class Cache:  # the package's API: Cache().is_cached(robot), Cache().model_path(robot)
+        def is_cached(self, robot):
+            return cached["value"]
+
+        def model_path(self, robot):
+            return assets.parent
+
+    package = types.SimpleNamespace(Cache=Cache, get=lambda name: name)
+    monkeypatch.delenv("MENAGERIE_ROOT", raising=False)
+    monkeypatch.setitem(sys.modules, "mujoco_menagerie", package)
+    assert make_task_env("Go1JoystickFlatTerrain", num_envs=1).physics.mj_model.nmesh == 0  # not fetched
+    cached["value"] = True
+    assert make_task_env("Go1JoystickFlatTerrain", num_envs=1).physics.mj_model.nmesh == 5
 
 
 def _tetrahedron_stl() -> bytes:

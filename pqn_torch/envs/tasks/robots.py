@@ -4,8 +4,10 @@ The scenes are Playground's own task XMLs, shipped unmodified as third-party mod
 ``pqn_torch/third_party/playground`` (Apache-2.0; see its NOTICE). They reference MuJoCo Menagerie's
 visual meshes, which are not shipped: every mesh geom in these robots is visual only (no collisions, no
 mass), so :func:`load_playground_scene` drops them with their mesh assets, which leaves the dynamics
-unchanged. With ``MENAGERIE_ROOT`` naming a Menagerie checkout that holds the robot's directory, the
-meshes are loaded from there instead, for videos that show the robot.
+unchanged. Where the robot's meshes are already on disk, they are loaded instead, for videos that show the
+robot: a Menagerie checkout named by ``MENAGERIE_ROOT``, or the cache of the optional ``mujoco-menagerie``
+package (``pip install pqn-torch[render]``, then ``mujoco-menagerie prefetch unitree_go1`` once). Nothing is
+ever downloaded here.
 """
 
 from __future__ import annotations
@@ -53,10 +55,19 @@ def load_playground_scene(relative_path: str, menagerie_robot: str) -> mujoco.Mj
 
 
 def _menagerie_mesh_dir(robot: str) -> Path | None:
+    """The robot's Menagerie ``assets`` folder if it is on disk (``MENAGERIE_ROOT``, else the package cache)."""
     root = os.environ.get(MENAGERIE_ROOT_VARIABLE)
-    if not root:
-        return None
-    assets = Path(root) / robot / "assets"
+    if root:
+        assets = Path(root) / robot / "assets"
+    else:
+        try:
+            import mujoco_menagerie
+        except ImportError:
+            return None
+        cache, entry = mujoco_menagerie.Cache(), mujoco_menagerie.get(robot)
+        if not cache.is_cached(entry):  # only what the user fetched: no download at train or test time
+            return None
+        assets = Path(cache.model_path(entry)) / "assets"
     return assets if assets.is_dir() else None
 
 
