@@ -1,7 +1,6 @@
 """Training runs end to end on the CPU: the CLI, tensorboard, checkpoints, resume, evaluation, learning."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,16 +58,6 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
                                 "episodes=3"], env=ENV, capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "over 3 episodes (mean length 50)" in evaluated.stdout
-
-    video = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), f"checkpoint={tmp_path}",
-                            "episodes=1", "video=true", f"video_path={tmp_path / 'eval.mp4'}"], env=ENV,
-                           capture_output=True, text=True, timeout=300)
-    if video.returncode == 0:
-        assert (tmp_path / "eval.mp4").stat().st_size > 0
-    else:  # no renderer or encoder here: one line that says which and how to get it
-        message = video.stderr.strip().splitlines()[-1]
-        assert ("ffmpeg" in message and "install" in message) or "MUJOCO_GL" in message
-        assert (shutil.which("ffmpeg") is None) == ("ffmpeg" in message)
 
 
 def test_invalid_value_fails_at_start_with_one_line(tmp_path):
@@ -145,7 +134,7 @@ def test_cpu_preset_learns_cartpole_balance_well_above_a_random_policy():
         for _ in range(200_000 // agent.steps_per_update):
             agent.train_iteration(env)
         eval_env = make_env("CartpoleBalance", 16, device="cpu", backend="mujoco", seed=1)
-        trained = evaluate(agent, eval_env).mean_return
+        trained = evaluate(agent.act, eval_env).mean_return
     finally:
         torch.set_num_threads(threads)
     random_return = random_policy_return()

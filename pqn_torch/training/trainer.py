@@ -152,7 +152,7 @@ class TrainingRun:
         self.logger.progress(self.env_steps, sps=f"{steps_per_second:,.0f}")
 
     def evaluate(self) -> EvalResult:
-        result = evaluate(self.agent, self.eval_env)
+        result = evaluate(self.agent.act, self.eval_env)
         point = {"env_steps": self.env_steps, "wall_s": time.perf_counter() - self.started,
                  "return_mean": result.mean_return, "return_std": result.std_return,
                  "length_mean": result.mean_length, "episodes": result.episodes}
