@@ -24,9 +24,6 @@ from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import RunLogger
 from pqn_torch.training.settings import merge_for_resume, resolve_switch, settings_from_config
 
-CPU_PRESET = "cpu"
-
-
 @dataclass
 class TrainSummary:
     """What a finished run reports: where it wrote, how far it got, and its evaluation curve."""
@@ -52,7 +49,7 @@ class TrainingRun:
     """One training run: set up at construction (where every config error surfaces), then :meth:`run`.
 
     ``config`` is the resolved hydra config as a plain dict; ``alg_preset`` the name of the ``alg``
-    preset in use (for the hint that points CPU users at ``alg=cpu``).
+    preset in use (for the hint that points CPU users at its CPU-sized twin in ``config["cpu_presets"]``).
     """
 
     def __init__(self, config: dict[str, Any], run_dir: str | Path, alg_preset: str | None = None,
@@ -177,10 +174,11 @@ class TrainingRun:
         estimate = (remaining + eval_steps) / steps_per_second
         self.logger.message(f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time for the remaining "
                             f"{remaining:,} steps and {evaluations} evaluations: {_duration(estimate)}")
-        if not torch.cuda.is_available() and self.alg_preset != CPU_PRESET:
+        cpu_preset = (self.config.get("cpu_presets") or {}).get(self.alg_preset)
+        if not torch.cuda.is_available() and cpu_preset:
             self.logger.message(f"no CUDA here: the '{self.alg_preset}' preset is sized for a GPU. "
                                 f"For a CPU-sized run: "
-                                f"python scripts/train.py task={settings.task} alg={CPU_PRESET}")
+                                f"python scripts/train.py task={settings.task} alg={cpu_preset}")
 
 
 def _rng_state(env: Any, eval_env: Any) -> dict[str, Any]:
