@@ -11,8 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from pqn_torch.training.options import UsageError, checkpoint_options
 from pqn_torch.training.playback import evaluate_checkpoint
 from pqn_torch.training.video import VideoUnavailable
 
@@ -21,13 +20,10 @@ DEFAULTS = {"checkpoint": None, "episodes": 10, "video": False, "video_path": No
 
 
 def main(argv: list[str]) -> int:
-    options = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(argv))
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        print(f"evaluate.py: unknown option(s) {unknown}; valid: {sorted(DEFAULTS)}", file=sys.stderr)
-        return 2
-    if not options.checkpoint:
-        print("evaluate.py: checkpoint=<checkpoint file or run dir> is required", file=sys.stderr)
+    try:
+        options = checkpoint_options("evaluate.py", argv, DEFAULTS)
+    except UsageError as error:
+        print(error, file=sys.stderr)
         return 2
     try:
         report = evaluate_checkpoint(options.checkpoint, episodes=options.episodes, device=options.device,

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import sys
 
-from omegaconf import OmegaConf
-
 from pqn_torch.export import ExportUnavailable, export_policy
 from pqn_torch.policy import Policy
+from pqn_torch.training.options import UsageError, checkpoint_options
 
 DEFAULTS = {"checkpoint": None, "output": None, "seed": 0}
 
 
 def main(argv: list[str]) -> int:
-    options = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(argv))
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        print(f"export.py: unknown option(s) {unknown}; valid: {sorted(DEFAULTS)}", file=sys.stderr)
-        return 2
-    if not options.checkpoint:
-        print("export.py: checkpoint=<checkpoint file or run dir> is required", file=sys.stderr)
+    try:
+        options = checkpoint_options("export.py", argv, DEFAULTS)
+    except UsageError as error:
+        print(error, file=sys.stderr)
         return 2
     try:
         policy = Policy.from_checkpoint(options.checkpoint)
