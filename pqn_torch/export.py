@@ -10,6 +10,7 @@ verification result. Needs the ``export`` extra (onnx, onnxscript for torch's ex
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -72,7 +73,8 @@ def export_policy(policy: Policy, output: str | Path | None = None, seed: int = 
     for path in (onnx_path, sidecar_path):
         if path.exists():
             raise FileExistsError(f"{path} exists already; choose another output= or remove it")
-    policy = policy.to("cpu")
+    if policy.device.type != "cpu":
+        policy = copy.deepcopy(policy).to("cpu")  # the caller's policy stays where it is
     generator = torch.Generator().manual_seed(seed)
     random_obs = _random_observations(policy, generator)
     real_obs = _rollout_observations(policy, seed)

@@ -36,7 +36,7 @@ VERSIONS = ("torch", "mujoco", "mujoco-warp", "warp-lang")
 
 def equivalence_run(task: str, config: PQNConfig, device: torch.device, iterations: int, seed: int,
                     fast: bool) -> tuple[PQN, Any]:
-    """``iterations`` training iterations of a noise-free, one-minibatch cut of ``config``; fast = graphs and compile."""
+    """``iterations`` training iterations of a noise-free, one-minibatch cut of ``config`` (fast: graphs, compile)."""
     config = dataclasses.replace(config, num_steps=8, num_minibatches=1, noise_start=0.0, noise_finish=0.0)
     env = make_env(task, config.num_envs, device, "auto", seed, reset_pool_size=config.num_envs)
     torch.manual_seed(seed)
@@ -115,11 +115,11 @@ def gpu_check(task: str, config: PQNConfig, device: torch.device, iterations: in
         "versions": {name: _version(name) for name in VERSIONS},
         "task": task,
         "fast_paths": {"cuda_graphs": fast, "compile": fast},
-        "captured": {"rollout": bool(fast_agent._rollout_call.captured), "update": bool(fast_agent._learn_call.captured)},
+        "captured": {"rollout": fast_agent._rollout_call.captured, "update": fast_agent._learn_call.captured},
         "fallbacks": fallbacks,
         "equivalence": {"iterations": iterations, "num_envs": config.num_envs, "rtol": RTOL, "atol": ATOL, **diffs},
-        "speed": {"num_envs": config.num_envs, "updates": updates, "steps_per_update": config.num_envs * config.num_steps,
-                  "fast": fast_speed, "eager": eager_speed,
+        "speed": {"num_envs": config.num_envs, "updates": updates,
+                  "steps_per_update": config.num_envs * config.num_steps, "fast": fast_speed, "eager": eager_speed,
                   "speedup": round(fast_speed["steps_per_s"] / max(eager_speed["steps_per_s"], 1), 2)},
     }
 

@@ -109,7 +109,9 @@ def test_every_task_runs_a_cpu_sized_preset_on_a_cpu(task):
     choice = choose_preset({**config, "device": "cpu"}, task_preset(task), alg_on_command_line=False)
     assert choice.preset in PRESETS, choice.message
     cpu = settings_from_config(composed([f"task={task}", f"alg={choice.preset}"]))
-    assert cpu.alg.num_envs <= 256 and cpu.total_timesteps <= 1_000_000  # an hour-or-less run on a laptop
+    gpu = settings_from_config(config)
+    assert cpu.alg.num_envs <= 256 and cpu.total_timesteps < gpu.total_timesteps  # sized for a laptop
+    assert "GPU-sized" in choice.message and f"alg={choice.preset}" in choice.message
 
 
 def test_preset_choice_names_the_preset_the_reason_and_how_to_force_the_gpu_one():

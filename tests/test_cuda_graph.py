@@ -189,8 +189,8 @@ def test_a_failed_capture_runs_that_phase_eagerly_with_one_warning(monkeypatch, 
     assert_same_training(fallen_back, eager)  # the failed capture's iteration and every later one ran eagerly
     error = "RuntimeError: CUDA error: operation not permitted when stream is capturing"
     assert fallback_warnings(caplog) == [
-        f"pqn-torch: CUDA graph capture of the {phase} phase failed ({error}); the {phase} phase runs eagerly from now on"
-        for phase in ("rollout", "update")]
+        f"pqn-torch: CUDA graph capture of the {phase} phase failed ({error}); "
+        f"the {phase} phase runs eagerly from now on" for phase in ("rollout", "update")]
     assert CaptureFailsHere.captures == 2  # one try per phase, not one per call
     assert fallen_back.fallbacks == {"rollout graph": error, "update graph": error}
     assert eager.fallbacks == {}

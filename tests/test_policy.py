@@ -72,7 +72,8 @@ def test_policy_maps_into_an_asymmetric_action_range():
 
 
 def test_policy_rejects_a_wrong_observation_size(trained_run):
-    with pytest.raises(ValueError, match=r"CheetahRun policy: observations must have shape \[\.\.\., 17\], got \[3, 5\]"):
+    message = r"CheetahRun policy: observations must have shape \[\.\.\., 17\], got \[3, 5\]"
+    with pytest.raises(ValueError, match=message):
         Policy.from_checkpoint(trained_run)(torch.zeros(3, 5))
 
 

@@ -12,8 +12,9 @@ device from counters in buffers, minibatches are shuffled on device, the optimiz
 tensor learning rate and ``capturable=True`` on CUDA, and metrics are summed into a device tensor
 that only :meth:`PQN.pop_metrics` copies to the host. ``compile`` additionally wraps the policy
 and minibatch steps in ``torch.compile``. A phase whose capture or compilation fails runs eagerly
-instead, with one warning (:attr:`PQN.fallbacks` lists them). The one host check in the loop (skipping the truncation
-bootstrap when no episode was truncated) is a ``host_shortcuts`` of the CPU, where it is free.
+instead, with one warning (:attr:`PQN.fallbacks` lists them). The one host check in the loop
+(skipping the truncation bootstrap when no episode was truncated) is a ``host_shortcuts`` of the
+CPU, where it is free.
 """
 
 from __future__ import annotations

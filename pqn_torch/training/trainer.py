@@ -24,6 +24,7 @@ from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import RunLogger
 from pqn_torch.training.settings import merge_for_resume, resolve_switch, settings_from_config
 
+
 @dataclass
 class TrainSummary:
     """What a finished run reports: where it wrote, how far it got, and its evaluation curve."""
