@@ -12,6 +12,13 @@ off), from the same seed:
 The verdict: ``ok`` (no fallback, differences within tolerance), ``fallback`` (a capture or a
 compilation failed: training works, eagerly, see ``fallbacks``), or ``mismatch`` (the fast paths
 compute something else: a bug to report).
+
+Tolerances: compiled kernels round differently, and RAdam turns the sign of a gradient entry that
+is rounding noise into a full step, so parameters may differ by about one learning-rate step per
+gradient step without anything being wrong (hence ``atol`` = ``lr_start`` for parameters); and the
+physics amplifies tiny differences in a few worlds. The verdict is ``mismatch`` when more than
+``MISMATCH_SHARE`` of the entries of any group are beyond tolerance; a wrong graph (stale inputs,
+skipped work) moves far more than that. The report keeps the largest differences for a human.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from pqn_torch.envs import make_env
 COMPARED = ("obs", "action", "reward", "value", "target")
 """Rollout storage entries compared between the fast and the eager run."""
 RTOL, ATOL = 1e-3, 1e-4
-"""A difference counts when ``|fast - eager| > ATOL + RTOL * |eager|``, as in the CUDA-graph tests."""
+"""A difference counts when ``|fast - eager| > atol + RTOL * |eager|`` (atol: ATOL, for parameters lr_start)."""
+MISMATCH_SHARE = 1e-3
 VERSIONS = ("torch", "mujoco", "mujoco-warp", "warp-lang")
 
 
@@ -50,26 +58,27 @@ def equivalence_run(task: str, config: PQNConfig, device: torch.device, iteratio
 
 @torch.no_grad()
 def differences(fast: PQN, eager: PQN) -> dict[str, dict[str, float]]:
-    """Per compared tensor group: the largest ``|fast - eager|`` and the share of entries beyond tolerance."""
+    """Per compared tensor group: the largest ``|fast - eager|``, the share of entries beyond tolerance, atol."""
     groups = {key: [(fast._storage[key], eager._storage[key])] for key in COMPARED}
     groups["parameters"] = list(zip(fast.parameters(), eager.parameters()))
     report = {}
     for name, pairs in groups.items():
+        atol = max(ATOL, eager.config.lr_start) if name == "parameters" else ATOL
         largest, beyond, total = 0.0, 0, 0
         for mine, theirs in pairs:
             gap = (mine.double() - theirs.double()).abs()
             largest = max(largest, float(gap.nan_to_num(float("inf")).max()))
-            beyond += int((~(gap <= ATOL + RTOL * theirs.double().abs())).sum())
+            beyond += int((~(gap <= atol + RTOL * theirs.double().abs())).sum())  # NaN counts as beyond
             total += gap.numel()
-        report[name] = {"max_abs_diff": largest, "beyond_tolerance": beyond / total}
+        report[name] = {"max_abs_diff": largest, "beyond_tolerance": beyond / total, "atol": atol}
     return report
 
 
 def verdict(diffs: dict[str, dict[str, float]], fallbacks: dict[str, str]) -> str:
-    """``fallback`` if any fast path fell back, else ``mismatch`` if any entry is beyond tolerance, else ``ok``."""
+    """``fallback`` if a fast path fell back, else ``mismatch`` if a group has too many entries beyond tolerance."""
     if fallbacks:
         return "fallback"
-    return "mismatch" if any(group["beyond_tolerance"] > 0 for group in diffs.values()) else "ok"
+    return "mismatch" if any(group["beyond_tolerance"] > MISMATCH_SHARE for group in diffs.values()) else "ok"
 
 
 def timed_run(task: str, config: PQNConfig, device: torch.device, updates: int, seed: int,
@@ -117,7 +126,8 @@ def gpu_check(task: str, config: PQNConfig, device: torch.device, iterations: in
         "fast_paths": {"cuda_graphs": fast, "compile": fast},
         "captured": {"rollout": fast_agent._rollout_call.captured, "update": fast_agent._learn_call.captured},
         "fallbacks": fallbacks,
-        "equivalence": {"iterations": iterations, "num_envs": config.num_envs, "rtol": RTOL, "atol": ATOL, **diffs},
+        "equivalence": {"iterations": iterations, "num_envs": config.num_envs, "rtol": RTOL,
+                        "mismatch_share": MISMATCH_SHARE, **diffs},
         "speed": {"num_envs": config.num_envs, "updates": updates,
                   "steps_per_update": config.num_envs * config.num_steps, "fast": fast_speed, "eager": eager_speed,
                   "speedup": round(fast_speed["steps_per_s"] / max(eager_speed["steps_per_s"], 1), 2)},

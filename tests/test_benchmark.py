@@ -81,16 +81,22 @@ def test_gpu_check_verdict_is_one_json_line_that_flags_differences_and_fallbacks
     assert set(result["versions"]) == {"torch", "mujoco", "mujoco-warp", "warp-lang"}
     equivalence = result["equivalence"]
     for group in ("obs", "action", "reward", "value", "target", "parameters"):
-        assert equivalence[group] == {"max_abs_diff": 0.0, "beyond_tolerance": 0.0}, group
+        assert equivalence[group]["max_abs_diff"] == 0.0 and equivalence[group]["beyond_tolerance"] == 0.0, group
     speed = result["speed"]
     assert speed["steps_per_update"] == 8 * 4 and speed["eager"]["steps_per_s"] > 0 and speed["speedup"] > 0
 
     fast, _ = equivalence_run("CartpoleBalance", config, torch.device("cpu"), 3, 0, fast=False)
     eager, _ = equivalence_run("CartpoleBalance", config, torch.device("cpu"), 3, 0, fast=False)
+    first_layer = next(fast.parameters())
     with torch.no_grad():
-        next(fast.parameters())[0, 0] += 0.01  # one weight off by far more than the tolerance
+        first_layer[0, 0] += 0.5 * config.lr_start  # rounding-sized: within tolerance
+    assert verdict(differences(fast, eager), {}) == "ok"
+    with torch.no_grad():
+        first_layer[0] += 0.01  # a whole row of weights far off: what a wrong graph does
     diffs = differences(fast, eager)
-    assert diffs["parameters"]["max_abs_diff"] == pytest.approx(0.01, rel=1e-4)
-    assert 0 < diffs["parameters"]["beyond_tolerance"] < 1e-2 and diffs["obs"]["max_abs_diff"] == 0
+    assert diffs["parameters"]["max_abs_diff"] == pytest.approx(0.01 + 0.5 * config.lr_start, rel=1e-4)
+    assert diffs["parameters"]["atol"] == config.lr_start and diffs["obs"]["max_abs_diff"] == 0
+    beyond = diffs["parameters"]["beyond_tolerance"]
+    assert beyond == pytest.approx(first_layer.shape[1] / sum(p.numel() for p in fast.parameters()))
     assert verdict(diffs, {}) == "mismatch"
     assert verdict(differences(eager, eager), {"update graph": "RuntimeError: ..."}) == "fallback"
