@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pqn_torch.algo import PQN, PQNConfig
-from pqn_torch.envs import list_tasks, make_env
+from pqn_torch.algo import PQN, CriticEnsemble, PQNConfig
+from pqn_torch.envs import BatchedEnv, list_tasks, make_env
 from pqn_torch.envs.tasks import get_task_class
 from pqn_torch.policy import Policy
 from pqn_torch.training import load_checkpoint, settings_from_config
@@ -50,6 +50,18 @@ def test_policy_from_checkpoint_acts_exactly_as_the_training_agent(trained_run):
     as_numpy = policy(obs.double().numpy())
     assert isinstance(as_numpy, np.ndarray) and np.array_equal(as_numpy, agent.act(obs).numpy())
     assert not any(parameter.requires_grad for parameter in policy.parameters())
+
+
+def test_loading_a_policy_builds_no_env_and_no_training_agent(trained_run, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("Policy.from_checkpoint built an env or the training agent")
+
+    monkeypatch.setattr(BatchedEnv, "__init__", refuse)
+    monkeypatch.setattr(PQN, "__init__", refuse)
+    monkeypatch.setattr(CriticEnsemble, "__init__", refuse)
+    policy = Policy.from_checkpoint(trained_run)
+    assert policy(torch.zeros(2, 17)).shape == (2, 6)
+    assert not any(name.startswith("critic") for name in policy.state_dict())
 
 
 def test_policy_maps_into_an_asymmetric_action_range():
