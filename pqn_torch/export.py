@@ -48,6 +48,8 @@ class ExportResult:
     real_max_abs_diff: float
     num_random: int
     num_real: int
+    rollout_obs_min: list[float]
+    rollout_obs_max: list[float]
 
 
 def default_output(policy: Policy) -> Path:
@@ -91,7 +93,7 @@ def export_policy(policy: Policy, output: str | Path | None = None, seed: int = 
             raise ValueError(f"onnxruntime differs from the torch policy by up to {max(differences.values()):.2e} "
                              f"(> {limit:.1e}); not exporting {onnx_path}")
         result = ExportResult(onnx_path, sidecar_path, differences["random"], differences["real"],
-                              len(random_obs), len(real_obs))
+                              len(random_obs), len(real_obs), real_obs.amin(0).tolist(), real_obs.amax(0).tolist())
         _write_json(sidecar_path, sidecar(policy, result, onnxruntime.__version__))
     except BaseException:
         onnx_path.unlink(missing_ok=True)
@@ -123,6 +125,9 @@ def sidecar(policy: Policy, result: ExportResult, onnxruntime_version: str) -> d
         "observation_statistics": None if normalizer is None else {
             "mean": normalizer.mean.tolist(), "std": normalizer.var.sqrt().tolist(),
             "note": "the training statistics the graph normalizes with; observations are otherwise unbounded"},
+        "observation_range_in_rollout": {
+            "min": result.rollout_obs_min, "max": result.rollout_obs_max,
+            "note": f"per entry, over the {result.num_real} observations of the verification rollout in simulation"},
         "verification": {
             "runtime": f"onnxruntime {onnxruntime_version}, CPUExecutionProvider",
             "random_observations": result.num_random, "random_max_abs_diff": result.random_max_abs_diff,
