@@ -25,5 +25,11 @@ setup(
         "numpy>=2.0",
         "tqdm>=4.66",  # training progress bar
     ],
-    extras_require={"dev": ["pytest>=8.0"]},
+    extras_require={
+        "dev": ["pytest>=8.0"],
+        # scripts/export.py: torch's ONNX exporter needs onnx and onnxscript; onnxruntime checks the export
+        "export": ["onnx>=1.18", "onnxscript>=0.5", "onnxruntime>=1.20"],
+        "video": ["av>=14.0"],  # evaluate.py video=true: PyAV's wheels carry FFmpeg's encoders
+        "plot": ["matplotlib>=3.8"],  # scripts/plot.py and the plot train.py leaves in each run dir
+    },
 )

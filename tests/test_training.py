@@ -1,7 +1,7 @@
 """Training runs end to end on the CPU: the CLI, tensorboard, checkpoints, resume, evaluation, learning."""
 
+import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +30,7 @@ def tiny_config(**changes):
     config = {"task": {"name": "CartpoleBalance", "overrides": {"episode_length": 50}}, "alg": alg, "seed": 0,
               "device": "cpu", "backend": "mujoco", "num_threads": 1, "total_timesteps": 512, "compile": False,
               "resume": None, "eval": {"interval": 0.5, "num_envs": 4}, "log_interval": 1,
-              "checkpoint_interval": 0.5}
+              "checkpoint_interval": 0.5, "cpu_presets": {"dm_suite": "cpu"}}
     config.update(changes)
     return config
 
@@ -59,16 +59,27 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
                                 "episodes=3"], env=ENV, capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "over 3 episodes (mean length 50)" in evaluated.stdout
+    if importlib.util.find_spec("matplotlib"):  # the 'plot' extra: the learning curve lands in the run dir
+        assert f"learning curve: {tmp_path / 'eval.png'}" in result.stdout and (tmp_path / "eval.png").is_file()
+    else:
+        assert "no learning-curve plot: plots need matplotlib: pip install 'pqn-torch[plot]'" in result.stdout
 
-    video = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), f"checkpoint={tmp_path}",
-                            "episodes=1", "video=true", f"video_path={tmp_path / 'eval.mp4'}"], env=ENV,
-                           capture_output=True, text=True, timeout=300)
-    if video.returncode == 0:
-        assert (tmp_path / "eval.mp4").stat().st_size > 0
-    else:  # no renderer or encoder here: one line that says which and how to get it
-        message = video.stderr.strip().splitlines()[-1]
-        assert ("ffmpeg" in message and "install" in message) or "MUJOCO_GL" in message
-        assert (shutil.which("ffmpeg") is None) == ("ffmpeg" in message)
+
+def test_without_alg_a_cpu_run_takes_the_cpu_sized_twin_and_says_so_first(tmp_path):
+    arguments = [argument for argument in TINY_CLI if argument != "alg=cpu"]
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *arguments, "device=cpu",
+                             f"hydra.run.dir={tmp_path}"], cwd=REPO, env=ENV, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.endswith(": running CartpoleBalance with the CPU-sized preset alg=cpu instead of its GPU-sized "
+                          "'dm_suite' preset; to run that one anyway: python scripts/train.py task=CartpoleBalance "
+                          "alg=dm_suite")
+    cpu = _preset("cpu")
+    for saved in (load_checkpoint(tmp_path)["config"]["alg"],
+                  OmegaConf.to_container(OmegaConf.load(tmp_path / ".hydra" / "config.yaml"))["alg"]):
+        assert saved["actor_hidden_sizes"] == cpu["actor_hidden_sizes"] and saved["lr_start"] == cpu["lr_start"]
+        assert saved["num_envs"] == 16  # the command line's alg.* values still apply on top
 
 
 def test_invalid_value_fails_at_start_with_one_line(tmp_path):
@@ -145,7 +156,7 @@ def test_cpu_preset_learns_cartpole_balance_well_above_a_random_policy():
         for _ in range(200_000 // agent.steps_per_update):
             agent.train_iteration(env)
         eval_env = make_env("CartpoleBalance", 16, device="cpu", backend="mujoco", seed=1)
-        trained = evaluate(agent, eval_env).mean_return
+        trained = evaluate(agent.act, eval_env).mean_return
     finally:
         torch.set_num_threads(threads)
     random_return = random_policy_return()

@@ -24,8 +24,6 @@ from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import RunLogger
 from pqn_torch.training.settings import merge_for_resume, resolve_switch, settings_from_config
 
-CPU_PRESET = "cpu"
-
 
 @dataclass
 class TrainSummary:
@@ -52,7 +50,7 @@ class TrainingRun:
     """One training run: set up at construction (where every config error surfaces), then :meth:`run`.
 
     ``config`` is the resolved hydra config as a plain dict; ``alg_preset`` the name of the ``alg``
-    preset in use (for the hint that points CPU users at ``alg=cpu``).
+    preset in use (for the hint that points CPU users at its CPU-sized twin in ``config["cpu_presets"]``).
     """
 
     def __init__(self, config: dict[str, Any], run_dir: str | Path, alg_preset: str | None = None,
@@ -152,7 +150,7 @@ class TrainingRun:
         self.logger.progress(self.env_steps, sps=f"{steps_per_second:,.0f}")
 
     def evaluate(self) -> EvalResult:
-        result = evaluate(self.agent, self.eval_env)
+        result = evaluate(self.agent.act, self.eval_env)
         point = {"env_steps": self.env_steps, "wall_s": time.perf_counter() - self.started,
                  "return_mean": result.mean_return, "return_std": result.std_return,
                  "length_mean": result.mean_length, "episodes": result.episodes}
@@ -177,10 +175,11 @@ class TrainingRun:
         estimate = (remaining + eval_steps) / steps_per_second
         self.logger.message(f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time for the remaining "
                             f"{remaining:,} steps and {evaluations} evaluations: {_duration(estimate)}")
-        if not torch.cuda.is_available() and self.alg_preset != CPU_PRESET:
+        cpu_preset = (self.config.get("cpu_presets") or {}).get(self.alg_preset)
+        if not torch.cuda.is_available() and cpu_preset:
             self.logger.message(f"no CUDA here: the '{self.alg_preset}' preset is sized for a GPU. "
                                 f"For a CPU-sized run: "
-                                f"python scripts/train.py task={settings.task} alg={CPU_PRESET}")
+                                f"python scripts/train.py task={settings.task} alg={cpu_preset}")
 
 
 def _rng_state(env: Any, eval_env: Any) -> dict[str, Any]:

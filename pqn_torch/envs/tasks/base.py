@@ -50,6 +50,9 @@ class Task(ABC):
     name: ClassVar[str]
     default_config: ClassVar[TaskConfig]
     settle_steps: ClassVar[int] = 0
+    observation_layout: ClassVar[tuple[tuple[str, int], ...]] = ()
+    """The actor observation's consecutive parts as ``(name, size)``, where the task documents them; an
+    exported policy's sidecar carries it for the program that assembles observations on a robot."""
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.default_config)}
