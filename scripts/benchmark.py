@@ -31,23 +31,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import mujoco
-import mujoco_warp
 import numpy as np
 import torch
-import warp as wp
 from hydra import compose, initialize_config_dir
-from mujoco.rollout import Rollout
 from omegaconf import OmegaConf
 
-from pqn_torch.algo.pqn import PQN
-from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
-from pqn_torch.envs import make_env, resolve_device
-from pqn_torch.envs.core import BatchedEnv
-from pqn_torch.envs.physics import resolve_backend
-from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
-from pqn_torch.envs.tasks.registry import get_task_class
-from pqn_torch.training.settings import resolve_switch, settings_from_config
+try:
+    from pqn_torch.algo.pqn import PQN
+    from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
+    from pqn_torch.envs import make_env, resolve_device
+    from pqn_torch.envs.core import BatchedEnv
+    from pqn_torch.envs.physics import resolve_backend
+    from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
+    from pqn_torch.envs.tasks.registry import get_task_class
+    from pqn_torch.training.settings import resolve_switch, settings_from_config
+except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
+    print(f"benchmark.py: {import_error}", file=sys.stderr)
+    sys.exit(2)
+import mujoco  # noqa: E402  (after pqn_torch, whose import turns a broken MUJOCO_GL into one clear line)
+import mujoco_warp  # noqa: E402
+import warp as wp  # noqa: E402
+from mujoco.rollout import Rollout  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -200,7 +204,10 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     """PQN training throughput by phase and memory peak (see module docstring)."""
     if options["updates"] < 1 or options["warmup_updates"] < 0:
         raise ValueError("updates must be positive and warmup_updates >= 0")
-    get_task_class(options["task"])  # an unknown task is one clear line here, not a hydra composition error
+    get_task_class(options["task"])  # an unknown task or preset is one clear line here, not a hydra composition error
+    presets = sorted(path.stem for path in (CONFIG_DIR / "alg").glob("*.yaml"))
+    if options["alg"] and options["alg"] not in presets:
+        raise ValueError(f"unknown alg preset {options['alg']!r}; valid: {', '.join(presets)}")
     overrides = [f"{key}={options[key]}" for key in ("task", "seed", "device", "backend", "compile", "cuda_graphs")]
     if options["alg"]:
         overrides.append(f"alg={options['alg']}")

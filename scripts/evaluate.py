@@ -13,7 +13,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pqn_torch.training.playback import VideoUnavailable, evaluate_checkpoint
+try:
+    from pqn_torch.training.playback import VideoUnavailable, evaluate_checkpoint
+except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
+    print(f"evaluate.py: {import_error}", file=sys.stderr)
+    sys.exit(2)
 
 DEFAULTS = {"checkpoint": None, "episodes": 10, "video": False, "video_path": None, "device": "auto",
             "backend": "auto", "seed": 0}
@@ -25,8 +29,12 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"evaluate.py: unknown option(s) {unknown}; valid: {sorted(DEFAULTS)}", file=sys.stderr)
         return 2
-    if not options.checkpoint:
-        print("evaluate.py: checkpoint=<checkpoint file or run dir> is required", file=sys.stderr)
+    if not isinstance(options.checkpoint, str) or not options.checkpoint:
+        print(f"evaluate.py: checkpoint must be a checkpoint file or run dir (checkpoint=<path>), got "
+              f"{options.checkpoint!r}", file=sys.stderr)
+        return 2
+    if not isinstance(options.video, bool):
+        print(f"evaluate.py: video must be true or false, got {options.video!r}", file=sys.stderr)
         return 2
     try:
         report = evaluate_checkpoint(options.checkpoint, episodes=options.episodes, device=options.device,

@@ -4,13 +4,16 @@
     python scripts/train.py task=CartpoleBalance alg=cpu          # CPU-sized preset
     python scripts/train.py task=CheetahRun alg.num_envs=256 total_timesteps=2e6
     python scripts/train.py -m seed=0,1,2                         # one run per seed
-    python scripts/train.py resume=outputs/CheetahRun/<run dir>   # continue a run
+    python scripts/train.py resume=outputs/CheetahRun/<run dir>   # continue a run (in a new run dir)
 
-Everything goes to the hydra run dir: tensorboard events, eval.csv, checkpoints/.
+Everything goes to the run dir: config.yaml, tensorboard events, eval.csv, checkpoints/.
+Exit codes: 0 done, 1 diverged or final checkpoint not written, 2 invalid input (nothing left on
+disk), 128 + signal number after Ctrl-C (130) or SIGTERM (143), with a checkpoint to resume from.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -18,22 +21,55 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from pqn_torch.training import TrainingRun
+try:
+    from pqn_torch.training import TrainingRun
+    from pqn_torch.training.checkpoint import CheckpointWriteError
+    from pqn_torch.training.trainer import TrainingDiverged, TrainingInterrupted
+except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
+    print(f"train.py: {import_error}", file=sys.stderr)
+    sys.exit(2)
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+RUN_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
+
+
+def override_keys(overrides: list[str]) -> list[str]:
+    """The config keys of hydra command-line overrides (``+task.overrides.x=1`` -> ``task.overrides.x``)."""
+    return [item.partition("=")[0].lstrip("+~") for item in overrides]
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """Until training starts (which handles signals itself), SIGTERM ends the start like Ctrl-C does."""
+    raise TrainingInterrupted(signum, "stopped by SIGTERM before training started; nothing was saved")
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
     """Run one training job; returns the final evaluation return (for hydra sweepers)."""
     hydra_config = HydraConfig.get()
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    chosen_dir = any(key in RUN_DIR_KEYS for key in override_keys(list(hydra_config.overrides.hydra)))
     try:  # setup: every invalid setting surfaces here, as one line
         config = OmegaConf.to_container(cfg, resolve=True)
-        run = TrainingRun(config, hydra_config.runtime.output_dir, alg_preset=hydra_config.runtime.choices.get("alg"))
-    except (ValueError, KeyError, FileExistsError, FileNotFoundError) as error:
+        run = TrainingRun(config, hydra_config.runtime.output_dir, alg_preset=hydra_config.runtime.choices.get("alg"),
+                          overrides=override_keys(list(hydra_config.overrides.task)), rename_if_taken=not chosen_dir)
+    except (ValueError, KeyError, OSError) as error:  # config, checkpoint and run-dir errors
         print(f"train.py: {error}", file=sys.stderr)
         sys.exit(2)
-    summary = run.run()
+    except TrainingInterrupted as interrupted:
+        print(f"train.py: {interrupted}", file=sys.stderr)
+        sys.exit(128 + interrupted.signum)
+    except KeyboardInterrupt:
+        print("train.py: interrupted before training started; nothing was saved", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    try:
+        summary = run.run()
+    except TrainingInterrupted as interrupted:
+        print(f"train.py: {interrupted}", file=sys.stderr)
+        sys.exit(128 + interrupted.signum)
+    except (TrainingDiverged, CheckpointWriteError) as error:
+        print(f"train.py: {error}", file=sys.stderr)
+        sys.exit(1)
     print(f"done: {summary.env_steps:,} env steps, final eval return {summary.final_eval_return:.1f}, "
           f"checkpoint {summary.checkpoint}")
     return summary.final_eval_return

@@ -197,7 +197,7 @@ def test_orthogonal_init_and_actor_range():
 # ----------------------------------------------------------------------------- config
 @pytest.mark.parametrize("change, message", [
     ({"num_envs": 0}, "alg.num_envs must be a positive integer"),
-    ({"gamma": 1.5}, r"alg.gamma must be a number in \[0.0, 1.0\]"),
+    ({"gamma": 1.5}, r"alg.gamma must be a finite number in \[0.0, 1.0\]"),
     ({"num_minibatches": 7}, "must divide num_envs"),
     ({"actor_hidden_sizes": [64, -1]}, "alg.actor_hidden_sizes must be a list of positive integers"),
     ({"bootstrap_truncation": "yes"}, "alg.bootstrap_truncation must be true or false"),

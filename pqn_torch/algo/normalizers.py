@@ -3,6 +3,14 @@
 Being buffers, the statistics travel with ``state_dict`` into checkpoints, so a resumed run and an
 evaluation see exactly the normalization the policy was trained with. They are held in float64:
 after 10^8 samples a float32 count and mean would have lost the precision the merge needs.
+
+Outliers: the merge has no forgetting, so a single world whose physics blows up (values of 1e9 while
+the others sit near 1) would inflate a feature's variance for the rest of the run and flatten that
+input for the networks. Before merging, an entry that lies more than ``OUTLIER_SIGMAS`` running
+standard deviations (and at least ``OUTLIER_MIN_DEVIATION``) from the running mean, in a minority of
+the batch's rows, is replaced by the running mean (it then barely moves the statistics). Ordinary
+data never comes near that bound, so the statistics of a healthy run are exactly the plain merge's;
+a shift that most rows share is real and merged as it is.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from torch import nn
 
 NORMALIZE_EPS = 1e-8
 INITIAL_COUNT = 1e-4
+OUTLIER_SIGMAS = 100.0
+OUTLIER_MIN_DEVIATION = 100.0
 
 
 class RunningMeanStd(nn.Module):
@@ -29,8 +39,8 @@ class RunningMeanStd(nn.Module):
 
     @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:
-        """Merge ``batch`` [B, *shape] into the statistics."""
-        batch = batch.to(torch.float64)
+        """Merge ``batch`` [B, *shape] into the statistics (outliers replaced first, see module docstring)."""
+        batch = self._without_outliers(batch.to(torch.float64))
         batch_count = batch.shape[0]
         batch_mean = batch.mean(dim=0)
         batch_var = batch.var(dim=0, correction=0)
@@ -40,6 +50,16 @@ class RunningMeanStd(nn.Module):
         self.var.copy_((self.var * self.count + batch_var * batch_count
                         + delta.square() * self.count * batch_count / total) / total)
         self.count.copy_(total)
+
+    def _without_outliers(self, batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` with its outlier entries set to the running mean; unchanged (same values) without any.
+
+        Only once a first batch has been merged (before that the statistics describe nothing yet).
+        """
+        limit = torch.sqrt(self.var).clamp_min(OUTLIER_MIN_DEVIATION / OUTLIER_SIGMAS) * OUTLIER_SIGMAS
+        far = ~((batch - self.mean).abs() <= limit)  # NaN counts as far
+        rare = far.sum(dim=0) * 2 < batch.shape[0]
+        return torch.where(far & rare & (self.count >= 1), self.mean, batch)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / sqrt(var + 1e-8)`` in ``x``'s dtype."""

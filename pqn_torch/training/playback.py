@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 from pqn_torch.algo.pqn import PQN
 from pqn_torch.envs import make_env, resolve_device
 from pqn_torch.envs.physics import resolve_backend
-from pqn_torch.training.checkpoint import load_checkpoint
+from pqn_torch.training.checkpoint import listed, load_checkpoint, nonfinite_weights
 from pqn_torch.training.evaluation import evaluate
 from pqn_torch.training.settings import settings_from_config
 
@@ -37,6 +38,10 @@ def load_agent(location: str | Path, num_envs: int, device: str = "auto", backen
     agent = PQN(env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, settings.alg,
                 settings.total_timesteps, device=torch_device)
     agent.load_checkpoint_state(payload["agent"])
+    bad = nonfinite_weights(agent)
+    if bad:
+        raise ValueError(f"{payload['path']} holds non-finite weights ({listed(bad)}): it comes from a diverged run "
+                         "and cannot be evaluated; use an earlier checkpoint")
     return agent, env, payload
 
 
@@ -49,10 +54,15 @@ def evaluate_checkpoint(location: str | Path, episodes: int = 10, device: str = 
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if video_path is not None:
+        _check_video_path(Path(video_path))
     recorder = None
     agent, env, payload = load_agent(location, episodes, device, backend, seed)
     if video:
-        path = video_path or Path(payload["path"]).with_name(f"eval_{payload['env_steps']}.mp4")
+        path = Path(video_path) if video_path else _free_name(Path(payload["path"]).with_name(
+            f"eval_{payload['env_steps']}.mp4"))
         recorder = VideoRecorder(env, path)
     try:
         result = evaluate(agent, env, on_step=recorder.capture if recorder else None)
@@ -60,12 +70,33 @@ def evaluate_checkpoint(location: str | Path, episodes: int = 10, device: str = 
         if recorder is not None:
             recorder.close()
     task = payload["config"]["task"]["name"]
-    lines = [f"{task}, checkpoint {payload['path']} (env step {payload['env_steps']:,}): return "
+    lines = [f"warning: {path} is unreadable ({reason}); skipped it" for path, reason in payload["skipped"]]
+    lines += [f"{task}, checkpoint {payload['path']} (env step {payload['env_steps']:,}): return "
              f"{result.mean_return:.1f} ± {result.std_return:.1f} over {result.episodes} episodes "
              f"(mean length {result.mean_length:.0f})"]
     if recorder is not None:
         lines.append(f"video: {recorder.path}")
     return "\n".join(lines)
+
+
+def _check_video_path(path: Path) -> None:
+    """A video file we may create: its folder exists and is writable, and nothing is there yet."""
+    if path.exists():
+        raise ValueError(f"video_path {path} exists already; choose another file (an existing file is never "
+                         "overwritten)")
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"video_path {path}: the folder {folder} does not exist or is not writable; "
+                         "give a file in a writable folder")
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``<stem>_2<suffix>``, ``_3``, ... if taken."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}_{number}{path.suffix}")
+    return candidate
 
 
 class VideoRecorder:
