@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 try:
     from pqn_torch.training import TrainingRun
     from pqn_torch.training.checkpoint import CheckpointWriteError
+    from pqn_torch.training.run_dir import unwritable_reason
     from pqn_torch.training.trainer import TrainingDiverged, TrainingInterrupted
 except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
     print(f"train.py: {import_error}", file=sys.stderr)
@@ -75,5 +76,21 @@ def main(cfg: DictConfig) -> float:
     return summary.final_eval_return
 
 
+def check_output_location(argv: list[str]) -> None:
+    """Before hydra creates the run dir (a bare traceback if it cannot): one line and exit 2 if it cannot."""
+    multirun = any(arg in ("-m", "--multirun") for arg in argv)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    location = "multirun" if multirun else "outputs"
+    for arg in argv:
+        name, _, value = arg.partition("=")
+        if name.lstrip("+") == key:
+            location = value
+    reason = unwritable_reason(location)
+    if reason:
+        print(f"train.py: {key}={location}: {reason}; choose a writable location", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_output_location(sys.argv[1:])
     main()

@@ -142,6 +142,32 @@ def test_running_mean_std_matches_numpy_over_the_stream():
     torch.testing.assert_close(stats.normalize(x), expected.float())
 
 
+def test_running_mean_std_is_immune_to_one_world_blowing_up():
+    """One row at 1e9 in one batch (a world about to pass MuJoCo's limit) must not flatten the feature for good."""
+    rng = np.random.default_rng(3)
+    batches = [torch.from_numpy(rng.normal(loc=[0.0, 5.0], scale=[1.0, 2.0], size=(64, 2))) for _ in range(30)]
+    poisoned = batches[10].clone()
+    poisoned[7, 0] = 1e9
+    clean, hit = RunningMeanStd((2,)), RunningMeanStd((2,))
+    for index, batch in enumerate(batches):
+        clean.update(batch)
+        hit.update(poisoned if index == 10 else batch)
+    # the plain merge would have var ~ (1e9)^2 / 1920 ~ 5e14 for feature 0; here it stays within 1 % of the clean run
+    np.testing.assert_allclose(hit.var.numpy(), clean.var.numpy(), rtol=0.01)
+    np.testing.assert_allclose(hit.mean.numpy(), clean.mean.numpy(), atol=0.01)
+
+
+def test_running_mean_std_merges_a_shift_most_rows_share_and_a_first_batch_as_they_are():
+    stats = RunningMeanStd((1,))
+    first = torch.full((8, 1), 500.0)  # far from the initial mean 0, but nothing has been seen yet
+    stats.update(first)
+    assert stats.mean.item() == pytest.approx(500.0 * 8 / (8 + 1e-4))
+    moved = torch.full((8, 1), 1e6)
+    moved[0] = 500.0  # most rows moved: a real change of regime, not an outlier
+    stats.update(moved)
+    assert stats.mean.item() == pytest.approx((500.0 * 9 + 1e6 * 7) / (16 + 1e-4))
+
+
 def test_reward_normalizer_divides_by_the_std_of_discounted_returns():
     rng = np.random.default_rng(2)
     gamma, envs = 0.9, 3

@@ -126,9 +126,11 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     except pickle.UnpicklingError:
         reason = "it holds Python objects, not only tensors (not a pqn-torch checkpoint)"
         raise CheckpointReadError(f"{path} is not a readable checkpoint: {reason}", reason) from None
-    except Exception as error:  # torch.load fails on damaged files with assorted error types
-        reason = "the file is truncated or corrupt" if isinstance(error, (EOFError, RuntimeError, KeyError)) else \
-            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    except PermissionError as error:
+        reason = f"cannot open it ({error.strerror})"
+        raise CheckpointReadError(f"{path} is not a readable checkpoint: {reason}", reason) from None
+    except Exception:  # torch.load fails on damaged files with assorted error types (EOF, zip, seek, key errors)
+        reason = "the file is truncated or corrupt"
         raise CheckpointReadError(f"{path} is not a readable checkpoint: {reason}", reason) from None
     missing = [key for key in REQUIRED_KEYS if not isinstance(payload, dict) or key not in payload]
     if missing or payload.get("format") != FORMAT_VERSION:

@@ -54,6 +54,18 @@ def claim_run_dir(run_dir: str | Path, rename_if_taken: bool) -> Path:
     raise RunDirError(f"run dir {requested}: {MAX_RENAMES} taken variants of this name; choose another name")
 
 
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why ``path`` (which may not exist yet) could not be created, judged by its nearest existing ancestor."""
+    existing = Path(path).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def check_writable(run_dir: Path, checkpoint_bytes: int, checkpoints: int) -> str | None:
     """Fail now, not at the first checkpoint, if ``run_dir`` cannot take a file or one checkpoint.
 

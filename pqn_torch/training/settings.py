@@ -15,9 +15,10 @@ import torch
 from pqn_torch.algo.pqn import PQNConfig
 from pqn_torch.envs.tasks import get_task_class
 
-RUNTIME_KEYS = ("device", "backend", "num_threads", "torch_threads", "compile", "cuda_graphs", "log_interval",
-                "checkpoint_interval", "resume")
-"""Keys a resumed run takes from its own command line; everything else comes from the checkpoint."""
+MACHINE_KEYS = ("device", "backend", "num_threads", "torch_threads", "compile", "cuda_graphs", "resume")
+"""Keys a resumed run always takes from its own command line (the checkpoint may come from another machine)."""
+RUNTIME_KEYS = (*MACHINE_KEYS, "log_interval", "checkpoint_interval")
+"""Keys a resumed run may change; the non-machine ones only when its command line sets them."""
 
 
 class ConfigError(ValueError):
@@ -118,14 +119,16 @@ def resume_location(config: dict[str, Any]) -> str | None:
 
 
 def merge_for_resume(saved: dict[str, Any], current: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The config of a resumed run: the checkpoint's, with the :data:`RUNTIME_KEYS` of this command line.
+    """The config of a resumed run: the checkpoint's, with this command line's :data:`MACHINE_KEYS`.
 
-    ``overrides`` are the keys this command line set (``task``, ``alg.lr_start``, ``seed``, ...). A
-    non-runtime one whose value differs from the checkpoint's is refused, all of them in one line,
-    except a larger ``total_timesteps``: that extends the run.
+    ``overrides`` are the keys this command line set (``task``, ``alg.lr_start``, ``seed``, ...). The
+    other :data:`RUNTIME_KEYS` among them are taken too; any other one whose value differs from the
+    checkpoint's is refused, all of them in one line, except a larger ``total_timesteps``: that extends
+    the run.
     """
     merged = dict(saved)
-    merged.update({key: current.get(key) for key in RUNTIME_KEYS if key in current})
+    merged.update({key: current[key] for key in RUNTIME_KEYS
+                   if key in current and (key in MACHINE_KEYS or key in overrides)})
     conflicts = []
     for key in dict.fromkeys(overrides):
         path = key.split(".")
