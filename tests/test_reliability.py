@@ -79,19 +79,16 @@ def copy_of(run_dir: Path, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("args, message", [
     (["task.overrides.episode_length=abc"], "train.py: task.overrides (PendulumSwingup): episode_length must be a "
                                              "positive integer (control steps), got 'abc'"),
-    (["task.overrides.episode_length=0"], "episode_length must be a positive integer (control steps), got 0"),
-    (["task.overrides.episode_length=-5"], "episode_length must be a positive integer (control steps), got -5"),
     (["+task.overrides.sim_dt=0"], "train.py: task.overrides (PendulumSwingup): sim_dt must be a positive number of "
                                    "seconds, got 0"),
     (["resume=123"], "train.py: resume must be a run directory or checkpoint path, got 123"),
     (["alg.lr_start=inf"], "train.py: alg.lr_start must be a finite number >= 0, got inf"),
-    (["alg.max_grad_norm=nan"], "train.py: alg.max_grad_norm must be a finite number > 0, got nan"),
-    (["alg.noise_start=inf"], "train.py: alg.noise_start must be a finite number >= 0, got inf"),
     (["total_timesteps=640", "checkpoint_interval=0.05"], "train.py: checkpoint_interval=0.05 is less than one update of "
                                                           "this run (10 updates); use 0 (final checkpoint only) or a "
                                                           "fraction >= 0.1"),
 ])
 def test_bad_training_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, message):
+    """The command-line path of a few cases; test_configs checks every invalid value's message in-process."""
     result = script("train.py", *TINY, *args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in one_line(result.stderr)

@@ -6,11 +6,13 @@ after 10^8 samples a float32 count and mean would have lost the precision the me
 
 Outliers: the merge has no forgetting, so a single world whose physics blows up (values of 1e9 while
 the others sit near 1) would inflate a feature's variance for the rest of the run and flatten that
-input for the networks. Before merging, an entry that lies more than ``OUTLIER_SIGMAS`` running
-standard deviations (and at least ``OUTLIER_MIN_DEVIATION``) from the running mean, in a minority of
-the batch's rows, is replaced by the running mean (it then barely moves the statistics). Ordinary
-data never comes near that bound, so the statistics of a healthy run are exactly the plain merge's;
-a shift that most rows share is real and merged as it is.
+input for the networks. Before merging, an entry further than ``OUTLIER_SPREADS`` robust standard
+deviations of its batch (1.4826 x the median absolute deviation across the batch's rows, at least
+``OUTLIER_MIN_SPREAD``) from the batch's median is replaced by that median; median and spread are
+estimated from at most ``REFERENCE_ROWS`` evenly spaced rows, so the cost does not grow with the
+number of worlds. The test is made against the batch, not the running statistics, so a blow-up spread
+over several steps cannot widen its own acceptance band step by step. Ordinary data never comes near the bound (observations of the DM tasks
+stay far below 100), so the statistics of a healthy run are exactly the plain merge's.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from torch import nn
 
 NORMALIZE_EPS = 1e-8
 INITIAL_COUNT = 1e-4
-OUTLIER_SIGMAS = 100.0
-OUTLIER_MIN_DEVIATION = 100.0
+OUTLIER_SPREADS = 100.0
+OUTLIER_MIN_SPREAD = 1.0
+MAD_TO_STD = 1.4826
+REFERENCE_ROWS = 64
+"""Median absolute deviation -> standard deviation, for normally distributed data."""
 
 
 class RunningMeanStd(nn.Module):
@@ -51,15 +56,14 @@ class RunningMeanStd(nn.Module):
                         + delta.square() * self.count * batch_count / total) / total)
         self.count.copy_(total)
 
-    def _without_outliers(self, batch: torch.Tensor) -> torch.Tensor:
-        """``batch`` with its outlier entries set to the running mean; unchanged (same values) without any.
-
-        Only once a first batch has been merged (before that the statistics describe nothing yet).
-        """
-        limit = torch.sqrt(self.var).clamp_min(OUTLIER_MIN_DEVIATION / OUTLIER_SIGMAS) * OUTLIER_SIGMAS
-        far = ~((batch - self.mean).abs() <= limit)  # NaN counts as far
-        rare = far.sum(dim=0) * 2 < batch.shape[0]
-        return torch.where(far & rare & (self.count >= 1), self.mean, batch)
+    @staticmethod
+    def _without_outliers(batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` with its outlier entries set to their feature's batch median; unchanged (same values) without."""
+        reference = batch[::max(1, batch.shape[0] // REFERENCE_ROWS)][:REFERENCE_ROWS]
+        center = reference.median(dim=0).values
+        spread = ((reference - center).abs().median(dim=0).values * MAD_TO_STD).clamp_min(OUTLIER_MIN_SPREAD)
+        deviation = (batch - center).abs()
+        return torch.where(deviation <= spread * OUTLIER_SPREADS, batch, center)  # NaN compares False: replaced too
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / sqrt(var + 1e-8)`` in ``x``'s dtype."""
