@@ -22,6 +22,7 @@ from pqn_torch.envs import make_env
 from pqn_torch.envs.physics.mujoco_warnings import MujocoWarnings, capture_mujoco_warnings
 from pqn_torch.training import TrainingDiverged, TrainingRun, load_checkpoint, save_checkpoint
 from pqn_torch.training.run_dir import RunDirError, check_writable, claim_run_dir
+import training_testing
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -32,14 +33,8 @@ TINY = ["task=PendulumSwingup", "alg=cpu", "alg.num_envs=8", "alg.num_steps=8", 
 
 
 def tiny_config(**changes):
-    alg = dict(num_envs=8, num_steps=8, num_epochs=2, num_minibatches=2, actor_hidden_sizes=[32],
-               critic_hidden_sizes=[32], num_critics=2, lr_start=1e-3, lr_end=1e-4)
-    config = {"task": {"name": "PendulumSwingup", "overrides": {"episode_length": 20}}, "alg": alg, "seed": 0,
-              "device": "cpu", "backend": "mujoco", "num_threads": 1, "total_timesteps": 256, "compile": False,
-              "resume": None, "eval": {"interval": 0.5, "num_envs": 2}, "log_interval": 1,
-              "checkpoint_interval": 0.5}
-    config.update(changes)
-    return config
+    return training_testing.tiny_config("PendulumSwingup", num_envs=8, episode_length=20, eval_envs=2, lr=(1e-3, 1e-4),
+                                        **{"total_timesteps": 256, **changes})
 
 
 def script(name, *args, cwd, env=None, timeout=300, **popen):

@@ -15,6 +15,7 @@ from pqn_torch.algo import PQN, PQNConfig
 from pqn_torch.envs import make_env
 from pqn_torch.training import TrainingRun, evaluate, load_checkpoint, run_training, save_checkpoint
 from pqn_torch.training.run_dir import RunDirError, claim_run_dir
+from training_testing import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -22,17 +23,6 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 TINY_CLI = ["task=CartpoleBalance", "alg=cpu", "alg.num_envs=16", "alg.num_steps=8", "alg.num_minibatches=2",
             "total_timesteps=1024", "eval.num_envs=4", "+task.overrides.episode_length=50", "log_interval=2",
             "num_threads=1", "checkpoint_interval=0.5"]
-
-
-def tiny_config(**changes):
-    alg = dict(num_envs=16, num_steps=8, num_epochs=2, num_minibatches=2, actor_hidden_sizes=[32],
-               critic_hidden_sizes=[32], num_critics=2, lr_start=3e-4, lr_end=1e-5)
-    config = {"task": {"name": "CartpoleBalance", "overrides": {"episode_length": 50}}, "alg": alg, "seed": 0,
-              "device": "cpu", "backend": "mujoco", "num_threads": 1, "total_timesteps": 512, "compile": False,
-              "resume": None, "eval": {"interval": 0.5, "num_envs": 4}, "log_interval": 1,
-              "checkpoint_interval": 0.5}
-    config.update(changes)
-    return config
 
 
 def train_cli(*args, flags=()):
