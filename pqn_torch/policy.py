@@ -20,7 +20,7 @@ from torch import nn
 from pqn_torch.algo.networks import Actor
 from pqn_torch.algo.normalizers import RunningMeanStd
 from pqn_torch.envs.tasks import get_task_class
-from pqn_torch.training.checkpoint import load_checkpoint
+from pqn_torch.training.checkpoint import listed, load_checkpoint, nonfinite_weights
 
 _ACTOR_LINEAR = re.compile(r"^actor\.body\.(\d+)\.weight$")
 
@@ -47,6 +47,7 @@ class Policy(nn.Module):
         self.ctrl_dt = get_task_class(task)(**self.task_overrides).config.ctrl_dt
         self.checkpoint = checkpoint
         self.env_steps = env_steps
+        self.skipped: list[tuple[str, str]] = []
         self.obs_dim = actor.body[0].in_features
         self.action_dim = actor.action_scale.numel()
         self.requires_grad_(False)  # inference only: no autograd graph at any call
@@ -54,11 +55,20 @@ class Policy(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, location: str | Path, device: str | torch.device = "cpu") -> Policy:
-        """The policy of a checkpoint file or of a run dir's latest checkpoint, on ``device``."""
+        """The policy of a checkpoint file or of a run dir's latest readable checkpoint, on ``device``.
+
+        Unreadable newer checkpoints of a run dir are listed in ``policy.skipped`` as ``(path, reason)``;
+        non-finite weights (a diverged run) are a ``ValueError``.
+        """
         payload = load_checkpoint(location, map_location="cpu")
         task = payload["config"]["task"]
         policy = cls.from_agent_state(payload["agent"]["modules"], task["name"], task.get("overrides"),
                                       checkpoint=payload["path"], env_steps=payload["env_steps"])
+        bad = nonfinite_weights(policy)
+        if bad:
+            raise ValueError(f"{payload['path']} holds non-finite weights ({listed(bad)}): it comes from a diverged "
+                             "run and cannot be used; use an earlier checkpoint")
+        policy.skipped = payload.get("skipped", [])
         return policy.to(device)
 
     @classmethod

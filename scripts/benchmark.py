@@ -35,24 +35,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import mujoco
-import mujoco_warp
 import numpy as np
 import torch
-import warp as wp
 from hydra import compose, initialize_config_dir
-from mujoco.rollout import Rollout
 from omegaconf import OmegaConf
 
-from pqn_torch.algo.pqn import PQN
-from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
-from pqn_torch.envs import make_env, resolve_device
-from pqn_torch.envs.core import BatchedEnv
-from pqn_torch.envs.physics import resolve_backend
-from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
-from pqn_torch.envs.tasks.registry import get_task_class
-from pqn_torch.gpu_check import gpu_check
-from pqn_torch.training.settings import RunSettings, resolve_switch, settings_from_config
+try:
+    from pqn_torch.algo.pqn import PQN
+    from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
+    from pqn_torch.envs import make_env, resolve_device
+    from pqn_torch.envs.core import BatchedEnv
+    from pqn_torch.envs.physics import resolve_backend
+    from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
+    from pqn_torch.envs.tasks.registry import get_task_class
+    from pqn_torch.gpu_check import gpu_check
+    from pqn_torch.training.settings import RunSettings, resolve_switch, settings_from_config
+except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
+    print(f"benchmark.py: {import_error}", file=sys.stderr)
+    sys.exit(2)
+import mujoco  # noqa: E402  (after pqn_torch, whose import turns a broken MUJOCO_GL into one clear line)
+import mujoco_warp  # noqa: E402
+import warp as wp  # noqa: E402
+from mujoco.rollout import Rollout  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -203,7 +207,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0
 
 def task_settings(options: dict[str, Any], keys: tuple[str, ...]) -> RunSettings:
     """The task's hydra config (its own preset unless ``alg`` is given) with the ``keys`` options over it."""
-    get_task_class(options["task"])  # an unknown task is one clear line here, not a hydra composition error
+    get_task_class(options["task"])  # an unknown task or preset is one clear line here, not a hydra composition error
+    presets = sorted(path.stem for path in (CONFIG_DIR / "alg").glob("*.yaml"))
+    if options["alg"] and options["alg"] not in presets:
+        raise ValueError(f"unknown alg preset {options['alg']!r}; valid: {', '.join(presets)}")
     overrides = [f"{key}={options[key]}" for key in keys]
     if options["alg"]:
         overrides.append(f"alg={options['alg']}")

@@ -11,9 +11,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pqn_torch.training.options import UsageError, checkpoint_options
-from pqn_torch.training.playback import evaluate_checkpoint
-from pqn_torch.training.video import VideoUnavailable
+try:
+    from pqn_torch.training.options import UsageError, checkpoint_options
+    from pqn_torch.training.playback import evaluate_checkpoint
+    from pqn_torch.training.video import VideoUnavailable
+except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
+    print(f"evaluate.py: {import_error}", file=sys.stderr)
+    sys.exit(2)
 
 DEFAULTS = {"checkpoint": None, "episodes": 10, "video": False, "video_path": None, "device": "auto",
             "backend": "auto", "seed": 0}
@@ -22,6 +26,8 @@ DEFAULTS = {"checkpoint": None, "episodes": 10, "video": False, "video_path": No
 def main(argv: list[str]) -> int:
     try:
         options = checkpoint_options("evaluate.py", argv, DEFAULTS)
+        if not isinstance(options.video, bool):
+            raise UsageError(f"evaluate.py: video must be true or false, got {options.video!r}")
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2

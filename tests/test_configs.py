@@ -90,6 +90,18 @@ def test_command_line_overrides_reach_the_settings():
     ("seed=-1", "seed must be an integer >= 0"),
     ("alg.num_envs=0", "alg.num_envs must be a positive integer, got 0"),
     ("+alg.gama=0.9", r"unknown alg option\(s\) \['gama'\]"),
+    ("alg.lr_start=inf", r"alg.lr_start must be a finite number >= 0, got inf"),
+    ("alg.max_grad_norm=nan", r"alg.max_grad_norm must be a finite number > 0, got nan"),
+    ("alg.noise_start=inf", r"alg.noise_start must be a finite number >= 0, got inf"),
+    ("+task.overrides.episode_length=abc", r"task.overrides \(CheetahRun\): episode_length must be a positive integer "
+                                           r"\(control steps\), got 'abc'"),
+    ("+task.overrides.episode_length=-5", r"episode_length must be a positive integer \(control steps\), got -5"),
+    ("+task.overrides.sim_dt=0", r"task.overrides \(CheetahRun\): sim_dt must be a positive number of seconds, got 0"),
+    ("total_timesteps=1000", r"total_timesteps \(1,000\) must be at least one update, alg.num_envs \* alg.num_steps = "
+                             r"32,768"),
+    ("checkpoint_interval=0.0001", r"checkpoint_interval=0.0001 is less than one update of this run \(1525 updates\); "
+                                   r"use 0 \(final checkpoint only\) or a fraction >= 0.000656"),
+    ("resume=123", "resume must be a run directory or checkpoint path, got 123"),
 ])
 def test_invalid_values_fail_with_one_line(override, message):
     with pytest.raises(ConfigError, match=message) as raised:

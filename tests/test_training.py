@@ -14,25 +14,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from pqn_torch.algo import PQN, PQNConfig
 from pqn_torch.envs import make_env
 from pqn_torch.training import TrainingRun, evaluate, load_checkpoint, run_training, save_checkpoint
-from pqn_torch.training.checkpoint import prepare_checkpoint_dir
+from pqn_torch.training.run_dir import RunDirError, claim_run_dir
+from training_testing import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 # CartpoleBalance with 50-step episodes; 16 envs x 8 steps = 128 env steps per update.
 TINY_CLI = ["task=CartpoleBalance", "alg=cpu", "alg.num_envs=16", "alg.num_steps=8", "alg.num_minibatches=2",
             "total_timesteps=1024", "eval.num_envs=4", "+task.overrides.episode_length=50", "log_interval=2",
-            "num_threads=1"]
-
-
-def tiny_config(**changes):
-    alg = dict(num_envs=16, num_steps=8, num_epochs=2, num_minibatches=2, actor_hidden_sizes=[32],
-               critic_hidden_sizes=[32], num_critics=2, lr_start=3e-4, lr_end=1e-5)
-    config = {"task": {"name": "CartpoleBalance", "overrides": {"episode_length": 50}}, "alg": alg, "seed": 0,
-              "device": "cpu", "backend": "mujoco", "num_threads": 1, "total_timesteps": 512, "compile": False,
-              "resume": None, "eval": {"interval": 0.5, "num_envs": 4}, "log_interval": 1,
-              "checkpoint_interval": 0.5, "cpu_presets": {"dm_suite": "cpu"}}
-    config.update(changes)
-    return config
+            "num_threads=1", "checkpoint_interval=0.5"]
 
 
 def train_cli(*args, flags=()):
@@ -121,13 +111,13 @@ def test_resume_restores_everything_and_finishes_the_run(tmp_path, capsys):
 
 
 def test_checkpoints_are_never_overwritten(tmp_path):
-    directory = prepare_checkpoint_dir(tmp_path)
-    save_checkpoint(directory, 100, {"marker": 1})
+    directory = claim_run_dir(tmp_path, rename_if_taken=False) / "checkpoints"
+    save_checkpoint(directory, 100, {"marker": 1, "agent": {}, "config": {}})
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
-        save_checkpoint(directory, 100, {"marker": 2})
+        save_checkpoint(directory, 100, {"marker": 2, "agent": {}, "config": {}})
     assert load_checkpoint(tmp_path)["marker"] == 1
-    with pytest.raises(FileExistsError, match="already holds checkpoints"):
-        prepare_checkpoint_dir(tmp_path)
+    with pytest.raises(RunDirError, match="already holds the outputs of another run"):
+        claim_run_dir(tmp_path, rename_if_taken=False)
 
 
 def random_policy_return(episodes: int = 16) -> float:

@@ -20,6 +20,7 @@ CPU, where it is free.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -99,14 +100,14 @@ class PQNConfig:
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
             if not _is_number(value) or not low <= value <= high:
-                raise ValueError(f"alg.{name} must be a number in [{low}, {high}], got {value!r}")
+                raise ValueError(f"alg.{name} must be a finite number in [{low}, {high}], got {value!r}")
         for name in ("lr_start", "lr_end", "noise_start", "noise_finish", "penalty_threshold", "penalty_coeff",
                      "actor_init_scale", "critic_init_scale"):
             value = getattr(self, name)
             if not _is_number(value) or value < 0:
-                raise ValueError(f"alg.{name} must be a number >= 0, got {value!r}")
+                raise ValueError(f"alg.{name} must be a finite number >= 0, got {value!r}")
         if not _is_number(self.max_grad_norm) or self.max_grad_norm <= 0:
-            raise ValueError(f"alg.max_grad_norm must be a number > 0, got {self.max_grad_norm!r}")
+            raise ValueError(f"alg.max_grad_norm must be a finite number > 0, got {self.max_grad_norm!r}")
         batch = self.num_envs * self.num_steps
         if batch % self.num_minibatches:
             raise ValueError(f"alg.num_minibatches ({self.num_minibatches}) must divide num_envs * num_steps ({batch})")
@@ -458,4 +459,5 @@ class PQN(nn.Module):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (inf and nan in a config are errors, not settings)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

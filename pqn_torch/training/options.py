@@ -17,6 +17,7 @@ def checkpoint_options(script: str, argv: list[str], defaults: dict[str, Any]) -
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise UsageError(f"{script}: unknown option(s) {unknown}; valid: {sorted(defaults)}")
-    if not options.checkpoint:
-        raise UsageError(f"{script}: checkpoint=<checkpoint file or run dir> is required")
+    if not isinstance(options.checkpoint, str) or not options.checkpoint:
+        raise UsageError(f"{script}: checkpoint must be a checkpoint file or run dir (checkpoint=<path>), got "
+                         f"{options.checkpoint!r}")
     return options

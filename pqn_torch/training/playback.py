@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pqn_torch.envs import make_env, resolve_device
@@ -17,17 +18,23 @@ def evaluate_checkpoint(location: str | Path, episodes: int = 10, device: str = 
     """Run ``episodes`` deterministic episodes (one per env) of the checkpoint's policy; report mean +- std return.
 
     With ``video``, world 0's first episode is rendered into an mp4 (default: ``eval_<step>.mp4``
-    beside the checkpoint; an existing file is never replaced).
+    beside the checkpoint, or ``eval_<step>_2.mp4``, ... if taken; an existing file is never replaced).
+    A checkpoint with non-finite weights (a diverged run) is refused.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if video_path is not None:
+        _check_video_path(Path(video_path))
     torch_device = resolve_device(device)
     policy = Policy.from_checkpoint(location, device=torch_device)
     env = make_env(policy.task, episodes, torch_device, resolve_backend(backend, torch_device), seed,
                    **policy.task_overrides)
     recorder = None
     if video:
-        path = video_path or Path(policy.checkpoint).with_name(f"eval_{policy.env_steps}.mp4")
+        path = Path(video_path) if video_path else _free_name(
+            Path(policy.checkpoint).with_name(f"eval_{policy.env_steps}.mp4"))
         recorder = VideoRecorder(env, path, video_size)
     try:
         result = evaluate(policy, env, recorder=recorder)
@@ -37,9 +44,30 @@ def evaluate_checkpoint(location: str | Path, episodes: int = 10, device: str = 
         raise
     if recorder is not None:
         recorder.close()
-    lines = [f"{policy.task}, checkpoint {policy.checkpoint} (env step {policy.env_steps:,}): return "
-             f"{result.mean_return:.1f} ± {result.std_return:.1f} over {result.episodes} episodes "
-             f"(mean length {result.mean_length:.0f})"]
+    lines = [f"warning: {path} is unreadable ({reason}); skipped it" for path, reason in policy.skipped]
+    lines.append(f"{policy.task}, checkpoint {policy.checkpoint} (env step {policy.env_steps:,}): return "
+                 f"{result.mean_return:.1f} ± {result.std_return:.1f} over {result.episodes} episodes "
+                 f"(mean length {result.mean_length:.0f})")
     if recorder is not None:
         lines.append(f"video: {recorder.path} ({recorder.writer.frames} frames at {recorder.fps:.3g} fps)")
     return "\n".join(lines)
+
+
+def _check_video_path(path: Path) -> None:
+    """A video file we may create: its folder exists and is writable, and nothing is there yet."""
+    if path.exists():
+        raise ValueError(f"video_path {path} exists already; choose another file (an existing file is never "
+                         "overwritten)")
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"video_path {path}: the folder {folder} does not exist or is not writable; "
+                         "give a file in a writable folder")
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``<stem>_2<suffix>``, ``_3``, ... if taken."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}_{number}{path.suffix}")
+    return candidate

@@ -8,6 +8,7 @@ the same code runs on MuJoCo Warp (GPU or CPU) and on the native MuJoCo backend,
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -37,6 +38,18 @@ class TaskConfig:
     episode_length: int = 1000
     naconmax: int | None = None
     njmax: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("ctrl_dt", "sim_dt"):
+            value = getattr(self, name)
+            if not _is_real(value) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not _is_integer(self.episode_length) or self.episode_length < 1:
+            raise ValueError(f"episode_length must be a positive integer (control steps), got {self.episode_length!r}")
+        for name in ("naconmax", "njmax"):
+            value = getattr(self, name)
+            if value is not None and (not _is_integer(value) or value < 0):
+                raise ValueError(f"{name} must be an integer >= 0 or null, got {value!r}")
 
 
 class Task(ABC):
@@ -96,3 +109,11 @@ class Task(ABC):
     def terminated(self, physics: Physics) -> torch.Tensor:
         """Task-specific termination [N] bool. Non-finite physics state is handled by the env."""
         return torch.zeros(physics.num_worlds, dtype=torch.bool, device=physics.device)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
