@@ -67,7 +67,7 @@ class Policy(nn.Module):
         bad = nonfinite_weights(policy)
         if bad:
             raise ValueError(f"{payload['path']} holds non-finite weights ({listed(bad)}): it comes from a diverged "
-                             "run and cannot be used; use an earlier checkpoint")
+                             "run and cannot be evaluated; use an earlier checkpoint")
         policy.skipped = payload.get("skipped", [])
         return policy.to(device)
 

@@ -67,7 +67,7 @@ def test_without_alg_a_cpu_run_takes_the_cpu_sized_twin_and_says_so_first(tmp_pa
                           "alg=dm_suite")
     cpu = _preset("cpu")
     for saved in (load_checkpoint(tmp_path)["config"]["alg"],
-                  OmegaConf.to_container(OmegaConf.load(tmp_path / ".hydra" / "config.yaml"))["alg"]):
+                  OmegaConf.to_container(OmegaConf.load(tmp_path / "config.yaml"))["alg"]):
         assert saved["actor_hidden_sizes"] == cpu["actor_hidden_sizes"] and saved["lr_start"] == cpu["lr_start"]
         assert saved["num_envs"] == 16  # the command line's alg.* values still apply on top
 
