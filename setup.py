@@ -31,7 +31,11 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8.0"],
+        # scripts/export.py: torch's ONNX exporter needs onnx and onnxscript; onnxruntime checks the export
+        "export": ["onnx>=1.18", "onnxscript>=0.5", "onnxruntime>=1.20"],
+        "video": ["av>=14.0"],  # evaluate.py video=true: PyAV's wheels carry FFmpeg's encoders
+        "plot": ["matplotlib>=3.8"],  # scripts/plot.py and the plot train.py leaves in each run dir
         # Robot meshes for videos (visual only; the physics never needs them): `mujoco-menagerie prefetch <robot>`.
-        "render": ["mujoco-menagerie>=2026.10.4"],
+        "meshes": ["mujoco-menagerie>=2026.10.4"],
     },
 )

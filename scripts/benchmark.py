@@ -3,6 +3,7 @@
     python scripts/benchmark.py env task=CheetahRun num_envs=256 backend=mujoco steps=2000 num_threads=2 torch_threads=1
     python scripts/benchmark.py env task=CheetahRun num_envs=64 backend=warp device=cpu steps=200
     python scripts/benchmark.py train task=CheetahRun num_envs=4096 updates=20 compile=true
+    python scripts/benchmark.py gpu-check [task=CheetahRun] [num_envs=...] [updates=10]
 
 Mode ``env``: world-steps per second of ``make_env(...).step`` with random actions (after a warm-up),
 next to the bare physics rate of the same model and number of worlds, one control step per call:
@@ -17,6 +18,9 @@ device sync around each rollout and each update: ``rollout_steps_per_s``, ``upda
 then ``updates`` more back to back with one sync at the end (``total_steps_per_s``, what a training
 run sees minus evaluation). Memory: the GPU peak (torch's reserved pool plus MuJoCo Warp's pool) on
 CUDA, the process's peak resident set on the host.
+
+Mode ``gpu-check`` (CUDA only): CUDA graphs and torch.compile on and off from the same seed, results
+compared and both timed, as one JSON verdict line to paste into a bug report (``pqn_torch/gpu_check.py``).
 """
 
 from __future__ import annotations
@@ -31,23 +35,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import mujoco
-import mujoco_warp
 import numpy as np
 import torch
-import warp as wp
 from hydra import compose, initialize_config_dir
-from mujoco.rollout import Rollout
 from omegaconf import OmegaConf
 
-from pqn_torch.algo.pqn import PQN
-from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
-from pqn_torch.envs import make_env, resolve_device
-from pqn_torch.envs.core import BatchedEnv
-from pqn_torch.envs.physics import resolve_backend
-from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
-from pqn_torch.envs.tasks.registry import get_task_class
-from pqn_torch.training.settings import resolve_switch, settings_from_config
+try:
+    from pqn_torch.algo.pqn import PQN
+    from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
+    from pqn_torch.envs import make_env, resolve_device
+    from pqn_torch.envs.core import BatchedEnv
+    from pqn_torch.envs.physics import resolve_backend
+    from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
+    from pqn_torch.envs.tasks.registry import get_task_class
+    from pqn_torch.gpu_check import gpu_check
+    from pqn_torch.training.settings import RunSettings, resolve_switch, settings_from_config
+except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
+    print(f"benchmark.py: {import_error}", file=sys.stderr)
+    sys.exit(2)
+import mujoco  # noqa: E402  (after pqn_torch, whose import turns a broken MUJOCO_GL into one clear line)
+import mujoco_warp  # noqa: E402
+import warp as wp  # noqa: E402
+from mujoco.rollout import Rollout  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -202,19 +211,27 @@ TRAIN_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0
                                   "num_threads": 0, "seed": 0}
 
 
-def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
-    """PQN training throughput by phase and memory peak (see module docstring)."""
-    if options["updates"] < 1 or options["warmup_updates"] < 0:
-        raise ValueError("updates must be positive and warmup_updates >= 0")
-    get_task_class(options["task"])  # an unknown task is one clear line here, not a hydra composition error
-    overrides = [f"{key}={options[key]}" for key in ("task", "seed", "device", "backend", "compile", "cuda_graphs")]
+def task_settings(options: dict[str, Any], keys: tuple[str, ...]) -> RunSettings:
+    """The task's hydra config (its own preset unless ``alg`` is given) with the ``keys`` options over it."""
+    get_task_class(options["task"])  # an unknown task or preset is one clear line here, not a hydra composition error
+    presets = sorted(path.stem for path in (CONFIG_DIR / "alg").glob("*.yaml"))
+    if options["alg"] and options["alg"] not in presets:
+        raise ValueError(f"unknown alg preset {options['alg']!r}; valid: {', '.join(presets)}")
+    overrides = [f"{key}={options[key]}" for key in keys]
     if options["alg"]:
         overrides.append(f"alg={options['alg']}")
     if options["num_envs"]:
         overrides.append(f"alg.num_envs={options['num_envs']}")
     with initialize_config_dir(version_base=None, config_dir=str(CONFIG_DIR)):
         config = OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
-    settings = settings_from_config(config)
+    return settings_from_config(config)
+
+
+def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
+    """PQN training throughput by phase and memory peak (see module docstring)."""
+    if options["updates"] < 1 or options["warmup_updates"] < 0:
+        raise ValueError("updates must be positive and warmup_updates >= 0")
+    settings = task_settings(options, ("task", "seed", "device", "backend", "compile", "cuda_graphs"))
     device = resolve_device(settings.device)
     backend = resolve_backend(settings.backend, device)
     use_compile = resolve_switch(settings.compile, device)
@@ -271,6 +288,24 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+GPU_CHECK_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0, "iterations": WARMUP_CALLS + 2,
+                                      "updates": 10, "device": "cuda", "seed": 0}
+
+
+def benchmark_gpu_check(options: dict[str, Any]) -> dict[str, Any]:
+    """CUDA graphs and torch.compile against eager on this GPU: same results? how much faster? (pqn_torch.gpu_check)."""
+    if not torch.cuda.is_available():
+        raise ValueError("gpu-check needs a CUDA GPU, and this PyTorch sees none (torch.cuda.is_available() is "
+                         "False); run it on the machine whose GPU you want checked")
+    if options["iterations"] < WARMUP_CALLS + 1 or options["updates"] < 1:
+        raise ValueError(f"iterations must be >= {WARMUP_CALLS + 1} (warm-ups, then the capture) and updates >= 1")
+    device = resolve_device(options["device"])
+    if device.type != "cuda":
+        raise ValueError(f"gpu-check checks a CUDA device, got device={options['device']!r}")
+    settings = task_settings(options, ("task", "seed"))
+    return gpu_check(settings.task, settings.alg, device, options["iterations"], options["updates"], options["seed"])
+
+
 def parse_switch(name: str, value: str) -> bool | str:
     """A ``true``/``false``/``auto`` command-line option as ``resolve_switch`` takes it."""
     if value not in ("true", "false", "auto"):
@@ -290,6 +325,7 @@ def gpu_memory_peak_mb(device: torch.device) -> float | None:
 MODES: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], dict[str, Any]]] = {
     "env": (benchmark_env, ENV_DEFAULTS),
     "train": (benchmark_train, TRAIN_DEFAULTS),
+    "gpu-check": (benchmark_gpu_check, GPU_CHECK_DEFAULTS),
 }
 
 

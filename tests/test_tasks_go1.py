@@ -425,7 +425,8 @@ def test_train_script_runs_go1_joystick_with_the_locomotion_cpu_preset(tmp_path)
     repo = Path(__file__).resolve().parent.parent
     command = [sys.executable, str(repo / "scripts" / "train.py"), "task=Go1JoystickFlatTerrain", "alg=locomotion_cpu",
                "alg.num_envs=8", "alg.num_steps=8", "alg.num_minibatches=2", "total_timesteps=256", "eval.num_envs=2",
-               "+task.overrides.episode_length=20", "num_threads=1", f"hydra.run.dir={tmp_path}"]
+               "+task.overrides.episode_length=20", "num_threads=1", "eval.interval=0.5", "checkpoint_interval=0.5",
+               f"hydra.run.dir={tmp_path}"]
     result = subprocess.run(command, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -11,13 +11,16 @@ an update of ``num_epochs x num_minibatches`` gradient steps is another. Schedul
 device from counters in buffers, minibatches are shuffled on device, the optimizers are RAdam with a
 tensor learning rate and ``capturable=True`` on CUDA, and metrics are summed into a device tensor
 that only :meth:`PQN.pop_metrics` copies to the host. ``compile`` additionally wraps the policy
-and minibatch steps in ``torch.compile``. The one host check in the loop (skipping the truncation
-bootstrap when no episode was truncated) is a ``host_shortcuts`` of the CPU, where it is free.
+and minibatch steps in ``torch.compile``. A phase whose capture or compilation fails runs eagerly
+instead, with one warning (:attr:`PQN.fallbacks` lists them). The one host check in the loop
+(skipping the truncation bootstrap when no episode was truncated) is a ``host_shortcuts`` of the
+CPU, where it is free.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +34,7 @@ from pqn_torch.algo.networks import Actor, CriticEnsemble
 from pqn_torch.algo.normalizers import RewardNormalizer, RunningMeanStd
 from pqn_torch.algo.qlambda import q_lambda_targets
 from pqn_torch.algo.schedules import LinearSchedule
-from pqn_torch.cuda_graph import CapturedCall
+from pqn_torch.cuda_graph import CapturedCall, CompiledCall
 
 UPDATE_METRICS = ("critic_loss", "actor_loss", "q_mean", "critic_grad_norm", "actor_grad_norm", "penalty_fraction")
 ROLLOUT_METRICS = ("reward_mean", "value_mean", "target_mean")
@@ -97,14 +100,14 @@ class PQNConfig:
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
             if not _is_number(value) or not low <= value <= high:
-                raise ValueError(f"alg.{name} must be a number in [{low}, {high}], got {value!r}")
+                raise ValueError(f"alg.{name} must be a finite number in [{low}, {high}], got {value!r}")
         for name in ("lr_start", "lr_end", "noise_start", "noise_finish", "penalty_threshold", "penalty_coeff",
                      "actor_init_scale", "critic_init_scale"):
             value = getattr(self, name)
             if not _is_number(value) or value < 0:
-                raise ValueError(f"alg.{name} must be a number >= 0, got {value!r}")
+                raise ValueError(f"alg.{name} must be a finite number >= 0, got {value!r}")
         if not _is_number(self.max_grad_norm) or self.max_grad_norm <= 0:
-            raise ValueError(f"alg.max_grad_norm must be a number > 0, got {self.max_grad_norm!r}")
+            raise ValueError(f"alg.max_grad_norm must be a finite number > 0, got {self.max_grad_norm!r}")
         batch = self.num_envs * self.num_steps
         if batch % self.num_minibatches:
             raise ValueError(f"alg.num_minibatches ({self.num_minibatches}) must divide num_envs * num_steps ({batch})")
@@ -194,8 +197,8 @@ class PQN(nn.Module):
         """Updates run so far, counted on the host (``updates_done`` is the same count on device)."""
         self._minibatches_since_pop = 0
         self._updates_since_pop = 0
-        self.policy_step = torch.compile(self._policy_step) if compile else self._policy_step
-        self.minibatch_step = torch.compile(self._minibatch_step) if compile else self._minibatch_step
+        self.policy_step = CompiledCall(self._policy_step, "rollout") if compile else self._policy_step
+        self.minibatch_step = CompiledCall(self._minibatch_step, "update") if compile else self._minibatch_step
         self._drop_graphs()
 
     @classmethod
@@ -255,7 +258,7 @@ class PQN(nn.Module):
             generators = (env.generator,) if self.cuda_graphs else ()
             self._rollout_env = env
             self._rollout_call = CapturedCall(lambda: self._rollout(env), self.device, self.cuda_graphs,
-                                              generators=generators)
+                                              generators=generators, phase="rollout")
         self._rollout_call()
         return self._storage
 
@@ -420,7 +423,15 @@ class PQN(nn.Module):
         """Start over with fresh (not yet captured) phases; the rollout's is made at the next ``collect``."""
         self._rollout_env: Any = None
         self._rollout_call: CapturedCall | None = None
-        self._learn_call = CapturedCall(self._learn, self.device, self.cuda_graphs)
+        self._learn_call = CapturedCall(self._learn, self.device, self.cuda_graphs, phase="update")
+
+    @property
+    def fallbacks(self) -> dict[str, str]:
+        """GPU speed paths that failed and now run eagerly, e.g. ``{"update graph": "RuntimeError: ..."}``."""
+        calls = {"rollout graph": self._rollout_call, "update graph": self._learn_call,
+                 "rollout compile": self.policy_step, "update compile": self.minibatch_step}
+        return {name: call.fallback_error for name, call in calls.items()
+                if getattr(call, "fallback_error", None) is not None}
 
     def _observe(self, obs: torch.Tensor, critic_obs: torch.Tensor, update_statistics: bool = True) -> None:
         """Fold raw observations into the running statistics; store them normalized as the current ones.
@@ -448,4 +459,5 @@ class PQN(nn.Module):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (inf and nan in a config are errors, not settings)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -9,6 +9,7 @@ import torch
 
 from pqn_torch.envs.core import BatchedEnv
 from pqn_torch.envs.physics import PhysicsConfig, make_physics, resolve_backend
+from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
 from pqn_torch.envs.tasks import TASKS, get_task_class
 
 
@@ -48,6 +49,7 @@ def make_env(task: str, num_envs: int, device: str | torch.device = "auto", back
     ``num_threads`` the native MuJoCo backend's worker threads (default: all cores).
     """
     task_class = get_task_class(task)
+    capture_mujoco_warnings()  # counted and rate-limited on stderr, never MUJOCO_LOG.TXT in the working directory
     if not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
     torch_device = resolve_device(device)

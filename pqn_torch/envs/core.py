@@ -26,6 +26,9 @@ from pqn_torch.envs.tasks.base import Task, TaskState
 
 STATE_FIELDS = ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "sensordata", "time")
 COUNTERS = ("nonfinite_states", "nonfinite_rewards", "nonfinite_actions", "episodes")
+MAX_STATE_VALUE = 1e10
+"""MuJoCo's own limit (``mjMAXVAL``): a larger ``qpos``/``qvel`` entry makes MuJoCo call the simulation unstable.
+The env treats a world with any state or observation entry beyond it (or non-finite) as unstable."""
 
 
 class BatchedEnv:
@@ -80,9 +83,9 @@ class BatchedEnv:
             for name in STATE_FIELDS:
                 chunks[name].append(getattr(self.physics, name).clone())
         pool = {name: torch.cat(parts)[:size] for name, parts in chunks.items()}
-        finite = torch.isfinite(pool["qpos"]).all() & torch.isfinite(pool["qvel"]).all()
-        if not bool(finite):
-            raise RuntimeError(f"task {self.task.name}: non-finite start states after settling; check the model")
+        if not bool(_stable_worlds((pool["qpos"], pool["qvel"])).all()):
+            raise ValueError(f"task {self.task.name}: unstable start states after settling (non-finite or beyond "
+                             f"{MAX_STATE_VALUE:g}); the model is unstable with these task options ({self.task.config})")
         return pool
 
     def _write_start_states(self, mask: torch.Tensor) -> None:
@@ -159,7 +162,8 @@ class BatchedEnv:
     def reset_to(self, qpos: torch.Tensor, qvel: torch.Tensor, ctrl: torch.Tensor | None = None,
                  mocap_pos: torch.Tensor | None = None, mocap_quat: torch.Tensor | None = None,
                  task_state: TaskState | None = None) -> TensorDict:
-        """Start every world from the given joint state (time 0, no settling, no applied forces).
+        """Start every world from the given joint state (time 0, no settling, no applied forces); tensors or
+        numpy arrays.
 
         ``ctrl`` defaults to the task's start control for ``qpos`` (Go1: the joint angles; DM tasks: 0).
         Task state kept in mocap bodies (targets) is taken from ``mocap_pos``/``mocap_quat`` when
@@ -170,10 +174,17 @@ class BatchedEnv:
         physics = self.physics
         given = {"qpos": qpos, "qvel": qvel, "ctrl": ctrl, "mocap_pos": mocap_pos, "mocap_quat": mocap_quat}
         for name, value in given.items():
+            if value is None:
+                continue
             expected = tuple(getattr(physics, name).shape)
-            if value is not None and tuple(value.shape) != expected:
+            try:
+                value = given[name] = torch.as_tensor(value)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"reset_to: {name} must be a tensor or array of shape {expected}, "
+                                f"got {type(value).__name__}") from None
+            if tuple(value.shape) != expected:
                 raise ValueError(f"reset_to: {name} must have shape {expected}, got {tuple(value.shape)}")
-        task_state = dict(task_state or {})
+        task_state = {name: torch.as_tensor(value) for name, value in (task_state or {}).items()}
         for name, value in task_state.items():
             if name not in self.task_state:
                 raise ValueError(f"reset_to: task {self.task.name} has no task state {name!r}; "
@@ -182,7 +193,7 @@ class BatchedEnv:
             if tuple(value.shape) != expected:
                 raise ValueError(f"reset_to: task_state[{name!r}] must have shape {expected}, got {tuple(value.shape)}")
         if ctrl is None:
-            given["ctrl"] = self.task.start_ctrl(qpos.to(device=self.device, dtype=physics.dtype))
+            given["ctrl"] = self.task.start_ctrl(given["qpos"].to(device=self.device, dtype=physics.dtype))
         if mocap_pos is None or mocap_quat is None:
             sampled = self.task.sample_start(self.generator, self.num_envs, physics)
             given["mocap_pos"] = mocap_pos if mocap_pos is not None else sampled.mocap_pos
@@ -200,11 +211,11 @@ class BatchedEnv:
         """Apply ``action`` [N, action_dim] for one control period in every world; see module docstring.
 
         Non-finite action entries are replaced by 0 (and counted in ``stats["nonfinite_actions"]``),
-        then actions are clipped to the actuators' control range. A world whose physics state turns
-        non-finite is terminated, its reward set to 0, its final observation zeroed, and it is reset
-        (``stats["nonfinite_states"]``).
+        then actions are clipped to the actuators' control range. An unstable world (``qpos``, ``qvel``
+        or observation non-finite or beyond ``MAX_STATE_VALUE``) is terminated, its reward set to 0,
+        its final observations zeroed, and it is reset (counted in ``stats["nonfinite_states"]``).
 
-        With ``host_shortcuts`` (the CPU) the rare cases (non-finite action or state) are found by one
+        With ``host_shortcuts`` (the CPU) the rare cases (non-finite action, unstable state) are found by one
         scalar check each and only then take the per-world masked path; otherwise that path always
         runs (no host sync, graph-safe).
         """
@@ -227,21 +238,20 @@ class BatchedEnv:
             reward = reward + result.reward.float()
             terminated = terminated | result.terminated
         obs, critic_obs = self._float_observations(result.obs, result.critic_obs)
-        # A NaN or inf anywhere makes the sum non-finite: one scalar test covers the common all-finite case.
-        all_finite = shortcuts and bool(torch.isfinite(physics.qpos.sum() + physics.qvel.sum() + obs.sum()
-                                                 + critic_obs.sum() + reward.sum()))
-        if all_finite:
+        # One scalar test covers the common case: every entry finite and within MuJoCo's limit.
+        checked = (physics.qpos, physics.qvel, obs, critic_obs)
+        all_stable = shortcuts and bool((_largest_magnitude(checked) <= MAX_STATE_VALUE)
+                                        & torch.isfinite(reward.sum()))
+        if all_stable:
             unstable = torch.zeros_like(terminated)
         else:
-            unstable = ~(torch.isfinite(physics.qpos).all(dim=-1) & torch.isfinite(physics.qvel).all(dim=-1))
-            unstable |= ~(torch.isfinite(obs).all(dim=-1) & torch.isfinite(critic_obs).all(dim=-1))
+            unstable = ~_stable_worlds(checked)
             bad_reward = ~torch.isfinite(reward) | unstable
             self.stats["nonfinite_states"] += unstable.sum()
             self.stats["nonfinite_rewards"] += bad_reward.sum()
             reward = torch.where(bad_reward, 0.0, reward)
-            obs = torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
-            critic_obs = obs if self._critic_sees_actor_obs else torch.nan_to_num(critic_obs, nan=0.0, posinf=0.0,
-                                                                                  neginf=0.0)
+            obs = torch.where(unstable.unsqueeze(-1), 0.0, obs)
+            critic_obs = obs if self._critic_sees_actor_obs else torch.where(unstable.unsqueeze(-1), 0.0, critic_obs)
             terminated = terminated | unstable
         self._episode_step += 1
         self._episode_return += reward
@@ -303,6 +313,19 @@ class BatchedEnv:
             raise TypeError(f"action must be a floating-point tensor, got dtype {action.dtype}")
         if action.device != self.device:
             raise ValueError(f"action is on {action.device} but the env runs on {self.device}; move it with .to()")
+
+
+def _largest_magnitude(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The largest absolute entry over ``tensors`` (NaN if any entry is NaN), as one float64 scalar."""
+    return torch.stack([t.abs().amax().double() for t in tensors]).amax()
+
+
+def _stable_worlds(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """[N] bool: the worlds whose entries in every [N, ...] tensor are finite and within ``MAX_STATE_VALUE``."""
+    stable = torch.ones(tensors[0].shape[0], dtype=torch.bool, device=tensors[0].device)
+    for tensor in tensors:
+        stable &= (tensor.abs() <= MAX_STATE_VALUE).flatten(1).all(dim=-1)
+    return stable
 
 
 def _expand_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ which every stateful hook receives.
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -69,6 +70,23 @@ class TaskConfig:
     action_repeat: int = 1
     contacts_per_world: int | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("ctrl_dt", "sim_dt"):
+            value = getattr(self, name)
+            if not _is_real(value) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not _is_integer(self.episode_length) or self.episode_length < 1:
+            raise ValueError(f"episode_length must be a positive integer (control steps), got {self.episode_length!r}")
+        for name in ("naconmax", "njmax"):
+            value = getattr(self, name)
+            if value is not None and (not _is_integer(value) or value < 0):
+                raise ValueError(f"{name} must be an integer >= 0 or null, got {value!r}")
+        if not _is_integer(self.action_repeat) or self.action_repeat < 1:
+            raise ValueError(f"action_repeat must be a positive integer, got {self.action_repeat!r}")
+        if self.contacts_per_world is not None and (not _is_integer(self.contacts_per_world)
+                                                    or self.contacts_per_world < 0):
+            raise ValueError(f"contacts_per_world must be an integer >= 0 or null, got {self.contacts_per_world!r}")
+
 
 class Task(ABC):
     """Base class of every task. Subclasses set ``name`` and ``default_config`` and fill the hooks.
@@ -81,6 +99,9 @@ class Task(ABC):
     name: ClassVar[str]
     default_config: ClassVar[TaskConfig]
     settle_steps: ClassVar[int] = 0
+    observation_layout: ClassVar[tuple[tuple[str, int], ...]] = ()
+    """The actor observation's consecutive parts as ``(name, size)``, where the task documents them; an
+    exported policy's sidecar carries it for the program that assembles observations on a robot."""
     normalized_actions: ClassVar[bool] = False
     """True: actions live in [-1, 1] and :meth:`control` maps them to controls (robot tasks); False: actions
     are the controls, clipped to the actuators' ``ctrlrange``."""
@@ -90,11 +111,11 @@ class Task(ABC):
         unknown = sorted(set(overrides) - valid)
         if unknown:
             raise ValueError(f"unknown option(s) {unknown} for task {self.name}; valid: {sorted(valid)}")
+        common = {f.name for f in dataclasses.fields(TaskConfig)}  # checked by TaskConfig itself
         for key, value in overrides.items():
-            _check_option_type(self.name, key, value, getattr(self.default_config, key))
+            if key not in common:
+                _check_option_type(self.name, key, value, getattr(self.default_config, key))
         self.config = dataclasses.replace(self.default_config, **overrides)
-        if self.config.action_repeat < 1:
-            raise ValueError(f"action_repeat must be a positive integer, got {self.config.action_repeat!r}")
         substeps = self.config.ctrl_dt / self.config.sim_dt
         if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
             raise ValueError(
@@ -167,15 +188,21 @@ class Task(ABC):
 
 
 def _check_option_type(task: str, key: str, value: Any, default: Any) -> None:
-    """One clear error when a task option has the wrong type (bool for a switch, a number for a number)."""
+    """One clear error when a task's own option has the wrong type (bool for a switch, a number for a number)."""
     if isinstance(default, bool):
         valid = isinstance(value, bool)
     elif isinstance(default, int):
-        valid = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+        valid = _is_integer(value)
     else:
-        valid = value is None or (isinstance(value, int) and not isinstance(value, bool))
+        valid = _is_real(value)
     if not valid:
-        kind = type(default).__name__ if default is not None else "int or None"
+        kind = {bool: "bool", int: "int"}.get(type(default), "a number")
         raise ValueError(f"task {task}: option {key} must be {kind}, got {value!r}")
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+

@@ -56,6 +56,9 @@ SCENES = "locomotion/go1/xmls/"
 FEET = ("FR", "FL", "RR", "RL")
 KP, KD = 35.0, 0.5
 FREE_JOINT_QPOS, FREE_JOINT_QVEL = 7, 6
+PROPRIOCEPTION_LAYOUT = (("gyro (noisy)", 3), ("gravity in the IMU frame (noisy)", 3),
+                         ("joint angles - home pose (noisy)", 12), ("joint velocities (noisy)", 12))
+LINVEL_LAYOUT = (("local linear velocity (noisy)", 3),)
 IMU_SENSORS = ("gyro", "local_linvel", "accelerometer", "position", "upvector", "forwardvector", "global_linvel",
                "global_angvel", "gravity_up")
 
@@ -219,6 +222,8 @@ class Go1JoystickFlatTerrain(Go1Task):
                                        njmax=40)
     noise_scales = JOYSTICK_NOISE
     reward_scales = JOYSTICK_REWARD_SCALES
+    observation_layout = LINVEL_LAYOUT + PROPRIOCEPTION_LAYOUT + (("last action", 12),
+                                                                  ("command: vx, vy, yaw rate", 3))
 
     def bind(self, mj_model: mujoco.MjModel) -> None:
         super().bind(mj_model)

@@ -29,7 +29,7 @@ import torch
 from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import normal, uniform
-from pqn_torch.envs.tasks.go1 import FREE_JOINT_QPOS, FREE_JOINT_QVEL, Go1Config, Go1Task
+from pqn_torch.envs.tasks.go1 import FREE_JOINT_QPOS, FREE_JOINT_QVEL, PROPRIOCEPTION_LAYOUT, Go1Config, Go1Task
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robots import limit_violation, soft_limits
 
@@ -56,6 +56,7 @@ class Go1Getup(Go1Task):
     default_config = Go1Config(ctrl_dt=0.02, sim_dt=0.004, episode_length=300, contacts_per_world=30, njmax=250)
     noise_scales = {"joint_pos": 0.03, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05}
     reward_scales = GETUP_REWARD_SCALES
+    observation_layout = PROPRIOCEPTION_LAYOUT + (("last action", 12),)
 
     def __init__(self, **overrides) -> None:
         super().__init__(**overrides)

@@ -6,7 +6,7 @@ visual meshes, which are not shipped: every mesh geom in these robots is visual 
 mass), so :func:`load_playground_scene` drops them with their mesh assets, which leaves the dynamics
 unchanged. Where the robot's meshes are already on disk, they are loaded instead, for videos that show the
 robot: a Menagerie checkout named by ``MENAGERIE_ROOT``, or the cache of the optional ``mujoco-menagerie``
-package (``pip install pqn-torch[render]``, then ``mujoco-menagerie prefetch unitree_go1`` once). Nothing is
+package (``pip install pqn-torch[meshes]``, then ``mujoco-menagerie prefetch unitree_go1`` once). Nothing is
 ever downloaded here.
 """
 
