@@ -1,6 +1,6 @@
 """Throughput benchmarks; prints one JSON line per run.
 
-    python scripts/benchmark.py env task=CheetahRun num_envs=256 backend=mujoco steps=2000 num_threads=2 device=auto
+    python scripts/benchmark.py env task=CheetahRun num_envs=256 backend=mujoco steps=2000 num_threads=2 torch_threads=1
     python scripts/benchmark.py env task=CheetahRun num_envs=64 backend=warp device=cpu steps=200
     python scripts/benchmark.py train task=CheetahRun num_envs=4096 updates=20 compile=true
     python scripts/benchmark.py gpu-check [task=CheetahRun] [num_envs=...] [updates=10]
@@ -171,14 +171,19 @@ def bare_warp_rate(env: BatchedEnv, steps: int) -> float:
 
 
 ENV_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "num_envs": 256, "backend": "auto", "steps": 2000,
-                                "num_threads": 0, "device": "auto", "seed": 0, "cuda_graphs": "auto"}
+                                "num_threads": 0, "device": "auto", "seed": 0, "cuda_graphs": "auto",
+                                "torch_threads": 1}
 
 
 def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
     """Env step rate vs bare physics rate (see module docstring). ``num_threads=0``: all cores."""
     num_threads = options["num_threads"] or available_cores()
-    if options["num_envs"] < 1 or options["steps"] < 1 or num_threads < 1:
-        raise ValueError("num_envs, steps and num_threads must be positive (num_threads=0 means all cores)")
+    if options["num_envs"] < 1 or options["steps"] < 1 or num_threads < 1 or options["torch_threads"] < 1:
+        raise ValueError("num_envs, steps, num_threads and torch_threads must be positive (num_threads=0 means all "
+                         "cores)")
+    # As in training (config torch_threads: 1): torch's small per-step ops lose to thread sync and to contention
+    # with MuJoCo's threads when torch runs multi-threaded on the same cores.
+    torch.set_num_threads(options["torch_threads"])
     env = make_env(options["task"], options["num_envs"], device=options["device"], backend=options["backend"],
                    seed=options["seed"], reset_pool_size=options["num_envs"], num_threads=num_threads)
     native = isinstance(env.physics, MujocoPhysics)
@@ -192,6 +197,7 @@ def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
         "device": device_name(env.device),
         "num_envs": options["num_envs"],
         "num_threads": num_threads if native else None,
+        "torch_threads": options["torch_threads"],
         "cuda_graphs": cuda_graphs,
         "env_steps_per_s": round(env_steps),
         "bare_steps_per_s": round(bare_steps),

@@ -268,3 +268,22 @@ def test_bad_input_errors(env):
 def test_cuda_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match="no usable CUDA"):
         make_env("CheetahRun", 2, device="cuda")
+
+
+def test_action_repeat_sums_the_rewards_of_repeated_task_steps():
+    """action_repeat=3: one agent step = three task steps with the same action, rewards summed."""
+    single, repeated = make_cheetah(), make_cheetah(action_repeat=3)
+    qpos, qvel = single._pool["qpos"][:NUM_ENVS], single._pool["qvel"][:NUM_ENVS]
+    single.reset_to(qpos, qvel)
+    repeated.reset_to(qpos, qvel)
+    action = random_actions(single, 1)[0]
+    rewards = sum(single.step(action)["reward"] for _ in range(3))
+    td = repeated.step(action)
+    torch.testing.assert_close(td["reward"], rewards)
+    torch.testing.assert_close(td["obs"], single._observations()[0])
+    torch.testing.assert_close(repeated.physics.time, torch.full((NUM_ENVS,), 0.03, dtype=torch.float64))
+    assert td["episode_length"].tolist() == [1] * NUM_ENVS
+    with pytest.raises(ValueError, match="action_repeat must be a positive integer, got 0"):
+        make_cheetah(action_repeat=0)
+    with pytest.raises(ValueError, match="action_repeat must be a positive integer, got 2.5"):
+        make_cheetah(action_repeat=2.5)

@@ -43,7 +43,8 @@ def make_env(task: str, num_envs: int, device: str | torch.device = "auto", back
              **task_overrides: Any) -> BatchedEnv:
     """``num_envs`` worlds of ``task`` on ``device`` with physics ``backend`` (``auto``, ``warp``, ``mujoco``).
 
-    ``task_overrides`` change the task's config (``episode_length``, ``ctrl_dt``, ...).
+    ``task_overrides`` change the task's config (``episode_length``, ``ctrl_dt``, ``action_repeat``, ...; robot
+    tasks also ``obs_noise_level`` and, for the joystick tasks, ``perturbations``).
     ``reset_pool_size`` sets how many start states are pre-sampled (default ``max(num_envs, 1024)``),
     ``num_threads`` the native MuJoCo backend's worker threads (default: all cores).
     """
