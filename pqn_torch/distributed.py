@@ -36,13 +36,23 @@ class Context:
         return self.rank == 0
 
 
+def launched_world_size() -> int:
+    """How many ranks ``torchrun`` started (1 without it); readable before the process group exists."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_as_main() -> bool:
+    """Whether this process is rank 0 (or alone); readable before the process group exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_from_env(device: torch.device) -> Context:
     """Join the process group ``torchrun`` describes in the environment; without it a single-rank context.
 
     ``device`` is the run's device type: with CUDA each rank takes ``cuda:<LOCAL_RANK>`` and NCCL,
     on the CPU Gloo. Returns the context; :func:`rank_device` gives the rank's device.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     if world_size <= 1:
         return Context()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -131,6 +141,15 @@ def sum_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
     if active():
         dist.all_reduce(tensor)
     return tensor
+
+
+def broadcast_object(value: object) -> object:
+    """Rank 0's ``value`` on every rank (``value`` itself on a single rank)."""
+    if not active():
+        return value
+    values = [value]
+    dist.broadcast_object_list(values, src=0)
+    return values[0]
 
 
 def gather_objects(value: object) -> list[object]:

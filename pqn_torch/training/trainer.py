@@ -111,10 +111,11 @@ class TrainingRun:
         self.started = time.perf_counter()
         self.alg_preset = alg_preset
         self.run_dir: Path | None = None
+        self._claimed_dir: Path | None = None
         try:
             self._set_up(config, Path(run_dir), show_progress, overrides, rename_if_taken)
         except BaseException:
-            remove_failed_start(self.run_dir, Path(run_dir))
+            remove_failed_start(self._claimed_dir, Path(run_dir))
             raise
 
     def _set_up(self, config: dict[str, Any], requested_dir: Path, show_progress: bool, overrides: Sequence[str],
@@ -149,8 +150,8 @@ class TrainingRun:
         use_graphs = _graphs_switch(settings.cuda_graphs, device, ranks)
         if device.type == "cpu":
             torch.set_num_threads(settings.torch_threads)
-        self.run_dir = claim_run_dir(requested_dir, rename_if_taken) if ranks.is_main else requested_dir
-        self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
+        if ranks.is_main:
+            self.run_dir = self._claimed_dir = claim_run_dir(requested_dir, rename_if_taken)
 
         # Each rank explores its own worlds with its own noise (seed + rank); rank 0's weights are broadcast.
         self.env = make_env(settings.task, settings.alg.num_envs, device, backend, settings.seed + ranks.rank,
@@ -171,6 +172,10 @@ class TrainingRun:
                                  "diverged run; resume from an earlier checkpoint")
             _restore_rng(checkpoint.get("rank_rng", [checkpoint["rng"]])[ranks.rank], self.env, self.eval_env)
         distributed.broadcast_module(agent)
+        if not ranks.is_main:  # hydra made a run dir for this rank too: only rank 0's (named on all ranks) stays
+            remove_failed_start(None, requested_dir)
+        self.run_dir = Path(distributed.broadcast_object(str(self.run_dir)))
+        self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
         agent.reset(self.env, update_statistics=checkpoint is None)
 
         # The speed report times the first update after warm-up: compilation (compile) and the two eager
