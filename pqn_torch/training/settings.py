@@ -185,6 +185,16 @@ def resolve_switch(value: bool | str, device: torch.device) -> bool:
     return device.type == "cuda" if value == "auto" else value
 
 
+def resolve_graphs_switch(value: bool | str, device: torch.device, world_size: int) -> bool:
+    """``cuda_graphs`` on ``device``; off with several ranks: their phases hold collectives, untested captured."""
+    if world_size == 1:
+        return resolve_switch(value, device)
+    if value is True:
+        raise ConfigError(f"cuda_graphs=true is not supported with {world_size} ranks (torchrun): the rollout and "
+                          "update hold NCCL collectives; use cuda_graphs=auto or false")
+    return False
+
+
 def _switch(config: dict[str, Any], key: str) -> bool | str:
     value = config.get(key, "auto")
     if not (isinstance(value, bool) or value == "auto"):  # not `in (True, False)`: 1 == True

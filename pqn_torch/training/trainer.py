@@ -49,8 +49,8 @@ from pqn_torch.training.checkpoint import (CHECKPOINT_DIR, CheckpointWriteError,
 from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import QuietLogger, RunLogger
 from pqn_torch.training.run_dir import check_writable, claim_run_dir, remove_failed_start
-from pqn_torch.training.settings import (ConfigError, merge_for_resume, resolve_switch, resume_location,
-                                         settings_from_config)
+from pqn_torch.training.settings import (ConfigError, merge_for_resume, resolve_graphs_switch, resolve_switch,
+                                         resume_location, settings_from_config)
 
 UNSTABLE_WARNING_RATE = 1e-3
 """Fraction of world-steps reset as unstable, over one log interval, above which the console warns."""
@@ -147,7 +147,7 @@ class TrainingRun:
         self.schedule_timesteps = int(schedule_timesteps or settings.total_timesteps)
         backend = resolve_backend(settings.backend, device)
         use_compile = resolve_switch(settings.compile, device)
-        use_graphs = _graphs_switch(settings.cuda_graphs, device, ranks)
+        use_graphs = resolve_graphs_switch(settings.cuda_graphs, device, ranks.world_size)
         if device.type == "cpu":
             torch.set_num_threads(settings.torch_threads)
         if ranks.is_main:
@@ -477,16 +477,6 @@ def _checkpoint_bytes(agent: PQN) -> int:
     weights = sum(t.numel() * t.element_size() for t in agent.state_dict().values())
     moments = sum(2 * p.numel() * p.element_size() for p in agent.parameters())
     return weights + moments
-
-
-def _graphs_switch(value: bool | str, device: torch.device, ranks: distributed.Context) -> bool:
-    """``cuda_graphs`` resolved; with several ranks the phases hold collectives, which we have not tested captured."""
-    if ranks.world_size == 1:
-        return resolve_switch(value, device)
-    if value is True:
-        raise ConfigError(f"cuda_graphs=true is not supported with {ranks.world_size} ranks (torchrun): the rollout "
-                          "and update hold NCCL collectives; use cuda_graphs=auto or false")
-    return False
 
 
 def _rng_state(env: Any, eval_env: Any | None) -> dict[str, Any]:
