@@ -84,7 +84,8 @@ def main(cfg: DictConfig) -> float:
         summary = run.run()
         distributed.shut_down()
     except TrainingInterrupted as interrupted:
-        print(f"train.py: {interrupted}", file=sys.stderr)
+        if run.ranks.is_main:  # the ranks stop together; rank 0 knows the checkpoint
+            print(f"train.py: {interrupted}", file=sys.stderr)
         sys.exit(128 + interrupted.signum)
     except (TrainingDiverged, CheckpointWriteError) as error:
         print(f"train.py: {error}", file=sys.stderr)

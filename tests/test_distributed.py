@@ -182,6 +182,13 @@ def test_torchrun_two_ranks_write_one_run(tmp_path):
     assert checkpoint["world_size"] == 2 and len(checkpoint["rank_rng"]) == 2 and checkpoint["updates"] == 4
     assert not torch.equal(checkpoint["rank_rng"][0]["env"], checkpoint["rank_rng"][1]["env"])
 
+    extended = subprocess.run([*command[:-1], f"resume={run_dir}", "total_timesteps=1024",
+                               f"hydra.run.dir={tmp_path / 'extended'}"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+    assert extended.returncode == 0, extended.stderr
+    assert f"resumed from {checkpoint['path']} at env step 512" in extended.stdout
+    assert load_checkpoint(tmp_path / "extended")["updates"] == 8
+
     resumed = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), f"resume={run_dir}",
                               "total_timesteps=1024", f"hydra.run.dir={tmp_path / 'single'}"], cwd=tmp_path,
                              env=env, capture_output=True, text=True, timeout=300)

@@ -47,8 +47,12 @@ class RunSettings:
     checkpoint_interval: float
 
 
-def settings_from_config(config: dict[str, Any]) -> RunSettings:
-    """Check the composed config (as a plain, resolved dict) and return the run's settings."""
+def settings_from_config(config: dict[str, Any], world_size: int = 1) -> RunSettings:
+    """Check the composed config (as a plain, resolved dict) and return the run's settings.
+
+    ``world_size``: ranks training together (torchrun), each with ``alg.num_envs`` envs; an update is
+    ``world_size * alg.num_envs * alg.num_steps`` env steps.
+    """
     task = _mapping(config, "task")
     if not isinstance(task.get("name"), str):
         raise ConfigError(f"task.name must be a task name string, got {task.get('name')!r}")
@@ -80,9 +84,10 @@ def settings_from_config(config: dict[str, Any]) -> RunSettings:
     torch_threads = config.get("torch_threads")
     torch_threads = 1 if torch_threads is None else _positive_int("torch_threads", torch_threads)
     total_timesteps = _positive_int("total_timesteps", config.get("total_timesteps"))
-    steps_per_update = alg.num_envs * alg.num_steps
+    steps_per_update = world_size * alg.num_envs * alg.num_steps
     if total_timesteps < steps_per_update:
-        raise ConfigError(f"total_timesteps ({total_timesteps:,}) must be at least one update, alg.num_envs * "
+        ranks = f"{world_size} ranks x " if world_size > 1 else ""
+        raise ConfigError(f"total_timesteps ({total_timesteps:,}) must be at least one update, {ranks}alg.num_envs * "
                           f"alg.num_steps = {steps_per_update:,}")
     num_updates = total_timesteps // steps_per_update
     checkpoint_interval = _fraction("checkpoint_interval", config.get("checkpoint_interval", 0.1), allow_zero=True)

@@ -127,16 +127,13 @@ class TrainingRun:
             config = merge_for_resume(checkpoint["config"], config, overrides)
             schedule_timesteps = checkpoint.get("schedule_timesteps", checkpoint["config"]["total_timesteps"])
         self.config = config
-        self.settings = settings = settings_from_config(config)
+        self.settings = settings = settings_from_config(config, distributed.launched_world_size())
         device = resolve_device(settings.device)
         self.ranks = ranks = distributed.init_from_env(device)
         device = distributed.rank_device(device, ranks)
         # alg.num_envs is per rank; total_timesteps counts the env steps of all ranks together.
         steps_per_update = ranks.world_size * settings.alg.num_envs * settings.alg.num_steps
         self.num_updates = settings.total_timesteps // steps_per_update
-        if self.num_updates == 0:
-            raise ConfigError(f"total_timesteps ({settings.total_timesteps:,}) must be at least one update: "
-                              f"{ranks.world_size} ranks x alg.num_envs x alg.num_steps = {steps_per_update:,}")
         if checkpoint is not None and checkpoint.get("world_size", 1) != ranks.world_size:
             raise ConfigError(f"resume: {checkpoint['path']} was trained by {checkpoint.get('world_size', 1)} "
                               f"rank(s), this run has {ranks.world_size}; resume with the same number of ranks "
@@ -450,7 +447,7 @@ class TrainingRun:
                 self.save(update, final=True)
             except CheckpointWriteError as error:
                 note = f" ({error})"
-        launcher = "python" if self.ranks.world_size == 1 else f"torchrun --nproc_per_node=... (same {self.ranks.world_size} ranks)"
+        launcher = "python" if self.ranks.world_size == 1 else f"torchrun <{self.ranks.world_size} ranks, as now>"
         resume = f"{launcher} scripts/train.py resume={self.run_dir}" if self.last_checkpoint else "start it again"
         raise TrainingInterrupted(signum, f"stopped by {signal.Signals(signum).name} at env step {self.env_steps:,}; "
                                           f"latest checkpoint {self.last_checkpoint or 'none'}{note}; "
