@@ -117,9 +117,8 @@ def merge_moments(count: int, mean: torch.Tensor,
     world_size, rank = dist.get_world_size(), dist.get_rank()
     flat_mean, flat_var = mean.reshape(-1), var.reshape(-1)
     table = torch.zeros(world_size, 1 + 2 * flat_mean.numel(), dtype=torch.float64, device=mean.device)
-    table[rank, 0] = count
-    table[rank, 1:1 + flat_mean.numel()] = flat_mean
-    table[rank, 1 + flat_mean.numel():] = flat_var
+    own_count = torch.full((1,), count, dtype=torch.float64, device=mean.device)  # not a host-built tensor
+    table[rank].copy_(torch.cat([own_count, flat_mean.to(torch.float64), flat_var.to(torch.float64)]))
     dist.all_reduce(table)
     counts, means, variances = table[:, :1], table[:, 1:1 + flat_mean.numel()], table[:, 1 + flat_mean.numel():]
     total = counts.sum()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -13,6 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from pqn_torch import distributed
 from pqn_torch.algo import PQN, PQNConfig
 from pqn_torch.algo.normalizers import RunningMeanStd
+from pqn_torch.cuda_graph import forbid_host_syncs
+from pqn_torch.training.settings import ConfigError, resolve_graphs_switch
 from pqn_torch.envs import make_env
 from pqn_torch.training import load_checkpoint
 
@@ -96,7 +99,48 @@ def _normalizer_streams(rank: int, streams: list[list[torch.Tensor]]) -> dict:
     return statistics.state_dict()
 
 
+def _collectives_without_host_syncs(rank: int) -> dict:
+    """The hooks inside the captured phases: gradient averaging (one flat buffer or several) and the moment merge."""
+    separate = [torch.full((2, 3), float(rank)), torch.full((4,), 2.0 * rank)]
+    flat = torch.full((5,), 10.0 * rank)
+    with forbid_host_syncs():
+        distributed.average_gradients(separate)
+        distributed.average_gradients([flat])
+        moments = distributed.merge_moments(2 + rank, torch.full((3,), float(rank)), torch.ones(3))
+    return {"separate": separate, "flat": flat, "moments": moments}
+
+
 # ----------------------------------------------------------------- tests
+def test_single_process_initialises_no_process_group(monkeypatch):
+    for world_size in (None, "1"):
+        if world_size is None:
+            monkeypatch.delenv("WORLD_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("WORLD_SIZE", world_size)
+        assert distributed.init_from_env(torch.device("cpu")) == distributed.Context()
+        assert not torch.distributed.is_initialized() and not distributed.active()
+
+
+def test_cuda_graphs_true_with_several_ranks_is_one_clear_error():
+    assert resolve_graphs_switch("auto", torch.device("cuda"), 2) is False
+    assert resolve_graphs_switch("auto", torch.device("cuda"), 1) is True
+    with pytest.raises(ConfigError, match="cuda_graphs=true is not supported with 2 ranks"):
+        resolve_graphs_switch(True, torch.device("cuda"), 2)
+
+
+def test_collectives_are_free_of_host_syncs_and_average_exactly(tmp_path):
+    first, second = run_ranks(_collectives_without_host_syncs, tmp_path)
+    for result in (first, second):
+        assert torch.equal(result["separate"][0], torch.full((2, 3), 0.5))
+        assert torch.equal(result["separate"][1], torch.full((4,), 1.0))
+        assert torch.equal(result["flat"], torch.full((5,), 5.0))
+        count, mean, var = result["moments"]
+        # 2 rows at 0 and 3 rows at 1, each with variance 1: mean 3/5, variance 1 + 6/25
+        assert count == 5
+        torch.testing.assert_close(mean, torch.full((3,), 0.6, dtype=torch.float64))
+        torch.testing.assert_close(var, torch.full((3,), 1.24, dtype=torch.float64))
+
+
 def test_parameters_stay_bit_identical_across_ranks(tmp_path):
     first, second = run_ranks(_train_on_own_worlds, tmp_path)
     assert not torch.equal(first["initial"]["actor.body.0.weight"], second["initial"]["actor.body.0.weight"])
