@@ -8,9 +8,10 @@
     torchrun --nproc_per_node=4 scripts/train.py task=CheetahRun  # one agent on 4 GPUs (or CPU processes)
 
 Everything goes to the run dir: config.yaml (what really ran), tensorboard events, eval.csv, checkpoints/,
-eval.png (the learning curve). Under torchrun, ``alg.num_envs`` is per rank, ``total_timesteps`` counts
-all ranks' env steps, and rank 0 alone prints, logs and writes the run dir. Without ``alg=`` on the command line, a run on the CPU uses the CPU-sized twin
-of the task's preset (``cpu_presets`` in configs/config.yaml) and says so on its first line.
+eval.png (the learning curve). Without ``alg=`` on the command line, a run on the CPU uses the CPU-sized twin
+of the task's preset (``cpu_presets`` in configs/config.yaml) and says so on its first line. Under torchrun,
+``alg.num_envs`` is per rank, ``total_timesteps`` counts all ranks' env steps, and rank 0 alone prints, logs
+and writes the run dir (README, "Several processes, GPUs and machines").
 Exit codes: 0 done, 1 diverged or final checkpoint not written, 2 invalid input (nothing left on
 disk), 128 + signal number after Ctrl-C (130) or SIGTERM (143), with a checkpoint to resume from.
 """

@@ -10,9 +10,10 @@ input for the networks. Before merging, an entry further than ``OUTLIER_SPREADS`
 deviations of its batch (1.4826 x the median absolute deviation across the batch's rows, at least
 ``OUTLIER_MIN_SPREAD``) from the batch's median is replaced by that median; median and spread are
 estimated from at most ``REFERENCE_ROWS`` evenly spaced rows, so the cost does not grow with the
-number of worlds. Under ``torchrun`` the filter runs on each rank's own batch before the ranks' batch
-moments are merged (:func:`pqn_torch.distributed.merge_moments`). The test is made against the batch, not the running statistics, so a blow-up spread
-over several steps cannot widen its own acceptance band step by step. Ordinary data never comes near the bound (observations of the DM tasks
+number of worlds. The test is made against the batch, not the running statistics, so a blow-up spread
+over several steps cannot widen its own acceptance band step by step. Under ``torchrun`` the filter runs
+on each rank's own batch before the ranks' batch moments are merged
+(:func:`pqn_torch.distributed.merge_moments`). Ordinary data never comes near the bound (observations of the DM tasks
 stay far below 100), so the statistics of a healthy run are exactly the plain merge's.
 """
 
