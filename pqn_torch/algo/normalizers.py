@@ -11,10 +11,10 @@ deviations of its batch (1.4826 x the median absolute deviation across the batch
 ``OUTLIER_MIN_SPREAD``) from the batch's median is replaced by that median; median and spread are
 estimated from at most ``REFERENCE_ROWS`` evenly spaced rows, so the cost does not grow with the
 number of worlds. The test is made against the batch, not the running statistics, so a blow-up spread
-over several steps cannot widen its own acceptance band step by step. Under ``torchrun`` the filter runs
-on each rank's own batch before the ranks' batch moments are merged
-(:func:`pqn_torch.distributed.merge_moments`). Ordinary data never comes near the bound (observations of the DM tasks
-stay far below 100), so the statistics of a healthy run are exactly the plain merge's.
+over several steps cannot widen its own acceptance band step by step. Ordinary data never comes near
+the bound (observations of the DM tasks stay far below 100), so the statistics of a healthy run are
+exactly the plain merge's. Under ``torchrun`` the filter runs on each rank's own batch before the
+ranks' batch moments are merged (:func:`pqn_torch.distributed.merge_moments`).
 """
 
 from __future__ import annotations
