@@ -3,6 +3,7 @@
     python scripts/benchmark.py env task=CheetahRun num_envs=256 backend=mujoco steps=2000 num_threads=2 torch_threads=1
     python scripts/benchmark.py env task=CheetahRun num_envs=64 backend=warp device=cpu steps=200
     python scripts/benchmark.py train task=CheetahRun num_envs=4096 updates=20 compile=true
+    torchrun --nproc_per_node=2 scripts/benchmark.py train task=CartpoleBalance alg=cpu num_envs=64 num_threads=1
     python scripts/benchmark.py gpu-check [task=CheetahRun] [num_envs=...] [updates=10]
 
 Mode ``env``: world-steps per second of ``make_env(...).step`` with random actions (after a warm-up),
@@ -17,7 +18,9 @@ untimed updates (compilation, graph capture), ``updates`` iterations are timed p
 device sync around each rollout and each update: ``rollout_steps_per_s``, ``update_steps_per_s``),
 then ``updates`` more back to back with one sync at the end (``total_steps_per_s``, what a training
 run sees minus evaluation). Memory: the GPU peak (torch's reserved pool plus MuJoCo Warp's pool) on
-CUDA, the process's peak resident set on the host.
+CUDA, the process's peak resident set on the host. Under ``torchrun`` every rank runs ``num_envs`` worlds
+and trains the one agent data-parallel (``pqn_torch.distributed``); rank 0 prints the line, whose rates
+count all ranks' env steps (``ranks``; memory is rank 0's).
 
 Mode ``gpu-check`` (CUDA only): CUDA graphs and torch.compile on and off from the same seed, results
 compared and both timed, as one JSON verdict line to paste into a bug report (``pqn_torch/gpu_check.py``).
@@ -41,6 +44,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 try:
+    from pqn_torch import distributed
     from pqn_torch.algo.pqn import PQN
     from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
     from pqn_torch.envs import make_env, resolve_device
@@ -49,7 +53,8 @@ try:
     from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
     from pqn_torch.envs.tasks.registry import get_task_class
     from pqn_torch.gpu_check import gpu_check
-    from pqn_torch.training.settings import RunSettings, resolve_switch, settings_from_config
+    from pqn_torch.training.settings import (RunSettings, resolve_graphs_switch, resolve_switch,
+                                             settings_from_config)
 except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
     print(f"benchmark.py: {import_error}", file=sys.stderr)
     sys.exit(2)
@@ -232,19 +237,21 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     if options["updates"] < 1 or options["warmup_updates"] < 0:
         raise ValueError("updates must be positive and warmup_updates >= 0")
     settings = task_settings(options, ("task", "seed", "device", "backend", "compile", "cuda_graphs"))
-    device = resolve_device(settings.device)
+    ranks = distributed.init_from_env(resolve_device(settings.device))
+    device = distributed.rank_device(resolve_device(settings.device), ranks)
     backend = resolve_backend(settings.backend, device)
     use_compile = resolve_switch(settings.compile, device)
-    cuda_graphs = resolve_switch(settings.cuda_graphs, device)
+    cuda_graphs = resolve_graphs_switch(settings.cuda_graphs, device, ranks.world_size)
     if device.type == "cpu":
         torch.set_num_threads(settings.torch_threads)
     alg = settings.alg
-    env = make_env(settings.task, alg.num_envs, device, backend, settings.seed,
+    env = make_env(settings.task, alg.num_envs, device, backend, settings.seed + ranks.rank,
                    num_threads=options["num_threads"] or None, **settings.task_overrides)
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.seed + ranks.rank)
     updates, warmup = options["updates"], options["warmup_updates"]
     total_timesteps = max(settings.total_timesteps, (warmup + 2 * updates) * alg.num_envs * alg.num_steps)
     agent = PQN.for_env(env, alg, total_timesteps, compile=use_compile, cuda_graphs=cuda_graphs)
+    distributed.broadcast_module(agent)
     agent.reset(env)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -268,16 +275,17 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     synchronize(device)
     total_seconds = time.perf_counter() - start
 
-    steps = updates * agent.steps_per_update
+    steps = updates * agent.steps_per_update * ranks.world_size
     return {
         "mode": "train",
         "task": settings.task,
         "device": device_name(device),
         "backend": backend,
+        "ranks": ranks.world_size,
         "num_envs": alg.num_envs,
         "compile": use_compile,
         "cuda_graphs": cuda_graphs,
-        "steps_per_update": agent.steps_per_update,
+        "steps_per_update": agent.steps_per_update * ranks.world_size,
         "timed_updates": 2 * updates,
         "updates_done": int(agent.updates_done),
         "rollout_steps_per_s": round(steps / rollout_seconds),
@@ -340,7 +348,9 @@ def main(argv: list[str]) -> int:
     except (ValueError, KeyError) as error:
         print(f"benchmark.py: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(result))
+    distributed.shut_down()
+    if distributed.launched_as_main():
+        print(json.dumps(result))
     return 0
 
 

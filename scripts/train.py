@@ -5,10 +5,13 @@
     python scripts/train.py task=CheetahRun alg.num_envs=256 total_timesteps=2e6
     python scripts/train.py -m seed=0,1,2                         # one run per seed
     python scripts/train.py resume=outputs/CheetahRun/<run dir>   # continue a run (in a new run dir)
+    torchrun --nproc_per_node=4 scripts/train.py task=CheetahRun  # one agent on 4 GPUs (or CPU processes)
 
 Everything goes to the run dir: config.yaml (what really ran), tensorboard events, eval.csv, checkpoints/,
 eval.png (the learning curve). Without ``alg=`` on the command line, a run on the CPU uses the CPU-sized twin
-of the task's preset (``cpu_presets`` in configs/config.yaml) and says so on its first line.
+of the task's preset (``cpu_presets`` in configs/config.yaml) and says so on its first line. Under torchrun,
+``alg.num_envs`` is per rank, ``total_timesteps`` counts all ranks' env steps, and rank 0 alone prints, logs
+and writes the run dir (README, "Several processes, GPUs and machines").
 Exit codes: 0 done, 1 diverged or final checkpoint not written, 2 invalid input (nothing left on
 disk), 128 + signal number after Ctrl-C (130) or SIGTERM (143), with a checkpoint to resume from.
 """
@@ -25,6 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 try:
+    from pqn_torch import distributed
     from pqn_torch.training import TrainingRun
     from pqn_torch.training.checkpoint import CheckpointWriteError
     from pqn_torch.training.plots import PLOT_NAME, PlotUnavailable, plot_runs
@@ -61,7 +65,7 @@ def main(cfg: DictConfig) -> float:
     try:  # setup: every invalid setting surfaces here, as one line
         config = OmegaConf.to_container(cfg, resolve=True)
         choice = choose_preset(config, preset, any(ALG_CHOICE.match(item) for item in overrides))
-        if choice.message:
+        if choice.message and distributed.launched_as_main():
             print(choice.message)
         if choice.preset is not None:
             cfg = hydra.compose(config_name="config", overrides=[*overrides, f"alg={choice.preset}"])
@@ -79,12 +83,16 @@ def main(cfg: DictConfig) -> float:
         sys.exit(128 + signal.SIGINT)
     try:
         summary = run.run()
+        distributed.shut_down()
     except TrainingInterrupted as interrupted:
-        print(f"train.py: {interrupted}", file=sys.stderr)
+        if run.ranks.is_main:  # the ranks stop together; rank 0 knows the checkpoint
+            print(f"train.py: {interrupted}", file=sys.stderr)
         sys.exit(128 + interrupted.signum)
     except (TrainingDiverged, CheckpointWriteError) as error:
         print(f"train.py: {error}", file=sys.stderr)
         sys.exit(1)
+    if not run.ranks.is_main:
+        return summary.final_eval_return
     print(f"done: {summary.env_steps:,} env steps, final eval return {summary.final_eval_return:.1f}, "
           f"checkpoint {summary.checkpoint}")
     try:
@@ -97,6 +105,9 @@ def main(cfg: DictConfig) -> float:
 def check_output_location(argv: list[str]) -> None:
     """Before hydra creates the run dir (a bare traceback if it cannot): one line and exit 2 if it cannot."""
     multirun = any(arg in ("-m", "--multirun") for arg in argv)
+    if multirun and distributed.launched_world_size() > 1:
+        print("train.py: -m (multirun) does not combine with torchrun; start one torchrun per run", file=sys.stderr)
+        sys.exit(2)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     location = "multirun" if multirun else "outputs"
     for arg in argv:

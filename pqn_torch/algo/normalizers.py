@@ -11,14 +11,18 @@ deviations of its batch (1.4826 x the median absolute deviation across the batch
 ``OUTLIER_MIN_SPREAD``) from the batch's median is replaced by that median; median and spread are
 estimated from at most ``REFERENCE_ROWS`` evenly spaced rows, so the cost does not grow with the
 number of worlds. The test is made against the batch, not the running statistics, so a blow-up spread
-over several steps cannot widen its own acceptance band step by step. Ordinary data never comes near the bound (observations of the DM tasks
-stay far below 100), so the statistics of a healthy run are exactly the plain merge's.
+over several steps cannot widen its own acceptance band step by step. Ordinary data never comes near
+the bound (observations of the DM tasks stay far below 100), so the statistics of a healthy run are
+exactly the plain merge's. Under ``torchrun`` the filter runs on each rank's own batch before the
+ranks' batch moments are merged (:func:`pqn_torch.distributed.merge_moments`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from pqn_torch.distributed import merge_moments
 
 NORMALIZE_EPS = 1e-8
 INITIAL_COUNT = 1e-4
@@ -46,9 +50,9 @@ class RunningMeanStd(nn.Module):
     def update(self, batch: torch.Tensor) -> None:
         """Merge ``batch`` [B, *shape] into the statistics (outliers replaced first, see module docstring)."""
         batch = self._without_outliers(batch.to(torch.float64))
-        batch_count = batch.shape[0]
-        batch_mean = batch.mean(dim=0)
-        batch_var = batch.var(dim=0, correction=0)
+        # Under torchrun: the moments of every rank's batch together, so all ranks keep equal statistics.
+        batch_count, batch_mean, batch_var = merge_moments(batch.shape[0], batch.mean(dim=0),
+                                                           batch.var(dim=0, correction=0))
         total = self.count + batch_count
         delta = batch_mean - self.mean
         self.mean.add_(delta * batch_count / total)

@@ -35,6 +35,7 @@ from pqn_torch.algo.normalizers import RewardNormalizer, RunningMeanStd
 from pqn_torch.algo.qlambda import q_lambda_targets
 from pqn_torch.algo.schedules import LinearSchedule
 from pqn_torch.cuda_graph import CapturedCall, CompiledCall
+from pqn_torch.distributed import average_gradients
 
 UPDATE_METRICS = ("critic_loss", "actor_loss", "q_mean", "critic_grad_norm", "actor_grad_norm", "penalty_fraction")
 ROLLOUT_METRICS = ("reward_mean", "value_mean", "target_mean")
@@ -345,9 +346,11 @@ class PQN(nn.Module):
             self.critic.mean_q(critic_obs, new_action), new_action, rollout_action, self.actor.action_scale,
             self.actor.action_bias, config.penalty_threshold, config.penalty_coeff)
         policy_loss.backward(inputs=list(self.actor.parameters()))
+        average_gradients(self.actor.parameters())
         q_values = self.critic(critic_obs, batch["action"][indices])
         value_loss = critic_loss(q_values, batch["target"][indices])
         value_loss.backward(inputs=list(self.critic.parameters()))
+        average_gradients(self.critic.parameters())
 
         actor_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), config.max_grad_norm)
         critic_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), config.max_grad_norm)

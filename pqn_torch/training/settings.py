@@ -47,8 +47,12 @@ class RunSettings:
     checkpoint_interval: float
 
 
-def settings_from_config(config: dict[str, Any]) -> RunSettings:
-    """Check the composed config (as a plain, resolved dict) and return the run's settings."""
+def settings_from_config(config: dict[str, Any], world_size: int = 1) -> RunSettings:
+    """Check the composed config (as a plain, resolved dict) and return the run's settings.
+
+    ``world_size``: ranks training together (torchrun), each with ``alg.num_envs`` envs; an update is
+    ``world_size * alg.num_envs * alg.num_steps`` env steps.
+    """
     task = _mapping(config, "task")
     if not isinstance(task.get("name"), str):
         raise ConfigError(f"task.name must be a task name string, got {task.get('name')!r}")
@@ -80,9 +84,10 @@ def settings_from_config(config: dict[str, Any]) -> RunSettings:
     torch_threads = config.get("torch_threads")
     torch_threads = 1 if torch_threads is None else _positive_int("torch_threads", torch_threads)
     total_timesteps = _positive_int("total_timesteps", config.get("total_timesteps"))
-    steps_per_update = alg.num_envs * alg.num_steps
+    steps_per_update = world_size * alg.num_envs * alg.num_steps
     if total_timesteps < steps_per_update:
-        raise ConfigError(f"total_timesteps ({total_timesteps:,}) must be at least one update, alg.num_envs * "
+        ranks = f"{world_size} ranks x " if world_size > 1 else ""
+        raise ConfigError(f"total_timesteps ({total_timesteps:,}) must be at least one update, {ranks}alg.num_envs * "
                           f"alg.num_steps = {steps_per_update:,}")
     num_updates = total_timesteps // steps_per_update
     checkpoint_interval = _fraction("checkpoint_interval", config.get("checkpoint_interval", 0.1), allow_zero=True)
@@ -183,6 +188,16 @@ def _mapping(config: dict[str, Any], key: str) -> dict[str, Any]:
 def resolve_switch(value: bool | str, device: torch.device) -> bool:
     """A validated ``true``/``false``/``auto`` setting on ``device``: ``auto`` means on with CUDA."""
     return device.type == "cuda" if value == "auto" else value
+
+
+def resolve_graphs_switch(value: bool | str, device: torch.device, world_size: int) -> bool:
+    """``cuda_graphs`` on ``device``; off with several ranks: their phases hold collectives, untested captured."""
+    if world_size == 1:
+        return resolve_switch(value, device)
+    if value is True:
+        raise ConfigError(f"cuda_graphs=true is not supported with {world_size} ranks (torchrun): the rollout and "
+                          "update hold NCCL collectives; use cuda_graphs=auto or false")
+    return False
 
 
 def _switch(config: dict[str, Any], key: str) -> bool | str:

@@ -15,6 +15,10 @@ What can go wrong, and what the run then does:
 - **Ctrl-C / SIGTERM.** The first signal finishes the current update (or stops the evaluation),
   saves a checkpoint, flushes tensorboard and raises :class:`TrainingInterrupted` with the command to
   resume; a second one stops at once.
+- **Several ranks (torchrun).** Rank 0 alone evaluates, logs, shows progress and writes the run dir;
+  the others hold no run dir. Stop signals and divergence are agreed on at the log points (one
+  ``all_reduce`` carries the metrics, the counters and a stop flag), so every rank stops at the same
+  update and none waits forever in a collective; see :mod:`pqn_torch.distributed`.
 - **A checkpoint that cannot be written** (full disk) is reported with its file and reason and the
   run goes on; only a failed final checkpoint ends the run with the error.
 """
@@ -34,7 +38,8 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from pqn_torch.algo.pqn import PQN
+from pqn_torch import distributed
+from pqn_torch.algo.pqn import PQN, ROLLOUT_METRICS, UPDATE_METRICS
 from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
 from pqn_torch.envs import make_env, resolve_device
 from pqn_torch.envs.physics import resolve_backend
@@ -42,10 +47,10 @@ from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
 from pqn_torch.training.checkpoint import (CHECKPOINT_DIR, CheckpointWriteError, listed, load_checkpoint,
                                            nonfinite_weights, save_checkpoint, weight_tensors)
 from pqn_torch.training.evaluation import EvalResult, evaluate
-from pqn_torch.training.logger import RunLogger
+from pqn_torch.training.logger import QuietLogger, RunLogger
 from pqn_torch.training.run_dir import check_writable, claim_run_dir, remove_failed_start
-from pqn_torch.training.settings import (ConfigError, merge_for_resume, resolve_switch, resume_location,
-                                         settings_from_config)
+from pqn_torch.training.settings import (ConfigError, merge_for_resume, resolve_graphs_switch, resolve_switch,
+                                         resume_location, settings_from_config)
 
 UNSTABLE_WARNING_RATE = 1e-3
 """Fraction of world-steps reset as unstable, over one log interval, above which the console warns."""
@@ -106,10 +111,11 @@ class TrainingRun:
         self.started = time.perf_counter()
         self.alg_preset = alg_preset
         self.run_dir: Path | None = None
+        self._claimed_dir: Path | None = None
         try:
             self._set_up(config, Path(run_dir), show_progress, overrides, rename_if_taken)
         except BaseException:
-            remove_failed_start(self.run_dir, Path(run_dir))
+            remove_failed_start(self._claimed_dir, Path(run_dir))
             raise
 
     def _set_up(self, config: dict[str, Any], requested_dir: Path, show_progress: bool, overrides: Sequence[str],
@@ -121,38 +127,52 @@ class TrainingRun:
             config = merge_for_resume(checkpoint["config"], config, overrides)
             schedule_timesteps = checkpoint.get("schedule_timesteps", checkpoint["config"]["total_timesteps"])
         self.config = config
-        self.settings = settings = settings_from_config(config)
-        steps_per_update = settings.alg.num_envs * settings.alg.num_steps
+        self.settings = settings = settings_from_config(config, distributed.launched_world_size())
+        device = resolve_device(settings.device)
+        self.ranks = ranks = distributed.init_from_env(device)
+        device = distributed.rank_device(device, ranks)
+        # alg.num_envs is per rank; total_timesteps counts the env steps of all ranks together.
+        steps_per_update = ranks.world_size * settings.alg.num_envs * settings.alg.num_steps
         self.num_updates = settings.total_timesteps // steps_per_update
+        if checkpoint is not None and checkpoint.get("world_size", 1) != ranks.world_size:
+            raise ConfigError(f"resume: {checkpoint['path']} was trained by {checkpoint.get('world_size', 1)} "
+                              f"rank(s), this run has {ranks.world_size}; resume with the same number of ranks "
+                              f"(torchrun --nproc_per_node=...)")
         if checkpoint is not None and checkpoint["updates"] >= self.num_updates:
             raise ConfigError(f"resume: {checkpoint['path']} is the end of its run ({checkpoint['env_steps']:,} env "
                               f"steps); pass a larger total_timesteps to extend it")
         self.schedule_timesteps = int(schedule_timesteps or settings.total_timesteps)
-        device = resolve_device(settings.device)
         backend = resolve_backend(settings.backend, device)
         use_compile = resolve_switch(settings.compile, device)
-        use_graphs = resolve_switch(settings.cuda_graphs, device)
+        use_graphs = resolve_graphs_switch(settings.cuda_graphs, device, ranks.world_size)
         if device.type == "cpu":
             torch.set_num_threads(settings.torch_threads)
-        self.run_dir = claim_run_dir(requested_dir, rename_if_taken)
-        self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
+        if ranks.is_main:
+            self.run_dir = self._claimed_dir = claim_run_dir(requested_dir, rename_if_taken)
 
-        self.env = make_env(settings.task, settings.alg.num_envs, device, backend, settings.seed,
+        # Each rank explores its own worlds with its own noise (seed + rank); rank 0's weights are broadcast.
+        self.env = make_env(settings.task, settings.alg.num_envs, device, backend, settings.seed + ranks.rank,
                             num_threads=settings.num_threads, **settings.task_overrides)
         self.eval_env = make_env(settings.task, settings.eval_num_envs, device, backend, settings.seed + 1,
-                                 num_threads=settings.num_threads, **settings.task_overrides)
-        torch.manual_seed(settings.seed)
+                                 num_threads=settings.num_threads, **settings.task_overrides) \
+            if ranks.is_main else None
+        torch.manual_seed(settings.seed + ranks.rank)
         # Schedules (learning rate, noise) span the run as first planned; an extended run's extra steps use
         # their final values.
-        self.agent = agent = PQN.for_env(self.env, settings.alg, self.schedule_timesteps, compile=use_compile,
-                                         cuda_graphs=use_graphs)
+        self.agent = agent = PQN.for_env(self.env, settings.alg, self.schedule_timesteps // ranks.world_size,
+                                         compile=use_compile, cuda_graphs=use_graphs)
         if checkpoint is not None:
             agent.load_checkpoint_state(checkpoint["agent"])
             bad = nonfinite_weights(agent)
             if bad:
                 raise ValueError(f"{checkpoint['path']} holds non-finite weights ({listed(bad)}): it comes from a "
                                  "diverged run; resume from an earlier checkpoint")
-            _restore_rng(checkpoint["rng"], self.env, self.eval_env)
+            _restore_rng(checkpoint.get("rank_rng", [checkpoint["rng"]])[ranks.rank], self.env, self.eval_env)
+        distributed.broadcast_module(agent)
+        if not ranks.is_main:  # hydra made a run dir for this rank too: only rank 0's (named on all ranks) stays
+            remove_failed_start(None, requested_dir)
+        self.run_dir = Path(distributed.broadcast_object(str(self.run_dir)))
+        self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
         agent.reset(self.env, update_statistics=checkpoint is None)
 
         # The speed report times the first update after warm-up: compilation (compile) and the two eager
@@ -161,8 +181,9 @@ class TrainingRun:
         self.eval_every = max(1, int(self.num_updates * settings.eval_interval))
         self.checkpoint_every = int(self.num_updates * settings.checkpoint_interval)
         checkpoints = 1 + (self.num_updates // self.checkpoint_every if self.checkpoint_every else 0)
-        space_note = check_writable(self.run_dir, _checkpoint_bytes(agent), checkpoints)
-        OmegaConf.save(OmegaConf.create(config), self.run_dir / "config.yaml")
+        space_note = check_writable(self.run_dir, _checkpoint_bytes(agent), checkpoints) if ranks.is_main else None
+        if ranks.is_main:
+            OmegaConf.save(OmegaConf.create(config), self.run_dir / "config.yaml")
 
         self.eval_curve: list[dict[str, float]] = []
         self.last_checkpoint: Path | None = Path(checkpoint["path"]) if checkpoint is not None else None
@@ -174,13 +195,15 @@ class TrainingRun:
         self._unstable_at_log = 0.0
         self._unstable_warned = False
         self._stop_signal: int | None = None
+        self._signal_received: int | None = None
         self.mujoco_warnings = capture_mujoco_warnings()
-        self.logger = RunLogger(self.run_dir, self.num_updates * agent.steps_per_update, self.env_steps,
-                                show_progress)
+        self.logger = RunLogger(self.run_dir, self.num_updates * steps_per_update, self.env_steps, show_progress) \
+            if ranks.is_main else QuietLogger()
+        envs = f"{ranks.world_size} ranks x " if ranks.world_size > 1 else ""
         self.logger.message(
-            f"pqn-torch: task {settings.task}, device {device}, backend {backend}, {settings.alg.num_envs} envs, "
+            f"pqn-torch: task {settings.task}, device {device}, backend {backend}, {envs}{settings.alg.num_envs} envs, "
             f"compile {'on' if use_compile else 'off'}, CUDA graphs {'on' if use_graphs else 'off'}, "
-            f"{self.num_updates} updates of {agent.steps_per_update} env steps; writing to {self.run_dir}")
+            f"{self.num_updates} updates of {steps_per_update} env steps; writing to {self.run_dir}")
         if self.run_dir != requested_dir:
             self.logger.message(f"{requested_dir} belongs to another run (started at the same time); using "
                                 f"{self.run_dir}")
@@ -213,8 +236,14 @@ class TrainingRun:
                             checkpoint=self.last_checkpoint, eval_curve=self.eval_curve)
 
     @property
+    def steps_per_update(self) -> int:
+        """Env steps of one update, all ranks together."""
+        return self.agent.steps_per_update * self.ranks.world_size
+
+    @property
     def env_steps(self) -> int:
-        return self.agent.updates_issued * self.agent.steps_per_update
+        """Env steps so far, all ranks together."""
+        return self.agent.updates_issued * self.steps_per_update
 
     def _loop(self) -> None:
         agent = self.agent
@@ -231,7 +260,7 @@ class TrainingRun:
             agent.train_iteration(self.env)
             if update == speed_probe:
                 synchronize(agent.device)
-                self.report_speed(update, agent.steps_per_update / (time.perf_counter() - tick))
+                self.report_speed(update, self.steps_per_update / (time.perf_counter() - tick))
             last = update == self.num_updates
             self._train_seconds += time.perf_counter() - tick
             if update % self.settings.log_interval == 0 or last:
@@ -251,7 +280,11 @@ class TrainingRun:
         steps_per_second = (self.env_steps - self._steps_at_log) / max(seconds, 1e-9)
         counters = {f"env/{name}": value for name, value in self.env.stats.items()}
         counters["nonfinite_weights"] = sum(~torch.isfinite(t).all() for _, t in weight_tensors(self.agent))
+        if self.ranks.world_size > 1:
+            counters = self._merge_across_ranks(counters)
         metrics = self.agent.pop_metrics(counters)
+        if metrics.pop("stop_requests", 0) and self._stop_signal is None:
+            self._stop_signal = self._signal_received or signal.SIGTERM
         bad = [name for name, value in metrics.items() if not math.isfinite(value)]
         if metrics.pop("nonfinite_weights"):
             bad.insert(0, "weights")
@@ -268,6 +301,21 @@ class TrainingRun:
         self._check_unstable_rate(metrics["env/nonfinite_states"])
         self._steps_at_log = self.env_steps
 
+    def _merge_across_ranks(self, counters: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """All ranks' metrics, counters and stop requests in one ``all_reduce``, so every rank decides alike.
+
+        Episode metrics and counters are summed; the update and rollout metrics (sums over this rank's
+        minibatches and rollouts) are averaged over the ranks.
+        """
+        counters["stop_requests"] = torch.tensor(float(self._signal_received is not None))
+        averaged = len(UPDATE_METRICS) + len(ROLLOUT_METRICS)
+        sums = self.agent.metric_sums
+        merged = torch.cat([sums, torch.stack([value.to(sums) for value in counters.values()])])
+        distributed.sum_across_ranks(merged)
+        merged[:averaged] /= self.ranks.world_size
+        sums.copy_(merged[:sums.numel()])
+        return dict(zip(counters, merged[sums.numel():]))
+
     def evaluate(self, update: int | None = None) -> EvalResult:
         """Deterministic episodes in the eval env; the weights are checked first (a NaN policy plays 0 actions)."""
         self._check_weights(self.agent.updates_issued if update is None else update)
@@ -283,17 +331,28 @@ class TrainingRun:
         return result
 
     def save(self, update: int, final: bool = False) -> Path | None:
-        """Checkpoint the (finite) training state; a write failure is reported and, unless ``final``, survived."""
+        """Checkpoint the (finite) training state; a write failure is reported and, unless ``final``, survived.
+
+        Every rank calls it (their random states are gathered for the checkpoint); rank 0 writes.
+        """
         self._check_weights(update)
-        payload = {"agent": self.agent.checkpoint_state(), "config": self.config,
-                   "rng": _rng_state(self.env, self.eval_env), "updates": self.agent.updates_issued,
-                   "schedule_timesteps": self.schedule_timesteps}
+        rank_rng = distributed.gather_objects(_rng_state(self.env, self.eval_env))
+        if not self.ranks.is_main:
+            self._saved_update = update
+            return None
+        payload = {"agent": self.agent.checkpoint_state(), "config": self.config, "rng": rank_rng[0],
+                   "updates": self.agent.updates_issued, "schedule_timesteps": self.schedule_timesteps,
+                   "world_size": self.ranks.world_size}
+        if self.ranks.world_size > 1:
+            payload["rank_rng"] = rank_rng
         try:
             path = save_checkpoint(self.checkpoint_dir, self.env_steps, payload)
         except CheckpointWriteError as error:
             if final:
                 raise CheckpointWriteError(f"{error}; the latest checkpoint is {self.last_checkpoint or 'none'}") \
                     from None
+            if self.ranks.world_size > 1:  # the other ranks count this update as saved: no second try at a stop
+                self._saved_update = update
             self.logger.message(f"warning: {error}; training goes on, the latest checkpoint stays "
                                 f"{self.last_checkpoint or 'none'}")
             return None
@@ -302,8 +361,10 @@ class TrainingRun:
 
     def report_speed(self, update: int, steps_per_second: float) -> None:
         """The newcomer's line: measured speed, the whole run's estimated duration, the CPU preset if apt."""
+        if not self.ranks.is_main:
+            return
         agent, settings = self.agent, self.settings
-        remaining = (self.num_updates - agent.updates_issued) * agent.steps_per_update
+        remaining = (self.num_updates - agent.updates_issued) * self.steps_per_update
         evaluations = math.ceil(self.num_updates / self.eval_every)
         eval_steps = evaluations * self.eval_env.episode_length * self.eval_env.num_envs
         estimate = (remaining + eval_steps) / steps_per_second
@@ -324,7 +385,7 @@ class TrainingRun:
     def _diverged(self, update: int, what: list[str]) -> None:
         raise TrainingDiverged(
             f"training diverged: non-finite {listed(what)} at update {update} (env step "
-            f"{update * self.agent.steps_per_update:,}); everything was finite at update {self._last_finite_update}. "
+            f"{update * self.steps_per_update:,}); everything was finite at update {self._last_finite_update}. "
             f"Nothing non-finite was saved: the latest checkpoint is {self.last_checkpoint or 'none'}. "
             "Lower alg.lr_start or alg.max_grad_norm, or check the task's physics")
 
@@ -353,14 +414,23 @@ class TrainingRun:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if self._stop_signal is not None:
+        if self._signal_received is not None:
             raise TrainingInterrupted(signum, f"stopped by a second {name} at once, without saving; the latest "
                                               f"checkpoint is {self.last_checkpoint or 'none'}")
+        self._signal_received = signum
+        if self.ranks.world_size > 1:  # the ranks stop together, at the next log point (see log)
+            self.logger.message(f"{name} received: training to the next log point, then saving a checkpoint "
+                                f"(send {name} again to stop at once without saving)")
+            return
         self._stop_signal = signum
         self.logger.message(f"{name} received: finishing this update, then saving a checkpoint "
                             f"(send {name} again to stop at once without saving)")
 
     def _evaluate_unless_stopped(self, update: int) -> None:
+        """Rank 0 evaluates; the other ranks check the (identical) weights and go on to the next collective."""
+        if not self.ranks.is_main:
+            self._check_weights(update)
+            return
         try:
             self.evaluate(update)
         except _StopRequested:
@@ -377,7 +447,8 @@ class TrainingRun:
                 self.save(update, final=True)
             except CheckpointWriteError as error:
                 note = f" ({error})"
-        resume = f"python scripts/train.py resume={self.run_dir}" if self.last_checkpoint else "start it again"
+        launcher = "python" if self.ranks.world_size == 1 else f"torchrun <{self.ranks.world_size} ranks, as now>"
+        resume = f"{launcher} scripts/train.py resume={self.run_dir}" if self.last_checkpoint else "start it again"
         raise TrainingInterrupted(signum, f"stopped by {signal.Signals(signum).name} at env step {self.env_steps:,}; "
                                           f"latest checkpoint {self.last_checkpoint or 'none'}{note}; "
                                           f"to continue: {resume}")
@@ -405,18 +476,20 @@ def _checkpoint_bytes(agent: PQN) -> int:
     return weights + moments
 
 
-def _rng_state(env: Any, eval_env: Any) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "env": env.generator.get_state(),
-             "eval_env": eval_env.generator.get_state()}
+def _rng_state(env: Any, eval_env: Any | None) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "env": env.generator.get_state()}
+    if eval_env is not None:
+        state["eval_env"] = eval_env.generator.get_state()
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _restore_rng(state: dict[str, Any], env: Any, eval_env: Any) -> None:
+def _restore_rng(state: dict[str, Any], env: Any, eval_env: Any | None) -> None:
     torch.set_rng_state(state["torch"])
     env.generator.set_state(state["env"])
-    eval_env.generator.set_state(state["eval_env"])
+    if eval_env is not None:
+        eval_env.generator.set_state(state["eval_env"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
