@@ -15,7 +15,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 TASKS = sorted(p.stem for p in (CONFIG_DIR / "task").glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "alg").glob("*.yaml"))
 
-# The reference's yaml per domain (REFERENCE.md, "Settings per domain").
+# purejaxql's per-domain yaml for pqn_mujoco_playground.py (its config/alg/), keys lower-cased.
 REFERENCE = {
     "dm_suite": dict(total_timesteps=5e7, num_envs=1024, num_steps=32, num_epochs=4, num_minibatches=32,
                      actor_hidden_sizes=[512, 256, 128], critic_hidden_sizes=[1024, 512, 256], num_critics=2,

@@ -47,7 +47,8 @@ _SLOTS = {name: slot for slot, name in enumerate((*UPDATE_METRICS, *ROLLOUT_METR
 class PQNConfig:
     """Hyperparameters of actor-critic PQN; the defaults are the reference's DM-suite preset.
 
-    See ``REFERENCE.md`` ("Actor-critic PQN, one update") for what each one does. ``q_lambda`` is the
+    The module docstring and :meth:`PQN._rollout` / :meth:`PQN._minibatch_step` say what each one does
+    (names follow purejaxql's ``pqn_mujoco_playground.py`` config, lower-cased). ``q_lambda`` is the
     lambda of Q(lambda); ``penalty_threshold`` the reference's ``threshold``; ``linspace_noise``
     spreads the exploration std over envs as ``linspace(0, sigma, num_envs)``;
     ``bootstrap_truncation`` see :func:`pqn_torch.algo.qlambda.q_lambda_targets`;
