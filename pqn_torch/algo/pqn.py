@@ -26,6 +26,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.algo.losses import actor_loss, critic_loss
 from pqn_torch.algo.networks import Actor, CriticEnsemble
 from pqn_torch.algo.normalizers import RewardNormalizer, RunningMeanStd
@@ -177,11 +178,15 @@ class PQN(nn.Module):
         self.lr_schedule = LinearSchedule(config.lr_start, config.lr_end, lr_steps)
         self.noise_schedule = LinearSchedule(config.noise_start, config.noise_finish,
                                              config.noise_decay * self.num_updates)
+        # Speed: each network's parameters and gradients live in one flat tensor (see flat_params.py), so
+        # every optimizer step, gradient zeroing and clipping is a few ops on one tensor, not a few per tensor.
+        self._actor_flat = flatten_parameters(self.actor)
+        self._critic_flat = flatten_parameters(self.critic)
         # capturable: the step counters stay on the GPU and no step reads one back to the host.
         capturable = self.device.type == "cuda"
-        self.actor_optimizer = torch.optim.RAdam(self.actor.parameters(), capturable=capturable,
+        self.actor_optimizer = torch.optim.RAdam([self._actor_flat], capturable=capturable,
                                                  lr=torch.tensor(config.lr_start, device=self.device))
-        self.critic_optimizer = torch.optim.RAdam(self.critic.parameters(), capturable=capturable,
+        self.critic_optimizer = torch.optim.RAdam([self._critic_flat], capturable=capturable,
                                                   lr=torch.tensor(config.lr_start, device=self.device))
 
         self._sigma = torch.zeros(config.num_envs, device=self.device)
@@ -334,8 +339,8 @@ class PQN(nn.Module):
         lr = self.lr_schedule(self.grad_steps)
         self.actor_optimizer.param_groups[0]["lr"].copy_(lr)
         self.critic_optimizer.param_groups[0]["lr"].copy_(lr)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        self.critic_optimizer.zero_grad(set_to_none=True)
+        self.actor_optimizer.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views of it
+        self.critic_optimizer.zero_grad(set_to_none=False)
 
         new_action = self.actor(obs)
         policy_loss, penalty_fraction = actor_loss(
@@ -346,8 +351,8 @@ class PQN(nn.Module):
         value_loss = critic_loss(q_values, batch["target"][indices])
         value_loss.backward(inputs=list(self.critic.parameters()))
 
-        actor_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), config.max_grad_norm)
-        critic_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), config.max_grad_norm)
+        actor_norm = _clip_gradients(self.actor, self._actor_flat, config.max_grad_norm)
+        critic_norm = _clip_gradients(self.critic, self._critic_flat, config.max_grad_norm)
         self.actor_optimizer.step()
         self.critic_optimizer.step()
         self.grad_steps += 1
@@ -445,6 +450,17 @@ class PQN(nn.Module):
         for name in ("terminated", "truncated"):
             storage[name] = torch.zeros(shape, dtype=torch.bool, device=self.device)
         return TensorDict(storage, batch_size=shape, device=self.device)
+
+
+def _clip_gradients(module: nn.Module, flat: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """``clip_grad_norm_`` of ``module``'s gradients, scaled as one flat tensor; returns the total norm.
+
+    The norm is taken over the parameters' gradients as ``clip_grad_norm_`` takes it (the same
+    floating-point sums); the scaling, an elementwise multiply, is one op on ``flat.grad``.
+    """
+    total_norm = nn.utils.get_total_norm([parameter.grad for parameter in module.parameters()])
+    nn.utils.clip_grads_with_norm_([flat], max_norm, total_norm)
+    return total_norm
 
 
 def _is_number(value: Any) -> bool:
