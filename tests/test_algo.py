@@ -332,6 +332,66 @@ def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(
         assert not all(torch.equal(a, b) for a, b in zip(module.parameters(), trained.parameters()))
 
 
+def plain_update(actor, critic, optimizers, batch, config, lr_schedule, grad_steps):
+    """PQN's update written the plain way, without the agent's speed tricks (see ``PQN._minibatch_step``).
+
+    Per-parameter RAdam and ``clip_grad_norm_`` over each module's own parameters, one critic call per
+    loss, both losses taken before either network steps; the shuffle draws what the agent draws.
+    """
+    actor_optimizer, critic_optimizer = optimizers
+    for _ in range(config.num_epochs):
+        permutation = torch.rand(len(batch)).argsort()
+        for indices in permutation.split(config.minibatch_size):
+            minibatch = batch[indices]
+            for optimizer in optimizers:
+                optimizer.param_groups[0]["lr"].copy_(lr_schedule(torch.tensor(grad_steps)))
+            grad_steps += 1
+            new_action = actor(minibatch["obs"])
+            policy_loss, _ = actor_loss(critic.mean_q(minibatch["critic_obs"], new_action), new_action,
+                                        minibatch["original_action"], actor.action_scale, actor.action_bias,
+                                        config.penalty_threshold, config.penalty_coeff)
+            value_loss = critic_loss(critic(minibatch["critic_obs"], minibatch["action"]), minibatch["target"])
+            for module, loss, optimizer in ((actor, policy_loss, actor_optimizer),
+                                            (critic, value_loss, critic_optimizer)):
+                for parameter, grad in zip(module.parameters(), torch.autograd.grad(loss, list(module.parameters()))):
+                    parameter.grad = grad
+                torch.nn.utils.clip_grad_norm_(module.parameters(), config.max_grad_norm)
+            actor_optimizer.step()
+            critic_optimizer.step()
+    return grad_steps
+
+
+def test_training_iterations_equal_the_plain_update(short_env):
+    """The agent's optimized update (flat parameters, one clipping and optimizer op per network, ...)
+    learns exactly what the plain update learns: same rollouts, same shuffles, same weights."""
+    torch.manual_seed(2)
+    config = PQNConfig(**SMALL, lr_start=1e-2, lr_end=1e-3)  # steps large enough that any change shows
+    agent = PQN.for_env(short_env, config, total_timesteps=240)
+    actor = Actor(short_env.obs_dim, short_env.action_low, short_env.action_high, config.actor_hidden_sizes)
+    critic = CriticEnsemble(short_env.critic_obs_dim, short_env.action_dim, config.critic_hidden_sizes,
+                            config.num_critics)
+    actor.load_state_dict(agent.actor.state_dict())
+    critic.load_state_dict(agent.critic.state_dict())
+    optimizers = [torch.optim.RAdam(module.parameters(), lr=torch.tensor(config.lr_start)) for module in (actor, critic)]
+    initial = [parameter.detach().clone() for parameter in (*actor.parameters(), *critic.parameters())]
+    agent.reset(short_env)
+    grad_steps = 0
+    for _ in range(4):
+        batch = agent.collect(short_env).reshape(-1).clone()
+        rng = torch.get_rng_state()
+        agent.learn()
+        after_agent = torch.get_rng_state()
+        torch.set_rng_state(rng)
+        grad_steps = plain_update(actor, critic, optimizers, batch, config, agent.lr_schedule, grad_steps)
+        assert torch.equal(torch.get_rng_state(), after_agent)  # the same random draws, in the same order
+    assert grad_steps == int(agent.grad_steps) == 4 * config.num_epochs * config.num_minibatches
+    plain = [*actor.parameters(), *critic.parameters()]
+    trained = [*agent.actor.parameters(), *agent.critic.parameters()]
+    for start, expected, got in zip(initial, plain, trained):
+        assert not torch.equal(expected, start)  # every tensor learned
+        torch.testing.assert_close(got - start, expected - start, rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.slow
 def test_compiled_hot_paths_match_eager(short_env):
     """``compile=True`` (torch.compile; CUDA graphs only on CUDA) computes what the eager agent does."""
