@@ -16,7 +16,9 @@ untimed updates (compilation, graph capture), ``updates`` iterations are timed p
 device sync around each rollout and each update: ``rollout_steps_per_s``, ``update_steps_per_s``),
 then ``updates`` more back to back with one sync at the end (``total_steps_per_s``, what a training
 run sees minus evaluation). Memory: the GPU peak (torch's reserved pool plus MuJoCo Warp's pool) on
-CUDA, the process's peak resident set on the host.
+CUDA, the process's peak resident set on the host. ``split_fraction``: the share of timed updates that
+ran the actor's half of each gradient step on a second thread (``split_update``, CPU only);
+``load_average``: the machine's 1-minute load at the end, since other processes skew every CPU number.
 """
 
 from __future__ import annotations
@@ -192,8 +194,8 @@ def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
 
 TRAIN_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0, "updates": 10,
                                   "warmup_updates": WARMUP_CALLS + 1,
-                                  "compile": "auto", "cuda_graphs": "auto", "device": "auto", "backend": "auto",
-                                  "num_threads": 0, "seed": 0}
+                                  "compile": "auto", "cuda_graphs": "auto", "split_update": "auto", "device": "auto",
+                                  "backend": "auto", "num_threads": 0, "seed": 0}
 
 
 def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +203,8 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     if options["updates"] < 1 or options["warmup_updates"] < 0:
         raise ValueError("updates must be positive and warmup_updates >= 0")
     get_task_class(options["task"])  # an unknown task is one clear line here, not a hydra composition error
-    overrides = [f"{key}={options[key]}" for key in ("task", "seed", "device", "backend", "compile", "cuda_graphs")]
+    overrides = [f"{key}={options[key]}"
+                 for key in ("task", "seed", "device", "backend", "compile", "cuda_graphs", "split_update")]
     if options["alg"]:
         overrides.append(f"alg={options['alg']}")
     if options["num_envs"]:
@@ -221,13 +224,15 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(settings.seed)
     updates, warmup = options["updates"], options["warmup_updates"]
     total_timesteps = max(settings.total_timesteps, (warmup + 2 * updates) * alg.num_envs * alg.num_steps)
-    agent = PQN.for_env(env, alg, total_timesteps, compile=use_compile, cuda_graphs=cuda_graphs)
+    agent = PQN.for_env(env, alg, total_timesteps, compile=use_compile, cuda_graphs=cuda_graphs,
+                        split_update=settings.split_update)
     agent.reset(env)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup):
         agent.train_iteration(env)
     synchronize(device)
+    split_before = agent.split_updates
 
     rollout_seconds = update_seconds = 0.0
     for _ in range(updates):
@@ -254,6 +259,10 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
         "num_envs": alg.num_envs,
         "compile": use_compile,
         "cuda_graphs": cuda_graphs,
+        "split_update": settings.split_update,
+        "split_fraction": round((agent.split_updates - split_before) / (2 * updates), 2),
+        "torch_threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "steps_per_update": agent.steps_per_update,
         "timed_updates": 2 * updates,
         "updates_done": int(agent.updates_done),

@@ -1,5 +1,7 @@
 """PQN's algorithm pieces against hand-worked numbers, naive re-implementations, numpy and the physics."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch.nn.functional as F
 
 from pqn_torch.algo import (PQN, Actor, CriticEnsemble, LinearSchedule, PQNConfig, RewardNormalizer, RunningMeanStd,
                             actor_loss, critic_loss, huber, q_lambda_targets)
+from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.envs import make_env
 
 # ----------------------------------------------------------------------------- Q(lambda)
@@ -361,12 +364,13 @@ def plain_update(actor, critic, optimizers, batch, config, lr_schedule, grad_ste
     return grad_steps
 
 
-def test_training_iterations_equal_the_plain_update(short_env):
-    """The agent's optimized update (flat parameters, one clipping and optimizer op per network, ...)
-    learns exactly what the plain update learns: same rollouts, same shuffles, same weights."""
+@pytest.mark.parametrize("split_update", [False, True])
+def test_training_iterations_equal_the_plain_update(short_env, split_update):
+    """The agent's optimized update (flat parameters; the actor's half of each step on a second
+    thread or not) learns what the plain update learns: same rollouts, same shuffles, same weights."""
     torch.manual_seed(2)
     config = PQNConfig(**SMALL, lr_start=1e-2, lr_end=1e-3)  # steps large enough that any change shows
-    agent = PQN.for_env(short_env, config, total_timesteps=240)
+    agent = PQN.for_env(short_env, config, total_timesteps=240, split_update=split_update)
     actor = Actor(short_env.obs_dim, short_env.action_low, short_env.action_high, config.actor_hidden_sizes)
     critic = CriticEnsemble(short_env.critic_obs_dim, short_env.action_dim, config.critic_hidden_sizes,
                             config.num_critics)
@@ -385,11 +389,43 @@ def test_training_iterations_equal_the_plain_update(short_env):
         grad_steps = plain_update(actor, critic, optimizers, batch, config, agent.lr_schedule, grad_steps)
         assert torch.equal(torch.get_rng_state(), after_agent)  # the same random draws, in the same order
     assert grad_steps == int(agent.grad_steps) == 4 * config.num_epochs * config.num_minibatches
+    assert agent.split_updates == (4 if split_update else 0)
     plain = [*actor.parameters(), *critic.parameters()]
     trained = [*agent.actor.parameters(), *agent.critic.parameters()]
     for start, expected, got in zip(initial, plain, trained):
         assert not torch.equal(expected, start)  # every tensor learned
         torch.testing.assert_close(got - start, expected - start, rtol=1e-4, atol=1e-7)
+
+
+def test_split_update_auto_alternates_with_timing_and_refuses_impossible_settings(short_env, monkeypatch):
+    agent = PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240)  # split_update="auto" on the CPU
+    seconds = {False: 0.01, True: 0.03}  # the split is slower here, whatever the machine
+    monkeypatch.setattr(agent, "_learn_call", lambda: time.sleep(seconds[agent._split]))
+    for _ in range(5):
+        agent.learn()
+    assert agent.split_updates == 2  # the warm-up call (split by default) and the split's timing call
+    seconds.update({False: 0.03, True: 0.01})
+    agent._split_chooser.calls = agent._split_chooser.interval  # next call starts a new timing round
+    for _ in range(4):
+        agent.learn()
+    # the round's first call runs serial (the last choice), then one timing each, then the split (now faster)
+    assert agent.split_updates == 2 + 2 and agent._split_chooser.choice
+    with pytest.raises(ValueError, match="split_update=true needs the CPU and compile=false"):
+        PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240, compile=True, split_update=True)
+    with pytest.raises(ValueError, match="split_update must be true, false or auto, got 'yes'"):
+        PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240, split_update="yes")
+
+
+def test_faster_of_two_keeps_the_faster_option_between_timings():
+    chooser = FasterOfTwo(interval=4, initial=True)
+    durations = {False: 0.002, True: 0.02}
+    ran = [chooser(lambda option: time.sleep(durations[option])) for _ in range(8)]
+    # call 0 warms up with the initial option; 1 and 2 time False and True; 3 uses the faster (False);
+    # the next round again warms up with the current choice, times both, keeps the faster
+    assert ran == [True, False, True, False, False, False, True, False]
+    assert chooser.seconds[False] < chooser.seconds[True]
+    with pytest.raises(ValueError, match="interval must be an integer >= 3"):
+        FasterOfTwo(interval=2)
 
 
 @pytest.mark.slow

@@ -92,8 +92,9 @@ def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypat
                    episode_length=3)
     config = PQNConfig(num_envs=4, num_steps=5, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(16,),
                        critic_hidden_sizes=(16,), normalize_reward=True, bootstrap_truncation=True)
-    agent = PQN.for_env(env, config, total_timesteps=200)
-    env.host_shortcuts = agent.host_shortcuts = False  # the CUDA code path
+    # the CUDA code path: no host shortcuts, one thread (the check sees this thread's ops only)
+    agent = PQN.for_env(env, config, total_timesteps=200, split_update=False)
+    env.host_shortcuts = agent.host_shortcuts = False
     for optimizer in (agent.actor_optimizer, agent.critic_optimizer):
         # RAdam's capturable=True (what the agent uses on CUDA) is CUDA-only; its CPU path reads the step
         # count with .item(). Torch vouches for the capturable path, so the optimizer step is exempt here.

@@ -13,11 +13,21 @@ tensor learning rate and ``capturable=True`` on CUDA, and metrics are summed int
 that only :meth:`PQN.pop_metrics` copies to the host. ``compile`` additionally wraps the policy
 and minibatch steps in ``torch.compile``. The one host check in the loop (skipping the truncation
 bootstrap when no episode was truncated) is a ``host_shortcuts`` of the CPU, where it is free.
+
+CPU speed: on the CPU the update's cost is many small ops, so (1) each network's parameters and
+gradients are views of one flat tensor, making the optimizer step, the clipping and the zeroing a
+few ops per network (``flat_params.py``), and (2) each gradient step's actor half (its loss through
+the critic, backward, step) runs on a second thread next to the critic half (``split_update``),
+where that is faster (``faster_of_two.py``). Neither changes the math: same ops, same order of the
+critic step, same random draws (``tests/test_algo.py`` checks the weights against a plain update).
+torch's intra-op threads stay at one (``torch_threads``): on the 2-core machine two intra-op threads
+made the CPU preset's update slower and any update 2-5x slower while other processes were running.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +36,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.algo.losses import actor_loss, critic_loss
 from pqn_torch.algo.networks import Actor, CriticEnsemble
@@ -129,6 +140,9 @@ class PQN(nn.Module):
 
     ``cuda_graphs`` (CUDA only) captures the rollout and the update as CUDA graphs after two eager
     warm-up iterations; ``compile`` wraps the policy and minibatch steps in ``torch.compile``.
+    ``split_update`` (CPU without ``compile`` only) runs each gradient step's actor half on a second
+    thread: ``True`` always, ``False`` never, ``"auto"`` whenever the last timing of both ways (every
+    100 updates) found it faster.
 
     Typical use (see the README for a complete example)::
 
@@ -144,8 +158,10 @@ class PQN(nn.Module):
 
     def __init__(self, obs_dim: int, critic_obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
                  config: PQNConfig, total_timesteps: int, device: str | torch.device = "cpu",
-                 compile: bool = False, cuda_graphs: bool = False) -> None:
+                 compile: bool = False, cuda_graphs: bool = False, split_update: bool | str = "auto") -> None:
         super().__init__()
+        if not (isinstance(split_update, bool) or split_update == "auto"):
+            raise ValueError(f"split_update must be true, false or auto, got {split_update!r}")
         self.config = config
         self.device = torch.device(device)
         if cuda_graphs and self.device.type != "cuda":
@@ -201,16 +217,28 @@ class PQN(nn.Module):
         self._updates_since_pop = 0
         self.policy_step = torch.compile(self._policy_step) if compile else self._policy_step
         self.minibatch_step = torch.compile(self._minibatch_step) if compile else self._minibatch_step
+        # Speed (CPU): each gradient step's actor half on a second thread (see _minibatch_step); "auto"
+        # times both ways now and then and keeps the faster, since which wins depends on the machine's load.
+        can_split = self.device.type == "cpu" and not compile
+        if split_update is True and not can_split:
+            raise ValueError(f"split_update=true needs the CPU and compile=false (device {self.device}, compile "
+                             f"{compile}); use split_update=auto or false")
+        self._actor_thread = (ThreadPoolExecutor(1, thread_name_prefix="pqn-actor-step")
+                              if can_split and split_update is not False else None)
+        self._split_chooser = FasterOfTwo() if self._actor_thread is not None and split_update == "auto" else None
+        self._split = self._actor_thread is not None
+        self.split_updates = 0
+        """Updates run so far with the actor's half of each gradient step on a second thread."""
         self._drop_graphs()
 
     @classmethod
     def for_env(cls, env: Any, config: PQNConfig, total_timesteps: int, compile: bool = False,
-                cuda_graphs: bool = False) -> PQN:
+                cuda_graphs: bool = False, split_update: bool | str = "auto") -> PQN:
         """An agent sized for ``env`` (a :class:`pqn_torch.envs.BatchedEnv`) on the env's device."""
         if env.num_envs != config.num_envs:
             raise ValueError(f"env has {env.num_envs} worlds but config.num_envs is {config.num_envs}; make them equal")
         return cls(env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, config, total_timesteps,
-                   device=env.device, compile=compile, cuda_graphs=cuda_graphs)
+                   device=env.device, compile=compile, cuda_graphs=cuda_graphs, split_update=split_update)
 
     # ----------------------------------------------------------------- acting
     @torch.no_grad()
@@ -311,10 +339,19 @@ class PQN(nn.Module):
     # ----------------------------------------------------------------- update
     def learn(self) -> None:
         """``num_epochs`` passes of shuffled minibatch updates over the last rollout (no host sync)."""
-        self._learn_call()
+        if self._split_chooser is not None:
+            self._split_chooser(self._learn_split)
+        else:
+            self._learn_call()
+        self.split_updates += self._split
         self.updates_issued += 1
         self._minibatches_since_pop += self.config.num_epochs * self.config.num_minibatches
         self._updates_since_pop += 1
+
+    def _learn_split(self, split: bool) -> None:
+        """The update with (``split``) or without the actor's half of each step on the second thread."""
+        self._split = split
+        self._learn_call()
 
     def _learn(self) -> None:
         """The body of :meth:`learn` (graph-capturable); shuffles with an argsort of uniform keys on device."""
@@ -326,38 +363,60 @@ class PQN(nn.Module):
         self.updates_done += 1
 
     def _minibatch_step(self, indices: torch.Tensor) -> torch.Tensor:
-        """One critic and one actor gradient step on the rollout samples at ``indices``.
+        """One actor and one critic gradient step on the rollout samples at ``indices``.
 
-        The actor's loss is built before the critic steps, so it sees the critic as it was before
-        this minibatch (as in the reference). Returns the ``UPDATE_METRICS`` as one detached tensor.
+        The actor's loss is differentiated through the critic before the critic steps, so it sees the
+        critic as it was before this minibatch (as in the reference). Returns the ``UPDATE_METRICS``
+        as one detached tensor.
         """
-        config = self.config
-        batch = self._batch
-        obs = batch["obs"][indices]
-        critic_obs = batch["critic_obs"][indices]
-        rollout_action = batch["original_action"][indices]
         lr = self.lr_schedule(self.grad_steps)
         self.actor_optimizer.param_groups[0]["lr"].copy_(lr)
         self.critic_optimizer.param_groups[0]["lr"].copy_(lr)
-        self.actor_optimizer.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views of it
-        self.critic_optimizer.zero_grad(set_to_none=False)
-
-        new_action = self.actor(obs)
-        policy_loss, penalty_fraction = actor_loss(
-            self.critic.mean_q(critic_obs, new_action), new_action, rollout_action, self.actor.action_scale,
-            self.actor.action_bias, config.penalty_threshold, config.penalty_coeff)
-        policy_loss.backward(inputs=list(self.actor.parameters()))
-        q_values = self.critic(critic_obs, batch["action"][indices])
-        value_loss = critic_loss(q_values, batch["target"][indices])
-        value_loss.backward(inputs=list(self.critic.parameters()))
-
-        actor_norm = _clip_gradients(self.actor, self._actor_flat, config.max_grad_norm)
-        critic_norm = _clip_gradients(self.critic, self._critic_flat, config.max_grad_norm)
-        self.actor_optimizer.step()
-        self.critic_optimizer.step()
+        if self._split:
+            # Speed (CPU): the actor's half and the critic's half write disjoint tensors and only read the
+            # critic's parameters, so the actor's half runs on a second thread while this one runs the
+            # critic's. The halves cost about the same, and torch releases the GIL inside its ops.
+            actor_half = self._actor_thread.submit(self._actor_step, indices)
+            value_loss, q_values, critic_norm = self._critic_gradient(indices)
+            policy_loss, penalty_fraction, actor_norm = actor_half.result()
+        else:
+            policy_loss, penalty_fraction, actor_norm = self._actor_step(indices)
+            value_loss, q_values, critic_norm = self._critic_gradient(indices)
+        self.critic_optimizer.step()  # after the actor's backward pass through the critic's old parameters
         self.grad_steps += 1
         return torch.stack([value_loss, policy_loss, q_values.mean(), critic_norm, actor_norm,
                             penalty_fraction]).detach().to(torch.float64)
+
+    def _actor_step(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The actor's loss through the current critic, its clipped gradient and optimizer step.
+
+        Returns (loss, penalty fraction, gradient norm); gradients reach the actor's parameters only.
+        """
+        config = self.config
+        batch = self._batch
+        critic_obs = batch["critic_obs"][indices]
+        self.actor_optimizer.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views of it
+        new_action = self.actor(batch["obs"][indices])
+        policy_loss, penalty_fraction = actor_loss(
+            self.critic.mean_q(critic_obs, new_action), new_action, batch["original_action"][indices],
+            self.actor.action_scale, self.actor.action_bias, config.penalty_threshold, config.penalty_coeff)
+        policy_loss.backward(inputs=list(self.actor.parameters()))
+        actor_norm = _clip_gradients(self.actor, self._actor_flat, config.max_grad_norm)
+        self.actor_optimizer.step()
+        return policy_loss, penalty_fraction, actor_norm
+
+    def _critic_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The critic's loss on the rollout actions and its clipped gradient; the step is the caller's.
+
+        Returns (loss, Q-values [K, B], gradient norm).
+        """
+        batch = self._batch
+        self.critic_optimizer.zero_grad(set_to_none=False)
+        q_values = self.critic(batch["critic_obs"][indices], batch["action"][indices])
+        value_loss = critic_loss(q_values, batch["target"][indices])
+        value_loss.backward(inputs=list(self.critic.parameters()))
+        critic_norm = _clip_gradients(self.critic, self._critic_flat, self.config.max_grad_norm)
+        return value_loss, q_values, critic_norm
 
     def train_iteration(self, env: Any) -> None:
         """One rollout in ``env`` followed by its update."""

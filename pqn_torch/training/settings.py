@@ -13,8 +13,8 @@ import torch
 
 from pqn_torch.algo.pqn import PQNConfig
 
-RUNTIME_KEYS = ("device", "backend", "num_threads", "torch_threads", "compile", "cuda_graphs", "log_interval",
-                "checkpoint_interval", "resume")
+RUNTIME_KEYS = ("device", "backend", "num_threads", "torch_threads", "split_update", "compile", "cuda_graphs",
+                "log_interval", "checkpoint_interval", "resume")
 """Keys a resumed run takes from its own command line; everything else comes from the checkpoint."""
 
 
@@ -35,6 +35,7 @@ class RunSettings:
     backend: str
     num_threads: int | None
     torch_threads: int
+    split_update: bool | str
     compile: bool | str
     cuda_graphs: bool | str
     resume: str | None
@@ -62,7 +63,8 @@ def settings_from_config(config: dict[str, Any]) -> RunSettings:
     eval_num_envs = evaluation.get("num_envs")
     if eval_num_envs is None:
         eval_num_envs = alg.num_envs
-    compile_flag, graphs_flag = (_switch(config, key) for key in ("compile", "cuda_graphs"))
+    compile_flag, graphs_flag, split_flag = (_switch(config, key)
+                                             for key in ("compile", "cuda_graphs", "split_update"))
     num_threads = config.get("num_threads")
     if num_threads is not None:
         num_threads = _positive_int("num_threads", num_threads)
@@ -81,6 +83,7 @@ def settings_from_config(config: dict[str, Any]) -> RunSettings:
         backend=_string("backend", config.get("backend", "auto")),
         num_threads=num_threads,
         torch_threads=torch_threads,
+        split_update=split_flag,
         compile=compile_flag,
         cuda_graphs=graphs_flag,
         resume=resume,

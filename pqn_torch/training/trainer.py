@@ -80,7 +80,7 @@ class TrainingRun:
                                  num_threads=settings.num_threads, **settings.task_overrides)
         torch.manual_seed(settings.seed)
         self.agent = agent = PQN.for_env(self.env, settings.alg, settings.total_timesteps, compile=use_compile,
-                                         cuda_graphs=use_graphs)
+                                         cuda_graphs=use_graphs, split_update=settings.split_update)
         if checkpoint is not None:
             agent.load_checkpoint_state(checkpoint["agent"])
             _restore_rng(checkpoint["rng"], self.env, self.eval_env)
