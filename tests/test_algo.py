@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from pqn_torch.algo import (PQN, Actor, CriticEnsemble, LinearSchedule, PQNConfig, RewardNormalizer, RunningMeanStd,
-                            actor_loss, critic_loss, huber, q_lambda_targets)
+                            actor_loss, critic_loss, huber, onednn, q_lambda_targets)
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.envs import make_env
 
@@ -164,11 +164,13 @@ def test_reward_normalizer_divides_by_the_std_of_discounted_returns():
 
 
 # ----------------------------------------------------------------------------- networks
-def test_critic_ensemble_equals_its_members_evaluated_one_by_one():
+@pytest.mark.parametrize("use_onednn", [False, True])
+def test_critic_ensemble_equals_its_members_evaluated_one_by_one(use_onednn):
     torch.manual_seed(0)
     critic = CriticEnsemble(obs_dim=5, action_dim=2, hidden_sizes=(16, 8), num_critics=3)
     obs, action = torch.randn(4, 5), torch.randn(4, 2)
-    got = critic(obs, action)
+    with onednn.enabled(use_onednn):
+        got = critic(obs, action)
     assert got.shape == (3, 4)
     for member in range(3):
         hidden = torch.cat([obs, action], -1)
@@ -180,6 +182,30 @@ def test_critic_ensemble_equals_its_members_evaluated_one_by_one():
         torch.testing.assert_close(got[member], expected)
     assert not torch.allclose(got[0], got[1])  # independently initialized members
     torch.testing.assert_close(critic.mean_q(obs, action), got.mean(0))
+
+
+@pytest.mark.skipif(not onednn.AVAILABLE, reason="this torch has no oneDNN linear op")
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_matmul_and_its_gradients_equal_float64_matmul(bias):
+    """The oneDNN path computes x @ W + b and its gradients (W given as a strided view, as the actor does)."""
+    torch.manual_seed(0)
+    x = torch.randn(9, 7, requires_grad=True)
+    weight_out_in = torch.randn(5, 7, requires_grad=True)
+    b = torch.randn(5, requires_grad=True) if bias else None
+    upstream = torch.randn(9, 5)
+    leaves = [x, weight_out_in] + ([b] if bias else [])
+    with onednn.enabled():
+        got = onednn.matmul(x, weight_out_in.T, b)
+    assert type(got.grad_fn).__name__ == "_OneDNNMatmulBackward"  # really the oneDNN path
+    got_grads = torch.autograd.grad(got, leaves, upstream)
+    as64 = [leaf.detach().double().requires_grad_() for leaf in leaves]
+    expected = as64[0] @ as64[1].T + (as64[2] if bias else 0.0)
+    expected_grads = torch.autograd.grad(expected, as64, upstream.double())
+    for value, reference in zip((got, *got_grads), (expected, *expected_grads)):
+        torch.testing.assert_close(value.double(), reference, rtol=1e-5, atol=1e-5)
+    plain = onednn.matmul(x, weight_out_in.T, b)  # outside enabled(): torch's own ops
+    assert type(plain.grad_fn).__name__ != "_OneDNNMatmulBackward" and not onednn.is_enabled()
+    torch.testing.assert_close(plain, got)
 
 
 def test_orthogonal_init_and_actor_range():
@@ -376,7 +402,8 @@ def test_training_iterations_equal_the_plain_update(short_env, split_update):
                             config.num_critics)
     actor.load_state_dict(agent.actor.state_dict())
     critic.load_state_dict(agent.critic.state_dict())
-    optimizers = [torch.optim.RAdam(module.parameters(), lr=torch.tensor(config.lr_start)) for module in (actor, critic)]
+    optimizers = [torch.optim.RAdam(module.parameters(), lr=torch.tensor(config.lr_start))
+                  for module in (actor, critic)]
     initial = [parameter.detach().clone() for parameter in (*actor.parameters(), *critic.parameters())]
     agent.reset(short_env)
     grad_steps = 0

@@ -4,6 +4,8 @@ Both use the reference's hidden block, Linear -> LayerNorm(eps 1e-6) -> ReLU, wi
 (gain ``init_scale``) and zero biases. The critic ensemble keeps the weights of all ``num_critics``
 critics in stacked tensors [K, in, out], so one batched matmul per layer evaluates every critic: no
 Python loop per critic in the rollout or the update, and a fixed kernel count for CUDA graphs.
+Inside :func:`pqn_torch.algo.onednn.enabled` (the agent's phases on the CPU) the matmuls go through
+oneDNN instead, one call per critic (see ``onednn.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pqn_torch.algo import onednn
 
 LAYER_NORM_EPS = 1e-6
 
@@ -38,7 +42,14 @@ class Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Actions [B, action_dim] for observations [B, obs_dim]."""
-        return torch.tanh(self.body(obs)) * self.action_scale + self.action_bias
+        if onednn.is_enabled():
+            hidden = obs
+            for layer in self.body:
+                hidden = onednn.matmul(hidden, layer.weight.T, layer.bias) if isinstance(layer, nn.Linear) \
+                    else layer(hidden)
+        else:
+            hidden = self.body(obs)
+        return torch.tanh(hidden) * self.action_scale + self.action_bias
 
 
 class CriticEnsemble(nn.Module):
@@ -68,11 +79,18 @@ class CriticEnsemble(nn.Module):
         """Q-values [K, B] of every critic for observations [B, obs_dim] and actions [B, action_dim]."""
         hidden = torch.cat([obs, action], dim=-1)
         for layer, (scale, shift) in enumerate(zip(self.norm_scales, self.norm_shifts)):
-            hidden = torch.matmul(hidden, self.weights[layer]) + self.biases[layer].unsqueeze(1)
+            hidden = self._linear(hidden, layer)
             hidden = F.layer_norm(hidden, hidden.shape[-1:], eps=LAYER_NORM_EPS)
             hidden = torch.relu(hidden * scale.unsqueeze(1) + shift.unsqueeze(1))
-        output = torch.matmul(hidden, self.weights[-1]) + self.biases[-1].unsqueeze(1)
-        return output.squeeze(-1)
+        return self._linear(hidden, len(self.weights) - 1).squeeze(-1)
+
+    def _linear(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
+        """Layer ``layer`` of every critic: [B, in] (shared input) or [K, B, in] -> [K, B, out]."""
+        if not onednn.is_enabled():
+            return torch.matmul(hidden, self.weights[layer]) + self.biases[layer].unsqueeze(1)
+        inputs = hidden.unbind(0) if hidden.dim() == 3 else [hidden] * self.num_critics
+        return torch.stack([onednn.matmul(member_input, weight, bias) for member_input, weight, bias in
+                            zip(inputs, self.weights[layer].unbind(0), self.biases[layer].unbind(0))])
 
     def mean_q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Ensemble mean Q [B]: the value PQN acts on and bootstraps from."""

@@ -36,6 +36,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from pqn_torch.algo import onednn
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.algo.losses import actor_loss, critic_loss
@@ -217,14 +218,19 @@ class PQN(nn.Module):
         self._updates_since_pop = 0
         self.policy_step = torch.compile(self._policy_step) if compile else self._policy_step
         self.minibatch_step = torch.compile(self._minibatch_step) if compile else self._minibatch_step
+        # Speed (CPU): the networks' matmuls in the rollout, the update and act() through oneDNN (onednn.py).
+        self._onednn = self.device.type == "cpu" and not compile
         # Speed (CPU): each gradient step's actor half on a second thread (see _minibatch_step); "auto"
         # times both ways now and then and keeps the faster, since which wins depends on the machine's load.
         can_split = self.device.type == "cpu" and not compile
         if split_update is True and not can_split:
             raise ValueError(f"split_update=true needs the CPU and compile=false (device {self.device}, compile "
                              f"{compile}); use split_update=auto or false")
-        self._actor_thread = (ThreadPoolExecutor(1, thread_name_prefix="pqn-actor-step")
-                              if can_split and split_update is not False else None)
+        self._actor_thread = None
+        if can_split and split_update is not False:  # the thread keeps this thread's torch thread count
+            self._actor_thread = ThreadPoolExecutor(1, thread_name_prefix="pqn-actor-step",
+                                                    initializer=torch.set_num_threads,
+                                                    initargs=(torch.get_num_threads(),))
         self._split_chooser = FasterOfTwo() if self._actor_thread is not None and split_update == "auto" else None
         self._split = self._actor_thread is not None
         self.split_updates = 0
@@ -244,7 +250,8 @@ class PQN(nn.Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic actions for raw observations [B, obs_dim] (evaluation; statistics frozen)."""
-        return self.actor(self._normalize(self.obs_normalizer, obs))
+        with onednn.enabled(self._onednn):
+            return self.actor(self._normalize(self.obs_normalizer, obs))
 
     @torch.no_grad()
     def _policy_step(self, obs: torch.Tensor, critic_obs: torch.Tensor,
@@ -289,7 +296,8 @@ class PQN(nn.Module):
             self._rollout_env = env
             self._rollout_call = CapturedCall(lambda: self._rollout(env), self.device, self.cuda_graphs,
                                               generators=generators)
-        self._rollout_call()
+        with onednn.enabled(self._onednn):
+            self._rollout_call()
         return self._storage
 
     def _rollout(self, env: Any) -> None:
@@ -339,10 +347,11 @@ class PQN(nn.Module):
     # ----------------------------------------------------------------- update
     def learn(self) -> None:
         """``num_epochs`` passes of shuffled minibatch updates over the last rollout (no host sync)."""
-        if self._split_chooser is not None:
-            self._split_chooser(self._learn_split)
-        else:
-            self._learn_call()
+        with onednn.enabled(self._onednn):
+            if self._split_chooser is not None:
+                self._split_chooser(self._learn_split)
+            else:
+                self._learn_call()
         self.split_updates += self._split
         self.updates_issued += 1
         self._minibatches_since_pop += self.config.num_epochs * self.config.num_minibatches
