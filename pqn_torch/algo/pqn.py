@@ -200,10 +200,13 @@ class PQN(nn.Module):
         self._actor_flat = flatten_parameters(self.actor)
         self._critic_flat = flatten_parameters(self.critic)
         # capturable: the step counters stay on the GPU and no step reads one back to the host.
+        # foreach (torch's default on CUDA; on the CPU its default is the per-tensor loop): the step updates its
+        # moments and parameters in place with one scratch tensor, where the loop allocates ~6 temporaries of the
+        # parameters' size per step; with the critic's 0.5 MB of parameters that made a CPU step ~5x slower.
         capturable = self.device.type == "cuda"
-        self.actor_optimizer = torch.optim.RAdam([self._actor_flat], capturable=capturable,
+        self.actor_optimizer = torch.optim.RAdam([self._actor_flat], capturable=capturable, foreach=True,
                                                  lr=torch.tensor(config.lr_start, device=self.device))
-        self.critic_optimizer = torch.optim.RAdam([self._critic_flat], capturable=capturable,
+        self.critic_optimizer = torch.optim.RAdam([self._critic_flat], capturable=capturable, foreach=True,
                                                   lr=torch.tensor(config.lr_start, device=self.device))
 
         self._sigma = torch.zeros(config.num_envs, device=self.device)
