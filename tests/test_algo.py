@@ -167,10 +167,11 @@ def test_reward_normalizer_divides_by_the_std_of_discounted_returns():
 @pytest.mark.parametrize("use_onednn", [False, True])
 def test_critic_ensemble_equals_its_members_evaluated_one_by_one(use_onednn):
     torch.manual_seed(0)
-    critic = CriticEnsemble(obs_dim=5, action_dim=2, hidden_sizes=(16, 8), num_critics=3)
+    critic = CriticEnsemble(obs_dim=5, action_dim=2, hidden_sizes=(onednn.MIN_WIDTH,) * 2, num_critics=3)
     obs, action = torch.randn(4, 5), torch.randn(4, 2)
     with onednn.enabled(use_onednn):
         got = critic(obs, action)
+        assert onednn.used_for(critic.weights[1][0]) == (use_onednn and onednn.AVAILABLE)  # 64 x 64
     assert got.shape == (3, 4)
     for member in range(3):
         hidden = torch.cat([obs, action], -1)
@@ -187,25 +188,29 @@ def test_critic_ensemble_equals_its_members_evaluated_one_by_one(use_onednn):
 @pytest.mark.skipif(not onednn.AVAILABLE, reason="this torch has no oneDNN linear op")
 @pytest.mark.parametrize("bias", [True, False])
 def test_onednn_matmul_and_its_gradients_equal_float64_matmul(bias):
-    """The oneDNN path computes x @ W + b and its gradients (W given as a strided view, as the actor does)."""
+    """The oneDNN path computes x @ W + b and its gradients, W in the critics' and the actor's layout."""
     torch.manual_seed(0)
-    x = torch.randn(9, 7, requires_grad=True)
-    weight_out_in = torch.randn(5, 7, requires_grad=True)
-    b = torch.randn(5, requires_grad=True) if bias else None
-    upstream = torch.randn(9, 5)
+    x = torch.randn(9, 70, requires_grad=True)
+    weight_out_in = torch.randn(onednn.MIN_WIDTH, 70, requires_grad=True)
+    b = torch.randn(onednn.MIN_WIDTH, requires_grad=True) if bias else None
+    upstream = torch.randn(9, onednn.MIN_WIDTH)
     leaves = [x, weight_out_in] + ([b] if bias else [])
-    with onednn.enabled():
-        got = onednn.matmul(x, weight_out_in.T, b)
-    assert type(got.grad_fn).__name__ == "_OneDNNMatmulBackward"  # really the oneDNN path
-    got_grads = torch.autograd.grad(got, leaves, upstream)
     as64 = [leaf.detach().double().requires_grad_() for leaf in leaves]
     expected = as64[0] @ as64[1].T + (as64[2] if bias else 0.0)
     expected_grads = torch.autograd.grad(expected, as64, upstream.double())
-    for value, reference in zip((got, *got_grads), (expected, *expected_grads)):
-        torch.testing.assert_close(value.double(), reference, rtol=1e-5, atol=1e-5)
-    plain = onednn.matmul(x, weight_out_in.T, b)  # outside enabled(): torch's own ops
-    assert type(plain.grad_fn).__name__ != "_OneDNNMatmulBackward" and not onednn.is_enabled()
-    torch.testing.assert_close(plain, got)
+    weight_in_out = weight_out_in.detach().T.contiguous().requires_grad_()
+    for function, weight in ((onednn.linear, weight_out_in), (onednn.matmul, weight_in_out)):
+        with onednn.enabled():
+            got = function(x, weight, b)
+        assert type(got.grad_fn).__name__ == "_OneDNNLinearBackward"  # really the oneDNN path
+        got_grads = list(torch.autograd.grad(got, [x, weight] + ([b] if bias else []), upstream))
+        assert got_grads[1].shape == weight.shape and got_grads[1].is_contiguous()
+        got_grads[1] = got_grads[1] if weight is weight_out_in else got_grads[1].T
+        for value, reference in zip((got, *got_grads), (expected, *expected_grads)):
+            torch.testing.assert_close(value.double(), reference, rtol=1e-5, atol=1e-5)
+        plain = function(x, weight, b)  # outside enabled(): torch's own ops
+        assert type(plain.grad_fn).__name__ != "_OneDNNLinearBackward" and not onednn.is_enabled()
+        torch.testing.assert_close(plain, got)
 
 
 def test_orthogonal_init_and_actor_range():

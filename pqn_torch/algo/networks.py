@@ -45,7 +45,7 @@ class Actor(nn.Module):
         if onednn.is_enabled():
             hidden = obs
             for layer in self.body:
-                hidden = onednn.matmul(hidden, layer.weight.T, layer.bias) if isinstance(layer, nn.Linear) \
+                hidden = onednn.linear(hidden, layer.weight, layer.bias) if isinstance(layer, nn.Linear) \
                     else layer(hidden)
         else:
             hidden = self.body(obs)
@@ -86,7 +86,7 @@ class CriticEnsemble(nn.Module):
 
     def _linear(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
         """Layer ``layer`` of every critic: [B, in] (shared input) or [K, B, in] -> [K, B, out]."""
-        if not onednn.is_enabled():
+        if not onednn.used_for(self.weights[layer]):  # one batched matmul for all critics
             return torch.matmul(hidden, self.weights[layer]) + self.biases[layer].unsqueeze(1)
         inputs = hidden.unbind(0) if hidden.dim() == 3 else [hidden] * self.num_critics
         return torch.stack([onednn.matmul(member_input, weight, bias) for member_input, weight, bias in

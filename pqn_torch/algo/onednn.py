@@ -6,7 +6,7 @@ EPYC development machine that reached ~110 GFLOP/s per core at the networks' siz
 with reduced precision (``fp32_precision``), so we call oneDNN's linear op directly
 (``torch.ops.mkldnn._linear_pointwise``, the op torch.compile's CPU backend emits for linear layers)
 in full float32: same products and sums, only their order (rounding) differs from MKL's. The op has
-no autograd formula, so :class:`_OneDNNMatmul` supplies the backward pass with the same op
+no autograd formula, so :class:`_OneDNNLinear` supplies the backward pass with the same op
 (``dx = g @ W^T``, ``dW = x^T @ g``).
 
 It is used only inside :func:`enabled` (the agent's phases on the CPU, including the update's second
@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 
 try:
     _LINEAR = torch.ops.mkldnn._linear_pointwise.default
@@ -27,6 +28,10 @@ try:
 except (AttributeError, RuntimeError):  # a torch build without oneDNN or without the op
     _LINEAR = None
     AVAILABLE = False
+
+MIN_WIDTH = 64
+"""Narrower layers (the input layer, the critics' 1-wide output) stay with torch: oneDNN's fixed cost per
+call made them 1.5-3x slower (fwd + bwd, batch 128), while 256 x 256 was 1.7x faster and 128 x 128 1.1x."""
 
 _enabled = False  # process-wide, so that the update's second thread follows the phase that started it
 
@@ -48,32 +53,55 @@ def is_enabled() -> bool:
 
 
 def matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ weight + bias`` for ``x`` [B, in], ``weight`` [in, out], ``bias`` [out] or None."""
-    if is_enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2:
-        return _OneDNNMatmul.apply(x, weight, bias)
+    """``x @ weight + bias`` for ``x`` [B, in], ``weight`` [in, out] (the critics' layout), ``bias`` [out] or None."""
+    if _applies(x, weight):
+        return _OneDNNLinear.apply(x, weight, bias, True)
     output = torch.matmul(x, weight)
     return output if bias is None else output + bias
 
 
-class _OneDNNMatmul(torch.autograd.Function):
-    """``x @ weight + bias`` with forward and backward matmuls by oneDNN (``_linear_pointwise``).
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear``: ``x @ weight.T + bias`` for ``weight`` [out, in] (``nn.Linear``'s layout)."""
+    if _applies(x, weight):
+        return _OneDNNLinear.apply(x, weight, bias, False)
+    return F.linear(x, weight, bias)
 
-    The op computes ``input @ w.T (+ bias)`` for a weight ``w`` [out, in] of any strides, so
-    ``weight.T`` is passed as a view, never copied.
+
+def used_for(weight: torch.Tensor) -> bool:
+    """Whether :func:`matmul`/:func:`linear` would take ``weight`` (2-D, CPU, float32) to oneDNN now."""
+    return _enabled and weight.device.type == "cpu" and weight.dtype == torch.float32 and \
+        min(weight.shape[-2:]) >= MIN_WIDTH
+
+
+def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return x.dim() == 2 and x.dtype == torch.float32 and used_for(weight)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """A linear layer whose forward and backward matmuls are oneDNN's (``_linear_pointwise``).
+
+    The op computes ``input @ w.T (+ bias)`` for a ``w`` [out, in] of any strides, so transposes are
+    passed as views, never copied; the weight's gradient is computed in the weight's own layout
+    (``in_out``: [in, out], else [out, in]), so autograd needs no transposed copy either.
     """
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor | None) -> torch.Tensor:
+                bias: torch.Tensor | None, in_out: bool) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
+        ctx.in_out = in_out
         ctx.has_bias = bias is not None
-        return _LINEAR(x, weight.T, bias, "none", [], "")
+        return _LINEAR(x, weight.T if in_out else weight, bias, "none", [], "")
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx,
-                 grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        grad_x = _LINEAR(grad, weight, None, "none", [], "") if ctx.needs_input_grad[0] else None
-        grad_weight = _LINEAR(x.T, grad.T, None, "none", [], "") if ctx.needs_input_grad[1] else None
-        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return grad_x, grad_weight, grad_bias
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:  # grad @ W_out_in
+            grad_x = _LINEAR(grad, weight if ctx.in_out else weight.T, None, "none", [], "")
+        if ctx.needs_input_grad[1]:  # x.T @ grad ([in, out]) or grad.T @ x ([out, in])
+            grad_weight = (_LINEAR(x.T, grad.T, None, "none", [], "") if ctx.in_out
+                           else _LINEAR(grad.T, x.T, None, "none", [], ""))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0)
+        return grad_x, grad_weight, grad_bias, None
