@@ -36,7 +36,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from pqn_torch.algo import onednn
+from pqn_torch.algo import cpu_fast_path
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.algo.losses import actor_loss, critic_loss
@@ -221,8 +221,9 @@ class PQN(nn.Module):
         self._updates_since_pop = 0
         self.policy_step = torch.compile(self._policy_step) if compile else self._policy_step
         self.minibatch_step = torch.compile(self._minibatch_step) if compile else self._minibatch_step
-        # Speed (CPU): the networks' matmuls in the rollout, the update and act() through oneDNN (onednn.py).
-        self._onednn = self.device.type == "cpu" and not compile
+        # Speed (CPU): the networks' CPU fast path (oneDNN matmuls, one critic at a time with fused LayerNorms;
+        # cpu_fast_path.py) in the rollout, the update and act().
+        self._cpu_fast_path = self.device.type == "cpu" and not compile
         # Speed (CPU): each gradient step's actor half on a second thread (see _minibatch_step); "auto"
         # times both ways now and then and keeps the faster, since which wins depends on the machine's load.
         can_split = self.device.type == "cpu" and not compile
@@ -253,7 +254,7 @@ class PQN(nn.Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic actions for raw observations [B, obs_dim] (evaluation; statistics frozen)."""
-        with onednn.enabled(self._onednn):
+        with cpu_fast_path.enabled(self._cpu_fast_path):
             return self.actor(self._normalize(self.obs_normalizer, obs))
 
     @torch.no_grad()
@@ -299,7 +300,7 @@ class PQN(nn.Module):
             self._rollout_env = env
             self._rollout_call = CapturedCall(lambda: self._rollout(env), self.device, self.cuda_graphs,
                                               generators=generators)
-        with onednn.enabled(self._onednn):
+        with cpu_fast_path.enabled(self._cpu_fast_path):
             self._rollout_call()
         return self._storage
 
@@ -350,7 +351,7 @@ class PQN(nn.Module):
     # ----------------------------------------------------------------- update
     def learn(self) -> None:
         """``num_epochs`` passes of shuffled minibatch updates over the last rollout (no host sync)."""
-        with onednn.enabled(self._onednn):
+        with cpu_fast_path.enabled(self._cpu_fast_path):
             if self._split_chooser is not None:
                 self._split_chooser(self._learn_split)
             else:

@@ -1,17 +1,21 @@
-"""The networks' float32 matmuls through oneDNN on the CPU: about twice as fast as torch's default there.
+"""The networks' CPU fast path, used inside the agent's phases on the CPU (:func:`enabled`).
 
-Speed trick. On the CPU, torch computes a float32 ``matmul``/``linear`` with MKL's sgemm; on the AMD
-EPYC development machine that reached ~110 GFLOP/s per core at the networks' sizes, while oneDNN
-(shipped inside torch) reached ~200-240 on the same matmuls. torch routes float32 to oneDNN only
-with reduced precision (``fp32_precision``), so we call oneDNN's linear op directly
-(``torch.ops.mkldnn._linear_pointwise``, the op torch.compile's CPU backend emits for linear layers)
-in full float32: same products and sums, only their order (rounding) differs from MKL's. The op has
-no autograd formula, so :class:`_OneDNNLinear` supplies the backward pass with the same op
-(``dx = g @ W^T``, ``dW = x^T @ g``).
+Two speed tricks, both the same float32 math with a different order of roundings:
 
-It is used only inside :func:`enabled` (the agent's phases on the CPU, including the update's second
-thread); everywhere else, and for other devices or dtypes, :func:`matmul` is plain torch, so
-exported or scripted networks never see the private op.
+- **oneDNN matmuls.** On the CPU torch computes a float32 ``matmul``/``linear`` with MKL's sgemm;
+  on the AMD EPYC development machine that reached ~110 GFLOP/s per core at the networks' sizes,
+  while oneDNN (shipped inside torch) reached ~200-240 on the same matmuls. torch routes float32 to
+  oneDNN only with reduced precision (``fp32_precision``), so :func:`matmul` and :func:`linear`
+  call oneDNN's linear op directly (``torch.ops.mkldnn._linear_pointwise``, the op torch.compile's
+  CPU backend emits for linear layers) in full float32. The op has no autograd formula, so
+  :class:`_OneDNNLinear` supplies the backward pass with the same op (``dx = g @ W^T``,
+  ``dW = x^T @ g``). Layers narrower than :data:`MIN_WIDTH` stay with torch.
+- **One critic at a time** (``CriticEnsemble``): each critic's LayerNorm then takes its own scale
+  and shift, which torch's kernel fuses; a LayerNorm without affine followed by a separate scale and
+  shift of the stacked critics was ~2.5x slower (forward + backward) at the DM preset's sizes.
+
+Outside :func:`enabled`, and for other devices or dtypes, the networks are plain torch (batched
+critics, ``F.linear``), so the CUDA path, exported or scripted networks never see the private op.
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ _enabled = False  # process-wide, so that the update's second thread follows the
 
 @contextmanager
 def enabled(on: bool = True) -> Iterator[None]:
-    """Route :func:`matmul` through oneDNN in this block (where available)."""
+    """Use the fast path in this block (``on``), or not."""
     global _enabled
-    previous, _enabled = _enabled, on and AVAILABLE
+    previous, _enabled = _enabled, on
     try:
         yield
     finally:
@@ -48,7 +52,7 @@ def enabled(on: bool = True) -> Iterator[None]:
 
 
 def is_enabled() -> bool:
-    """Whether :func:`matmul` currently goes through oneDNN for CPU float32 tensors."""
+    """Whether the networks currently take the fast path."""
     return _enabled
 
 
@@ -56,8 +60,7 @@ def matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """``x @ weight + bias`` for ``x`` [B, in], ``weight`` [in, out] (the critics' layout), ``bias`` [out] or None."""
     if _applies(x, weight):
         return _OneDNNLinear.apply(x, weight, bias, True)
-    output = torch.matmul(x, weight)
-    return output if bias is None else output + bias
+    return torch.matmul(x, weight) if bias is None else torch.addmm(bias, x, weight)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -69,7 +72,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 def used_for(weight: torch.Tensor) -> bool:
     """Whether :func:`matmul`/:func:`linear` would take ``weight`` (2-D, CPU, float32) to oneDNN now."""
-    return _enabled and weight.device.type == "cpu" and weight.dtype == torch.float32 and \
+    return _enabled and AVAILABLE and weight.device.type == "cpu" and weight.dtype == torch.float32 and \
         min(weight.shape[-2:]) >= MIN_WIDTH
 
 
