@@ -14,21 +14,24 @@ that only :meth:`PQN.pop_metrics` copies to the host. ``compile`` additionally w
 and minibatch steps in ``torch.compile``. The one host check in the loop (skipping the truncation
 bootstrap when no episode was truncated) is a ``host_shortcuts`` of the CPU, where it is free.
 
-CPU speed: on the CPU the update's cost is many small ops, so (1) each network's parameters and
-gradients are views of one flat tensor, making the optimizer step, the clipping and the zeroing a
-few ops per network (``flat_params.py``), and (2) each gradient step's actor half (its loss through
-the critic, backward, step) runs on a second thread next to the critic half (``split_update``),
-where that is faster (``faster_of_two.py``). Neither changes the math: same ops, same order of the
-critic step, same random draws (``tests/test_algo.py`` checks the weights against a plain update).
-torch's intra-op threads stay at one (``torch_threads``): on the 2-core machine two intra-op threads
-made the CPU preset's update slower and any update 2-5x slower while other processes were running.
+CPU speed (see the README's "CPU speed"): (1) each network's parameters and gradients are views of
+one flat tensor, making the optimizer step, the clipping and the zeroing a few ops per network
+(``flat_params.py``); the optimizers are foreach RAdam, which works in place; (2) inside the agent's
+phases the networks take their CPU fast path (``cpu_fast_path.py``: oneDNN matmuls, one critic at a
+time with fused LayerNorm affines); (3) each gradient step's actor half (its loss through the critic,
+backward, step) can run on a second thread next to the critic half (``split_update``), where that is
+faster (``faster_of_two.py``). None changes the math beyond the order of roundings: same ops, the
+critic steps after the actor's backward pass through it, same random draws (``tests/test_algo.py``
+checks the weights against a plain update). torch's intra-op threads stay at one (``torch_threads``):
+on the 2-core machine two intra-op threads made the CPU preset's update slower, and any update 2-5x
+slower while other processes were running.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
