@@ -11,6 +11,10 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pqn_torch", "pqn_torch.*"]),
+    # Third-party robot model data (MuJoCo Playground 0.2.0 scenes, heightfield, licences, NOTICE).
+    package_data={"pqn_torch": ["third_party/playground/LICENSE", "third_party/playground/NOTICE",
+                                "third_party/playground/licenses/*", "third_party/playground/locomotion/*/xmls/*.xml",
+                                "third_party/playground/locomotion/*/xmls/assets/*.png"]},
     python_requires=">=3.10",
     install_requires=[
         # Install your CUDA build of torch first on a GPU machine; a bare requirement would pull one anyway.
@@ -25,5 +29,13 @@ setup(
         "numpy>=2.0",
         "tqdm>=4.66",  # training progress bar
     ],
-    extras_require={"dev": ["pytest>=8.0"]},
+    extras_require={
+        "dev": ["pytest>=8.0"],
+        # scripts/export.py: torch's ONNX exporter needs onnx and onnxscript; onnxruntime checks the export
+        "export": ["onnx>=1.18", "onnxscript>=0.5", "onnxruntime>=1.20"],
+        "video": ["av>=14.0"],  # evaluate.py video=true: PyAV's wheels carry FFmpeg's encoders
+        "plot": ["matplotlib>=3.8"],  # scripts/plot.py and the plot train.py leaves in each run dir
+        # Robot meshes for videos (visual only; the physics never needs them): `mujoco-menagerie prefetch <robot>`.
+        "meshes": ["mujoco-menagerie>=2026.10.4"],
+    },
 )

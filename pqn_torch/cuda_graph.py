@@ -13,16 +13,24 @@ Warp's kernels, which ``WarpPhysics`` launches on torch's capturing stream (see
 are no inputs to copy in or outputs to copy out. The price is the usual CUDA-graph contract: a
 captured function must never rebind those tensors, allocate state that outlives it, or sync with
 the host. :func:`forbid_host_syncs` checks the last point on any machine, CPU included.
+
+Safety net: a phase whose capture fails (:class:`CapturedCall`) or whose ``torch.compile`` fails
+(:class:`CompiledCall`) is not fatal. It logs one warning line naming the phase and the error and runs
+eagerly from then on; training goes on, only slower. ``scripts/benchmark.py gpu-check`` tells a user
+whether that happens on their GPU and whether the fast paths compute what the eager ones do.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+logger = logging.getLogger("pqn_torch")
 
 HOST_SYNC_OPS = frozenset({
     "aten::_local_scalar_dense",  # .item(), bool(t), int(t), float(t), `if t:`
@@ -85,6 +93,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def describe_error(error: BaseException) -> str:
+    """``Type: first line of the message``, at most 300 characters: fits the one warning line."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 class CapturedCall:
     """Call ``fn`` (no arguments, no result) eagerly ``warmup_calls`` times, then as a replayed CUDA graph.
 
@@ -92,10 +107,14 @@ class CapturedCall:
     PyTorch requires before capturing backward passes and optimizer steps. Random numbers drawn
     from ``generators`` (besides torch's default CUDA generator, which is always tracked) advance
     at every replay. With ``enabled=False`` every call is eager: that is the CPU path.
+
+    If the capture fails, the call logs one warning naming ``phase`` and the error, keeps it in
+    ``fallback_error`` and runs ``fn`` eagerly, then and at every later call. (A capture records
+    the work without running it, so the eager call does the work the failed capture did not.)
     """
 
     def __init__(self, fn: Callable[[], None], device: torch.device, enabled: bool, warmup_calls: int = WARMUP_CALLS,
-                 generators: Sequence[torch.Generator] = ()) -> None:
+                 generators: Sequence[torch.Generator] = (), phase: str = "captured") -> None:
         if enabled and torch.device(device).type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, got {device}; use cuda_graphs=false or auto")
         self.fn = fn
@@ -103,7 +122,9 @@ class CapturedCall:
         self.enabled = enabled
         self.warmup_calls = warmup_calls
         self.generators = tuple(generators)
+        self.phase = phase
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.fallback_error: str | None = None
         self._eager_calls = 0
 
     @property
@@ -119,8 +140,20 @@ class CapturedCall:
             self._eager_calls += 1
             self._run_on_side_stream()
         else:
-            self.graph = self._capture()
+            try:
+                self.graph = self._capture()
+            except Exception as error:  # any failure to capture: never fatal, the phase still runs eagerly
+                self._fall_back(error)
+                self.fn()
+                return
             self.graph.replay()  # capturing records the work without running it
+
+    def _fall_back(self, error: Exception) -> None:
+        self.enabled = False
+        self.graph = None
+        self.fallback_error = describe_error(error)
+        logger.warning(f"pqn-torch: CUDA graph capture of the {self.phase} phase failed ({self.fallback_error}); "
+                       f"the {self.phase} phase runs eagerly from now on")
 
     def _run_on_side_stream(self) -> None:
         current = torch.cuda.current_stream(self.device)
@@ -137,3 +170,28 @@ class CapturedCall:
         with torch.cuda.device(self.device), torch.cuda.graph(graph):
             self.fn()
         return graph
+
+
+class CompiledCall:
+    """``torch.compile(fn)``; if compiling (or a compiled call) fails, ``fn`` itself from then on.
+
+    The failure is logged once, as one warning naming ``phase`` and the error, and kept in
+    ``fallback_error``; the failed call is repeated eagerly. Compilation happens before the compiled
+    code runs, so the repeat does not apply the phase twice.
+    """
+
+    def __init__(self, fn: Callable[..., Any], phase: str) -> None:
+        self.fn = fn
+        self.compiled = torch.compile(fn)
+        self.phase = phase
+        self.fallback_error: str | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fallback_error is None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as error:  # inductor, triton, a missing C compiler...: never fatal
+                self.fallback_error = describe_error(error)
+                logger.warning(f"pqn-torch: torch.compile of the {self.phase} phase failed ({self.fallback_error}); "
+                               f"the {self.phase} phase runs uncompiled from now on")
+        return self.fn(*args, **kwargs)

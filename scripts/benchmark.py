@@ -1,8 +1,10 @@
 """Throughput benchmarks; prints one JSON line per run.
 
-    python scripts/benchmark.py env task=CheetahRun num_envs=256 backend=mujoco steps=2000 num_threads=2 device=auto
+    python scripts/benchmark.py env task=CheetahRun num_envs=256 backend=mujoco steps=2000 num_threads=2 torch_threads=1
     python scripts/benchmark.py env task=CheetahRun num_envs=64 backend=warp device=cpu steps=200
     python scripts/benchmark.py train task=CheetahRun num_envs=4096 updates=20 compile=true
+    torchrun --nproc_per_node=2 scripts/benchmark.py train task=CartpoleBalance alg=cpu num_envs=64 num_threads=1
+    python scripts/benchmark.py gpu-check [task=CheetahRun] [num_envs=...] [updates=10]
 
 Mode ``env``: world-steps per second of ``make_env(...).step`` with random actions (after a warm-up),
 next to the bare physics rate of the same model and number of worlds, one control step per call:
@@ -17,8 +19,13 @@ device sync around each rollout and each update: ``rollout_steps_per_s``, ``upda
 then ``updates`` more back to back with one sync at the end (``total_steps_per_s``, what a training
 run sees minus evaluation). Memory: the GPU peak (torch's reserved pool plus MuJoCo Warp's pool) on
 CUDA, the process's peak resident set on the host. ``split_fraction``: the share of timed updates that
-ran the actor's half of each gradient step on a second thread (``split_update``, CPU only);
-``load_average``: the machine's 1-minute load at the end, since other processes skew every CPU number.
+ran the actor's backward pass on a second thread (``split_update``, CPU only); ``load_average``: the
+machine's 1-minute load at the end, since other processes skew every CPU number. Under ``torchrun``
+every rank runs ``num_envs`` worlds and trains the one agent data-parallel (``pqn_torch.distributed``);
+rank 0 prints the line, whose rates count all ranks' env steps (``ranks``; memory is rank 0's).
+
+Mode ``gpu-check`` (CUDA only): CUDA graphs and torch.compile on and off from the same seed, results
+compared and both timed, as one JSON verdict line to paste into a bug report (``pqn_torch/gpu_check.py``).
 """
 
 from __future__ import annotations
@@ -33,23 +40,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import mujoco
-import mujoco_warp
 import numpy as np
 import torch
-import warp as wp
 from hydra import compose, initialize_config_dir
-from mujoco.rollout import Rollout
 from omegaconf import OmegaConf
 
-from pqn_torch.algo.pqn import PQN
-from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
-from pqn_torch.envs import make_env, resolve_device
-from pqn_torch.envs.core import BatchedEnv
-from pqn_torch.envs.physics import resolve_backend
-from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
-from pqn_torch.envs.tasks.registry import get_task_class
-from pqn_torch.training.settings import resolve_switch, settings_from_config
+try:
+    from pqn_torch import distributed
+    from pqn_torch.algo.pqn import PQN
+    from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
+    from pqn_torch.envs import make_env, resolve_device
+    from pqn_torch.envs.core import BatchedEnv
+    from pqn_torch.envs.physics import resolve_backend
+    from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
+    from pqn_torch.envs.tasks.registry import get_task_class
+    from pqn_torch.gpu_check import gpu_check
+    from pqn_torch.training.settings import (RunSettings, resolve_graphs_switch, resolve_switch,
+                                             settings_from_config)
+except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
+    print(f"benchmark.py: {import_error}", file=sys.stderr)
+    sys.exit(2)
+import mujoco  # noqa: E402  (after pqn_torch, whose import turns a broken MUJOCO_GL into one clear line)
+import mujoco_warp  # noqa: E402
+import warp as wp  # noqa: E402
+from mujoco.rollout import Rollout  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -164,14 +178,19 @@ def bare_warp_rate(env: BatchedEnv, steps: int) -> float:
 
 
 ENV_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "num_envs": 256, "backend": "auto", "steps": 2000,
-                                "num_threads": 0, "device": "auto", "seed": 0, "cuda_graphs": "auto"}
+                                "num_threads": 0, "device": "auto", "seed": 0, "cuda_graphs": "auto",
+                                "torch_threads": 1}
 
 
 def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
     """Env step rate vs bare physics rate (see module docstring). ``num_threads=0``: all cores."""
     num_threads = options["num_threads"] or available_cores()
-    if options["num_envs"] < 1 or options["steps"] < 1 or num_threads < 1:
-        raise ValueError("num_envs, steps and num_threads must be positive (num_threads=0 means all cores)")
+    if options["num_envs"] < 1 or options["steps"] < 1 or num_threads < 1 or options["torch_threads"] < 1:
+        raise ValueError("num_envs, steps, num_threads and torch_threads must be positive (num_threads=0 means all "
+                         "cores)")
+    # As in training (config torch_threads: 1): torch's small per-step ops lose to thread sync and to contention
+    # with MuJoCo's threads when torch runs multi-threaded on the same cores.
+    torch.set_num_threads(options["torch_threads"])
     env = make_env(options["task"], options["num_envs"], device=options["device"], backend=options["backend"],
                    seed=options["seed"], reset_pool_size=options["num_envs"], num_threads=num_threads)
     native = isinstance(env.physics, MujocoPhysics)
@@ -185,6 +204,7 @@ def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
         "device": device_name(env.device),
         "num_envs": options["num_envs"],
         "num_threads": num_threads if native else None,
+        "torch_threads": options["torch_threads"],
         "cuda_graphs": cuda_graphs,
         "env_steps_per_s": round(env_steps),
         "bare_steps_per_s": round(bare_steps),
@@ -198,34 +218,43 @@ TRAIN_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0
                                   "backend": "auto", "num_threads": 0, "seed": 0}
 
 
-def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
-    """PQN training throughput by phase and memory peak (see module docstring)."""
-    if options["updates"] < 1 or options["warmup_updates"] < 0:
-        raise ValueError("updates must be positive and warmup_updates >= 0")
-    get_task_class(options["task"])  # an unknown task is one clear line here, not a hydra composition error
-    overrides = [f"{key}={options[key]}"
-                 for key in ("task", "seed", "device", "backend", "compile", "cuda_graphs", "split_update")]
+def task_settings(options: dict[str, Any], keys: tuple[str, ...]) -> RunSettings:
+    """The task's hydra config (its own preset unless ``alg`` is given) with the ``keys`` options over it."""
+    get_task_class(options["task"])  # an unknown task or preset is one clear line here, not a hydra composition error
+    presets = sorted(path.stem for path in (CONFIG_DIR / "alg").glob("*.yaml"))
+    if options["alg"] and options["alg"] not in presets:
+        raise ValueError(f"unknown alg preset {options['alg']!r}; valid: {', '.join(presets)}")
+    overrides = [f"{key}={options[key]}" for key in keys]
     if options["alg"]:
         overrides.append(f"alg={options['alg']}")
     if options["num_envs"]:
         overrides.append(f"alg.num_envs={options['num_envs']}")
     with initialize_config_dir(version_base=None, config_dir=str(CONFIG_DIR)):
         config = OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
-    settings = settings_from_config(config)
-    device = resolve_device(settings.device)
+    return settings_from_config(config)
+
+
+def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
+    """PQN training throughput by phase and memory peak (see module docstring)."""
+    if options["updates"] < 1 or options["warmup_updates"] < 0:
+        raise ValueError("updates must be positive and warmup_updates >= 0")
+    settings = task_settings(options, ("task", "seed", "device", "backend", "compile", "cuda_graphs", "split_update"))
+    ranks = distributed.init_from_env(resolve_device(settings.device))
+    device = distributed.rank_device(resolve_device(settings.device), ranks)
     backend = resolve_backend(settings.backend, device)
     use_compile = resolve_switch(settings.compile, device)
-    cuda_graphs = resolve_switch(settings.cuda_graphs, device)
+    cuda_graphs = resolve_graphs_switch(settings.cuda_graphs, device, ranks.world_size)
     if device.type == "cpu":
         torch.set_num_threads(settings.torch_threads)
     alg = settings.alg
-    env = make_env(settings.task, alg.num_envs, device, backend, settings.seed,
+    env = make_env(settings.task, alg.num_envs, device, backend, settings.seed + ranks.rank,
                    num_threads=options["num_threads"] or None, **settings.task_overrides)
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.seed + ranks.rank)
     updates, warmup = options["updates"], options["warmup_updates"]
     total_timesteps = max(settings.total_timesteps, (warmup + 2 * updates) * alg.num_envs * alg.num_steps)
     agent = PQN.for_env(env, alg, total_timesteps, compile=use_compile, cuda_graphs=cuda_graphs,
                         split_update=settings.split_update)
+    distributed.broadcast_module(agent)
     agent.reset(env)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -250,12 +279,13 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     synchronize(device)
     total_seconds = time.perf_counter() - start
 
-    steps = updates * agent.steps_per_update
+    steps = updates * agent.steps_per_update * ranks.world_size
     return {
         "mode": "train",
         "task": settings.task,
         "device": device_name(device),
         "backend": backend,
+        "ranks": ranks.world_size,
         "num_envs": alg.num_envs,
         "compile": use_compile,
         "cuda_graphs": cuda_graphs,
@@ -263,7 +293,7 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
         "split_fraction": round((agent.split_updates - split_before) / (2 * updates), 2),
         "torch_threads": torch.get_num_threads() if device.type == "cpu" else None,
         "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "steps_per_update": agent.steps_per_update,
+        "steps_per_update": agent.steps_per_update * ranks.world_size,
         "timed_updates": 2 * updates,
         "updates_done": int(agent.updates_done),
         "rollout_steps_per_s": round(steps / rollout_seconds),
@@ -272,6 +302,24 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
         "gpu_memory_peak_mb": gpu_memory_peak_mb(device),
         "host_memory_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+
+
+GPU_CHECK_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0, "iterations": WARMUP_CALLS + 2,
+                                      "updates": 10, "device": "cuda", "seed": 0}
+
+
+def benchmark_gpu_check(options: dict[str, Any]) -> dict[str, Any]:
+    """CUDA graphs and torch.compile against eager on this GPU: same results? how much faster? (pqn_torch.gpu_check)."""
+    if not torch.cuda.is_available():
+        raise ValueError("gpu-check needs a CUDA GPU, and this PyTorch sees none (torch.cuda.is_available() is "
+                         "False); run it on the machine whose GPU you want checked")
+    if options["iterations"] < WARMUP_CALLS + 1 or options["updates"] < 1:
+        raise ValueError(f"iterations must be >= {WARMUP_CALLS + 1} (warm-ups, then the capture) and updates >= 1")
+    device = resolve_device(options["device"])
+    if device.type != "cuda":
+        raise ValueError(f"gpu-check checks a CUDA device, got device={options['device']!r}")
+    settings = task_settings(options, ("task", "seed"))
+    return gpu_check(settings.task, settings.alg, device, options["iterations"], options["updates"], options["seed"])
 
 
 def parse_switch(name: str, value: str) -> bool | str:
@@ -293,6 +341,7 @@ def gpu_memory_peak_mb(device: torch.device) -> float | None:
 MODES: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], dict[str, Any]]] = {
     "env": (benchmark_env, ENV_DEFAULTS),
     "train": (benchmark_train, TRAIN_DEFAULTS),
+    "gpu-check": (benchmark_gpu_check, GPU_CHECK_DEFAULTS),
 }
 
 
@@ -307,7 +356,9 @@ def main(argv: list[str]) -> int:
     except (ValueError, KeyError) as error:
         print(f"benchmark.py: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(result))
+    distributed.shut_down()
+    if distributed.launched_as_main():
+        print(json.dumps(result))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Evaluate a trained PQN checkpoint: N deterministic episodes, optionally an mp4 of one of them.
+"""Evaluate a trained PQN checkpoint: N deterministic episodes, optionally an mp4 of one of them (headless).
 
     python scripts/evaluate.py checkpoint=outputs/CheetahRun/<run dir> [episodes=10] [video=true]
         [video_path=<file.mp4>] [device=auto] [backend=auto] [seed=0]
@@ -11,29 +11,32 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from pqn_torch.training.playback import VideoUnavailable, evaluate_checkpoint
+try:
+    from pqn_torch.training.options import UsageError, checkpoint_options
+    from pqn_torch.training.playback import evaluate_checkpoint
+    from pqn_torch.training.video import VideoUnavailable
+except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
+    print(f"evaluate.py: {import_error}", file=sys.stderr)
+    sys.exit(2)
 
 DEFAULTS = {"checkpoint": None, "episodes": 10, "video": False, "video_path": None, "device": "auto",
             "backend": "auto", "seed": 0}
 
 
 def main(argv: list[str]) -> int:
-    options = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(argv))
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        print(f"evaluate.py: unknown option(s) {unknown}; valid: {sorted(DEFAULTS)}", file=sys.stderr)
-        return 2
-    if not options.checkpoint:
-        print("evaluate.py: checkpoint=<checkpoint file or run dir> is required", file=sys.stderr)
+    try:
+        options = checkpoint_options("evaluate.py", argv, DEFAULTS)
+        if not isinstance(options.video, bool):
+            raise UsageError(f"evaluate.py: video must be true or false, got {options.video!r}")
+    except UsageError as error:
+        print(error, file=sys.stderr)
         return 2
     try:
         report = evaluate_checkpoint(options.checkpoint, episodes=options.episodes, device=options.device,
                                      backend=options.backend, seed=options.seed,
                                      video_path=(Path(options.video_path) if options.video_path else None),
                                      video=options.video)
-    except (ValueError, FileNotFoundError, VideoUnavailable) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, VideoUnavailable) as error:
         print(f"evaluate.py: {error}", file=sys.stderr)
         return 2
     print(report)

@@ -1,16 +1,25 @@
 """Train actor-critic PQN on a batched MuJoCo task.
 
-    python scripts/train.py task=CheetahRun                       # DM-suite preset (GPU-sized)
-    python scripts/train.py task=CartpoleBalance alg=cpu          # CPU-sized preset
+    python scripts/train.py task=CheetahRun                       # GPU: DM-suite preset; CPU: its CPU-sized twin
+    python scripts/train.py task=CheetahRun alg=dm_suite          # the GPU-sized preset, whatever the machine
     python scripts/train.py task=CheetahRun alg.num_envs=256 total_timesteps=2e6
     python scripts/train.py -m seed=0,1,2                         # one run per seed
-    python scripts/train.py resume=outputs/CheetahRun/<run dir>   # continue a run
+    python scripts/train.py resume=outputs/CheetahRun/<run dir>   # continue a run (in a new run dir)
+    torchrun --nproc_per_node=4 scripts/train.py task=CheetahRun  # one agent on 4 GPUs (or CPU processes)
 
-Everything goes to the hydra run dir: tensorboard events, eval.csv, checkpoints/.
+Everything goes to the run dir: config.yaml (what really ran), tensorboard events, eval.csv, checkpoints/,
+eval.png (the learning curve). Without ``alg=`` on the command line, a run on the CPU uses the CPU-sized twin
+of the task's preset (``cpu_presets`` in configs/config.yaml) and says so on its first line. Under torchrun,
+``alg.num_envs`` is per rank, ``total_timesteps`` counts all ranks' env steps, and rank 0 alone prints, logs
+and writes the run dir (README, "Several processes, GPUs and machines").
+Exit codes: 0 done, 1 diverged or final checkpoint not written, 2 invalid input (nothing left on
+disk), 128 + signal number after Ctrl-C (130) or SIGTERM (143), with a checkpoint to resume from.
 """
 
 from __future__ import annotations
 
+import re
+import signal
 import sys
 from pathlib import Path
 
@@ -18,26 +27,99 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from pqn_torch.training import TrainingRun
+try:
+    from pqn_torch import distributed
+    from pqn_torch.training import TrainingRun
+    from pqn_torch.training.checkpoint import CheckpointWriteError
+    from pqn_torch.training.plots import PLOT_NAME, PlotUnavailable, plot_runs
+    from pqn_torch.training.presets import choose_preset
+    from pqn_torch.training.run_dir import unwritable_reason
+    from pqn_torch.training.trainer import TrainingDiverged, TrainingInterrupted
+except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
+    print(f"train.py: {import_error}", file=sys.stderr)
+    sys.exit(2)
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+ALG_CHOICE = re.compile(r"^[+~]*alg=")
+RUN_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
+
+
+def override_keys(overrides: list[str]) -> list[str]:
+    """The config keys of hydra command-line overrides (``+task.overrides.x=1`` -> ``task.overrides.x``)."""
+    return [item.partition("=")[0].lstrip("+~") for item in overrides]
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """Until training starts (which handles signals itself), SIGTERM ends the start like Ctrl-C does."""
+    raise TrainingInterrupted(signum, "stopped by SIGTERM before training started; nothing was saved")
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
     """Run one training job; returns the final evaluation return (for hydra sweepers)."""
     hydra_config = HydraConfig.get()
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    overrides = list(hydra_config.overrides.task)
+    preset = hydra_config.runtime.choices.get("alg")
+    chosen_dir = any(key in RUN_DIR_KEYS for key in override_keys(list(hydra_config.overrides.hydra)))
     try:  # setup: every invalid setting surfaces here, as one line
         config = OmegaConf.to_container(cfg, resolve=True)
-        run = TrainingRun(config, hydra_config.runtime.output_dir, alg_preset=hydra_config.runtime.choices.get("alg"))
-    except (ValueError, KeyError, FileExistsError, FileNotFoundError) as error:
+        choice = choose_preset(config, preset, any(ALG_CHOICE.match(item) for item in overrides))
+        if choice.message and distributed.launched_as_main():
+            print(choice.message)
+        if choice.preset is not None:
+            cfg = hydra.compose(config_name="config", overrides=[*overrides, f"alg={choice.preset}"])
+            config, preset = OmegaConf.to_container(cfg, resolve=True), choice.preset
+        run = TrainingRun(config, hydra_config.runtime.output_dir, alg_preset=preset,
+                          overrides=override_keys(overrides), rename_if_taken=not chosen_dir)
+    except (ValueError, KeyError, OSError) as error:  # config, checkpoint and run-dir errors
         print(f"train.py: {error}", file=sys.stderr)
         sys.exit(2)
-    summary = run.run()
+    except TrainingInterrupted as interrupted:
+        print(f"train.py: {interrupted}", file=sys.stderr)
+        sys.exit(128 + interrupted.signum)
+    except KeyboardInterrupt:
+        print("train.py: interrupted before training started; nothing was saved", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    try:
+        summary = run.run()
+        distributed.shut_down()
+    except TrainingInterrupted as interrupted:
+        if run.ranks.is_main:  # the ranks stop together; rank 0 knows the checkpoint
+            print(f"train.py: {interrupted}", file=sys.stderr)
+        sys.exit(128 + interrupted.signum)
+    except (TrainingDiverged, CheckpointWriteError) as error:
+        print(f"train.py: {error}", file=sys.stderr)
+        sys.exit(1)
+    if not run.ranks.is_main:
+        return summary.final_eval_return
     print(f"done: {summary.env_steps:,} env steps, final eval return {summary.final_eval_return:.1f}, "
           f"checkpoint {summary.checkpoint}")
+    try:
+        print(f"learning curve: {plot_runs([summary.run_dir], summary.run_dir / PLOT_NAME)}")
+    except PlotUnavailable as error:
+        print(f"no learning-curve plot: {error}")
     return summary.final_eval_return
 
 
+def check_output_location(argv: list[str]) -> None:
+    """Before hydra creates the run dir (a bare traceback if it cannot): one line and exit 2 if it cannot."""
+    multirun = any(arg in ("-m", "--multirun") for arg in argv)
+    if multirun and distributed.launched_world_size() > 1:
+        print("train.py: -m (multirun) does not combine with torchrun; start one torchrun per run", file=sys.stderr)
+        sys.exit(2)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    location = "multirun" if multirun else "outputs"
+    for arg in argv:
+        name, _, value = arg.partition("=")
+        if name.lstrip("+") == key:
+            location = value
+    reason = unwritable_reason(location)
+    if reason:
+        print(f"train.py: {key}={location}: {reason}; choose a writable location", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_output_location(sys.argv[1:])
     main()

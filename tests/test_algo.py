@@ -145,6 +145,35 @@ def test_running_mean_std_matches_numpy_over_the_stream():
     torch.testing.assert_close(stats.normalize(x), expected.float())
 
 
+@pytest.mark.parametrize("blow_up", ["at once", "x10 per step"])
+def test_running_mean_std_is_immune_to_one_world_blowing_up(blow_up):
+    """One of 64 worlds goes to 1e9 (about to pass MuJoCo's limit), at once or x10 per step: no flattened feature."""
+    rng = np.random.default_rng(3)
+    batches = [torch.from_numpy(rng.normal(loc=[0.0, 5.0], scale=[1.0, 2.0], size=(64, 2))) for _ in range(200)]
+    hit_batches = [batch.clone() for batch in batches]
+    for step in range(10):
+        hit_batches[100 + step][7, 0] = 1e9 if blow_up == "at once" else 10.0 ** step
+    clean, hit = RunningMeanStd((2,)), RunningMeanStd((2,))
+    for batch, hit_batch in zip(batches, hit_batches):
+        clean.update(batch)
+        hit.update(hit_batch)
+    # The plain merge: var ~ 10 * (1e9)^2 / 12800 ~ 8e14 for feature 0. Here, 1e9 never enters; of the x10 steps
+    # 1, 10 and 100 are within 100 spreads of the batch and count as data: + ~1e4 / 12800 ~ 0.8 on a var of 1.
+    ratio = hit.var.numpy() / clean.var.numpy()
+    assert ratio[1] == pytest.approx(1.0, rel=1e-12)
+    assert ratio[0] == pytest.approx(1.0, rel=0.01) if blow_up == "at once" else 1.5 < ratio[0] < 2.0
+    np.testing.assert_allclose(hit.mean.numpy(), clean.mean.numpy(), atol=0.01)
+
+
+def test_running_mean_std_merges_a_change_most_rows_share():
+    stats = RunningMeanStd((1,))
+    stats.update(torch.zeros(8, 1))
+    moved = torch.full((8, 1), 1e6)
+    moved[0] = 0.0  # the one row that stayed is the outlier of this batch now; it counts as the batch median
+    stats.update(moved)
+    assert stats.mean.item() == pytest.approx(1e6 * 8 / (16 + 1e-4))
+
+
 def test_reward_normalizer_divides_by_the_std_of_discounted_returns():
     rng = np.random.default_rng(2)
     gamma, envs = 0.9, 3
@@ -234,7 +263,7 @@ def test_orthogonal_init_and_actor_range():
 # ----------------------------------------------------------------------------- config
 @pytest.mark.parametrize("change, message", [
     ({"num_envs": 0}, "alg.num_envs must be a positive integer"),
-    ({"gamma": 1.5}, r"alg.gamma must be a number in \[0.0, 1.0\]"),
+    ({"gamma": 1.5}, r"alg.gamma must be a finite number in \[0.0, 1.0\]"),
     ({"num_minibatches": 7}, "must divide num_envs"),
     ({"actor_hidden_sizes": [64, -1]}, "alg.actor_hidden_sizes must be a list of positive integers"),
     ({"bootstrap_truncation": "yes"}, "alg.bootstrap_truncation must be true or false"),

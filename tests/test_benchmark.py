@@ -1,4 +1,5 @@
-"""scripts/benchmark.py prints one JSON line per run whose numbers hang together; bad options are one line."""
+"""scripts/benchmark.py prints one JSON line per run whose numbers hang together; bad options are one line;
+the gpu-check verdict (its comparison run on the CPU)."""
 
 import json
 import os
@@ -7,6 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from pqn_torch.algo import PQNConfig
+from pqn_torch.gpu_check import differences, equivalence_run, gpu_check, verdict
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -56,3 +61,43 @@ def test_bad_options_fail_with_one_line(args, message):
     code, stdout, stderr = benchmark(*args)
     assert code == 2 and stdout == ""
     assert len(stderr.strip().splitlines()) == 1 and message in stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_gpu_check_on_a_cpu_says_it_needs_cuda_in_one_line():
+    code, stdout, stderr = benchmark("gpu-check")
+    assert code == 2 and stdout == ""
+    assert stderr.strip().splitlines() == ["benchmark.py: gpu-check needs a CUDA GPU, and this PyTorch sees none "
+                                           "(torch.cuda.is_available() is False); run it on the machine whose GPU "
+                                           "you want checked"]
+
+
+def test_gpu_check_verdict_is_one_json_line_that_flags_differences_and_fallbacks():
+    """The comparison on the CPU, both sides eager: identical runs give zero differences and verdict ok."""
+    config = PQNConfig(num_envs=8, num_steps=4, num_minibatches=2, actor_hidden_sizes=(16,), critic_hidden_sizes=(16,))
+    result = gpu_check("CartpoleBalance", config, torch.device("cpu"), iterations=3, updates=2, fast=False)
+    line = json.dumps(result)
+    assert "\n" not in line and json.loads(line) == result
+    assert result["verdict"] == "ok" and result["fallbacks"] == {} and result["device"] == "cpu"
+    assert set(result["versions"]) == {"torch", "mujoco", "mujoco-warp", "warp-lang"}
+    equivalence = result["equivalence"]
+    for group in ("obs", "action", "reward", "value", "target", "parameters"):
+        assert equivalence[group]["max_abs_diff"] == 0.0 and equivalence[group]["beyond_tolerance"] == 0.0, group
+    speed = result["speed"]
+    assert speed["steps_per_update"] == 8 * 4 and speed["eager"]["steps_per_s"] > 0 and speed["speedup"] > 0
+
+    fast, _ = equivalence_run("CartpoleBalance", config, torch.device("cpu"), 3, 0, fast=False)
+    eager, _ = equivalence_run("CartpoleBalance", config, torch.device("cpu"), 3, 0, fast=False)
+    first_layer = next(fast.parameters())
+    with torch.no_grad():
+        first_layer[0, 0] += 0.5 * config.lr_start  # rounding-sized: within tolerance
+    assert verdict(differences(fast, eager), {}) == "ok"
+    with torch.no_grad():
+        first_layer[0] += 0.01  # a whole row of weights far off: what a wrong graph does
+    diffs = differences(fast, eager)
+    assert diffs["parameters"]["max_abs_diff"] == pytest.approx(0.01 + 0.5 * config.lr_start, rel=1e-4)
+    assert diffs["parameters"]["atol"] == config.lr_start and diffs["obs"]["max_abs_diff"] == 0
+    beyond = diffs["parameters"]["beyond_tolerance"]
+    assert beyond == pytest.approx(first_layer.shape[1] / sum(p.numel() for p in fast.parameters()))
+    assert verdict(diffs, {}) == "mismatch"
+    assert verdict(differences(eager, eager), {"update graph": "RuntimeError: ..."}) == "fallback"

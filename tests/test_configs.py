@@ -1,13 +1,15 @@
-"""Hydra composition of every task and alg yaml, the presets against the reference table, bad values."""
+"""Hydra composition of every task and alg yaml, the presets against the reference table, bad values, CPU twins."""
 
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from pqn_torch.envs.tasks import get_task_class
 from pqn_torch.training import ConfigError, settings_from_config
+from pqn_torch.training.presets import PresetChoice, choose_preset
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 TASKS = sorted(p.stem for p in (CONFIG_DIR / "task").glob("*.yaml"))
@@ -89,8 +91,57 @@ def test_command_line_overrides_reach_the_settings():
     ("seed=-1", "seed must be an integer >= 0"),
     ("alg.num_envs=0", "alg.num_envs must be a positive integer, got 0"),
     ("+alg.gama=0.9", r"unknown alg option\(s\) \['gama'\]"),
+    ("alg.lr_start=inf", r"alg.lr_start must be a finite number >= 0, got inf"),
+    ("alg.max_grad_norm=nan", r"alg.max_grad_norm must be a finite number > 0, got nan"),
+    ("alg.noise_start=inf", r"alg.noise_start must be a finite number >= 0, got inf"),
+    ("+task.overrides.episode_length=abc", r"task.overrides \(CheetahRun\): episode_length must be a positive integer "
+                                           r"\(control steps\), got 'abc'"),
+    ("+task.overrides.episode_length=-5", r"episode_length must be a positive integer \(control steps\), got -5"),
+    ("+task.overrides.sim_dt=0", r"task.overrides \(CheetahRun\): sim_dt must be a positive number of seconds, got 0"),
+    ("total_timesteps=1000", r"total_timesteps \(1,000\) must be at least one update, alg.num_envs \* alg.num_steps = "
+                             r"32,768"),
+    ("checkpoint_interval=0.0001", r"checkpoint_interval=0.0001 is less than one update of this run \(1525 updates\); "
+                                   r"use 0 \(final checkpoint only\) or a fraction >= 0.000656"),
+    ("resume=123", "resume must be a run directory or checkpoint path, got 123"),
 ])
 def test_invalid_values_fail_with_one_line(override, message):
     with pytest.raises(ConfigError, match=message) as raised:
         settings_from_config(composed([override]))
     assert "\n" not in str(raised.value)
+
+
+# ----------------------------------------------------------------------------- the CPU-sized default
+def task_preset(task: str) -> str:
+    return compose(config_name="config", overrides=[f"task={task}"], return_hydra_config=True).hydra.runtime.choices.alg
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_runs_a_cpu_sized_preset_on_a_cpu(task):
+    """Each task's preset has a CPU-sized twin in cpu_presets: a new task family needs one entry there."""
+    config = composed([f"task={task}"])
+    choice = choose_preset({**config, "device": "cpu"}, task_preset(task), alg_on_command_line=False)
+    assert choice.preset in PRESETS, choice.message
+    cpu = settings_from_config(composed([f"task={task}", f"alg={choice.preset}"]))
+    gpu = settings_from_config(config)
+    assert cpu.alg.num_envs <= 256 and cpu.total_timesteps < gpu.total_timesteps  # sized for a laptop
+    assert "GPU-sized" in choice.message and f"alg={choice.preset}" in choice.message
+
+
+def test_preset_choice_names_the_preset_the_reason_and_how_to_force_the_gpu_one():
+    config = {**composed(["task=WalkerRun"]), "device": "cpu"}
+    choice = choose_preset(config, "dm_suite", alg_on_command_line=False)
+    assert choice.preset == "cpu"
+    reason = "device cpu" if torch.cuda.is_available() else "no CUDA here"
+    assert choice.message == (f"{reason}: running WalkerRun with the CPU-sized preset alg=cpu instead of its GPU-sized "
+                              "'dm_suite' preset; to run that one anyway: python scripts/train.py task=WalkerRun "
+                              "alg=dm_suite")
+    assert choose_preset(config, "dm_suite", alg_on_command_line=True) == PresetChoice(None, "")  # alg= always wins
+    assert choose_preset({**config, "resume": "outputs/run"}, "dm_suite", False) == PresetChoice(None, "")
+    assert choose_preset(config, "cpu", False) == PresetChoice(None, "")  # already CPU-sized
+    orphan = choose_preset(config, "manipulation", False)
+    assert orphan.preset is None and "'manipulation' preset of WalkerRun has no CPU-sized twin" in orphan.message
+    if torch.cuda.is_available():
+        assert choose_preset({**config, "device": "cuda"}, "dm_suite", False) == PresetChoice(None, "")
+    else:
+        with pytest.raises(ValueError, match="no usable CUDA"):
+            choose_preset({**config, "device": "cuda"}, "dm_suite", False)

@@ -3,15 +3,20 @@
 A captured graph replays fixed kernels on fixed addresses and cannot contain a host sync. On the CPU
 we check the two conditions the capture needs: every env step and both agent phases run without a
 single host-syncing op (:func:`forbid_host_syncs`), and they never rebind the tensors they read and
-write. The CUDA tests (skipped without a GPU) compare replayed graphs against eager runs.
+write. Fakes check the safety net: a phase whose capture or compilation fails trains on eagerly.
+The CUDA tests (skipped without a GPU) compare replayed graphs against eager runs.
 """
+
+import logging
 
 import pytest
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
+from pqn_torch import cuda_graph
 from pqn_torch.algo import PQN, PQNConfig
-from pqn_torch.cuda_graph import CapturedCall, HostSyncError, forbid_host_syncs
+from pqn_torch.algo import pqn as pqn_module
+from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, HostSyncError, describe_error, forbid_host_syncs
 from pqn_torch.envs import list_tasks, make_env
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -132,6 +137,91 @@ def test_captured_call_runs_eagerly_off_cuda_and_refuses_cuda_graphs_there():
     with pytest.raises(ValueError, match="cuda_graphs=true needs a CUDA device"):
         PQN(3, 3, -torch.ones(1), torch.ones(1), PQNConfig(num_envs=2, num_steps=2, num_minibatches=1), 4,
             cuda_graphs=True)
+
+
+# ----------------------------------------------------------------------------- the safety net, with fakes
+class CaptureFailsHere(CapturedCall):
+    """A CapturedCall as on a GPU where capturing fails: warm-ups run (eagerly here), then the capture raises."""
+
+    captures = 0
+
+    def __init__(self, fn, device, enabled, warmup_calls=WARMUP_CALLS, generators=(), phase="captured"):
+        super().__init__(fn, device, False, warmup_calls, generators, phase)
+        self.enabled = True  # as on CUDA; the CPU cannot capture, so the two methods below stand in
+
+    def _run_on_side_stream(self):
+        self.fn()
+
+    def _capture(self):
+        CaptureFailsHere.captures += 1
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nCUDA kernel errors ...")
+
+
+def small_agent(compile=False, cpu_fast_path=True):
+    env = make_env("CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1,
+                   episode_length=6)
+    config = PQNConfig(num_envs=4, num_steps=4, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(16,),
+                       critic_hidden_sizes=(16,))
+    torch.manual_seed(0)
+    agent = PQN.for_env(env, config, total_timesteps=4 * 4 * 10, compile=compile)
+    agent._cpu_fast_path &= cpu_fast_path
+    agent.reset(env)
+    for _ in range(5):  # two warm-ups, the capture, two more calls
+        agent.train_iteration(env)
+    return agent
+
+
+def assert_same_training(agent, reference):
+    for (name, value), expected in zip(agent.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(value, expected), name
+    for key in ("obs", "action", "reward", "target"):
+        assert torch.equal(agent._storage[key], reference._storage[key]), key
+
+
+def fallback_warnings(caplog):
+    return [record.getMessage() for record in caplog.records if record.name == "pqn_torch"]
+
+
+def test_a_failed_capture_runs_that_phase_eagerly_with_one_warning(monkeypatch, caplog):
+    eager = small_agent()
+    monkeypatch.setattr(pqn_module, "CapturedCall", CaptureFailsHere)
+    CaptureFailsHere.captures = 0
+    with caplog.at_level(logging.WARNING, logger="pqn_torch"):
+        fallen_back = small_agent()
+    assert_same_training(fallen_back, eager)  # the failed capture's iteration and every later one ran eagerly
+    error = "RuntimeError: CUDA error: operation not permitted when stream is capturing"
+    assert fallback_warnings(caplog) == [
+        f"pqn-torch: CUDA graph capture of the {phase} phase failed ({error}); "
+        f"the {phase} phase runs eagerly from now on" for phase in ("rollout", "update")]
+    assert CaptureFailsHere.captures == 2  # one try per phase, not one per call
+    assert fallen_back.fallbacks == {"rollout graph": error, "update graph": error}
+    assert eager.fallbacks == {}
+
+
+def test_a_failed_compile_runs_that_phase_uncompiled_with_one_warning(monkeypatch, caplog):
+    eager = small_agent(cpu_fast_path=False)  # as with compile: the plain networks, rounding for rounding
+
+    def compile_that_fails(fn):
+        def compiled(*args, **kwargs):
+            raise RuntimeError("backend='inductor' raised:\nInvalidCxxCompiler: No working C++ compiler found")
+        return compiled
+
+    monkeypatch.setattr(cuda_graph.torch, "compile", compile_that_fails)
+    with caplog.at_level(logging.WARNING, logger="pqn_torch"):
+        fallen_back = small_agent(compile=True)
+    assert_same_training(fallen_back, eager)
+    error = "RuntimeError: backend='inductor' raised:"
+    assert fallback_warnings(caplog) == [
+        f"pqn-torch: torch.compile of the {phase} phase failed ({error}); the {phase} phase runs uncompiled from now on"
+        for phase in ("rollout", "update")]
+    assert fallen_back.fallbacks == {"rollout compile": error, "update compile": error}
+
+
+def test_error_descriptions_fit_one_line():
+    assert describe_error(ValueError("first\nsecond")) == "ValueError: first"
+    assert describe_error(KeyError()) == "KeyError"
+    long = describe_error(RuntimeError("x" * 1000))
+    assert len(long) == 300 and long.endswith("...") and "\n" not in long
 
 
 # ----------------------------------------------------------------------------- on a CUDA GPU

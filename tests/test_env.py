@@ -186,6 +186,37 @@ def test_nonfinite_state_resets_only_that_world():
         torch.testing.assert_close(td_bad["obs"][others], td_ok["obs"][others])
 
 
+@pytest.mark.parametrize("shortcuts", [True, False])
+def test_huge_but_finite_state_beyond_mujocos_limit_is_reset_like_nan(shortcuts):
+    """|qvel| 1e12 is finite but past MuJoCo's 1e10 limit: reset, counted, zeroed final obs, reward 0."""
+    actions = random_actions(make_cheetah(), 3, seed=5)
+    healthy, blown = make_cheetah(seed=6), make_cheetah(seed=6)
+    blown.host_shortcuts = shortcuts
+    healthy.reset(), blown.reset()
+    healthy.step(actions[0]), blown.step(actions[0])
+    blown.physics.qvel[2, 3] = 1e12
+    for env in (healthy, blown):
+        env.physics.qpos[0, 0] = 1e9  # the torso 1e9 m down the track: large, but within the limit (and unobserved)
+    td_ok, td_bad = healthy.step(actions[1]), blown.step(actions[1])
+    assert td_bad["nonfinite"].tolist() == [False, False, True, False]
+    assert td_bad["terminated"].tolist() == [False, False, True, False] and td_bad["reward"][2] == 0
+    assert torch.count_nonzero(td_bad["final_obs"][2]) == 0 and torch.count_nonzero(td_bad["final_critic_obs"][2]) == 0
+    assert td_bad["obs"].abs().max() < 1e10 and blown.physics.qvel[2].abs().max() < 1e3  # restarted from the pool
+    assert int(blown.stats["nonfinite_states"]) == 1 and int(blown.stats["nonfinite_rewards"]) == 1
+    torch.testing.assert_close(td_bad["obs"][[0, 1, 3]], td_ok["obs"][[0, 1, 3]])
+
+
+def test_reset_to_takes_numpy_arrays_and_names_what_it_wants(env):
+    qpos = np.random.default_rng(0).normal(scale=0.1, size=(NUM_ENVS, 9))
+    qvel = np.zeros((NUM_ENVS, 9))
+    from_numpy = env.reset_to(qpos, qvel)["obs"]
+    from_torch = env.reset_to(torch.from_numpy(qpos), torch.from_numpy(qvel))["obs"]
+    torch.testing.assert_close(from_numpy, from_torch)
+    torch.testing.assert_close(from_numpy[:, :8], torch.from_numpy(qpos[:, 1:]).float())
+    with pytest.raises(TypeError, match=r"reset_to: qvel must be a tensor or array of shape \(4, 9\), got str"):
+        env.reset_to(qpos, "zeros")
+
+
 def test_nonfinite_actions_are_zeroed_and_counted():
     clean, dirty = make_cheetah(seed=4), make_cheetah(seed=4)
     clean.reset(), dirty.reset()
@@ -217,6 +248,12 @@ def test_bad_input_errors(env):
         make_env("CheetahRun", 0)
     with pytest.raises(ValueError, match="unknown option"):
         make_env("CheetahRun", 2, episode_lenght=10)
+    for option, value, message in [("episode_length", "abc", "episode_length must be a positive integer"),
+                                   ("episode_length", 0, "episode_length must be a positive integer"),
+                                   ("sim_dt", 0, "sim_dt must be a positive number of seconds, got 0"),
+                                   ("ctrl_dt", float("nan"), "ctrl_dt must be a positive number of seconds, got nan")]:
+        with pytest.raises(ValueError, match=message):
+            make_env("CheetahRun", 2, **{option: value})
     with pytest.raises(ValueError, match="shape"):
         env.step(torch.zeros(NUM_ENVS, 5))
     with pytest.raises(TypeError, match="floating-point"):
@@ -231,3 +268,22 @@ def test_bad_input_errors(env):
 def test_cuda_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match="no usable CUDA"):
         make_env("CheetahRun", 2, device="cuda")
+
+
+def test_action_repeat_sums_the_rewards_of_repeated_task_steps():
+    """action_repeat=3: one agent step = three task steps with the same action, rewards summed."""
+    single, repeated = make_cheetah(), make_cheetah(action_repeat=3)
+    qpos, qvel = single._pool["qpos"][:NUM_ENVS], single._pool["qvel"][:NUM_ENVS]
+    single.reset_to(qpos, qvel)
+    repeated.reset_to(qpos, qvel)
+    action = random_actions(single, 1)[0]
+    rewards = sum(single.step(action)["reward"] for _ in range(3))
+    td = repeated.step(action)
+    torch.testing.assert_close(td["reward"], rewards)
+    torch.testing.assert_close(td["obs"], single._observations()[0])
+    torch.testing.assert_close(repeated.physics.time, torch.full((NUM_ENVS,), 0.03, dtype=torch.float64))
+    assert td["episode_length"].tolist() == [1] * NUM_ENVS
+    with pytest.raises(ValueError, match="action_repeat must be a positive integer, got 0"):
+        make_cheetah(action_repeat=0)
+    with pytest.raises(ValueError, match="action_repeat must be a positive integer, got 2.5"):
+        make_cheetah(action_repeat=2.5)

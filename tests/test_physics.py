@@ -54,6 +54,22 @@ def assert_world_matches(physics, world, data):
 
 
 # ----------------------------------------------------------------------------- native MuJoCo backend
+def test_native_xfrc_applied_acts_per_world_and_qacc_is_mj_steps(cheetah_model):
+    """A force written to one world's ``xfrc_applied`` moves only that world, exactly as in ``mj_step``;
+    ``qacc`` holds the accelerations of the last physics step."""
+    physics = MujocoPhysics(cheetah_model, NUM_WORLDS, CPU, PhysicsConfig(substeps=1, num_threads=2))
+    scattered_start(physics, seed=2)
+    torso = cheetah_model.body("torso").id
+    physics.xfrc_applied[1, torso] = torch.tensor([50.0, 0.0, 80.0, 0.0, 3.0, 0.0], dtype=torch.float64)
+    datas = [plain_data(physics, world) for world in range(NUM_WORLDS)]
+    datas[1].xfrc_applied[torso] = [50.0, 0.0, 80.0, 0.0, 3.0, 0.0]
+    physics.step()
+    for world, data in enumerate(datas):
+        mujoco.mj_step(cheetah_model, data)
+        assert_world_matches(physics, world, data)
+        np.testing.assert_array_equal(physics.qacc[world].numpy(), data.qacc)
+
+
 def test_step_n_equals_n_mj_steps(cheetah_model):
     physics = MujocoPhysics(cheetah_model, NUM_WORLDS, CPU, PhysicsConfig(substeps=1, num_threads=2))
     scattered_start(physics, seed=0)
@@ -148,6 +164,8 @@ def test_contact_capacity_keeps_playgrounds_per_world_share():
     assert contact_capacity(100_000, 4096) == 400_000
     assert contact_capacity(100_000, 4) == 391  # ceil(97.66 * 4)
     assert contact_capacity(0, 64) == 0 and contact_capacity(None, 64) is None
+    # Robot tasks state their need per world (Go1 joystick: 4 foot contacts), which wins over naconmax.
+    assert contact_capacity(None, 64, contacts_per_world=4) == 256 == contact_capacity(100_000, 64, 4)
 
 
 @pytest.fixture(scope="module")

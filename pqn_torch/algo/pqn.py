@@ -11,16 +11,18 @@ an update of ``num_epochs x num_minibatches`` gradient steps is another. Schedul
 device from counters in buffers, minibatches are shuffled on device, the optimizers are RAdam with a
 tensor learning rate and ``capturable=True`` on CUDA, and metrics are summed into a device tensor
 that only :meth:`PQN.pop_metrics` copies to the host. ``compile`` additionally wraps the policy
-and minibatch steps in ``torch.compile``. The one host check in the loop (skipping the truncation
-bootstrap when no episode was truncated) is a ``host_shortcuts`` of the CPU, where it is free.
+and minibatch steps in ``torch.compile``. A phase whose capture or compilation fails runs eagerly
+instead, with one warning (:attr:`PQN.fallbacks` lists them). The one host check in the loop
+(skipping the truncation bootstrap when no episode was truncated) is a ``host_shortcuts`` of the
+CPU, where it is free.
 
 CPU speed (see the README's "CPU speed"): (1) each network's parameters and gradients are views of
 one flat tensor, making the optimizer step, the clipping and the zeroing a few ops per network
 (``flat_params.py``); the optimizers are foreach RAdam, which works in place; (2) inside the agent's
 phases the networks take their CPU fast path (``cpu_fast_path.py``: oneDNN matmuls, one critic at a
-time with fused LayerNorm affines); (3) each gradient step's actor half (its loss through the critic,
-backward, step) can run on a second thread next to the critic half (``split_update``), where that is
-faster (``faster_of_two.py``). None changes the math beyond the order of roundings: same ops, the
+time with fused LayerNorm affines); (3) each gradient step's actor backward pass (its loss through the
+critic) can run on a second thread next to the critic's (``split_update``), where that is faster
+(``faster_of_two.py``). None changes the math beyond the order of roundings: same ops, the
 critic steps after the actor's backward pass through it, same random draws (``tests/test_algo.py``
 checks the weights against a plain update). torch's intra-op threads stay at one (``torch_threads``):
 on the 2-core machine two intra-op threads made the CPU preset's update slower, and any update 2-5x
@@ -30,6 +32,7 @@ slower while other processes were running.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,7 +50,8 @@ from pqn_torch.algo.networks import Actor, CriticEnsemble
 from pqn_torch.algo.normalizers import RewardNormalizer, RunningMeanStd
 from pqn_torch.algo.qlambda import q_lambda_targets
 from pqn_torch.algo.schedules import LinearSchedule
-from pqn_torch.cuda_graph import CapturedCall
+from pqn_torch.cuda_graph import CapturedCall, CompiledCall
+from pqn_torch.distributed import average_gradients
 
 UPDATE_METRICS = ("critic_loss", "actor_loss", "q_mean", "critic_grad_norm", "actor_grad_norm", "penalty_fraction")
 ROLLOUT_METRICS = ("reward_mean", "value_mean", "target_mean")
@@ -113,14 +117,14 @@ class PQNConfig:
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
             if not _is_number(value) or not low <= value <= high:
-                raise ValueError(f"alg.{name} must be a number in [{low}, {high}], got {value!r}")
+                raise ValueError(f"alg.{name} must be a finite number in [{low}, {high}], got {value!r}")
         for name in ("lr_start", "lr_end", "noise_start", "noise_finish", "penalty_threshold", "penalty_coeff",
                      "actor_init_scale", "critic_init_scale"):
             value = getattr(self, name)
             if not _is_number(value) or value < 0:
-                raise ValueError(f"alg.{name} must be a number >= 0, got {value!r}")
+                raise ValueError(f"alg.{name} must be a finite number >= 0, got {value!r}")
         if not _is_number(self.max_grad_norm) or self.max_grad_norm <= 0:
-            raise ValueError(f"alg.max_grad_norm must be a number > 0, got {self.max_grad_norm!r}")
+            raise ValueError(f"alg.max_grad_norm must be a finite number > 0, got {self.max_grad_norm!r}")
         batch = self.num_envs * self.num_steps
         if batch % self.num_minibatches:
             raise ValueError(f"alg.num_minibatches ({self.num_minibatches}) must divide num_envs * num_steps ({batch})")
@@ -222,8 +226,8 @@ class PQN(nn.Module):
         """Updates run so far, counted on the host (``updates_done`` is the same count on device)."""
         self._minibatches_since_pop = 0
         self._updates_since_pop = 0
-        self.policy_step = torch.compile(self._policy_step) if compile else self._policy_step
-        self.minibatch_step = torch.compile(self._minibatch_step) if compile else self._minibatch_step
+        self.policy_step = CompiledCall(self._policy_step, "rollout") if compile else self._policy_step
+        self.minibatch_step = CompiledCall(self._minibatch_step, "update") if compile else self._minibatch_step
         # Speed (CPU): the networks' CPU fast path (oneDNN matmuls, one critic at a time with fused LayerNorms;
         # cpu_fast_path.py) in the rollout, the update and act().
         self._cpu_fast_path = self.device.type == "cpu" and not compile
@@ -302,7 +306,7 @@ class PQN(nn.Module):
             generators = (env.generator,) if self.cuda_graphs else ()
             self._rollout_env = env
             self._rollout_call = CapturedCall(lambda: self._rollout(env), self.device, self.cuda_graphs,
-                                              generators=generators)
+                                              generators=generators, phase="rollout")
         with cpu_fast_path.enabled(self._cpu_fast_path):
             self._rollout_call()
         return self._storage
@@ -389,24 +393,30 @@ class PQN(nn.Module):
         self.actor_optimizer.param_groups[0]["lr"].copy_(lr)
         self.critic_optimizer.param_groups[0]["lr"].copy_(lr)
         if self._split:
-            # Speed (CPU): the actor's half and the critic's half write disjoint tensors and only read the
-            # critic's parameters, so the actor's half runs on a second thread while this one runs the
-            # critic's. The halves cost about the same, and torch releases the GIL inside its ops.
-            actor_half = self._actor_thread.submit(self._actor_step, indices)
-            value_loss, q_values, critic_norm = self._critic_gradient(indices)
-            policy_loss, penalty_fraction, actor_norm = actor_half.result()
+            # Speed (CPU): the actor's and the critic's backward passes write disjoint gradients and only read
+            # the critic's parameters, so the actor's runs on a second thread while this one runs the critic's.
+            # They cost about the same, and torch releases the GIL inside its ops.
+            actor_half = self._actor_thread.submit(self._actor_gradient, indices)
+            value_loss, q_values = self._critic_gradient(indices)
+            policy_loss, penalty_fraction = actor_half.result()
         else:
-            policy_loss, penalty_fraction, actor_norm = self._actor_step(indices)
-            value_loss, q_values, critic_norm = self._critic_gradient(indices)
-        self.critic_optimizer.step()  # after the actor's backward pass through the critic's old parameters
+            policy_loss, penalty_fraction = self._actor_gradient(indices)
+            value_loss, q_values = self._critic_gradient(indices)
+        # On this thread and in this order: the ranks of a data-parallel run must issue their collectives alike.
+        average_gradients([self._actor_flat.grad])
+        average_gradients([self._critic_flat.grad])
+        actor_norm = _clip_gradients(self.actor, self._actor_flat, self.config.max_grad_norm)
+        critic_norm = _clip_gradients(self.critic, self._critic_flat, self.config.max_grad_norm)
+        self.actor_optimizer.step()
+        self.critic_optimizer.step()  # only after the actor's backward pass through the critic's old parameters
         self.grad_steps += 1
         return torch.stack([value_loss, policy_loss, q_values.mean(), critic_norm, actor_norm,
                             penalty_fraction]).detach().to(torch.float64)
 
-    def _actor_step(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The actor's loss through the current critic, its clipped gradient and optimizer step.
+    def _actor_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's loss through the current critic and its gradient (the actor's parameters only).
 
-        Returns (loss, penalty fraction, gradient norm); gradients reach the actor's parameters only.
+        Returns (loss, penalty fraction).
         """
         config = self.config
         batch = self._batch
@@ -417,22 +427,16 @@ class PQN(nn.Module):
             self.critic.mean_q(critic_obs, new_action), new_action, batch["original_action"][indices],
             self.actor.action_scale, self.actor.action_bias, config.penalty_threshold, config.penalty_coeff)
         policy_loss.backward(inputs=list(self.actor.parameters()))
-        actor_norm = _clip_gradients(self.actor, self._actor_flat, config.max_grad_norm)
-        self.actor_optimizer.step()
-        return policy_loss, penalty_fraction, actor_norm
+        return policy_loss, penalty_fraction
 
-    def _critic_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The critic's loss on the rollout actions and its clipped gradient; the step is the caller's.
-
-        Returns (loss, Q-values [K, B], gradient norm).
-        """
+    def _critic_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The critic's loss on the rollout actions and its gradient; returns (loss, Q-values [K, B])."""
         batch = self._batch
         self.critic_optimizer.zero_grad(set_to_none=False)
         q_values = self.critic(batch["critic_obs"][indices], batch["action"][indices])
         value_loss = critic_loss(q_values, batch["target"][indices])
         value_loss.backward(inputs=list(self.critic.parameters()))
-        critic_norm = _clip_gradients(self.critic, self._critic_flat, self.config.max_grad_norm)
-        return value_loss, q_values, critic_norm
+        return value_loss, q_values
 
     def train_iteration(self, env: Any) -> None:
         """One rollout in ``env`` followed by its update."""
@@ -500,7 +504,15 @@ class PQN(nn.Module):
         """Start over with fresh (not yet captured) phases; the rollout's is made at the next ``collect``."""
         self._rollout_env: Any = None
         self._rollout_call: CapturedCall | None = None
-        self._learn_call = CapturedCall(self._learn, self.device, self.cuda_graphs)
+        self._learn_call = CapturedCall(self._learn, self.device, self.cuda_graphs, phase="update")
+
+    @property
+    def fallbacks(self) -> dict[str, str]:
+        """GPU speed paths that failed and now run eagerly, e.g. ``{"update graph": "RuntimeError: ..."}``."""
+        calls = {"rollout graph": self._rollout_call, "update graph": self._learn_call,
+                 "rollout compile": self.policy_step, "update compile": self.minibatch_step}
+        return {name: call.fallback_error for name, call in calls.items()
+                if getattr(call, "fallback_error", None) is not None}
 
     def _observe(self, obs: torch.Tensor, critic_obs: torch.Tensor, update_statistics: bool = True) -> None:
         """Fold raw observations into the running statistics; store them normalized as the current ones.
@@ -539,4 +551,5 @@ def _clip_gradients(module: nn.Module, flat: torch.Tensor, max_norm: float) -> t
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (inf and nan in a config are errors, not settings)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -9,6 +9,7 @@ import torch
 
 from pqn_torch.envs.core import BatchedEnv
 from pqn_torch.envs.physics import PhysicsConfig, make_physics, resolve_backend
+from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
 from pqn_torch.envs.tasks import TASKS, get_task_class
 
 
@@ -42,11 +43,13 @@ def make_env(task: str, num_envs: int, device: str | torch.device = "auto", back
              **task_overrides: Any) -> BatchedEnv:
     """``num_envs`` worlds of ``task`` on ``device`` with physics ``backend`` (``auto``, ``warp``, ``mujoco``).
 
-    ``task_overrides`` change the task's config (``episode_length``, ``ctrl_dt``, ...).
+    ``task_overrides`` change the task's config (``episode_length``, ``ctrl_dt``, ``action_repeat``, ...; robot
+    tasks also ``obs_noise_level`` and, for the joystick tasks, ``perturbations``).
     ``reset_pool_size`` sets how many start states are pre-sampled (default ``max(num_envs, 1024)``),
     ``num_threads`` the native MuJoCo backend's worker threads (default: all cores).
     """
     task_class = get_task_class(task)
+    capture_mujoco_warnings()  # counted and rate-limited on stderr, never MUJOCO_LOG.TXT in the working directory
     if not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
     torch_device = resolve_device(device)

@@ -1,15 +1,18 @@
 """The batched env: N worlds of one task, stepped together, reset per world on device.
 
-Data path of one ``step``: validate action -> sanitize -> ``ctrl`` -> physics -> reward, observation,
-termination -> episode bookkeeping -> autoreset of finished worlds from the start-state pool.
+Data path of one ``step``: validate action -> sanitize -> task ``control`` (``ctrl``, perturbations) ->
+physics -> task ``transition`` (reward, observation, termination, task-state update), repeated
+``action_repeat`` times with rewards summed -> episode bookkeeping -> autoreset of finished worlds from the
+start-state pool, with fresh task state.
 Every operation after validation is a tensor op with no host sync on CUDA, so a step can be
 captured in a CUDA graph. On the CPU, where a host check is free, ``host_shortcuts`` skips the
 per-world masked work (non-finite handling, autoreset) in the common case that no world needs it.
 
 Start states: a task's reset may be expensive (CheetahRun settles for 200 physics steps), so the env
-draws ``reset_pool_size`` start states once, at construction, runs the task's settle steps and a
-``forward`` on them, and stores the complete physics view (qpos, qvel, act, mocap, sensordata, time).
-Resetting a world copies a uniformly drawn pool entry into it: no physics call at reset, identical
+draws ``reset_pool_size`` start states once, at construction, runs the task's settle steps (with the
+task's start ``ctrl``) and a ``forward`` on them, and stores the complete physics view (qpos, qvel, act,
+ctrl, mocap, sensordata, time). Resetting a world copies a uniformly drawn pool entry into it, zeroes its
+applied forces and draws fresh task state (commands, timers, ...): no physics call at reset, identical
 observations to a fresh reset, and the same code path on every backend.
 """
 
@@ -19,10 +22,13 @@ import torch
 from tensordict import TensorDict
 
 from pqn_torch.envs.physics.base import Physics
-from pqn_torch.envs.tasks.base import Task
+from pqn_torch.envs.tasks.base import Task, TaskState
 
-STATE_FIELDS = ("qpos", "qvel", "act", "mocap_pos", "mocap_quat", "sensordata", "time")
+STATE_FIELDS = ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "sensordata", "time")
 COUNTERS = ("nonfinite_states", "nonfinite_rewards", "nonfinite_actions", "episodes")
+MAX_STATE_VALUE = 1e10
+"""MuJoCo's own limit (``mjMAXVAL``): a larger ``qpos``/``qvel`` entry makes MuJoCo call the simulation unstable.
+The env treats a world with any state or observation entry beyond it (or non-finite) as unstable."""
 
 
 class BatchedEnv:
@@ -38,12 +44,13 @@ class BatchedEnv:
 
         model = physics.mj_model
         ranges = torch.as_tensor(model.actuator_ctrlrange, dtype=torch.float32)
-        limited = torch.as_tensor(model.actuator_ctrllimited, dtype=torch.bool)
+        limited = torch.as_tensor(model.actuator_ctrllimited, dtype=torch.bool) & (not task.normalized_actions)
         self.action_low = torch.where(limited, ranges[:, 0], -1.0).to(self.device)
         self.action_high = torch.where(limited, ranges[:, 1], 1.0).to(self.device)
         self.action_dim = model.nu
         self.episode_length = task.config.episode_length
         self.ctrl_dt = task.config.ctrl_dt
+        self.action_repeat = task.config.action_repeat
         self.host_shortcuts = self.device.type == "cpu"
         """Skip masked per-world work after a scalar host check; off on CUDA (no sync, graph-capturable)."""
 
@@ -55,11 +62,13 @@ class BatchedEnv:
         self.stats = {name: torch.zeros((), dtype=torch.int64, device=self.device) for name in COUNTERS}
 
         # Tasks without a privileged critic observation hand the actor's to the critic: compute it once.
-        self._critic_sees_actor_obs = type(task).critic_observation is Task.critic_observation
+        self._critic_sees_actor_obs = task.critic_sees_actor_obs
         pool_size = reset_pool_size or max(self.num_envs, 1024)
         self._pool = self._build_start_pool(pool_size)
-        self.obs_dim = int(task.observation(physics).shape[-1])
-        self.critic_obs_dim = int(task.critic_observation(physics).shape[-1])
+        self.task_state: TaskState = task.initial_state(self.generator, self.num_envs, physics)
+        """Per-world task state (commands, timers, last actions, ...): replaced in place, never rebound."""
+        obs, critic_obs = self._observations()
+        self.obs_dim, self.critic_obs_dim = int(obs.shape[-1]), int(critic_obs.shape[-1])
 
     # ----------------------------------------------------------------- start states
     def _build_start_pool(self, size: int) -> dict[str, torch.Tensor]:
@@ -69,22 +78,21 @@ class BatchedEnv:
         for _ in range(-(-size // self.num_envs)):
             self._write_start_states(everyone)
             if self.task.settle_steps:
-                self.physics.ctrl.zero_()
                 self.physics.step(self.task.settle_steps)
                 self.physics.time.zero_()
             for name in STATE_FIELDS:
                 chunks[name].append(getattr(self.physics, name).clone())
         pool = {name: torch.cat(parts)[:size] for name, parts in chunks.items()}
-        finite = torch.isfinite(pool["qpos"]).all() & torch.isfinite(pool["qvel"]).all()
-        if not bool(finite):
-            raise RuntimeError(f"task {self.task.name}: non-finite start states after settling; check the model")
+        if not bool(_stable_worlds((pool["qpos"], pool["qvel"])).all()):
+            raise ValueError(f"task {self.task.name}: unstable start states after settling (non-finite or beyond "
+                             f"{MAX_STATE_VALUE:g}); the model is unstable with these task options ({self.task.config})")
         return pool
 
     def _write_start_states(self, mask: torch.Tensor) -> None:
         """Fresh samples from the task's reset distribution into the worlds in ``mask``, then forward."""
         start = self.task.sample_start(self.generator, self.num_envs, self.physics)
-        self._write_state(mask, {"qpos": start.qpos, "qvel": start.qvel, "mocap_pos": start.mocap_pos,
-                                 "mocap_quat": start.mocap_quat})
+        self._write_state(mask, {"qpos": start.qpos, "qvel": start.qvel, "ctrl": self.task.start_ctrl(start.qpos),
+                                 "mocap_pos": start.mocap_pos, "mocap_quat": start.mocap_quat})
         self.physics.forward()
 
     def _write_state(self, mask: torch.Tensor, values: dict[str, torch.Tensor | None]) -> None:
@@ -93,16 +101,18 @@ class BatchedEnv:
         model = physics.mj_model
         defaults = {
             "act": torch.zeros_like(physics.act),
+            "ctrl": torch.zeros_like(physics.ctrl),
             "time": torch.zeros_like(physics.time),
             "mocap_pos": _model_mocap(model.body_pos, model.body_mocapid, physics.mocap_pos),
             "mocap_quat": _model_mocap(model.body_quat, model.body_mocapid, physics.mocap_quat),
         }
-        for name in ("qpos", "qvel", "act", "mocap_pos", "mocap_quat", "time"):
+        for name in ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "time"):
             value = values.get(name)
             if value is None:
                 value = defaults[name]
             view = getattr(physics, name)
             view.copy_(torch.where(_expand_mask(mask, view), value.to(view.dtype), view))
+        physics.xfrc_applied.masked_fill_(_expand_mask(mask, physics.xfrc_applied), 0.0)
         physics.clear_warmstart(mask)
 
     def _autoreset(self, done: torch.Tensor) -> None:
@@ -114,10 +124,21 @@ class BatchedEnv:
         for name in STATE_FIELDS:
             view = getattr(self.physics, name)
             view.copy_(torch.where(_expand_mask(done, view), self._pool[name][index], view))
+        self.physics.xfrc_applied.masked_fill_(_expand_mask(done, self.physics.xfrc_applied), 0.0)
         self.physics.clear_warmstart(done)
+        self._replace_task_state(done, {})
         self._episode_step.masked_fill_(done, 0)
         self._episode_return.masked_fill_(done, 0.0)
         self._time_limit.masked_fill_(done, self.episode_length)
+
+    def _replace_task_state(self, mask: torch.Tensor, given: TaskState) -> None:
+        """Fresh task state (``given`` entries, the rest sampled) in the worlds in ``mask``, written in place."""
+        if not self.task_state:
+            return
+        fresh = self.task.initial_state(self.generator, self.num_envs, self.physics)
+        fresh.update(given)
+        for name, view in self.task_state.items():
+            view.copy_(torch.where(_expand_mask(mask, view), fresh[name].to(view.dtype), view))
 
     # ----------------------------------------------------------------- public API
     def reset(self, seed: int | None = None, staggered: bool = False) -> TensorDict:
@@ -138,19 +159,41 @@ class BatchedEnv:
                                                  generator=self.generator, device=self.device))
         return self._observe()
 
-    def reset_to(self, qpos: torch.Tensor, qvel: torch.Tensor, mocap_pos: torch.Tensor | None = None,
-                 mocap_quat: torch.Tensor | None = None) -> TensorDict:
-        """Start every world from the given joint state (time 0, no settling).
+    def reset_to(self, qpos: torch.Tensor, qvel: torch.Tensor, ctrl: torch.Tensor | None = None,
+                 mocap_pos: torch.Tensor | None = None, mocap_quat: torch.Tensor | None = None,
+                 task_state: TaskState | None = None) -> TensorDict:
+        """Start every world from the given joint state (time 0, no settling, no applied forces); tensors or
+        numpy arrays.
 
+        ``ctrl`` defaults to the task's start control for ``qpos`` (Go1: the joint angles; DM tasks: 0).
         Task state kept in mocap bodies (targets) is taken from ``mocap_pos``/``mocap_quat`` when
-        given, else drawn from the task's reset distribution with the env's seeded generator.
+        given, else drawn from the task's reset distribution with the env's seeded generator; likewise
+        ``task_state`` (e.g. ``{"command": tensor[N, 3]}`` for a joystick task): the names given are used,
+        every other entry of ``env.task_state`` is drawn fresh.
         """
         physics = self.physics
-        given = {"qpos": qpos, "qvel": qvel, "mocap_pos": mocap_pos, "mocap_quat": mocap_quat}
+        given = {"qpos": qpos, "qvel": qvel, "ctrl": ctrl, "mocap_pos": mocap_pos, "mocap_quat": mocap_quat}
         for name, value in given.items():
+            if value is None:
+                continue
             expected = tuple(getattr(physics, name).shape)
-            if value is not None and tuple(value.shape) != expected:
+            try:
+                value = given[name] = torch.as_tensor(value)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"reset_to: {name} must be a tensor or array of shape {expected}, "
+                                f"got {type(value).__name__}") from None
+            if tuple(value.shape) != expected:
                 raise ValueError(f"reset_to: {name} must have shape {expected}, got {tuple(value.shape)}")
+        task_state = {name: torch.as_tensor(value) for name, value in (task_state or {}).items()}
+        for name, value in task_state.items():
+            if name not in self.task_state:
+                raise ValueError(f"reset_to: task {self.task.name} has no task state {name!r}; "
+                                 f"valid: {sorted(self.task_state)}")
+            expected = tuple(self.task_state[name].shape)
+            if tuple(value.shape) != expected:
+                raise ValueError(f"reset_to: task_state[{name!r}] must have shape {expected}, got {tuple(value.shape)}")
+        if ctrl is None:
+            given["ctrl"] = self.task.start_ctrl(given["qpos"].to(device=self.device, dtype=physics.dtype))
         if mocap_pos is None or mocap_quat is None:
             sampled = self.task.sample_start(self.generator, self.num_envs, physics)
             given["mocap_pos"] = mocap_pos if mocap_pos is not None else sampled.mocap_pos
@@ -158,6 +201,7 @@ class BatchedEnv:
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._write_state(everyone, {k: (v.to(self.device) if v is not None else None) for k, v in given.items()})
         physics.forward()
+        self._replace_task_state(everyone, {name: value.to(self.device) for name, value in task_state.items()})
         self._episode_step.zero_()
         self._episode_return.zero_()
         self._time_limit.fill_(self.episode_length)
@@ -167,11 +211,11 @@ class BatchedEnv:
         """Apply ``action`` [N, action_dim] for one control period in every world; see module docstring.
 
         Non-finite action entries are replaced by 0 (and counted in ``stats["nonfinite_actions"]``),
-        then actions are clipped to the actuators' control range. A world whose physics state turns
-        non-finite is terminated, its reward set to 0, its final observation zeroed, and it is reset
-        (``stats["nonfinite_states"]``).
+        then actions are clipped to the actuators' control range. An unstable world (``qpos``, ``qvel``
+        or observation non-finite or beyond ``MAX_STATE_VALUE``) is terminated, its reward set to 0,
+        its final observations zeroed, and it is reset (counted in ``stats["nonfinite_states"]``).
 
-        With ``host_shortcuts`` (the CPU) the rare cases (non-finite action or state) are found by one
+        With ``host_shortcuts`` (the CPU) the rare cases (non-finite action, unstable state) are found by one
         scalar check each and only then take the per-world masked path; otherwise that path always
         runs (no host sync, graph-safe).
         """
@@ -185,27 +229,29 @@ class BatchedEnv:
         action = action.clamp(self.action_low, self.action_high)
 
         physics = self.physics
-        physics.ctrl.copy_(action)
-        physics.step()
-
-        reward = self.task.reward(physics, action.to(physics.dtype)).float()
-        obs, critic_obs = self._observations()
-        terminated = self.task.terminated(physics)
-        # A NaN or inf anywhere makes the sum non-finite: one scalar test covers the common all-finite case.
-        all_finite = shortcuts and bool(torch.isfinite(physics.qpos.sum() + physics.qvel.sum() + obs.sum()
-                                                 + critic_obs.sum() + reward.sum()))
-        if all_finite:
+        task_action = action.to(physics.dtype)
+        reward, terminated = 0.0, False
+        for _ in range(self.action_repeat):
+            self.task.control(physics, task_action, self.task_state, self.generator)
+            physics.step()
+            result = self.task.transition(physics, task_action, self.task_state, self.generator)
+            reward = reward + result.reward.float()
+            terminated = terminated | result.terminated
+        obs, critic_obs = self._float_observations(result.obs, result.critic_obs)
+        # One scalar test covers the common case: every entry finite and within MuJoCo's limit.
+        checked = (physics.qpos, physics.qvel, obs, critic_obs)
+        all_stable = shortcuts and bool((_largest_magnitude(checked) <= MAX_STATE_VALUE)
+                                        & torch.isfinite(reward.sum()))
+        if all_stable:
             unstable = torch.zeros_like(terminated)
         else:
-            unstable = ~(torch.isfinite(physics.qpos).all(dim=-1) & torch.isfinite(physics.qvel).all(dim=-1))
-            unstable |= ~(torch.isfinite(obs).all(dim=-1) & torch.isfinite(critic_obs).all(dim=-1))
+            unstable = ~_stable_worlds(checked)
             bad_reward = ~torch.isfinite(reward) | unstable
             self.stats["nonfinite_states"] += unstable.sum()
             self.stats["nonfinite_rewards"] += bad_reward.sum()
             reward = torch.where(bad_reward, 0.0, reward)
-            obs = torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
-            critic_obs = obs if self._critic_sees_actor_obs else torch.nan_to_num(critic_obs, nan=0.0, posinf=0.0,
-                                                                                  neginf=0.0)
+            obs = torch.where(unstable.unsqueeze(-1), 0.0, obs)
+            critic_obs = obs if self._critic_sees_actor_obs else torch.where(unstable.unsqueeze(-1), 0.0, critic_obs)
             terminated = terminated | unstable
         self._episode_step += 1
         self._episode_return += reward
@@ -251,10 +297,11 @@ class BatchedEnv:
 
     def _observations(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(actor, critic) observations of the current state as float32."""
-        obs = self.task.observation(self.physics).float()
-        if self._critic_sees_actor_obs:
-            return obs, obs
-        return obs, self.task.critic_observation(self.physics).float()
+        return self._float_observations(*self.task.observe(self.physics, self.task_state, self.generator))
+
+    def _float_observations(self, obs: torch.Tensor, critic_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        obs = obs.float()
+        return obs, (obs if self._critic_sees_actor_obs else critic_obs.float())
 
     def _check_action(self, action: torch.Tensor) -> None:
         expected = (self.num_envs, self.action_dim)
@@ -266,6 +313,19 @@ class BatchedEnv:
             raise TypeError(f"action must be a floating-point tensor, got dtype {action.dtype}")
         if action.device != self.device:
             raise ValueError(f"action is on {action.device} but the env runs on {self.device}; move it with .to()")
+
+
+def _largest_magnitude(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The largest absolute entry over ``tensors`` (NaN if any entry is NaN), as one float64 scalar."""
+    return torch.stack([t.abs().amax().double() for t in tensors]).amax()
+
+
+def _stable_worlds(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """[N] bool: the worlds whose entries in every [N, ...] tensor are finite and within ``MAX_STATE_VALUE``."""
+    stable = torch.ones(tensors[0].shape[0], dtype=torch.bool, device=tensors[0].device)
+    for tensor in tensors:
+        stable &= (tensor.abs() <= MAX_STATE_VALUE).flatten(1).all(dim=-1)
+    return stable
 
 
 def _expand_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

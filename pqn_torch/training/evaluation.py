@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
-
-from pqn_torch.algo.pqn import PQN
 
 
 @dataclass
@@ -35,24 +33,36 @@ class EvalResult:
         return float(self.lengths.float().mean()) if self.episodes else float("nan")
 
 
-@torch.no_grad()
-def evaluate(agent: PQN, env: Any, num_steps: int | None = None,
-             on_step: Callable[[Any], None] | None = None) -> EvalResult:
-    """Reset ``env`` and run ``num_steps`` (default: one episode length) deterministic steps.
+class StepRecorder(Protocol):
+    """Watches an evaluation (e.g. :class:`pqn_torch.training.video.VideoRecorder`)."""
 
-    Each env contributes its first finished episode; the raw (un-normalized) reward is summed, and
-    the agent's observation statistics are used frozen. One host copy, at the end. ``on_step``
-    is called with each step's result (e.g. to record a video).
+    def start(self) -> None:
+        """Called right after the env's reset."""
+
+    def capture(self, result: Any) -> None:
+        """Called with each step's result."""
+
+
+@torch.no_grad()
+def evaluate(policy: Callable[[torch.Tensor], torch.Tensor], env: Any, num_steps: int | None = None,
+             recorder: StepRecorder | None = None) -> EvalResult:
+    """Reset ``env`` and run ``num_steps`` (default: one episode length) steps of ``policy``.
+
+    ``policy`` maps raw observations to actions deterministically (``agent.act``, a
+    :class:`pqn_torch.policy.Policy`). Each env contributes its first finished episode; the raw
+    (un-normalized) reward is summed. One host copy, at the end.
     """
     steps = env.episode_length if num_steps is None else num_steps
     observation = env.reset()["obs"]
+    if recorder is not None:
+        recorder.start()
     finished = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
     returns = torch.zeros(env.num_envs, device=env.device)
     lengths = torch.zeros(env.num_envs, dtype=torch.int64, device=env.device)
     for _ in range(steps):
-        result = env.step(agent.act(observation))
-        if on_step is not None:
-            on_step(result)
+        result = env.step(policy(observation))
+        if recorder is not None:
+            recorder.capture(result)
         first = result["done"] & ~finished
         returns = torch.where(first, result["episode_return"], returns)
         lengths = torch.where(first, result["episode_length"], lengths)

@@ -54,3 +54,22 @@ class RunLogger:
     def close(self) -> None:
         self.bar.close()
         self.writer.close()
+
+
+class QuietLogger:
+    """The logger of ranks other than 0 under torchrun: rank 0 alone writes tensorboard and the console."""
+
+    def scalars(self, values: dict[str, float], env_steps: int) -> None:
+        """Rank 0 writes the scalars."""
+
+    def agent_metrics(self, metrics: dict[str, float], env_steps: int) -> None:
+        """Rank 0 writes the metrics."""
+
+    def progress(self, env_steps: int, **postfix: str) -> None:
+        """Rank 0 shows the progress bar."""
+
+    def message(self, text: str) -> None:
+        """Rank 0 prints."""
+
+    def close(self) -> None:
+        """Nothing is open."""

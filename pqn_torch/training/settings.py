@@ -6,16 +6,20 @@ is valid, so ``train.py`` can fail at start instead of minutes into a run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from pqn_torch.algo.pqn import PQNConfig
+from pqn_torch.envs.tasks import get_task_class
 
-RUNTIME_KEYS = ("device", "backend", "num_threads", "torch_threads", "split_update", "compile", "cuda_graphs",
-                "log_interval", "checkpoint_interval", "resume")
-"""Keys a resumed run takes from its own command line; everything else comes from the checkpoint."""
+MACHINE_KEYS = ("device", "backend", "num_threads", "torch_threads", "split_update", "compile", "cuda_graphs",
+                "resume")
+"""Keys a resumed run always takes from its own command line (the checkpoint may come from another machine)."""
+RUNTIME_KEYS = (*MACHINE_KEYS, "log_interval", "checkpoint_interval")
+"""Keys a resumed run may change; the non-machine ones only when its command line sets them."""
 
 
 class ConfigError(ValueError):
@@ -45,14 +49,26 @@ class RunSettings:
     checkpoint_interval: float
 
 
-def settings_from_config(config: dict[str, Any]) -> RunSettings:
-    """Check the composed config (as a plain, resolved dict) and return the run's settings."""
+def settings_from_config(config: dict[str, Any], world_size: int = 1) -> RunSettings:
+    """Check the composed config (as a plain, resolved dict) and return the run's settings.
+
+    ``world_size``: ranks training together (torchrun), each with ``alg.num_envs`` envs; an update is
+    ``world_size * alg.num_envs * alg.num_steps`` env steps.
+    """
     task = _mapping(config, "task")
     if not isinstance(task.get("name"), str):
         raise ConfigError(f"task.name must be a task name string, got {task.get('name')!r}")
     overrides = task.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise ConfigError(f"task.overrides must be a mapping of task options, got {overrides!r}")
+    try:
+        task_class = get_task_class(task["name"])
+    except ValueError as error:
+        raise ConfigError(f"task.name: {error}") from None
+    try:
+        task_class(**overrides)  # checks the options (cheap: the model is built later, by the env)
+    except ValueError as error:
+        raise ConfigError(f"task.overrides ({task['name']}): {error}") from None
     alg_values = dict(_mapping(config, "alg"))
     alg_values.pop("total_timesteps", None)  # the preset's default for the top-level total_timesteps
     try:
@@ -70,14 +86,23 @@ def settings_from_config(config: dict[str, Any]) -> RunSettings:
         num_threads = _positive_int("num_threads", num_threads)
     torch_threads = config.get("torch_threads")
     torch_threads = 1 if torch_threads is None else _positive_int("torch_threads", torch_threads)
-    resume = config.get("resume")
-    if resume is not None and not isinstance(resume, str):
-        raise ConfigError(f"resume must be a run directory or checkpoint path, got {resume!r}")
+    total_timesteps = _positive_int("total_timesteps", config.get("total_timesteps"))
+    steps_per_update = world_size * alg.num_envs * alg.num_steps
+    if total_timesteps < steps_per_update:
+        ranks = f"{world_size} ranks x " if world_size > 1 else ""
+        raise ConfigError(f"total_timesteps ({total_timesteps:,}) must be at least one update, {ranks}alg.num_envs * "
+                          f"alg.num_steps = {steps_per_update:,}")
+    num_updates = total_timesteps // steps_per_update
+    checkpoint_interval = _fraction("checkpoint_interval", config.get("checkpoint_interval", 0.1), allow_zero=True)
+    if 0 < checkpoint_interval * num_updates < 1:
+        raise ConfigError(f"checkpoint_interval={checkpoint_interval} is less than one update of this run "
+                          f"({num_updates} updates); use 0 (final checkpoint only) or a fraction >= "
+                          f"{1 / num_updates:.3g}")
     return RunSettings(
         task=task["name"],
         task_overrides=dict(overrides),
         alg=alg,
-        total_timesteps=_positive_int("total_timesteps", config.get("total_timesteps")),
+        total_timesteps=total_timesteps,
         seed=_seed(config.get("seed")),
         device=_string("device", config.get("device", "auto")),
         backend=_string("backend", config.get("backend", "auto")),
@@ -86,19 +111,75 @@ def settings_from_config(config: dict[str, Any]) -> RunSettings:
         split_update=split_flag,
         compile=compile_flag,
         cuda_graphs=graphs_flag,
-        resume=resume,
+        resume=resume_location(config),
         eval_interval=_fraction("eval.interval", evaluation.get("interval", 0.1), allow_zero=False),
         eval_num_envs=_positive_int("eval.num_envs", eval_num_envs),
         log_interval=_positive_int("log_interval", config.get("log_interval", 10)),
-        checkpoint_interval=_fraction("checkpoint_interval", config.get("checkpoint_interval", 0.1), allow_zero=True),
+        checkpoint_interval=checkpoint_interval,
     )
 
 
-def merge_for_resume(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """The config of a resumed run: the checkpoint's, with the :data:`RUNTIME_KEYS` of this command line."""
+def resume_location(config: dict[str, Any]) -> str | None:
+    """The validated ``resume`` value: a run dir or checkpoint path, or None."""
+    resume = config.get("resume")
+    if resume is not None and not isinstance(resume, str):
+        raise ConfigError(f"resume must be a run directory or checkpoint path, got {resume!r}")
+    return resume
+
+
+def merge_for_resume(saved: dict[str, Any], current: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The config of a resumed run: the checkpoint's, with this command line's :data:`MACHINE_KEYS`.
+
+    ``overrides`` are the keys this command line set (``task``, ``alg.lr_start``, ``seed``, ...). The
+    other :data:`RUNTIME_KEYS` among them are taken too; any other one whose value differs from the
+    checkpoint's is refused, all of them in one line, except a larger ``total_timesteps``: that extends
+    the run.
+    """
     merged = dict(saved)
-    merged.update({key: current.get(key) for key in RUNTIME_KEYS if key in current})
+    merged.update({key: current[key] for key in RUNTIME_KEYS
+                   if key in current and (key in MACHINE_KEYS or key in overrides)})
+    conflicts = []
+    for key in dict.fromkeys(overrides):
+        path = key.split(".")
+        if path[0] in RUNTIME_KEYS or path[0] == "hydra":
+            continue
+        new, old = _lookup(current, path), _lookup(saved, path)
+        if key == "total_timesteps" and _is_number(new) and _is_number(old) and new >= old:
+            merged["total_timesteps"] = new
+        else:
+            conflicts += _differences(key, new, old)
+    if conflicts:
+        raise ConfigError(f"resume: {', '.join(conflicts)} on the command line; a resumed run keeps its task, alg, "
+                          "seed and eval settings (drop these overrides, or start a new run; total_timesteps may "
+                          "be raised to extend the run)")
     return merged
+
+
+_MISSING = object()
+
+
+def _lookup(config: dict[str, Any], path: list[str]) -> Any:
+    for part in path:
+        if not isinstance(config, dict) or part not in config:
+            return _MISSING
+        config = config[part]
+    return config
+
+
+def _differences(key: str, new: Any, old: Any) -> list[str]:
+    """``key=new (the run has old)`` for every leaf where two configs differ (groups such as ``alg`` expanded)."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        return [line for sub in dict.fromkeys([*old, *new])
+                for line in _differences(f"{key}.{sub}", new.get(sub, _MISSING), old.get(sub, _MISSING))]
+    return [] if new == old else [f"{key}={_shown(new)} (the run has {_shown(old)})"]
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is _MISSING else str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _mapping(config: dict[str, Any], key: str) -> dict[str, Any]:
@@ -111,6 +192,16 @@ def _mapping(config: dict[str, Any], key: str) -> dict[str, Any]:
 def resolve_switch(value: bool | str, device: torch.device) -> bool:
     """A validated ``true``/``false``/``auto`` setting on ``device``: ``auto`` means on with CUDA."""
     return device.type == "cuda" if value == "auto" else value
+
+
+def resolve_graphs_switch(value: bool | str, device: torch.device, world_size: int) -> bool:
+    """``cuda_graphs`` on ``device``; off with several ranks: their phases hold collectives, untested captured."""
+    if world_size == 1:
+        return resolve_switch(value, device)
+    if value is True:
+        raise ConfigError(f"cuda_graphs=true is not supported with {world_size} ranks (torchrun): the rollout and "
+                          "update hold NCCL collectives; use cuda_graphs=auto or false")
+    return False
 
 
 def _switch(config: dict[str, Any], key: str) -> bool | str:

@@ -2,29 +2,75 @@
 
 ``run_training`` is hydra-free (it takes the composed config as a plain dict and an output folder),
 so tests and notebooks can drive it directly.
+
+What can go wrong, and what the run then does:
+
+- **Divergence.** At every log point (the loop's one device-to-host copy) the losses and metrics are
+  checked, together with a device-side count of non-finite weights; before every evaluation and
+  checkpoint the weights are checked again. Anything non-finite stops the run with
+  :class:`TrainingDiverged`, naming the update; the non-finite state is never saved, so the latest
+  checkpoint stays the last good one.
+- **Unstable physics.** Worlds the env had to reset are counted; when their rate over a log interval
+  crosses ``UNSTABLE_WARNING_RATE`` the console says so (once, until the rate drops again).
+- **Ctrl-C / SIGTERM.** The first signal finishes the current update (or stops the evaluation),
+  saves a checkpoint, flushes tensorboard and raises :class:`TrainingInterrupted` with the command to
+  resume; a second one stops at once.
+- **Several ranks (torchrun).** Rank 0 alone evaluates, logs, shows progress and writes the run dir;
+  the others hold no run dir. Stop signals and divergence are agreed on at the log points (one
+  ``all_reduce`` carries the metrics, the counters and a stop flag), so every rank stops at the same
+  update and none waits forever in a collective; see :mod:`pqn_torch.distributed`.
+- **A checkpoint that cannot be written** (full disk) is reported with its file and reason and the
+  run goes on; only a failed final checkpoint ends the run with the error.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
-from pqn_torch.algo.pqn import PQN
+from pqn_torch import distributed
+from pqn_torch.algo.pqn import PQN, ROLLOUT_METRICS, UPDATE_METRICS
 from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
 from pqn_torch.envs import make_env, resolve_device
 from pqn_torch.envs.physics import resolve_backend
-from pqn_torch.training.checkpoint import load_checkpoint, prepare_checkpoint_dir, save_checkpoint
+from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
+from pqn_torch.training.checkpoint import (CHECKPOINT_DIR, CheckpointWriteError, listed, load_checkpoint,
+                                           nonfinite_weights, save_checkpoint, weight_tensors)
 from pqn_torch.training.evaluation import EvalResult, evaluate
-from pqn_torch.training.logger import RunLogger
-from pqn_torch.training.settings import merge_for_resume, resolve_switch, settings_from_config
+from pqn_torch.training.logger import QuietLogger, RunLogger
+from pqn_torch.training.run_dir import check_writable, claim_run_dir, remove_failed_start
+from pqn_torch.training.settings import (ConfigError, merge_for_resume, resolve_graphs_switch, resolve_switch,
+                                         resume_location, settings_from_config)
 
-CPU_PRESET = "cpu"
+UNSTABLE_WARNING_RATE = 1e-3
+"""Fraction of world-steps reset as unstable, over one log interval, above which the console warns."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingDiverged(RuntimeError):
+    """Losses, metrics or weights became non-finite; the message names the update and the latest checkpoint."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Stopped by a signal; ``signum`` is the signal, the message says what was saved and how to resume."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class _StopRequested(Exception):
+    """Raised inside an evaluation to cut it short after a stop signal."""
 
 
 @dataclass
@@ -52,107 +98,229 @@ class TrainingRun:
     """One training run: set up at construction (where every config error surfaces), then :meth:`run`.
 
     ``config`` is the resolved hydra config as a plain dict; ``alg_preset`` the name of the ``alg``
-    preset in use (for the hint that points CPU users at ``alg=cpu``).
+    preset in use (for the hint that points CPU users at its CPU-sized twin in ``config["cpu_presets"]``).
+    ``overrides``: the config keys
+    the command line set, which a resumed run checks against its checkpoint
+    (:func:`~pqn_torch.training.settings.merge_for_resume`). ``rename_if_taken``: ``run_dir`` is a
+    default name, replaced by ``<name>_<n>`` when another run holds it. A failed construction removes
+    what it created.
     """
 
     def __init__(self, config: dict[str, Any], run_dir: str | Path, alg_preset: str | None = None,
-                 show_progress: bool = True) -> None:
+                 show_progress: bool = True, overrides: Sequence[str] = (), rename_if_taken: bool = False) -> None:
         self.started = time.perf_counter()
         self.alg_preset = alg_preset
-        self.run_dir = Path(run_dir)
+        self.run_dir: Path | None = None
+        self._claimed_dir: Path | None = None
+        try:
+            self._set_up(config, Path(run_dir), show_progress, overrides, rename_if_taken)
+        except BaseException:
+            remove_failed_start(self._claimed_dir, Path(run_dir))
+            raise
+
+    def _set_up(self, config: dict[str, Any], requested_dir: Path, show_progress: bool, overrides: Sequence[str],
+                rename_if_taken: bool) -> None:
         checkpoint = None
-        if config.get("resume"):
+        schedule_timesteps = None
+        if resume_location(config):
             checkpoint = load_checkpoint(config["resume"])
-            config = merge_for_resume(checkpoint["config"], config)
+            config = merge_for_resume(checkpoint["config"], config, overrides)
+            schedule_timesteps = checkpoint.get("schedule_timesteps", checkpoint["config"]["total_timesteps"])
         self.config = config
-        self.settings = settings = settings_from_config(config)
+        self.settings = settings = settings_from_config(config, distributed.launched_world_size())
         device = resolve_device(settings.device)
+        self.ranks = ranks = distributed.init_from_env(device)
+        device = distributed.rank_device(device, ranks)
+        # alg.num_envs is per rank; total_timesteps counts the env steps of all ranks together.
+        steps_per_update = ranks.world_size * settings.alg.num_envs * settings.alg.num_steps
+        self.num_updates = settings.total_timesteps // steps_per_update
+        if checkpoint is not None and checkpoint.get("world_size", 1) != ranks.world_size:
+            raise ConfigError(f"resume: {checkpoint['path']} was trained by {checkpoint.get('world_size', 1)} "
+                              f"rank(s), this run has {ranks.world_size}; resume with the same number of ranks "
+                              f"(torchrun --nproc_per_node=...)")
+        if checkpoint is not None and checkpoint["updates"] >= self.num_updates:
+            raise ConfigError(f"resume: {checkpoint['path']} is the end of its run ({checkpoint['env_steps']:,} env "
+                              f"steps); pass a larger total_timesteps to extend it")
+        self.schedule_timesteps = int(schedule_timesteps or settings.total_timesteps)
         backend = resolve_backend(settings.backend, device)
         use_compile = resolve_switch(settings.compile, device)
-        use_graphs = resolve_switch(settings.cuda_graphs, device)
+        use_graphs = resolve_graphs_switch(settings.cuda_graphs, device, ranks.world_size)
         if device.type == "cpu":
             torch.set_num_threads(settings.torch_threads)
-        self.checkpoint_dir = prepare_checkpoint_dir(self.run_dir)
+        if ranks.is_main:
+            self.run_dir = self._claimed_dir = claim_run_dir(requested_dir, rename_if_taken)
 
-        self.env = make_env(settings.task, settings.alg.num_envs, device, backend, settings.seed,
+        # Each rank explores its own worlds with its own noise (seed + rank); rank 0's weights are broadcast.
+        self.env = make_env(settings.task, settings.alg.num_envs, device, backend, settings.seed + ranks.rank,
                             num_threads=settings.num_threads, **settings.task_overrides)
         self.eval_env = make_env(settings.task, settings.eval_num_envs, device, backend, settings.seed + 1,
-                                 num_threads=settings.num_threads, **settings.task_overrides)
-        torch.manual_seed(settings.seed)
-        self.agent = agent = PQN.for_env(self.env, settings.alg, settings.total_timesteps, compile=use_compile,
-                                         cuda_graphs=use_graphs, split_update=settings.split_update)
+                                 num_threads=settings.num_threads, **settings.task_overrides) \
+            if ranks.is_main else None
+        torch.manual_seed(settings.seed + ranks.rank)
+        # Schedules (learning rate, noise) span the run as first planned; an extended run's extra steps use
+        # their final values.
+        self.agent = agent = PQN.for_env(self.env, settings.alg, self.schedule_timesteps // ranks.world_size,
+                                         compile=use_compile, cuda_graphs=use_graphs,
+                                         split_update=settings.split_update)
         if checkpoint is not None:
             agent.load_checkpoint_state(checkpoint["agent"])
-            _restore_rng(checkpoint["rng"], self.env, self.eval_env)
+            bad = nonfinite_weights(agent)
+            if bad:
+                raise ValueError(f"{checkpoint['path']} holds non-finite weights ({listed(bad)}): it comes from a "
+                                 "diverged run; resume from an earlier checkpoint")
+            _restore_rng(checkpoint.get("rank_rng", [checkpoint["rng"]])[ranks.rank], self.env, self.eval_env)
+        distributed.broadcast_module(agent)
+        if not ranks.is_main:  # hydra made a run dir for this rank too: only rank 0's (named on all ranks) stays
+            remove_failed_start(None, requested_dir)
+        self.run_dir = Path(distributed.broadcast_object(str(self.run_dir)))
+        self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
         agent.reset(self.env, update_statistics=checkpoint is None)
 
         # The speed report times the first update after warm-up: compilation (compile) and the two eager
         # iterations plus the capture (cuda_graphs) would make the estimate far too slow.
         self.warmup_updates = WARMUP_CALLS + 1 if use_graphs else 1 if use_compile else 0
-        self.eval_every = max(1, int(agent.num_updates * settings.eval_interval))
-        self.checkpoint_every = int(agent.num_updates * settings.checkpoint_interval)
+        self.eval_every = max(1, int(self.num_updates * settings.eval_interval))
+        self.checkpoint_every = int(self.num_updates * settings.checkpoint_interval)
+        checkpoints = 1 + (self.num_updates // self.checkpoint_every if self.checkpoint_every else 0)
+        space_note = check_writable(self.run_dir, _checkpoint_bytes(agent), checkpoints) if ranks.is_main else None
+        if ranks.is_main:
+            OmegaConf.save(OmegaConf.create(config), self.run_dir / "config.yaml")
+
         self.eval_curve: list[dict[str, float]] = []
-        self.last_checkpoint: Path | None = None
-        self.logger = RunLogger(self.run_dir, agent.num_updates * agent.steps_per_update, self.env_steps,
-                                show_progress)
+        self.last_checkpoint: Path | None = Path(checkpoint["path"]) if checkpoint is not None else None
+        self._saved_update = -1
+        self._logged_update = agent.updates_issued
+        self._steps_at_log = self.env_steps
+        self._train_seconds = 0.0
+        self._last_finite_update = agent.updates_issued
+        self._unstable_at_log = 0.0
+        self._unstable_warned = False
+        self._stop_signal: int | None = None
+        self._signal_received: int | None = None
+        self.mujoco_warnings = capture_mujoco_warnings()
+        self.logger = RunLogger(self.run_dir, self.num_updates * steps_per_update, self.env_steps, show_progress) \
+            if ranks.is_main else QuietLogger()
+        envs = f"{ranks.world_size} ranks x " if ranks.world_size > 1 else ""
         self.logger.message(
-            f"pqn-torch: task {settings.task}, device {device}, backend {backend}, {settings.alg.num_envs} envs, "
+            f"pqn-torch: task {settings.task}, device {device}, backend {backend}, {envs}{settings.alg.num_envs} envs, "
             f"compile {'on' if use_compile else 'off'}, CUDA graphs {'on' if use_graphs else 'off'}, "
-            f"{agent.num_updates} updates of {agent.steps_per_update} env steps; writing to {self.run_dir}")
+            f"{self.num_updates} updates of {steps_per_update} env steps; writing to {self.run_dir}")
+        if self.run_dir != requested_dir:
+            self.logger.message(f"{requested_dir} belongs to another run (started at the same time); using "
+                                f"{self.run_dir}")
+        if space_note:
+            self.logger.message(space_note)
         if checkpoint is not None:
+            for path, reason in checkpoint["skipped"]:
+                self.logger.message(f"warning: {path} is unreadable ({reason}); skipped it")
             self.logger.message(f"resumed from {checkpoint['path']} at env step {checkpoint['env_steps']:,}")
+            if self.num_updates * steps_per_update > self.schedule_timesteps:
+                self.logger.message(f"extending the run to {self.num_updates * steps_per_update:,} env steps; "
+                                    f"learning rate and noise stay at their final values after "
+                                    f"{self.schedule_timesteps:,}")
 
     def run(self) -> TrainSummary:
-        """Train to ``total_timesteps``, evaluating, logging and checkpointing on the way."""
+        """Train to ``total_timesteps``, evaluating, logging and checkpointing on the way.
+
+        Raises :class:`TrainingDiverged`, :class:`TrainingInterrupted`, or :class:`CheckpointWriteError`
+        for a final checkpoint that could not be written.
+        """
+        previous = self._catch_stop_signals()
         try:
             self._loop()
         finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             self.logger.close()
+        self._report_unstable_total()
         return TrainSummary(run_dir=self.run_dir, env_steps=self.env_steps, updates=self.agent.updates_issued,
                             checkpoint=self.last_checkpoint, eval_curve=self.eval_curve)
 
     @property
+    def steps_per_update(self) -> int:
+        """Env steps of one update, all ranks together."""
+        return self.agent.steps_per_update * self.ranks.world_size
+
+    @property
     def env_steps(self) -> int:
-        return self.agent.updates_issued * self.agent.steps_per_update
+        """Env steps so far, all ranks together."""
+        return self.agent.updates_issued * self.steps_per_update
 
     def _loop(self) -> None:
         agent = self.agent
         first = agent.updates_issued
         if first == 0:
-            self.evaluate()
-        train_seconds = 0.0
-        steps_at_log = self.env_steps
-        speed_probe = min(first + 1 + self.warmup_updates, agent.num_updates)
-        for update in range(first + 1, agent.num_updates + 1):
+            self._evaluate_unless_stopped(first)
+        speed_probe = min(first + 1 + self.warmup_updates, self.num_updates)
+        for update in range(first + 1, self.num_updates + 1):
+            if self._stop_signal is not None:
+                self._stop(update - 1)
             if update == speed_probe:
                 synchronize(agent.device)
             tick = time.perf_counter()
             agent.train_iteration(self.env)
             if update == speed_probe:
                 synchronize(agent.device)
-                self.report_speed(update, agent.steps_per_update / (time.perf_counter() - tick))
-            last = update == agent.num_updates
+                self.report_speed(update, self.steps_per_update / (time.perf_counter() - tick))
+            last = update == self.num_updates
+            self._train_seconds += time.perf_counter() - tick
             if update % self.settings.log_interval == 0 or last:
-                synchronize(agent.device)
-                self.log(steps_at_log, train_seconds + time.perf_counter() - tick)
-                steps_at_log, train_seconds = self.env_steps, 0.0
-            else:
-                train_seconds += time.perf_counter() - tick
+                self.log(update)
             if update % self.eval_every == 0 or last:
-                self.evaluate()
+                self._evaluate_unless_stopped(update)
             if (self.checkpoint_every and update % self.checkpoint_every == 0) or last:
-                self.save()
+                self.save(update, final=last)
 
-    def log(self, steps_at_last_log: int, seconds: float) -> None:
-        """Tensorboard scalars and the progress bar; the loop's one device-to-host copy per log interval."""
-        steps_per_second = (self.env_steps - steps_at_last_log) / max(seconds, 1e-9)
+    def log(self, update: int) -> None:
+        """Tensorboard scalars and the progress bar; the loop's one device-to-host copy per log interval.
+
+        The same copy carries the count of non-finite weights: a diverged run stops here.
+        """
+        synchronize(self.agent.device)
+        seconds, self._train_seconds = self._train_seconds, 0.0
+        steps_per_second = (self.env_steps - self._steps_at_log) / max(seconds, 1e-9)
         counters = {f"env/{name}": value for name, value in self.env.stats.items()}
-        self.logger.agent_metrics(self.agent.pop_metrics(counters), self.env_steps)
-        self.logger.scalars({"perf/env_steps_per_s": steps_per_second}, self.env_steps)
+        counters["nonfinite_weights"] = sum(~torch.isfinite(t).all() for _, t in weight_tensors(self.agent))
+        if self.ranks.world_size > 1:
+            counters = self._merge_across_ranks(counters)
+        metrics = self.agent.pop_metrics(counters)
+        if metrics.pop("stop_requests", 0) and self._stop_signal is None:
+            self._stop_signal = self._signal_received or signal.SIGTERM
+        bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+        if metrics.pop("nonfinite_weights"):
+            bad.insert(0, "weights")
+        if bad:
+            self._diverged(update, bad)
+        self._last_finite_update = update
+        self._logged_update = update
+        self.logger.agent_metrics(metrics, self.env_steps)
+        scalars = {"perf/env_steps_per_s": steps_per_second}
+        if self.mujoco_warnings is not None:
+            scalars["env/mujoco_warnings"] = self.mujoco_warnings.total
+        self.logger.scalars(scalars, self.env_steps)
         self.logger.progress(self.env_steps, sps=f"{steps_per_second:,.0f}")
+        self._check_unstable_rate(metrics["env/nonfinite_states"])
+        self._steps_at_log = self.env_steps
 
-    def evaluate(self) -> EvalResult:
-        result = evaluate(self.agent, self.eval_env)
+    def _merge_across_ranks(self, counters: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """All ranks' metrics, counters and stop requests in one ``all_reduce``, so every rank decides alike.
+
+        Episode metrics and counters are summed; the update and rollout metrics (sums over this rank's
+        minibatches and rollouts) are averaged over the ranks.
+        """
+        counters["stop_requests"] = torch.tensor(float(self._signal_received is not None))
+        averaged = len(UPDATE_METRICS) + len(ROLLOUT_METRICS)
+        sums = self.agent.metric_sums
+        merged = torch.cat([sums, torch.stack([value.to(sums) for value in counters.values()])])
+        distributed.sum_across_ranks(merged)
+        merged[:averaged] /= self.ranks.world_size
+        sums.copy_(merged[:sums.numel()])
+        return dict(zip(counters, merged[sums.numel():]))
+
+    def evaluate(self, update: int | None = None) -> EvalResult:
+        """Deterministic episodes in the eval env; the weights are checked first (a NaN policy plays 0 actions)."""
+        self._check_weights(self.agent.updates_issued if update is None else update)
+        result = evaluate(self.agent.act, self.eval_env, recorder=_StopWatch(self))
         point = {"env_steps": self.env_steps, "wall_s": time.perf_counter() - self.started,
                  "return_mean": result.mean_return, "return_std": result.std_return,
                  "length_mean": result.mean_length, "episodes": result.episodes}
@@ -163,38 +331,166 @@ class TrainingRun:
         _append_csv(self.run_dir / "eval.csv", point)
         return result
 
-    def save(self) -> None:
-        payload = {"agent": self.agent.checkpoint_state(), "config": self.config,
-                   "rng": _rng_state(self.env, self.eval_env), "updates": self.agent.updates_issued}
-        self.last_checkpoint = save_checkpoint(self.checkpoint_dir, self.env_steps, payload)
+    def save(self, update: int, final: bool = False) -> Path | None:
+        """Checkpoint the (finite) training state; a write failure is reported and, unless ``final``, survived.
+
+        Every rank calls it (their random states are gathered for the checkpoint); rank 0 writes.
+        """
+        self._check_weights(update)
+        rank_rng = distributed.gather_objects(_rng_state(self.env, self.eval_env))
+        if not self.ranks.is_main:
+            self._saved_update = update
+            return None
+        payload = {"agent": self.agent.checkpoint_state(), "config": self.config, "rng": rank_rng[0],
+                   "updates": self.agent.updates_issued, "schedule_timesteps": self.schedule_timesteps,
+                   "world_size": self.ranks.world_size}
+        if self.ranks.world_size > 1:
+            payload["rank_rng"] = rank_rng
+        try:
+            path = save_checkpoint(self.checkpoint_dir, self.env_steps, payload)
+        except CheckpointWriteError as error:
+            if final:
+                raise CheckpointWriteError(f"{error}; the latest checkpoint is {self.last_checkpoint or 'none'}") \
+                    from None
+            if self.ranks.world_size > 1:  # the other ranks count this update as saved: no second try at a stop
+                self._saved_update = update
+            self.logger.message(f"warning: {error}; training goes on, the latest checkpoint stays "
+                                f"{self.last_checkpoint or 'none'}")
+            return None
+        self.last_checkpoint, self._saved_update = path, update
+        return path
 
     def report_speed(self, update: int, steps_per_second: float) -> None:
         """The newcomer's line: measured speed, the whole run's estimated duration, the CPU preset if apt."""
+        if not self.ranks.is_main:
+            return
         agent, settings = self.agent, self.settings
-        remaining = (agent.num_updates - agent.updates_issued) * agent.steps_per_update
-        evaluations = math.ceil(agent.num_updates / self.eval_every)
+        remaining = (self.num_updates - agent.updates_issued) * self.steps_per_update
+        evaluations = math.ceil(self.num_updates / self.eval_every)
         eval_steps = evaluations * self.eval_env.episode_length * self.eval_env.num_envs
         estimate = (remaining + eval_steps) / steps_per_second
         self.logger.message(f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time for the remaining "
                             f"{remaining:,} steps and {evaluations} evaluations: {_duration(estimate)}")
-        if not torch.cuda.is_available() and self.alg_preset != CPU_PRESET:
+        cpu_preset = (self.config.get("cpu_presets") or {}).get(self.alg_preset)
+        if not torch.cuda.is_available() and cpu_preset:
             self.logger.message(f"no CUDA here: the '{self.alg_preset}' preset is sized for a GPU. "
                                 f"For a CPU-sized run: "
-                                f"python scripts/train.py task={settings.task} alg={CPU_PRESET}")
+                                f"python scripts/train.py task={settings.task} alg={cpu_preset}")
+
+    # ----------------------------------------------------------------- what can go wrong
+    def _check_weights(self, update: int) -> None:
+        bad = nonfinite_weights(self.agent)
+        if bad:
+            self._diverged(update, [f"weights ({listed(bad)})"])
+
+    def _diverged(self, update: int, what: list[str]) -> None:
+        raise TrainingDiverged(
+            f"training diverged: non-finite {listed(what)} at update {update} (env step "
+            f"{update * self.steps_per_update:,}); everything was finite at update {self._last_finite_update}. "
+            f"Nothing non-finite was saved: the latest checkpoint is {self.last_checkpoint or 'none'}. "
+            "Lower alg.lr_start or alg.max_grad_norm, or check the task's physics")
+
+    def _check_unstable_rate(self, unstable_total: float) -> None:
+        """Say so on the console when the share of unstable (reset) world-steps crosses the threshold."""
+        steps = self.env_steps - self._steps_at_log
+        rate = (unstable_total - self._unstable_at_log) / max(steps, 1)
+        if rate >= UNSTABLE_WARNING_RATE and not self._unstable_warned:
+            self.logger.message(
+                f"warning: {rate:.2%} of the world-steps from env step {self._steps_at_log:,} to {self.env_steps:,} "
+                f"were unstable (non-finite or beyond MuJoCo's 1e10 limit) and reset ({unstable_total:,.0f} so far; "
+                "tensorboard env/nonfinite_states); check the task's sim_dt and model")
+        self._unstable_warned = rate >= UNSTABLE_WARNING_RATE
+        self._unstable_at_log = unstable_total
+
+    def _report_unstable_total(self) -> None:
+        if self._unstable_at_log:
+            self.logger.message(f"{self._unstable_at_log:,.0f} unstable world-steps were reset in this run "
+                                f"({self._unstable_at_log / max(self.env_steps, 1):.3%} of its world-steps)")
+
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Route SIGINT/SIGTERM to :meth:`_on_signal` (main thread only); returns the handlers to restore."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self._signal_received is not None:
+            raise TrainingInterrupted(signum, f"stopped by a second {name} at once, without saving; the latest "
+                                              f"checkpoint is {self.last_checkpoint or 'none'}")
+        self._signal_received = signum
+        if self.ranks.world_size > 1:  # the ranks stop together, at the next log point (see log)
+            self.logger.message(f"{name} received: training to the next log point, then saving a checkpoint "
+                                f"(send {name} again to stop at once without saving)")
+            return
+        self._stop_signal = signum
+        self.logger.message(f"{name} received: finishing this update, then saving a checkpoint "
+                            f"(send {name} again to stop at once without saving)")
+
+    def _evaluate_unless_stopped(self, update: int) -> None:
+        """Rank 0 evaluates; the other ranks check the (identical) weights and go on to the next collective."""
+        if not self.ranks.is_main:
+            self._check_weights(update)
+            return
+        try:
+            self.evaluate(update)
+        except _StopRequested:
+            self._stop(update)
+
+    def _stop(self, update: int) -> None:
+        """Save (after a last log) and end the run with :class:`TrainingInterrupted`."""
+        signum = self._stop_signal
+        if self._logged_update < update:
+            self.log(update)
+        note = ""
+        if self._saved_update < update and update > 0:
+            try:
+                self.save(update, final=True)
+            except CheckpointWriteError as error:
+                note = f" ({error})"
+        launcher = "python" if self.ranks.world_size == 1 else f"torchrun <{self.ranks.world_size} ranks, as now>"
+        resume = f"{launcher} scripts/train.py resume={self.run_dir}" if self.last_checkpoint else "start it again"
+        raise TrainingInterrupted(signum, f"stopped by {signal.Signals(signum).name} at env step {self.env_steps:,}; "
+                                          f"latest checkpoint {self.last_checkpoint or 'none'}{note}; "
+                                          f"to continue: {resume}")
 
 
-def _rng_state(env: Any, eval_env: Any) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "env": env.generator.get_state(),
-             "eval_env": eval_env.generator.get_state()}
+class _StopWatch:
+    """An evaluation's step hook (a :class:`~pqn_torch.training.evaluation.StepRecorder`) that cuts the
+    evaluation short once a stop signal has arrived."""
+
+    def __init__(self, run: TrainingRun) -> None:
+        self.run = run
+
+    def start(self) -> None:
+        """Nothing to do at the reset."""
+
+    def capture(self, result: Any) -> None:
+        if self.run._stop_signal is not None:
+            raise _StopRequested
+
+
+def _checkpoint_bytes(agent: PQN) -> int:
+    """About the size of one checkpoint: weights and buffers plus RAdam's two moments per parameter."""
+    weights = sum(t.numel() * t.element_size() for t in agent.state_dict().values())
+    moments = sum(2 * p.numel() * p.element_size() for p in agent.parameters())
+    return weights + moments
+
+
+def _rng_state(env: Any, eval_env: Any | None) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "env": env.generator.get_state()}
+    if eval_env is not None:
+        state["eval_env"] = eval_env.generator.get_state()
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _restore_rng(state: dict[str, Any], env: Any, eval_env: Any) -> None:
+def _restore_rng(state: dict[str, Any], env: Any, eval_env: Any | None) -> None:
     torch.set_rng_state(state["torch"])
     env.generator.set_state(state["env"])
-    eval_env.generator.set_state(state["eval_env"])
+    if eval_env is not None:
+        eval_env.generator.set_state(state["eval_env"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

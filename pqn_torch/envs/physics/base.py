@@ -25,12 +25,14 @@ class PhysicsConfig:
     Attributes:
         substeps: physics steps per control step (``ctrl_dt / sim_dt``).
         naconmax: contact buffer size over all worlds (MuJoCo Warp only; ``None`` = backend default).
+        contacts_per_world: contact buffer per world (MuJoCo Warp only); when set, it replaces ``naconmax``.
         njmax: constraint rows per world (MuJoCo Warp only; ``None`` = backend default).
         num_threads: worker threads (native MuJoCo backend only; ``None`` = all available cores).
     """
 
     substeps: int = 1
     naconmax: int | None = None
+    contacts_per_world: int | None = None
     njmax: int | None = None
     num_threads: int | None = None
 
@@ -44,6 +46,9 @@ class Physics(ABC):
     - ``qpos`` [N, nq], ``qvel`` [N, nv], ``act`` [N, na], ``ctrl`` [N, nu]
     - ``mocap_pos`` [N, nmocap, 3], ``mocap_quat`` [N, nmocap, 4]
     - ``sensordata`` [N, nsensordata], ``time`` [N]
+    - ``xfrc_applied`` [N, nbody, 6]: external force and torque per body (world frame, at the body's centre
+      of mass), an input like ``ctrl``: it acts on every physics step until it is written again
+    - ``qacc`` [N, nv]: read-only, the accelerations of the last physics step (as ``mj_step`` leaves them)
     """
 
     mj_model: mujoco.MjModel
@@ -60,6 +65,8 @@ class Physics(ABC):
     mocap_quat: torch.Tensor
     sensordata: torch.Tensor
     time: torch.Tensor
+    xfrc_applied: torch.Tensor
+    qacc: torch.Tensor
 
     @abstractmethod
     def step(self, num_substeps: int | None = None) -> None:

@@ -57,10 +57,15 @@ class MujocoPhysics(Physics):
         self._batch = Batch(simulated, num_worlds, nthread=num_threads)
         self._batch.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
         state = {name: torch.from_numpy(self._batch.bind(name)) for name in
-                 ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "time", "qacc_warmstart")}
+                 ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "time", "qacc_warmstart", "xfrc_applied")}
         self.qpos, self.qvel, self.act, self.ctrl = state["qpos"], state["qvel"], state["act"], state["ctrl"]
         self.mocap_pos, self.mocap_quat, self.time = state["mocap_pos"], state["mocap_quat"], state["time"]
         self._warmstart = state["qacc_warmstart"]
+        self.xfrc_applied = state["xfrc_applied"]
+        # An output too (copied out after every call); exposed like sensordata, to be read only.
+        qacc = self._batch.bind("qacc").view()
+        qacc.flags.writeable = True
+        self.qacc = torch.from_numpy(qacc)
         # The batch rewrites sensordata after every call and hands it out read-only; the env must be able to
         # overwrite it between calls (autoreset copies a start state's sensors in), so expose a writable view.
         sensordata = self._batch.bind("sensordata").view()

@@ -41,8 +41,11 @@ REFERENCE_WORLDS = 1024
 """The batch that MuJoCo Playground's per-task ``naconmax`` totals are read against (the DM-suite ``num_envs``)."""
 
 
-def contact_capacity(naconmax: int | None, num_worlds: int) -> int | None:
+def contact_capacity(naconmax: int | None, num_worlds: int, contacts_per_world: int | None = None) -> int | None:
     """Total contact buffer for ``num_worlds`` worlds, from a task's Playground ``naconmax``.
+
+    A task that states its need per world (``contacts_per_world``, the robot tasks) gets exactly that
+    many contacts per world; otherwise the DM-suite reading of ``naconmax`` below applies.
 
     Playground's ``naconmax`` is one total for the whole batch. Read as a total for
     ``REFERENCE_WORLDS`` worlds, it gives each world ``naconmax / REFERENCE_WORLDS`` contacts; we keep
@@ -50,6 +53,8 @@ def contact_capacity(naconmax: int | None, num_worlds: int) -> int | None:
     would overflow for larger batches and waste memory and kernel threads for small ones).
     ``None`` leaves the choice to MuJoCo Warp (its per-world heuristic times ``num_worlds``).
     """
+    if contacts_per_world is not None:
+        return contacts_per_world * num_worlds
     if naconmax is None:
         return None
     return math.ceil(naconmax * num_worlds / REFERENCE_WORLDS)
@@ -79,7 +84,8 @@ class WarpPhysics(Physics):
             # error worth a printf from every world; buffer overflows (contacts, constraints) still warn.
             self.model.opt.warn_overflow &= ~int(ITERATION_LIMITS)
             self.data = mujoco_warp.put_data(mj_model, mj_data, nworld=num_worlds,
-                                             naconmax=contact_capacity(config.naconmax, num_worlds),
+                                             naconmax=contact_capacity(config.naconmax, num_worlds,
+                                                                       config.contacts_per_world),
                                              njmax=config.njmax)
         # put_data uploads on warp's own stream; torch's stream must not touch the arrays before it is done.
         wp.synchronize_device(self._wp_device)
@@ -89,6 +95,7 @@ class WarpPhysics(Physics):
         self.mocap_pos, self.mocap_quat = wp.to_torch(data.mocap_pos), wp.to_torch(data.mocap_quat)
         self.sensordata, self.time = wp.to_torch(data.sensordata), wp.to_torch(data.time)
         self._warmstart = wp.to_torch(data.qacc_warmstart)
+        self.xfrc_applied, self.qacc = wp.to_torch(data.xfrc_applied), wp.to_torch(data.qacc)
 
         self._warp_streams: dict[int, wp.Stream] = {}
         self._external_captures: list[wp.Graph] = []

@@ -30,6 +30,9 @@ class Acrobot(Task):
     """Reward: gaussian tolerance of the tip-to-target distance, 1 inside the target sphere."""
 
     default_config = TaskConfig(ctrl_dt=0.01, sim_dt=0.01, naconmax=0, njmax=0)
+    observation_layout = (("x-axis horizontal component of upper_arm, lower_arm", 2),
+                          ("x-axis vertical component of upper_arm, lower_arm", 2),
+                          ("qvel: shoulder, elbow", 2))
     margin: float = 1.0  # distance beyond the target radius at which the dense reward falls to 0.1
 
     def build_spec(self) -> mujoco.MjSpec:

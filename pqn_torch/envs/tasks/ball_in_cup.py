@@ -30,6 +30,7 @@ class BallInCup(Task):
 
     name = "BallInCup"
     default_config = TaskConfig(ctrl_dt=0.02, sim_dt=0.002, naconmax=10_000, njmax=25)
+    observation_layout = (("qpos: cup x, cup z, ball x, ball z", 4), ("qvel: cup x, cup z, ball x, ball z", 4))
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_dm_suite_spec("ball_in_cup.xml", iterations=1, ls_iterations=4)

@@ -3,11 +3,22 @@
 A task never steps physics and never resets worlds itself; the batched env (``envs/core.py``) does
 that for every task the same way. Task methods are pure tensor functions of a :class:`Physics` view, so
 the same code runs on MuJoCo Warp (GPU or CPU) and on the native MuJoCo backend, inside CUDA graphs.
+
+Two levels of hooks. The DM Control Suite tasks implement the stateless ones (``observation``,
+``reward``, ``terminated``; actions are the controls). Robot tasks also use the stateful ones:
+per-world *task state* (commands, timers, last actions, ...) that :meth:`Task.initial_state` samples and
+the env keeps, replaces at autoreset and passes to every hook; :meth:`Task.control` (actions in [-1, 1]
+mapped to controls, perturbations written before the physics step); :meth:`Task.transition` (reward,
+observations and termination of one step, in whatever order the task needs, updating the state in
+place); :meth:`Task.observe`. Their defaults reduce to the stateless hooks, so a DM task is unchanged.
+Randomness inside a step (observation noise, command resampling) comes from the env's ``generator``,
+which every stateful hook receives.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -29,14 +40,52 @@ class StartStates:
 
 
 @dataclass
+class Transition:
+    """What one task step produces (all [N], observations [N, dim])."""
+
+    reward: torch.Tensor
+    obs: torch.Tensor
+    critic_obs: torch.Tensor
+    terminated: torch.Tensor
+
+
+TaskState = dict[str, torch.Tensor]
+"""Per-world task state: name -> tensor with the world as first dim (Playground's ``state.info`` names)."""
+
+
+@dataclass
 class TaskConfig:
-    """Per-task settings a user may override through ``make_env(..., **task_overrides)``."""
+    """Per-task settings a user may override through ``make_env(..., **task_overrides)``.
+
+    ``action_repeat``: task steps (each ``ctrl_dt`` long, with its own reward) per agent step; the env
+    sums their rewards. ``episode_length`` counts agent steps. ``contacts_per_world``: MuJoCo Warp contact
+    buffer per world (robot tasks); when ``None`` the DM-suite reading of ``naconmax`` applies.
+    """
 
     ctrl_dt: float
     sim_dt: float
     episode_length: int = 1000
     naconmax: int | None = None
     njmax: int | None = None
+    action_repeat: int = 1
+    contacts_per_world: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("ctrl_dt", "sim_dt"):
+            value = getattr(self, name)
+            if not _is_real(value) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not _is_integer(self.episode_length) or self.episode_length < 1:
+            raise ValueError(f"episode_length must be a positive integer (control steps), got {self.episode_length!r}")
+        for name in ("naconmax", "njmax"):
+            value = getattr(self, name)
+            if value is not None and (not _is_integer(value) or value < 0):
+                raise ValueError(f"{name} must be an integer >= 0 or null, got {value!r}")
+        if not _is_integer(self.action_repeat) or self.action_repeat < 1:
+            raise ValueError(f"action_repeat must be a positive integer, got {self.action_repeat!r}")
+        if self.contacts_per_world is not None and (not _is_integer(self.contacts_per_world)
+                                                    or self.contacts_per_world < 0):
+            raise ValueError(f"contacts_per_world must be an integer >= 0 or null, got {self.contacts_per_world!r}")
 
 
 class Task(ABC):
@@ -50,12 +99,22 @@ class Task(ABC):
     name: ClassVar[str]
     default_config: ClassVar[TaskConfig]
     settle_steps: ClassVar[int] = 0
+    observation_layout: ClassVar[tuple[tuple[str, int], ...]] = ()
+    """The actor observation's consecutive parts as ``(name, size)``, where the task documents them; an
+    exported policy's sidecar carries it for the program that assembles observations on a robot."""
+    normalized_actions: ClassVar[bool] = False
+    """True: actions live in [-1, 1] and :meth:`control` maps them to controls (robot tasks); False: actions
+    are the controls, clipped to the actuators' ``ctrlrange``."""
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.default_config)}
         unknown = sorted(set(overrides) - valid)
         if unknown:
             raise ValueError(f"unknown option(s) {unknown} for task {self.name}; valid: {sorted(valid)}")
+        common = {f.name for f in dataclasses.fields(TaskConfig)}  # checked by TaskConfig itself
+        for key, value in overrides.items():
+            if key not in common:
+                _check_option_type(self.name, key, value, getattr(self.default_config, key))
         self.config = dataclasses.replace(self.default_config, **overrides)
         substeps = self.config.ctrl_dt / self.config.sim_dt
         if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
@@ -78,18 +137,72 @@ class Task(ABC):
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         """``num`` start states from the reset distribution, on ``physics.device`` in ``physics.dtype``."""
 
-    @abstractmethod
     def observation(self, physics: Physics) -> torch.Tensor:
-        """Actor observation [N, obs_dim]."""
+        """Actor observation [N, obs_dim] (stateless tasks; stateful ones override :meth:`observe`)."""
+        raise NotImplementedError(f"task {self.name} implements neither observation() nor observe()")
 
     def critic_observation(self, physics: Physics) -> torch.Tensor:
         """Privileged critic observation [N, critic_obs_dim]; the actor's for tasks without one."""
         return self.observation(physics)
 
-    @abstractmethod
     def reward(self, physics: Physics, action: torch.Tensor) -> torch.Tensor:
-        """Reward [N] of the step that just ended (physics already advanced)."""
+        """Reward [N] of the step that just ended (physics already advanced; stateless tasks)."""
+        raise NotImplementedError(f"task {self.name} implements neither reward() nor transition()")
 
     def terminated(self, physics: Physics) -> torch.Tensor:
         """Task-specific termination [N] bool. Non-finite physics state is handled by the env."""
         return torch.zeros(physics.num_worlds, dtype=torch.bool, device=physics.device)
+
+    # ----------------------------------------------------------------- stateful hooks (robot tasks)
+    def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:
+        """Fresh task state for ``num`` worlds (at every reset); the stateless tasks have none."""
+        return {}
+
+    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor | None:
+        """``ctrl`` [N, nu] of worlds starting at ``qpos``, during settling and until the first action;
+        ``None`` = zeros."""
+        return None
+
+    def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:
+        """Write what the physics step needs: ``ctrl`` from ``action`` and any perturbation (``xfrc_applied``,
+        ``qvel``). Default: the action is the control."""
+        physics.ctrl.copy_(action)
+
+    def transition(self, physics: Physics, action: torch.Tensor, state: TaskState,
+                   generator: torch.Generator) -> Transition:
+        """Reward, observations and termination after the physics step; updates ``state`` in place."""
+        reward = self.reward(physics, action)
+        obs, critic_obs = self.observe(physics, state, generator)
+        return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=self.terminated(physics))
+
+    def observe(self, physics: Physics, state: TaskState, generator: torch.Generator) -> tuple[torch.Tensor,
+                                                                                               torch.Tensor]:
+        """(actor, critic) observations of the current state (at reset and after autoreset)."""
+        obs = self.observation(physics)
+        return obs, (obs if self.critic_sees_actor_obs else self.critic_observation(physics))
+
+    @property
+    def critic_sees_actor_obs(self) -> bool:
+        """True when the critic gets the actor's observation (no privileged one)."""
+        return type(self).critic_observation is Task.critic_observation and type(self).observe is Task.observe
+
+
+def _check_option_type(task: str, key: str, value: Any, default: Any) -> None:
+    """One clear error when a task's own option has the wrong type (bool for a switch, a number for a number)."""
+    if isinstance(default, bool):
+        valid = isinstance(value, bool)
+    elif isinstance(default, int):
+        valid = _is_integer(value)
+    else:
+        valid = _is_real(value)
+    if not valid:
+        kind = {bool: "bool", int: "int"}.get(type(default), "a number")
+        raise ValueError(f"task {task}: option {key} must be {kind}, got {value!r}")
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+

@@ -36,6 +36,8 @@ class Cartpole(Task):
     """Dense reward: ``upright * centered * small_control * small_velocity``; sparse: pole up and cart centred."""
 
     default_config = TaskConfig(ctrl_dt=0.01, sim_dt=0.01, naconmax=0, njmax=2)
+    observation_layout = (("cart position", 1), ("pole angle cosine", 1), ("pole angle sine", 1),
+                          ("qvel: cart velocity, pole angular velocity", 2))
     swing_up: bool = False
     sparse: bool = False
 

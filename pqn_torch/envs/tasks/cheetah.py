@@ -22,6 +22,8 @@ class CheetahRun(Task):
     name = "CheetahRun"
     default_config = TaskConfig(ctrl_dt=0.01, sim_dt=0.01, naconmax=100_000, njmax=100)
     settle_steps = 200
+    observation_layout = (("qpos[1:]: rootz, rooty, bthigh, bshin, bfoot, fthigh, fshin, ffoot", 8),
+                          ("qvel: rootx, rootz, rooty, bthigh, bshin, bfoot, fthigh, fshin, ffoot", 9))
 
     def build_spec(self) -> mujoco.MjSpec:
         return load_dm_suite_spec("cheetah.xml", iterations=4, ls_iterations=8)

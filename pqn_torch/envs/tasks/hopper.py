@@ -26,6 +26,9 @@ class Hopper(Task):
     """Obs ``qpos[1:] ++ qvel ++ log1p(toe, heel touch)`` (15); reward: standing times a task term."""
 
     default_config = TaskConfig(ctrl_dt=0.02, sim_dt=0.005, naconmax=50_000, njmax=50)
+    observation_layout = (("qpos[1:]: rootz, rooty, waist, hip, knee, ankle", 6),
+                          ("qvel: rootx, rootz, rooty, waist, hip, knee, ankle", 7),
+                          ("log1p of the touch sensors: toe, heel", 2))
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_dm_suite_spec("hopper.xml", iterations=4, ls_iterations=10)

@@ -31,6 +31,7 @@ class PendulumSwingup(Task):
 
     name = "PendulumSwingup"
     default_config = TaskConfig(ctrl_dt=0.02, sim_dt=0.01, naconmax=0, njmax=0)
+    observation_layout = (("pole orientation: xmat xz, zz", 2), ("qvel: hinge", 1))
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_dm_suite_spec("pendulum.xml", iterations=4, ls_iterations=8,

@@ -26,6 +26,7 @@ class PointMass(Task):
 
     name = "PointMass"
     default_config = TaskConfig(ctrl_dt=0.02, sim_dt=0.02, naconmax=0, njmax=5)
+    observation_layout = (("qpos: x, y", 2), ("qvel: x, y", 2))
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_dm_suite_spec("point_mass.xml", iterations=1, ls_iterations=4,

@@ -42,6 +42,8 @@ class Reacher(Task):
     """Reach the target; subclasses set its radius."""
 
     default_config = TaskConfig(ctrl_dt=0.02, sim_dt=0.005, naconmax=0, njmax=WRIST_LIMIT_ROWS)
+    observation_layout = (("qpos: shoulder, wrist", 2), ("finger to target: x, y", 2),
+                          ("qvel: shoulder, wrist", 2))
     target_radius: float
 
     def build_spec(self) -> mujoco.MjSpec:

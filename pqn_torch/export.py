@@ -1,0 +1,199 @@
+"""A checkpoint's policy as an ONNX file for deployment, checked with onnxruntime, plus a JSON sidecar.
+
+The ONNX graph is :class:`pqn_torch.policy.Policy`: input ``obs`` [batch, obs_dim] float32 (raw
+observations, as the env produces them), output ``action`` [batch, action_dim] float32 in the env's
+action range; the observation normalization and the action scaling are inside, the batch dimension
+is dynamic. The sidecar (same name, ``.json``) says what a robot program needs to feed it: task,
+sizes, action range, control period, the observation layout where the task documents one, and the
+verification result. Needs the ``export`` extra (onnx, onnxscript for torch's exporter, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pqn_torch.envs import make_env
+from pqn_torch.envs.tasks import get_task_class
+from pqn_torch.policy import Policy
+
+SIDECAR_FORMAT = 1
+MAX_ABS_DIFF = 1e-4
+"""Largest difference (in action units per unit of action half-range) accepted between onnxruntime and torch."""
+RANDOM_OBSERVATIONS = 4096
+REAL_ROLLOUT = (16, 250)
+"""Worlds and control steps of the rollout of the policy whose observations check the export."""
+
+
+class ExportUnavailable(RuntimeError):
+    """The ``export`` extra (onnx, onnxscript, onnxruntime) is not installed."""
+
+
+@dataclass
+class ExportResult:
+    """Where the files went and how closely onnxruntime reproduces the torch policy."""
+
+    onnx_path: Path
+    sidecar_path: Path
+    random_max_abs_diff: float
+    real_max_abs_diff: float
+    num_random: int
+    num_real: int
+    rollout_obs_min: list[float]
+    rollout_obs_max: list[float]
+
+
+def default_output(policy: Policy) -> Path:
+    """``policy_<checkpoint name>.onnx`` beside the checkpoint."""
+    checkpoint = Path(policy.checkpoint)
+    return checkpoint.with_name(f"policy_{checkpoint.stem}.onnx")
+
+
+def export_policy(policy: Policy, output: str | Path | None = None, seed: int = 0) -> ExportResult:
+    """Write ``policy`` as ONNX plus sidecar, verify it with onnxruntime on the CPU, return the numbers.
+
+    Verification feeds both runtimes ``RANDOM_OBSERVATIONS`` random observations (the training
+    statistics' mean plus three standard deviations of Gaussian noise, which also saturates the tanh)
+    and every observation of a short rollout of the policy in its own task (native MuJoCo), in batches
+    of 1 and of all rows. Files that fail the check are removed again and ``ValueError`` names the error.
+    Existing files are never replaced.
+    """
+    onnx, onnxruntime = _export_modules()
+    onnx_path = Path(output) if output is not None else default_output(policy)
+    if onnx_path.suffix != ".onnx":
+        raise ValueError(f"output must be a .onnx file, got {str(onnx_path)!r}")
+    sidecar_path = onnx_path.with_suffix(".json")
+    for path in (onnx_path, sidecar_path):
+        if path.exists():
+            raise FileExistsError(f"{path} exists already; choose another output= or remove it")
+    if policy.device.type != "cpu":
+        policy = copy.deepcopy(policy).to("cpu")  # the caller's policy stays where it is
+    generator = torch.Generator().manual_seed(seed)
+    random_obs = _random_observations(policy, generator)
+    real_obs = _rollout_observations(policy, seed)
+
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_onnx(policy, random_obs[:2], onnx_path)
+    try:
+        onnx.checker.check_model(str(onnx_path))
+        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        differences = {name: _max_abs_diff(policy, session, obs) for name, obs in
+                       (("random", random_obs), ("real", real_obs))}
+        limit = MAX_ABS_DIFF * float(policy.actor.action_scale.max())
+        if max(differences.values()) > limit:
+            raise ValueError(f"onnxruntime differs from the torch policy by up to {max(differences.values()):.2e} "
+                             f"(> {limit:.1e}); not exporting {onnx_path}")
+        result = ExportResult(onnx_path, sidecar_path, differences["random"], differences["real"],
+                              len(random_obs), len(real_obs), real_obs.amin(0).tolist(), real_obs.amax(0).tolist())
+        _write_json(sidecar_path, sidecar(policy, result, onnxruntime.__version__))
+    except BaseException:
+        onnx_path.unlink(missing_ok=True)
+        raise
+    return result
+
+
+def sidecar(policy: Policy, result: ExportResult, onnxruntime_version: str) -> dict[str, Any]:
+    """What a robot program needs next to the ONNX file (see the module docstring)."""
+    normalizer = policy.obs_normalizer
+    layout = get_task_class(policy.task).observation_layout
+    return {
+        "format": SIDECAR_FORMAT,
+        "onnx": result.onnx_path.name,
+        "task": policy.task,
+        "task_overrides": policy.task_overrides,
+        "checkpoint": policy.checkpoint,
+        "env_steps": policy.env_steps,
+        "input": {"name": "obs", "shape": ["batch", policy.obs_dim], "dtype": "float32",
+                  "meaning": "raw observation as the env produces it; normalization is inside the graph"},
+        "output": {"name": "action", "shape": ["batch", policy.action_dim], "dtype": "float32",
+                   "meaning": "deterministic action, already in [action_low, action_high]"},
+        "obs_dim": policy.obs_dim,
+        "action_dim": policy.action_dim,
+        "action_low": policy.action_low.tolist(),
+        "action_high": policy.action_high.tolist(),
+        "control_period_s": policy.ctrl_dt,
+        "observation_layout": [{"name": name, "size": size} for name, size in layout] if layout else None,
+        "observation_statistics": None if normalizer is None else {
+            "mean": normalizer.mean.tolist(), "std": normalizer.var.sqrt().tolist(),
+            "note": "the training statistics the graph normalizes with; observations are otherwise unbounded"},
+        "observation_range_in_rollout": {
+            "min": result.rollout_obs_min, "max": result.rollout_obs_max,
+            "note": f"per entry, over the {result.num_real} observations of the verification rollout in simulation"},
+        "verification": {
+            "runtime": f"onnxruntime {onnxruntime_version}, CPUExecutionProvider",
+            "random_observations": result.num_random, "random_max_abs_diff": result.random_max_abs_diff,
+            "rollout_observations": result.num_real, "rollout_max_abs_diff": result.real_max_abs_diff,
+        },
+    }
+
+
+def _export_modules() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError as error:
+        raise ExportUnavailable(f"ONNX export needs the 'export' extra ({error.name} is missing): "
+                                "pip install 'pqn-torch[export]'") from None
+    return onnx, onnxruntime
+
+
+def _write_onnx(policy: Policy, example: torch.Tensor, path: Path) -> None:
+    """torch's exporter (torch.export based), batch dimension dynamic; its internal chatter silenced."""
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecations inside torch.export, not ours to fix
+            program = torch.onnx.export(policy, (example,), input_names=["obs"], output_names=["action"],
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
+                                        verbose=False)
+    finally:
+        onnx_logger.setLevel(level)
+    partial = path.with_name(path.name + ".partial")
+    program.save(str(partial))
+    os.replace(partial, path)
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(content, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def _random_observations(policy: Policy, generator: torch.Generator) -> torch.Tensor:
+    noise = 3.0 * torch.randn(RANDOM_OBSERVATIONS, policy.obs_dim, generator=generator, dtype=torch.float64)
+    normalizer = policy.obs_normalizer
+    if normalizer is None:
+        return noise.float()
+    return (normalizer.mean + normalizer.var.sqrt() * noise).float()
+
+
+@torch.no_grad()
+def _rollout_observations(policy: Policy, seed: int) -> torch.Tensor:
+    """Every observation of a short rollout of ``policy`` in its task (native MuJoCo, CPU)."""
+    worlds, steps = REAL_ROLLOUT
+    env = make_env(policy.task, worlds, "cpu", "mujoco", seed, reset_pool_size=worlds, num_threads=1,
+                   **policy.task_overrides)
+    observations = [env.reset()["obs"]]
+    for _ in range(steps - 1):
+        observations.append(env.step(policy(observations[-1]))["obs"])
+    return torch.cat(observations)
+
+
+def _max_abs_diff(policy: Policy, session: Any, obs: torch.Tensor) -> float:
+    """Largest |onnxruntime - torch| over all rows, run as one batch and as batches of one row."""
+    expected = policy(obs).numpy()
+    whole = session.run(["action"], {"obs": obs.numpy()})[0]
+    single = np.concatenate([session.run(["action"], {"obs": row[None]})[0] for row in obs[:64].numpy()])
+    return float(max(np.abs(whole - expected).max(), np.abs(single - expected[:64]).max()))
