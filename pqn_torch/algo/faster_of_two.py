@@ -1,11 +1,10 @@
 """Run a phase whichever of two equivalent ways is faster right now, re-timing both now and then.
 
 Used for the CPU update's thread split (see ``PQN._minibatch_step``): on an idle 2-core machine,
-running the actor's and the critic's halves of each gradient step on two threads made the DM
-preset's update 1.4-1.6x faster, but with the CPU preset's small networks the threads mostly wait
-for Python's GIL, and on a machine busy with other processes for each other: there the split was up
-to ~15-25% slower than one thread. Both ways compute exactly the same, so the choice can follow the
-machine's load.
+running the actor's and the critic's backward passes of each gradient step on two threads made the
+update 1.2x (CPU preset) to 1.8x (DM preset) faster, but on a machine busy with other processes the
+two threads keep waiting for each other (and for Python's GIL) and the split was 15-25% slower than
+one thread. Both ways compute exactly the same, so the choice can follow the machine's load.
 """
 
 from __future__ import annotations

@@ -148,9 +148,9 @@ class PQN(nn.Module):
 
     ``cuda_graphs`` (CUDA only) captures the rollout and the update as CUDA graphs after two eager
     warm-up iterations; ``compile`` wraps the policy and minibatch steps in ``torch.compile``.
-    ``split_update`` (CPU without ``compile`` only) runs each gradient step's actor half on a second
-    thread: ``True`` always, ``False`` never, ``"auto"`` whenever the last timing of both ways (every
-    100 updates) found it faster.
+    ``split_update`` (CPU without ``compile`` only) runs each gradient step's actor loss and backward
+    pass on a second thread: ``True`` always, ``False`` never, ``"auto"`` whenever the last timing of
+    both ways (every 100 updates) found it faster.
 
     Typical use (see the README for a complete example)::
 
@@ -230,22 +230,22 @@ class PQN(nn.Module):
         self.minibatch_step = CompiledCall(self._minibatch_step, "update") if compile else self._minibatch_step
         # Speed (CPU): the networks' CPU fast path (oneDNN matmuls, one critic at a time with fused LayerNorms;
         # cpu_fast_path.py) in the rollout, the update and act().
-        self._cpu_fast_path = self.device.type == "cpu" and not compile
-        # Speed (CPU): each gradient step's actor half on a second thread (see _minibatch_step); "auto"
+        eager_cpu = self.device.type == "cpu" and not compile
+        self._cpu_fast_path = eager_cpu
+        # Speed (CPU): each gradient step's actor backward pass on a second thread (see _minibatch_step); "auto"
         # times both ways now and then and keeps the faster, since which wins depends on the machine's load.
-        can_split = self.device.type == "cpu" and not compile
-        if split_update is True and not can_split:
+        if split_update is True and not eager_cpu:
             raise ValueError(f"split_update=true needs the CPU and compile=false (device {self.device}, compile "
                              f"{compile}); use split_update=auto or false")
         self._actor_thread = None
-        if can_split and split_update is not False:  # the thread keeps this thread's torch thread count
+        if eager_cpu and split_update is not False:  # the thread keeps this thread's torch thread count
             self._actor_thread = ThreadPoolExecutor(1, thread_name_prefix="pqn-actor-step",
                                                     initializer=torch.set_num_threads,
                                                     initargs=(torch.get_num_threads(),))
         self._split_chooser = FasterOfTwo() if self._actor_thread is not None and split_update == "auto" else None
         self._split = self._actor_thread is not None
         self.split_updates = 0
-        """Updates run so far with the actor's half of each gradient step on a second thread."""
+        """Updates run so far with the actor's backward passes on the second thread."""
         self._drop_graphs()
 
     @classmethod
@@ -369,7 +369,7 @@ class PQN(nn.Module):
         self._updates_since_pop += 1
 
     def _learn_split(self, split: bool) -> None:
-        """The update with (``split``) or without the actor's half of each step on the second thread."""
+        """The update with (``split``) or without the actor's backward passes on the second thread."""
         self._split = split
         self._learn_call()
 
