@@ -18,9 +18,11 @@ untimed updates (compilation, graph capture), ``updates`` iterations are timed p
 device sync around each rollout and each update: ``rollout_steps_per_s``, ``update_steps_per_s``),
 then ``updates`` more back to back with one sync at the end (``total_steps_per_s``, what a training
 run sees minus evaluation). Memory: the GPU peak (torch's reserved pool plus MuJoCo Warp's pool) on
-CUDA, the process's peak resident set on the host. Under ``torchrun`` every rank runs ``num_envs`` worlds
-and trains the one agent data-parallel (``pqn_torch.distributed``); rank 0 prints the line, whose rates
-count all ranks' env steps (``ranks``; memory is rank 0's).
+CUDA, the process's peak resident set on the host. ``split_fraction``: the share of timed updates that
+ran the actor's backward pass on a second thread (``split_update``, CPU only); ``load_average``: the
+machine's 1-minute load at the end, since other processes skew every CPU number. Under ``torchrun``
+every rank runs ``num_envs`` worlds and trains the one agent data-parallel (``pqn_torch.distributed``);
+rank 0 prints the line, whose rates count all ranks' env steps (``ranks``; memory is rank 0's).
 
 Mode ``gpu-check`` (CUDA only): CUDA graphs and torch.compile on and off from the same seed, results
 compared and both timed, as one JSON verdict line to paste into a bug report (``pqn_torch/gpu_check.py``).
@@ -212,8 +214,8 @@ def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
 
 TRAIN_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0, "updates": 10,
                                   "warmup_updates": WARMUP_CALLS + 1,
-                                  "compile": "auto", "cuda_graphs": "auto", "device": "auto", "backend": "auto",
-                                  "num_threads": 0, "seed": 0}
+                                  "compile": "auto", "cuda_graphs": "auto", "split_update": "auto", "device": "auto",
+                                  "backend": "auto", "num_threads": 0, "seed": 0}
 
 
 def task_settings(options: dict[str, Any], keys: tuple[str, ...]) -> RunSettings:
@@ -236,7 +238,7 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     """PQN training throughput by phase and memory peak (see module docstring)."""
     if options["updates"] < 1 or options["warmup_updates"] < 0:
         raise ValueError("updates must be positive and warmup_updates >= 0")
-    settings = task_settings(options, ("task", "seed", "device", "backend", "compile", "cuda_graphs"))
+    settings = task_settings(options, ("task", "seed", "device", "backend", "compile", "cuda_graphs", "split_update"))
     ranks = distributed.init_from_env(resolve_device(settings.device))
     device = distributed.rank_device(resolve_device(settings.device), ranks)
     backend = resolve_backend(settings.backend, device)
@@ -250,7 +252,8 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(settings.seed + ranks.rank)
     updates, warmup = options["updates"], options["warmup_updates"]
     total_timesteps = max(settings.total_timesteps, (warmup + 2 * updates) * alg.num_envs * alg.num_steps)
-    agent = PQN.for_env(env, alg, total_timesteps, compile=use_compile, cuda_graphs=cuda_graphs)
+    agent = PQN.for_env(env, alg, total_timesteps, compile=use_compile, cuda_graphs=cuda_graphs,
+                        split_update=settings.split_update)
     distributed.broadcast_module(agent)
     agent.reset(env)
     if device.type == "cuda":
@@ -258,6 +261,7 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     for _ in range(warmup):
         agent.train_iteration(env)
     synchronize(device)
+    split_before = agent.split_updates
 
     rollout_seconds = update_seconds = 0.0
     for _ in range(updates):
@@ -285,6 +289,10 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
         "num_envs": alg.num_envs,
         "compile": use_compile,
         "cuda_graphs": cuda_graphs,
+        "split_update": settings.split_update,
+        "split_fraction": round((agent.split_updates - split_before) / (2 * updates), 2),
+        "torch_threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "steps_per_update": agent.steps_per_update * ranks.world_size,
         "timed_updates": 2 * updates,
         "updates_done": int(agent.updates_done),

@@ -1,12 +1,15 @@
 """PQN's algorithm pieces against hand-worked numbers, naive re-implementations, numpy and the physics."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from pqn_torch.algo import (PQN, Actor, CriticEnsemble, LinearSchedule, PQNConfig, RewardNormalizer, RunningMeanStd,
-                            actor_loss, critic_loss, huber, q_lambda_targets)
+                            actor_loss, critic_loss, cpu_fast_path, huber, q_lambda_targets)
+from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.envs import make_env
 
 # ----------------------------------------------------------------------------- Q(lambda)
@@ -190,11 +193,17 @@ def test_reward_normalizer_divides_by_the_std_of_discounted_returns():
 
 
 # ----------------------------------------------------------------------------- networks
-def test_critic_ensemble_equals_its_members_evaluated_one_by_one():
+@pytest.mark.parametrize("fast_path", [False, True])
+def test_critic_ensemble_equals_its_members_evaluated_one_by_one(fast_path):
     torch.manual_seed(0)
-    critic = CriticEnsemble(obs_dim=5, action_dim=2, hidden_sizes=(16, 8), num_critics=3)
+    critic = CriticEnsemble(obs_dim=5, action_dim=2, hidden_sizes=(cpu_fast_path.MIN_WIDTH,) * 2, num_critics=3)
+    with torch.no_grad():  # LayerNorm affines other than the initial identity, so that any mix-up shows
+        for parameter in (*critic.norm_scales, *critic.norm_shifts):
+            parameter.uniform_(0.5, 1.5)
     obs, action = torch.randn(4, 5), torch.randn(4, 2)
-    got = critic(obs, action)
+    with cpu_fast_path.enabled(fast_path):
+        got = critic(obs, action)
+        assert cpu_fast_path.used_for(critic.weights[1][0]) == (fast_path and cpu_fast_path.AVAILABLE)  # 64 x 64
     assert got.shape == (3, 4)
     for member in range(3):
         hidden = torch.cat([obs, action], -1)
@@ -206,6 +215,34 @@ def test_critic_ensemble_equals_its_members_evaluated_one_by_one():
         torch.testing.assert_close(got[member], expected)
     assert not torch.allclose(got[0], got[1])  # independently initialized members
     torch.testing.assert_close(critic.mean_q(obs, action), got.mean(0))
+
+
+@pytest.mark.skipif(not cpu_fast_path.AVAILABLE, reason="this torch has no oneDNN linear op")
+@pytest.mark.parametrize("bias", [True, False])
+def test_fast_path_matmuls_and_their_gradients_equal_float64_matmuls(bias):
+    """The oneDNN path computes x @ W + b and its gradients, W in the critics' and the actor's layout."""
+    torch.manual_seed(0)
+    x = torch.randn(9, 70, requires_grad=True)
+    weight_out_in = torch.randn(cpu_fast_path.MIN_WIDTH, 70, requires_grad=True)
+    b = torch.randn(cpu_fast_path.MIN_WIDTH, requires_grad=True) if bias else None
+    upstream = torch.randn(9, cpu_fast_path.MIN_WIDTH)
+    leaves = [x, weight_out_in] + ([b] if bias else [])
+    as64 = [leaf.detach().double().requires_grad_() for leaf in leaves]
+    expected = as64[0] @ as64[1].T + (as64[2] if bias else 0.0)
+    expected_grads = torch.autograd.grad(expected, as64, upstream.double())
+    weight_in_out = weight_out_in.detach().T.contiguous().requires_grad_()
+    for function, weight in ((cpu_fast_path.linear, weight_out_in), (cpu_fast_path.matmul, weight_in_out)):
+        with cpu_fast_path.enabled():
+            got = function(x, weight, b)
+        assert type(got.grad_fn).__name__ == "_OneDNNLinearBackward"  # really the oneDNN path
+        got_grads = list(torch.autograd.grad(got, [x, weight] + ([b] if bias else []), upstream))
+        assert got_grads[1].shape == weight.shape and got_grads[1].is_contiguous()
+        got_grads[1] = got_grads[1] if weight is weight_out_in else got_grads[1].T
+        for value, reference in zip((got, *got_grads), (expected, *expected_grads)):
+            torch.testing.assert_close(value.double(), reference, rtol=1e-5, atol=1e-5)
+        plain = function(x, weight, b)  # outside enabled(): torch's own ops
+        assert type(plain.grad_fn).__name__ != "_OneDNNLinearBackward" and not cpu_fast_path.is_enabled()
+        torch.testing.assert_close(plain, got)
 
 
 def test_orthogonal_init_and_actor_range():
@@ -359,6 +396,100 @@ def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(
         for param, grad in zip(trained.parameters(), grads):  # .grad keeps the clipped gradient of the step
             torch.testing.assert_close(param.grad, grad * clip)
         assert not all(torch.equal(a, b) for a, b in zip(module.parameters(), trained.parameters()))
+
+
+def plain_update(actor, critic, optimizers, batch, config, lr_schedule, grad_steps):
+    """PQN's update written the plain way, without the agent's speed tricks (see ``PQN._minibatch_step``).
+
+    Per-parameter RAdam and ``clip_grad_norm_`` over each module's own parameters, one critic call per
+    loss, both losses taken before either network steps; the shuffle draws what the agent draws.
+    """
+    actor_optimizer, critic_optimizer = optimizers
+    for _ in range(config.num_epochs):
+        permutation = torch.rand(len(batch)).argsort()
+        for indices in permutation.split(config.minibatch_size):
+            minibatch = batch[indices]
+            for optimizer in optimizers:
+                optimizer.param_groups[0]["lr"].copy_(lr_schedule(torch.tensor(grad_steps)))
+            grad_steps += 1
+            new_action = actor(minibatch["obs"])
+            policy_loss, _ = actor_loss(critic.mean_q(minibatch["critic_obs"], new_action), new_action,
+                                        minibatch["original_action"], actor.action_scale, actor.action_bias,
+                                        config.penalty_threshold, config.penalty_coeff)
+            value_loss = critic_loss(critic(minibatch["critic_obs"], minibatch["action"]), minibatch["target"])
+            for module, loss, optimizer in ((actor, policy_loss, actor_optimizer),
+                                            (critic, value_loss, critic_optimizer)):
+                for parameter, grad in zip(module.parameters(), torch.autograd.grad(loss, list(module.parameters()))):
+                    parameter.grad = grad
+                torch.nn.utils.clip_grad_norm_(module.parameters(), config.max_grad_norm)
+            actor_optimizer.step()
+            critic_optimizer.step()
+    return grad_steps
+
+
+@pytest.mark.parametrize("split_update", [False, True])
+def test_training_iterations_equal_the_plain_update(short_env, split_update):
+    """The agent's optimized update (flat parameters; the actor's half of each step on a second
+    thread or not) learns what the plain update learns: same rollouts, same shuffles, same weights."""
+    torch.manual_seed(2)
+    config = PQNConfig(**SMALL, lr_start=1e-2, lr_end=1e-3)  # steps large enough that any change shows
+    agent = PQN.for_env(short_env, config, total_timesteps=240, split_update=split_update)
+    actor = Actor(short_env.obs_dim, short_env.action_low, short_env.action_high, config.actor_hidden_sizes)
+    critic = CriticEnsemble(short_env.critic_obs_dim, short_env.action_dim, config.critic_hidden_sizes,
+                            config.num_critics)
+    actor.load_state_dict(agent.actor.state_dict())
+    critic.load_state_dict(agent.critic.state_dict())
+    optimizers = [torch.optim.RAdam(module.parameters(), lr=torch.tensor(config.lr_start))
+                  for module in (actor, critic)]
+    initial = [parameter.detach().clone() for parameter in (*actor.parameters(), *critic.parameters())]
+    agent.reset(short_env)
+    grad_steps = 0
+    for _ in range(4):
+        batch = agent.collect(short_env).reshape(-1).clone()
+        rng = torch.get_rng_state()
+        agent.learn()
+        after_agent = torch.get_rng_state()
+        torch.set_rng_state(rng)
+        grad_steps = plain_update(actor, critic, optimizers, batch, config, agent.lr_schedule, grad_steps)
+        assert torch.equal(torch.get_rng_state(), after_agent)  # the same random draws, in the same order
+    assert grad_steps == int(agent.grad_steps) == 4 * config.num_epochs * config.num_minibatches
+    assert agent.split_updates == (4 if split_update else 0)
+    plain = [*actor.parameters(), *critic.parameters()]
+    trained = [*agent.actor.parameters(), *agent.critic.parameters()]
+    for start, expected, got in zip(initial, plain, trained):
+        assert not torch.equal(expected, start)  # every tensor learned
+        torch.testing.assert_close(got - start, expected - start, rtol=1e-4, atol=1e-7)
+
+
+def test_split_update_auto_alternates_with_timing_and_refuses_impossible_settings(short_env, monkeypatch):
+    agent = PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240)  # split_update="auto" on the CPU
+    seconds = {False: 0.01, True: 0.03}  # the split is slower here, whatever the machine
+    monkeypatch.setattr(agent, "_learn_call", lambda: time.sleep(seconds[agent._split]))
+    for _ in range(5):
+        agent.learn()
+    assert agent.split_updates == 2  # the warm-up call (split by default) and the split's timing call
+    seconds.update({False: 0.03, True: 0.01})
+    agent._split_chooser.calls = agent._split_chooser.interval  # next call starts a new timing round
+    for _ in range(4):
+        agent.learn()
+    # the round's first call runs serial (the last choice), then one timing each, then the split (now faster)
+    assert agent.split_updates == 2 + 2 and agent._split_chooser.choice
+    with pytest.raises(ValueError, match="split_update=true needs the CPU and compile=false"):
+        PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240, compile=True, split_update=True)
+    with pytest.raises(ValueError, match="split_update must be true, false or auto, got 'yes'"):
+        PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240, split_update="yes")
+
+
+def test_faster_of_two_keeps_the_faster_option_between_timings():
+    chooser = FasterOfTwo(interval=4, initial=True)
+    durations = {False: 0.002, True: 0.02}
+    ran = [chooser(lambda option: time.sleep(durations[option])) for _ in range(8)]
+    # call 0 warms up with the initial option; 1 and 2 time False and True; 3 uses the faster (False);
+    # the next round again warms up with the current choice, times both, keeps the faster
+    assert ran == [True, False, True, False, False, False, True, False]
+    assert chooser.seconds[False] < chooser.seconds[True]
+    with pytest.raises(ValueError, match="interval must be an integer >= 3"):
+        FasterOfTwo(interval=2)
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ def test_train_mode_reports_every_phase_for_the_task_config():
     assert result["num_envs"] == 8 and result["steps_per_update"] == 8 * 16  # alg=cpu: num_steps 16
     assert result["updates_done"] == 1 + result["timed_updates"] == 5  # warm-up + 2 phase-timed + 2 back to back
     assert result["compile"] is False and result["cuda_graphs"] is False  # auto = off without CUDA
+    assert result["split_update"] == "auto" and 0 <= result["split_fraction"] <= 1 and result["torch_threads"] == 1
     for key in ("rollout_steps_per_s", "update_steps_per_s", "total_steps_per_s", "host_memory_peak_mb"):
         assert result[key] > 0, key
     # A whole iteration cannot be faster than its slower phase.

@@ -51,7 +51,7 @@ def test_defaults_are_cheetah_run_with_the_dm_suite_preset():
     assert settings.task == "CheetahRun" and settings.total_timesteps == 50_000_000
     assert settings.alg.num_envs == 1024 and settings.alg.bootstrap_truncation is True
     assert settings.device == "auto" and settings.backend == "auto" and settings.compile == "auto"
-    assert settings.cuda_graphs == "auto"
+    assert settings.cuda_graphs == "auto" and settings.split_update == "auto" and settings.torch_threads == 1
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -86,6 +86,7 @@ def test_command_line_overrides_reach_the_settings():
     ("total_timesteps=-5", "total_timesteps must be a positive integer, got -5"),
     ("compile=maybe", "compile must be true, false or auto, got 'maybe'"),
     ("cuda_graphs=1", "cuda_graphs must be true, false or auto, got 1"),
+    ("split_update=2", "split_update must be true, false or auto, got 2"),
     ("eval.interval=0", "eval.interval must be a fraction of training"),
     ("seed=-1", "seed must be an integer >= 0"),
     ("alg.num_envs=0", "alg.num_envs must be a positive integer, got 0"),

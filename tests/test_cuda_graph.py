@@ -97,8 +97,9 @@ def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypat
                    episode_length=3)
     config = PQNConfig(num_envs=4, num_steps=5, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(16,),
                        critic_hidden_sizes=(16,), normalize_reward=True, bootstrap_truncation=True)
-    agent = PQN.for_env(env, config, total_timesteps=200)
-    env.host_shortcuts = agent.host_shortcuts = False  # the CUDA code path
+    # the CUDA code path: no host shortcuts, one thread (the check sees this thread's ops only)
+    agent = PQN.for_env(env, config, total_timesteps=200, split_update=False)
+    env.host_shortcuts = agent.host_shortcuts = False
     for optimizer in (agent.actor_optimizer, agent.critic_optimizer):
         # RAdam's capturable=True (what the agent uses on CUDA) is CUDA-only; its CPU path reads the step
         # count with .item(). Torch vouches for the capturable path, so the optimizer step is exempt here.
@@ -156,13 +157,14 @@ class CaptureFailsHere(CapturedCall):
         raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nCUDA kernel errors ...")
 
 
-def small_agent(compile=False):
+def small_agent(compile=False, cpu_fast_path=True):
     env = make_env("CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1,
                    episode_length=6)
     config = PQNConfig(num_envs=4, num_steps=4, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(16,),
                        critic_hidden_sizes=(16,))
     torch.manual_seed(0)
     agent = PQN.for_env(env, config, total_timesteps=4 * 4 * 10, compile=compile)
+    agent._cpu_fast_path &= cpu_fast_path
     agent.reset(env)
     for _ in range(5):  # two warm-ups, the capture, two more calls
         agent.train_iteration(env)
@@ -197,7 +199,7 @@ def test_a_failed_capture_runs_that_phase_eagerly_with_one_warning(monkeypatch, 
 
 
 def test_a_failed_compile_runs_that_phase_uncompiled_with_one_warning(monkeypatch, caplog):
-    eager = small_agent()
+    eager = small_agent(cpu_fast_path=False)  # as with compile: the plain networks, rounding for rounding
 
     def compile_that_fails(fn):
         def compiled(*args, **kwargs):

@@ -4,6 +4,8 @@ Both use the reference's hidden block, Linear -> LayerNorm(eps 1e-6) -> ReLU, wi
 (gain ``init_scale``) and zero biases. The critic ensemble keeps the weights of all ``num_critics``
 critics in stacked tensors [K, in, out], so one batched matmul per layer evaluates every critic: no
 Python loop per critic in the rollout or the update, and a fixed kernel count for CUDA graphs.
+Inside :func:`pqn_torch.algo.cpu_fast_path.enabled` (the agent's phases on the CPU) both networks
+take the CPU fast path instead: oneDNN matmuls, and one critic at a time (see ``cpu_fast_path.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pqn_torch.algo import cpu_fast_path
 
 LAYER_NORM_EPS = 1e-6
 
@@ -38,7 +42,14 @@ class Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Actions [B, action_dim] for observations [B, obs_dim]."""
-        return torch.tanh(self.body(obs)) * self.action_scale + self.action_bias
+        if cpu_fast_path.is_enabled():
+            hidden = obs
+            for layer in self.body:
+                hidden = cpu_fast_path.linear(hidden, layer.weight, layer.bias) if isinstance(layer, nn.Linear) \
+                    else layer(hidden)
+        else:
+            hidden = self.body(obs)
+        return torch.tanh(hidden) * self.action_scale + self.action_bias
 
 
 class CriticEnsemble(nn.Module):
@@ -67,12 +78,34 @@ class CriticEnsemble(nn.Module):
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q-values [K, B] of every critic for observations [B, obs_dim] and actions [B, action_dim]."""
         hidden = torch.cat([obs, action], dim=-1)
+        if cpu_fast_path.is_enabled():
+            return self._one_critic_at_a_time(hidden)
         for layer, (scale, shift) in enumerate(zip(self.norm_scales, self.norm_shifts)):
             hidden = torch.matmul(hidden, self.weights[layer]) + self.biases[layer].unsqueeze(1)
             hidden = F.layer_norm(hidden, hidden.shape[-1:], eps=LAYER_NORM_EPS)
             hidden = torch.relu(hidden * scale.unsqueeze(1) + shift.unsqueeze(1))
         output = torch.matmul(hidden, self.weights[-1]) + self.biases[-1].unsqueeze(1)
         return output.squeeze(-1)
+
+    def _one_critic_at_a_time(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The CPU fast path of :meth:`forward`: each critic's layers separately (see ``cpu_fast_path.py``).
+
+        ``unbind`` splits each stacked parameter into per-critic views once, so the backward pass
+        stacks each parameter's gradient once instead of filling a zero tensor per critic.
+        """
+        weights = [weight.unbind(0) for weight in self.weights]
+        biases = [bias.unbind(0) for bias in self.biases]
+        scales = [scale.unbind(0) for scale in self.norm_scales]
+        shifts = [shift.unbind(0) for shift in self.norm_shifts]
+        values = []
+        for member in range(self.num_critics):
+            hidden = inputs
+            for layer in range(len(self.norm_scales)):
+                hidden = cpu_fast_path.matmul(hidden, weights[layer][member], biases[layer][member])
+                hidden = torch.relu(F.layer_norm(hidden, hidden.shape[-1:], scales[layer][member],
+                                                 shifts[layer][member], eps=LAYER_NORM_EPS))
+            values.append(cpu_fast_path.matmul(hidden, weights[-1][member], biases[-1][member]).squeeze(-1))
+        return torch.stack(values)
 
     def mean_q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Ensemble mean Q [B]: the value PQN acts on and bootstraps from."""

@@ -15,6 +15,18 @@ and minibatch steps in ``torch.compile``. A phase whose capture or compilation f
 instead, with one warning (:attr:`PQN.fallbacks` lists them). The one host check in the loop
 (skipping the truncation bootstrap when no episode was truncated) is a ``host_shortcuts`` of the
 CPU, where it is free.
+
+CPU speed (see the README's "CPU speed"): (1) each network's parameters and gradients are views of
+one flat tensor, making the optimizer step, the clipping and the zeroing a few ops per network
+(``flat_params.py``); the optimizers are foreach RAdam, which works in place; (2) inside the agent's
+phases the networks take their CPU fast path (``cpu_fast_path.py``: oneDNN matmuls, one critic at a
+time with fused LayerNorm affines); (3) each gradient step's actor backward pass (its loss through the
+critic) can run on a second thread next to the critic's (``split_update``), where that is faster
+(``faster_of_two.py``). None changes the math beyond the order of roundings: same ops, the
+critic steps after the actor's backward pass through it, same random draws (``tests/test_algo.py``
+checks the weights against a plain update). torch's intra-op threads stay at one (``torch_threads``):
+on the 2-core machine two intra-op threads made the CPU preset's update slower, and any update 2-5x
+slower while other processes were running.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +42,9 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from pqn_torch.algo import cpu_fast_path
+from pqn_torch.algo.faster_of_two import FasterOfTwo
+from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.algo.losses import actor_loss, critic_loss
 from pqn_torch.algo.networks import Actor, CriticEnsemble
 from pqn_torch.algo.normalizers import RewardNormalizer, RunningMeanStd
@@ -133,6 +149,9 @@ class PQN(nn.Module):
 
     ``cuda_graphs`` (CUDA only) captures the rollout and the update as CUDA graphs after two eager
     warm-up iterations; ``compile`` wraps the policy and minibatch steps in ``torch.compile``.
+    ``split_update`` (CPU without ``compile`` only) runs each gradient step's actor loss and backward
+    pass on a second thread: ``True`` always, ``False`` never, ``"auto"`` whenever the last timing of
+    both ways (every 100 updates) found it faster.
 
     Typical use (see the README for a complete example)::
 
@@ -148,8 +167,10 @@ class PQN(nn.Module):
 
     def __init__(self, obs_dim: int, critic_obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
                  config: PQNConfig, total_timesteps: int, device: str | torch.device = "cpu",
-                 compile: bool = False, cuda_graphs: bool = False) -> None:
+                 compile: bool = False, cuda_graphs: bool = False, split_update: bool | str = "auto") -> None:
         super().__init__()
+        if not (isinstance(split_update, bool) or split_update == "auto"):
+            raise ValueError(f"split_update must be true, false or auto, got {split_update!r}")
         self.config = config
         self.device = torch.device(device)
         if cuda_graphs and self.device.type != "cuda":
@@ -182,11 +203,18 @@ class PQN(nn.Module):
         self.lr_schedule = LinearSchedule(config.lr_start, config.lr_end, lr_steps)
         self.noise_schedule = LinearSchedule(config.noise_start, config.noise_finish,
                                              config.noise_decay * self.num_updates)
+        # Speed: each network's parameters and gradients live in one flat tensor (see flat_params.py), so
+        # every optimizer step, gradient zeroing and clipping is a few ops on one tensor, not a few per tensor.
+        self._actor_flat = flatten_parameters(self.actor)
+        self._critic_flat = flatten_parameters(self.critic)
         # capturable: the step counters stay on the GPU and no step reads one back to the host.
+        # foreach (torch's default on CUDA; on the CPU its default is the per-tensor loop): the step updates its
+        # moments and parameters in place with one scratch tensor, where the loop allocates ~6 temporaries of the
+        # parameters' size per step; with the critic's 0.5 MB of parameters that made a CPU step ~5x slower.
         capturable = self.device.type == "cuda"
-        self.actor_optimizer = torch.optim.RAdam(self.actor.parameters(), capturable=capturable,
+        self.actor_optimizer = torch.optim.RAdam([self._actor_flat], capturable=capturable, foreach=True,
                                                  lr=torch.tensor(config.lr_start, device=self.device))
-        self.critic_optimizer = torch.optim.RAdam(self.critic.parameters(), capturable=capturable,
+        self.critic_optimizer = torch.optim.RAdam([self._critic_flat], capturable=capturable, foreach=True,
                                                   lr=torch.tensor(config.lr_start, device=self.device))
 
         self._sigma = torch.zeros(config.num_envs, device=self.device)
@@ -201,22 +229,41 @@ class PQN(nn.Module):
         self._updates_since_pop = 0
         self.policy_step = CompiledCall(self._policy_step, "rollout") if compile else self._policy_step
         self.minibatch_step = CompiledCall(self._minibatch_step, "update") if compile else self._minibatch_step
+        # Speed (CPU): the networks' CPU fast path (oneDNN matmuls, one critic at a time with fused LayerNorms;
+        # cpu_fast_path.py) in the rollout, the update and act().
+        eager_cpu = self.device.type == "cpu" and not compile
+        self._cpu_fast_path = eager_cpu
+        # Speed (CPU): each gradient step's actor backward pass on a second thread (see _minibatch_step); "auto"
+        # times both ways now and then and keeps the faster, since which wins depends on the machine's load.
+        if split_update is True and not eager_cpu:
+            raise ValueError(f"split_update=true needs the CPU and compile=false (device {self.device}, compile "
+                             f"{compile}); use split_update=auto or false")
+        self._actor_thread = None
+        if eager_cpu and split_update is not False:  # the thread keeps this thread's torch thread count
+            self._actor_thread = ThreadPoolExecutor(1, thread_name_prefix="pqn-actor-step",
+                                                    initializer=torch.set_num_threads,
+                                                    initargs=(torch.get_num_threads(),))
+        self._split_chooser = FasterOfTwo() if self._actor_thread is not None and split_update == "auto" else None
+        self._split = self._actor_thread is not None
+        self.split_updates = 0
+        """Updates run so far with the actor's backward passes on the second thread."""
         self._drop_graphs()
 
     @classmethod
     def for_env(cls, env: Any, config: PQNConfig, total_timesteps: int, compile: bool = False,
-                cuda_graphs: bool = False) -> PQN:
+                cuda_graphs: bool = False, split_update: bool | str = "auto") -> PQN:
         """An agent sized for ``env`` (a :class:`pqn_torch.envs.BatchedEnv`) on the env's device."""
         if env.num_envs != config.num_envs:
             raise ValueError(f"env has {env.num_envs} worlds but config.num_envs is {config.num_envs}; make them equal")
         return cls(env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, config, total_timesteps,
-                   device=env.device, compile=compile, cuda_graphs=cuda_graphs)
+                   device=env.device, compile=compile, cuda_graphs=cuda_graphs, split_update=split_update)
 
     # ----------------------------------------------------------------- acting
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic actions for raw observations [B, obs_dim] (evaluation; statistics frozen)."""
-        return self.actor(self._normalize(self.obs_normalizer, obs))
+        with cpu_fast_path.enabled(self._cpu_fast_path):
+            return self.actor(self._normalize(self.obs_normalizer, obs))
 
     @torch.no_grad()
     def _policy_step(self, obs: torch.Tensor, critic_obs: torch.Tensor,
@@ -261,7 +308,8 @@ class PQN(nn.Module):
             self._rollout_env = env
             self._rollout_call = CapturedCall(lambda: self._rollout(env), self.device, self.cuda_graphs,
                                               generators=generators, phase="rollout")
-        self._rollout_call()
+        with cpu_fast_path.enabled(self._cpu_fast_path):
+            self._rollout_call()
         return self._storage
 
     def _rollout(self, env: Any) -> None:
@@ -311,10 +359,20 @@ class PQN(nn.Module):
     # ----------------------------------------------------------------- update
     def learn(self) -> None:
         """``num_epochs`` passes of shuffled minibatch updates over the last rollout (no host sync)."""
-        self._learn_call()
+        with cpu_fast_path.enabled(self._cpu_fast_path):
+            if self._split_chooser is not None:
+                self._split_chooser(self._learn_split)
+            else:
+                self._learn_call()
+        self.split_updates += self._split
         self.updates_issued += 1
         self._minibatches_since_pop += self.config.num_epochs * self.config.num_minibatches
         self._updates_since_pop += 1
+
+    def _learn_split(self, split: bool) -> None:
+        """The update with (``split``) or without the actor's backward passes on the second thread."""
+        self._split = split
+        self._learn_call()
 
     def _learn(self) -> None:
         """The body of :meth:`learn` (graph-capturable); shuffles with an argsort of uniform keys on device."""
@@ -326,40 +384,60 @@ class PQN(nn.Module):
         self.updates_done += 1
 
     def _minibatch_step(self, indices: torch.Tensor) -> torch.Tensor:
-        """One critic and one actor gradient step on the rollout samples at ``indices``.
+        """One actor and one critic gradient step on the rollout samples at ``indices``.
 
-        The actor's loss is built before the critic steps, so it sees the critic as it was before
-        this minibatch (as in the reference). Returns the ``UPDATE_METRICS`` as one detached tensor.
+        The actor's loss is differentiated through the critic before the critic steps, so it sees the
+        critic as it was before this minibatch (as in the reference). Returns the ``UPDATE_METRICS``
+        as one detached tensor.
         """
-        config = self.config
-        batch = self._batch
-        obs = batch["obs"][indices]
-        critic_obs = batch["critic_obs"][indices]
-        rollout_action = batch["original_action"][indices]
         lr = self.lr_schedule(self.grad_steps)
         self.actor_optimizer.param_groups[0]["lr"].copy_(lr)
         self.critic_optimizer.param_groups[0]["lr"].copy_(lr)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-
-        new_action = self.actor(obs)
-        policy_loss, penalty_fraction = actor_loss(
-            self.critic.mean_q(critic_obs, new_action), new_action, rollout_action, self.actor.action_scale,
-            self.actor.action_bias, config.penalty_threshold, config.penalty_coeff)
-        policy_loss.backward(inputs=list(self.actor.parameters()))
-        average_gradients(self.actor.parameters())
-        q_values = self.critic(critic_obs, batch["action"][indices])
-        value_loss = critic_loss(q_values, batch["target"][indices])
-        value_loss.backward(inputs=list(self.critic.parameters()))
-        average_gradients(self.critic.parameters())
-
-        actor_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), config.max_grad_norm)
-        critic_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), config.max_grad_norm)
+        if self._split:
+            # Speed (CPU): the actor's and the critic's backward passes write disjoint gradients and only read
+            # the critic's parameters, so the actor's runs on a second thread while this one runs the critic's.
+            # They cost about the same, and torch releases the GIL inside its ops.
+            actor_half = self._actor_thread.submit(self._actor_gradient, indices)
+            value_loss, q_values = self._critic_gradient(indices)
+            policy_loss, penalty_fraction = actor_half.result()
+        else:
+            policy_loss, penalty_fraction = self._actor_gradient(indices)
+            value_loss, q_values = self._critic_gradient(indices)
+        # On this thread and in this order: the ranks of a data-parallel run must issue their collectives alike.
+        average_gradients([self._actor_flat.grad])
+        average_gradients([self._critic_flat.grad])
+        actor_norm = _clip_gradients(self.actor, self._actor_flat, self.config.max_grad_norm)
+        critic_norm = _clip_gradients(self.critic, self._critic_flat, self.config.max_grad_norm)
         self.actor_optimizer.step()
-        self.critic_optimizer.step()
+        self.critic_optimizer.step()  # only after the actor's backward pass through the critic's old parameters
         self.grad_steps += 1
         return torch.stack([value_loss, policy_loss, q_values.mean(), critic_norm, actor_norm,
                             penalty_fraction]).detach().to(torch.float64)
+
+    def _actor_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's loss through the current critic and its gradient (the actor's parameters only).
+
+        Returns (loss, penalty fraction).
+        """
+        config = self.config
+        batch = self._batch
+        critic_obs = batch["critic_obs"][indices]
+        self.actor_optimizer.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views of it
+        new_action = self.actor(batch["obs"][indices])
+        policy_loss, penalty_fraction = actor_loss(
+            self.critic.mean_q(critic_obs, new_action), new_action, batch["original_action"][indices],
+            self.actor.action_scale, self.actor.action_bias, config.penalty_threshold, config.penalty_coeff)
+        policy_loss.backward(inputs=list(self.actor.parameters()))
+        return policy_loss, penalty_fraction
+
+    def _critic_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The critic's loss on the rollout actions and its gradient; returns (loss, Q-values [K, B])."""
+        batch = self._batch
+        self.critic_optimizer.zero_grad(set_to_none=False)
+        q_values = self.critic(batch["critic_obs"][indices], batch["action"][indices])
+        value_loss = critic_loss(q_values, batch["target"][indices])
+        value_loss.backward(inputs=list(self.critic.parameters()))
+        return value_loss, q_values
 
     def train_iteration(self, env: Any) -> None:
         """One rollout in ``env`` followed by its update."""
@@ -460,6 +538,17 @@ class PQN(nn.Module):
         for name in ("terminated", "truncated"):
             storage[name] = torch.zeros(shape, dtype=torch.bool, device=self.device)
         return TensorDict(storage, batch_size=shape, device=self.device)
+
+
+def _clip_gradients(module: nn.Module, flat: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """``clip_grad_norm_`` of ``module``'s gradients, scaled as one flat tensor; returns the total norm.
+
+    The norm is taken over the parameters' gradients as ``clip_grad_norm_`` takes it (the same
+    floating-point sums); the scaling, an elementwise multiply, is one op on ``flat.grad``.
+    """
+    total_norm = nn.utils.get_total_norm([parameter.grad for parameter in module.parameters()])
+    nn.utils.clip_grads_with_norm_([flat], max_norm, total_norm)
+    return total_norm
 
 
 def _is_number(value: Any) -> bool:

@@ -15,7 +15,8 @@ import torch
 from pqn_torch.algo.pqn import PQNConfig
 from pqn_torch.envs.tasks import get_task_class
 
-MACHINE_KEYS = ("device", "backend", "num_threads", "torch_threads", "compile", "cuda_graphs", "resume")
+MACHINE_KEYS = ("device", "backend", "num_threads", "torch_threads", "split_update", "compile", "cuda_graphs",
+                "resume")
 """Keys a resumed run always takes from its own command line (the checkpoint may come from another machine)."""
 RUNTIME_KEYS = (*MACHINE_KEYS, "log_interval", "checkpoint_interval")
 """Keys a resumed run may change; the non-machine ones only when its command line sets them."""
@@ -38,6 +39,7 @@ class RunSettings:
     backend: str
     num_threads: int | None
     torch_threads: int
+    split_update: bool | str
     compile: bool | str
     cuda_graphs: bool | str
     resume: str | None
@@ -77,7 +79,8 @@ def settings_from_config(config: dict[str, Any], world_size: int = 1) -> RunSett
     eval_num_envs = evaluation.get("num_envs")
     if eval_num_envs is None:
         eval_num_envs = alg.num_envs
-    compile_flag, graphs_flag = (_switch(config, key) for key in ("compile", "cuda_graphs"))
+    compile_flag, graphs_flag, split_flag = (_switch(config, key)
+                                             for key in ("compile", "cuda_graphs", "split_update"))
     num_threads = config.get("num_threads")
     if num_threads is not None:
         num_threads = _positive_int("num_threads", num_threads)
@@ -105,6 +108,7 @@ def settings_from_config(config: dict[str, Any], world_size: int = 1) -> RunSett
         backend=_string("backend", config.get("backend", "auto")),
         num_threads=num_threads,
         torch_threads=torch_threads,
+        split_update=split_flag,
         compile=compile_flag,
         cuda_graphs=graphs_flag,
         resume=resume_location(config),

@@ -160,7 +160,8 @@ class TrainingRun:
         # Schedules (learning rate, noise) span the run as first planned; an extended run's extra steps use
         # their final values.
         self.agent = agent = PQN.for_env(self.env, settings.alg, self.schedule_timesteps // ranks.world_size,
-                                         compile=use_compile, cuda_graphs=use_graphs)
+                                         compile=use_compile, cuda_graphs=use_graphs,
+                                         split_update=settings.split_update)
         if checkpoint is not None:
             agent.load_checkpoint_state(checkpoint["agent"])
             bad = nonfinite_weights(agent)
