@@ -91,6 +91,32 @@ def agent_tensors(agent, env):
     return tensors
 
 
+@pytest.mark.parametrize("task", ["CartpoleBalance", "Go1JoystickFlatTerrain"])
+def test_training_is_the_same_with_and_without_host_shortcuts(task):
+    """A seeded run through resets, truncations and updates gives identical rollouts and weights either way:
+    both paths draw the same random numbers (pool indices, task state, observation and exploration noise)."""
+    def train(shortcuts):
+        env = make_env(task, 4, device="cpu", backend="mujoco", seed=3, reset_pool_size=8, num_threads=1,
+                       host_shortcuts=shortcuts, episode_length=5)
+        config = PQNConfig(num_envs=4, num_steps=4, num_epochs=1, num_minibatches=2, actor_hidden_sizes=(16,),
+                           critic_hidden_sizes=(16,), bootstrap_truncation=True, stagger_episodes=True)
+        torch.manual_seed(0)
+        agent = PQN.for_env(env, config, total_timesteps=4 * 4 * 3, split_update=False)
+        agent.reset(env)
+        rollouts = []
+        for _ in range(3):
+            rollouts.append(agent.collect(env).clone())
+            agent.learn()
+        return torch.stack(rollouts), [p.detach().clone() for p in agent.parameters()], env.stats
+
+    (fast, fast_weights, fast_stats), (masked, masked_weights, masked_stats) = train(True), train(False)
+    assert int(fast_stats["episodes"]) >= 4 and fast["truncated"].any() and not fast["truncated"].all()
+    for key in fast.keys():
+        assert torch.equal(fast[key], masked[key]), key
+    assert all(torch.equal(a, b) for a, b in zip(fast_weights, masked_weights))
+    assert {k: int(v) for k, v in fast_stats.items()} == {k: int(v) for k, v in masked_stats.items()}
+
+
 def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypatch):
     """Rollout and update are capturable: no host sync, and no tensor they use is ever rebound."""
     env = make_env("CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1,
@@ -99,7 +125,7 @@ def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypat
                        critic_hidden_sizes=(16,), normalize_reward=True, bootstrap_truncation=True)
     # the CUDA code path: no host shortcuts, one thread (the check sees this thread's ops only)
     agent = PQN.for_env(env, config, total_timesteps=200, split_update=False)
-    env.host_shortcuts = agent.host_shortcuts = False
+    env.host_shortcuts = False  # the env owns the switch; the agent's rollout follows it
     for optimizer in (agent.actor_optimizer, agent.critic_optimizer):
         # RAdam's capturable=True (what the agent uses on CUDA) is CUDA-only; its CPU path reads the step
         # count with .item(). Torch vouches for the capturable path, so the optimizer step is exempt here.

@@ -13,8 +13,8 @@ tensor learning rate and ``capturable=True`` on CUDA, and metrics are summed int
 that only :meth:`PQN.pop_metrics` copies to the host. ``compile`` additionally wraps the policy
 and minibatch steps in ``torch.compile``. A phase whose capture or compilation fails runs eagerly
 instead, with one warning (:attr:`PQN.fallbacks` lists them). The one host check in the loop
-(skipping the truncation bootstrap when no episode was truncated) is a ``host_shortcuts`` of the
-CPU, where it is free.
+(skipping the truncation bootstrap when no episode was truncated) follows the env's ``host_shortcuts``
+(on for the CPU, where it is free); it draws the same random numbers either way.
 
 CPU speed (see the README's "CPU speed"): (1) each network's parameters and gradients are views of
 one flat tensor, making the optimizer step, the clipping and the zeroing a few ops per network
@@ -176,7 +176,6 @@ class PQN(nn.Module):
         if cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"cuda_graphs=true needs a CUDA device, got {self.device}; use cuda_graphs=false or auto")
         self.cuda_graphs = cuda_graphs
-        self.host_shortcuts = self.device.type == "cpu"
         steps_per_update = config.num_envs * config.num_steps
         if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, int) or \
                 total_timesteps < steps_per_update:
@@ -337,11 +336,13 @@ class PQN(nn.Module):
             self._observe(result["obs"], result["critic_obs"])
             if config.bootstrap_truncation:
                 truncated = result["truncated"]
-                if not self.host_shortcuts or bool(truncated.any()):
+                if not env.host_shortcuts or bool(truncated.any()):
                     final_obs = self._normalize(self.obs_normalizer, result["final_obs"])
                     final_critic_obs = self._normalize(self.critic_obs_normalizer, result["final_critic_obs"])
-                    record["truncation_value"].copy_(self.policy_step(final_obs, final_critic_obs, self._sigma)[2])
-                else:
+                    final_value = self.policy_step(final_obs, final_critic_obs, self._sigma)[2]
+                    record["truncation_value"].copy_(torch.where(truncated, final_value, 0.0))
+                else:  # no episode was truncated; the policy step's exploration noise is drawn all the same
+                    torch.randn_like(action)
                     record["truncation_value"].zero_()
             sums[_SLOTS["episode_return"]] += torch.where(done, result["episode_return"], 0.0).sum()
             sums[_SLOTS["episode_length"]] += torch.where(done, result["episode_length"], 0).sum()

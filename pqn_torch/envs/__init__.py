@@ -40,13 +40,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def make_env(task: str, num_envs: int, device: str | torch.device = "auto", backend: str = "auto", seed: int = 0,
              *, reset_pool_size: int | None = None, num_threads: int | None = None,
-             **task_overrides: Any) -> BatchedEnv:
+             host_shortcuts: bool | None = None, **task_overrides: Any) -> BatchedEnv:
     """``num_envs`` worlds of ``task`` on ``device`` with physics ``backend`` (``auto``, ``warp``, ``mujoco``).
 
     ``task_overrides`` change the task's config (``episode_length``, ``ctrl_dt``, ``action_repeat``, ...; robot
     tasks also ``obs_noise_level`` and, for the joystick tasks, ``perturbations``).
     ``reset_pool_size`` sets how many start states are pre-sampled (default ``max(num_envs, 1024)``),
-    ``num_threads`` the native MuJoCo backend's worker threads (default: all cores).
+    ``num_threads`` the native MuJoCo backend's worker threads (default: all cores), ``host_shortcuts``
+    whether steps may skip masked per-world work after a host check (default: on the CPU; off is the
+    CUDA-graph-safe path, same results).
     """
     task_class = get_task_class(task)
     capture_mujoco_warnings()  # counted and rate-limited on stderr, never MUJOCO_LOG.TXT in the working directory
@@ -65,7 +67,8 @@ def make_env(task: str, num_envs: int, device: str | torch.device = "auto", back
     config = PhysicsConfig(substeps=task_instance.substeps, naconmax=task_instance.config.naconmax,
                            njmax=task_instance.config.njmax, num_threads=num_threads)
     physics = make_physics(backend_name, mj_model, num_envs, torch_device, config)
-    return BatchedEnv(task_instance, physics, seed=seed, reset_pool_size=reset_pool_size)
+    return BatchedEnv(task_instance, physics, seed=seed, reset_pool_size=reset_pool_size,
+                      host_shortcuts=host_shortcuts)
 
 
 __all__ = ["BatchedEnv", "list_tasks", "make_env", "resolve_device"]

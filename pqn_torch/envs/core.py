@@ -6,7 +6,9 @@ physics -> task ``transition`` (reward, observation, termination, task-state upd
 start-state pool, with fresh task state.
 Every operation after validation is a tensor op with no host sync on CUDA, so a step can be
 captured in a CUDA graph. On the CPU, where a host check is free, ``host_shortcuts`` skips the
-per-world masked work (non-finite handling, autoreset) in the common case that no world needs it.
+per-world masked work (non-finite handling, autoreset) in the common case that no world needs it. The
+env owns that switch (the agent's rollout follows ``env.host_shortcuts``), and both paths draw the same
+random numbers, so a seed gives the same trajectories with it on or off.
 
 Start states: a task's reset may be expensive (CheetahRun settles for 200 physics steps), so the env
 draws ``reset_pool_size`` start states once, at construction, runs the task's settle steps (with the
@@ -34,7 +36,8 @@ The env treats a world with any state or observation entry beyond it (or non-fin
 class BatchedEnv:
     """``num_envs`` parallel episodes of one task with autoreset (see module docstring)."""
 
-    def __init__(self, task: Task, physics: Physics, seed: int = 0, reset_pool_size: int | None = None) -> None:
+    def __init__(self, task: Task, physics: Physics, seed: int = 0, reset_pool_size: int | None = None,
+                 host_shortcuts: bool | None = None) -> None:
         self.task = task
         self.physics = physics
         self.num_envs = physics.num_worlds
@@ -51,8 +54,9 @@ class BatchedEnv:
         self.episode_length = task.config.episode_length
         self.ctrl_dt = task.config.ctrl_dt
         self.action_repeat = task.config.action_repeat
-        self.host_shortcuts = self.device.type == "cpu"
-        """Skip masked per-world work after a scalar host check; off on CUDA (no sync, graph-capturable)."""
+        self.host_shortcuts = self.device.type == "cpu" if host_shortcuts is None else host_shortcuts
+        """Skip masked per-world work after a scalar host check (default: on the CPU); off on CUDA (no sync,
+        graph-capturable). Same random draws either way. The agent's rollout follows this switch too."""
 
         self._episode_step = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._time_limit = torch.full((self.num_envs,), self.episode_length, dtype=torch.int64, device=self.device)
@@ -116,27 +120,36 @@ class BatchedEnv:
         physics.clear_warmstart(mask)
 
     def _autoreset(self, done: torch.Tensor) -> None:
-        """Copy a random pool entry into every finished world and restart its episode counters."""
-        if self.host_shortcuts and not bool(done.any()):
-            return
+        """Copy a random pool entry into every finished world and restart its episode counters.
+
+        The pool indices and fresh task state are drawn for every world on every call, also when the host
+        shortcut then finds nothing to reset: the generator's stream must not depend on ``host_shortcuts``.
+        """
         pool_size = self._pool["qpos"].shape[0]
         index = torch.randint(pool_size, (self.num_envs,), generator=self.generator, device=self.device)
+        fresh = self._fresh_task_state({})
+        if self.host_shortcuts and not bool(done.any()):
+            return
         for name in STATE_FIELDS:
             view = getattr(self.physics, name)
             view.copy_(torch.where(_expand_mask(done, view), self._pool[name][index], view))
         self.physics.xfrc_applied.masked_fill_(_expand_mask(done, self.physics.xfrc_applied), 0.0)
         self.physics.clear_warmstart(done)
-        self._replace_task_state(done, {})
+        self._write_task_state(done, fresh)
         self._episode_step.masked_fill_(done, 0)
         self._episode_return.masked_fill_(done, 0.0)
         self._time_limit.masked_fill_(done, self.episode_length)
 
-    def _replace_task_state(self, mask: torch.Tensor, given: TaskState) -> None:
-        """Fresh task state (``given`` entries, the rest sampled) in the worlds in ``mask``, written in place."""
+    def _fresh_task_state(self, given: TaskState) -> TaskState:
+        """Task state drawn from the task's reset distribution for every world, with ``given`` entries instead."""
         if not self.task_state:
-            return
+            return {}
         fresh = self.task.initial_state(self.generator, self.num_envs, self.physics)
         fresh.update(given)
+        return fresh
+
+    def _write_task_state(self, mask: torch.Tensor, fresh: TaskState) -> None:
+        """Write ``fresh`` task state into the worlds in ``mask``, in place (captured graphs read these tensors)."""
         for name, view in self.task_state.items():
             view.copy_(torch.where(_expand_mask(mask, view), fresh[name].to(view.dtype), view))
 
@@ -201,7 +214,8 @@ class BatchedEnv:
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._write_state(everyone, {k: (v.to(self.device) if v is not None else None) for k, v in given.items()})
         physics.forward()
-        self._replace_task_state(everyone, {name: value.to(self.device) for name, value in task_state.items()})
+        self._write_task_state(everyone, self._fresh_task_state({name: value.to(self.device)
+                                                                  for name, value in task_state.items()}))
         self._episode_step.zero_()
         self._episode_return.zero_()
         self._time_limit.fill_(self.episode_length)
@@ -284,13 +298,14 @@ class BatchedEnv:
     def _observe(self, reset: torch.Tensor | None = None, obs: torch.Tensor | None = None,
                  critic_obs: torch.Tensor | None = None) -> TensorDict:
         """Observations of the current state; only worlds in ``reset`` are recomputed when given."""
+        # Computed on every path: a task's observation may draw noise from the env's generator.
+        fresh_obs, fresh_critic = self._observations()
         if reset is None or obs is None or critic_obs is None:
-            new_obs, new_critic = self._observations()
+            new_obs, new_critic = fresh_obs, fresh_critic
         elif self.host_shortcuts and not bool(reset.any()):
             new_obs, new_critic = obs, critic_obs
         else:
             column = reset.unsqueeze(-1)
-            fresh_obs, fresh_critic = self._observations()
             new_obs = torch.where(column, fresh_obs, obs)
             new_critic = new_obs if self._critic_sees_actor_obs else torch.where(column, fresh_critic, critic_obs)
         return TensorDict({"obs": new_obs, "critic_obs": new_critic}, batch_size=[self.num_envs], device=self.device)
