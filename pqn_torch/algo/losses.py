@@ -1,4 +1,7 @@
-"""PQN's losses: Huber critic regression over the ensemble, and the actor's -Q plus a gated penalty."""
+"""PQN's losses: Huber critic regression over the ensemble, and the actor's -Q plus a gated penalty.
+
+Where they sit in a gradient step: ``docs/algorithm.md#update``.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def actor_loss(q_values: torch.Tensor, action: torch.Tensor, rollout_action: tor
     during the rollout, ``q_values`` [B] the ensemble mean at ``action``. The penalty,
     ``penalty_coeff * mean_dims Huber(action, rollout_action)``, applies only to samples that moved
     at least ``threshold`` (mean absolute change in units of the action range), keeping the policy
-    near the data the critic was trained on. As in the reference, ``action_bias`` is subtracted from
+    near the data the critic was trained on. As in purejaxql, ``action_bias`` is subtracted from
     the change before scaling (a no-op for symmetric action ranges).
     """
     change = ((action - rollout_action - action_bias) / action_scale).abs().mean(dim=-1)

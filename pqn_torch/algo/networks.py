@@ -1,9 +1,10 @@
 """Actor and critic-ensemble networks of actor-critic PQN.
 
-Both use the reference's hidden block, Linear -> LayerNorm(eps 1e-6) -> ReLU, with orthogonal weights
-(gain ``init_scale``) and zero biases. The critic ensemble keeps the weights of all ``num_critics``
-critics in stacked tensors [K, in, out], so one batched matmul per layer evaluates every critic: no
-Python loop per critic in the rollout or the update, and a fixed kernel count for CUDA graphs.
+Both use purejaxql's hidden block, Linear -> LayerNorm(eps 1e-6) -> ReLU, with orthogonal weights
+(gain ``init_scale``) and zero biases (``docs/algorithm.md#networks``). The critic ensemble keeps the
+weights of all ``num_critics`` critics in stacked tensors [K, in, out], so one batched matmul per
+layer evaluates every critic: no Python loop per critic in the rollout or the update, and a fixed
+kernel count for CUDA graphs.
 Inside :func:`pqn_torch.algo.cpu_fast_path.enabled` (the agent's phases on the CPU) both networks
 take the CPU fast path instead: oneDNN matmuls, and one critic at a time (see ``cpu_fast_path.py``).
 """

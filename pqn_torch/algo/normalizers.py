@@ -13,7 +13,8 @@ estimated from at most ``REFERENCE_ROWS`` evenly spaced rows, so the cost does n
 number of worlds. The test is made against the batch, not the running statistics, so a blow-up spread
 over several steps cannot widen its own acceptance band step by step. Ordinary data never comes near
 the bound (observations of the DM tasks stay far below 100), so the statistics of a healthy run are
-exactly the plain merge's. Under ``torchrun`` the filter runs on each rank's own batch before the
+exactly the plain merge's (``docs/algorithm.md#normalizers``; a deviation from purejaxql, which merges
+everything). Under ``torchrun`` the filter runs on each rank's own batch before the
 ranks' batch moments are merged (:func:`pqn_torch.distributed.merge_moments`).
 """
 
@@ -37,7 +38,7 @@ class RunningMeanStd(nn.Module):
     """Per-feature running mean and (population) variance, merged batch by batch.
 
     Starts at mean 0, variance 1, count 1e-4; ``update`` merges a batch with the parallel-variance
-    formula (Chan et al.), as the reference's observation and reward normalizers do.
+    formula (Chan et al.), as purejaxql's observation and reward normalizers do.
     """
 
     def __init__(self, shape: tuple[int, ...] = ()) -> None:
@@ -75,10 +76,10 @@ class RunningMeanStd(nn.Module):
 
 
 class RewardNormalizer(nn.Module):
-    """Divides rewards by the running std of each env's discounted return (the reference's scheme).
+    """Divides rewards by the running std of each env's discounted return (purejaxql's scheme).
 
-    Per env, ``return = gamma * return * (1 - done) + reward`` (``done`` of the same step, as in the
-    reference); the std is that of all envs' returns over time.
+    Per env, ``return = gamma * return * (1 - done) + reward`` (``done`` of the same step, as in
+    purejaxql); the std is that of all envs' returns over time.
     """
 
     def __init__(self, num_envs: int, gamma: float) -> None:

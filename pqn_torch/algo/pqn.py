@@ -1,7 +1,8 @@
 """Actor-critic PQN: rollout with decaying Gaussian exploration, Q(lambda) targets, minibatch updates.
 
 One training iteration (``PQN.train_iteration``) = a rollout of ``num_steps`` steps in every env,
-then ``num_epochs`` passes over ``num_minibatches`` shuffled minibatches of the rollout.
+then ``num_epochs`` passes over ``num_minibatches`` shuffled minibatches of the rollout. What each step
+computes, the presets and the deviations from purejaxql: ``docs/algorithm.md``.
 
 GPU speed: both phases are plain loops over tensor ops on long-lived tensors (the rollout storage,
 the current observations, parameters, optimizer and normalizer state, schedule counters, the

@@ -1,4 +1,7 @@
-"""Q(lambda) targets: the regression targets of PQN's critic, computed backward over one rollout."""
+"""Q(lambda) targets: the regression targets of PQN's critic, computed backward over one rollout.
+
+Specification and how it differs from purejaxql: ``docs/algorithm.md#qlambda-targets``.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ def q_lambda_targets(rewards: torch.Tensor, values: torch.Tensor, terminated: to
     - step t went on:            ``G_t = r_t + gamma * B_t``
     - step t ended the episode:  ``G_t = r_t``
 
-    ``bootstrap_truncation=False`` reproduces the reference exactly: a time-limit truncation ends the
-    episode like a termination. ``bootstrap_truncation=True`` keeps the two apart: a truncated step
-    bootstraps from the value of the state it really reached, ``G_t = r_t + gamma * truncation_values[t]``
-    (the next stored state belongs to a new episode, so the lambda-return cannot run through it).
+    ``bootstrap_truncation=False`` treats time limits as purejaxql does: a truncation ends the episode
+    like a termination (purejaxql's recursion differs at step T-2 only: ``docs/algorithm.md#deviations``).
+    ``bootstrap_truncation=True`` keeps the two apart: a truncated step bootstraps from the value of
+    the state it really reached, ``G_t = r_t + gamma * truncation_values[t]`` (the next stored state
+    belongs to a new episode, so the lambda-return cannot run through it).
 
     Args:
         rewards, values: [T, N] float.

@@ -1,6 +1,7 @@
 """The alg preset of a run whose command line names none: the task's own, or its CPU-sized twin on a CPU.
 
-The reference's presets are sized for a GPU (the DM-suite one: 1024 envs, 5e7 steps, hours on a laptop).
+purejaxql's presets are sized for a GPU (the DM-suite one: 1024 envs, 5e7 steps, hours on a laptop; all
+presets: ``docs/algorithm.md#settings-per-domain``).
 ``configs/config.yaml``'s ``cpu_presets`` maps each such preset to a CPU-sized one; ``train.py`` runs
 that one when the run's device is the CPU, unless the command line chose ``alg=`` itself or resumes a run.
 """
