@@ -99,7 +99,7 @@ def average_gradients(parameters: Iterable[nn.Parameter] | Sequence[torch.Tensor
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     flat.div_(world_size)
-    for grad, part in zip(grads, flat.split([g.numel() for g in grads])):
+    for grad, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
         grad.copy_(part.view_as(grad))
 
 

@@ -89,7 +89,8 @@ class BatchedEnv:
         pool = {name: torch.cat(parts)[:size] for name, parts in chunks.items()}
         if not bool(_stable_worlds((pool["qpos"], pool["qvel"])).all()):
             raise ValueError(f"task {self.task.name}: unstable start states after settling (non-finite or beyond "
-                             f"{MAX_STATE_VALUE:g}); the model is unstable with these task options ({self.task.config})")
+                             f"{MAX_STATE_VALUE:g}); the model is unstable with these task options "
+                             f"({self.task.config})")
         return pool
 
     def _write_start_states(self, mask: torch.Tensor) -> None:

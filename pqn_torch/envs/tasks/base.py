@@ -130,7 +130,7 @@ class Task(ABC):
         ``opt.timestep`` is set to ``config.sim_dt`` by the env after this returns.
         """
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel) -> None:  # noqa: B027 (optional hook: a no-op for tasks without ids)
         """Look up ids and sensor slices in the compiled model (called once, before any other hook)."""
 
     @abstractmethod
