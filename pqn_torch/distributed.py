@@ -89,8 +89,8 @@ def average_gradients(parameters: Iterable[nn.Parameter] | Sequence[torch.Tensor
     """
     if not active():
         return
-    grads = [p.grad if isinstance(p, nn.Parameter) else p for p in parameters]
-    grads = [g for g in grads if g is not None]
+    maybe_grads = [p.grad if isinstance(p, nn.Parameter) else p for p in parameters]
+    grads = [g for g in maybe_grads if g is not None]
     world_size = dist.get_world_size()
     if len(grads) == 1:
         dist.all_reduce(grads[0])

@@ -15,11 +15,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from omegaconf import OmegaConf
 
 from pqn_torch.training.checkpoint import load_checkpoint
+
+if TYPE_CHECKING:  # matplotlib is the optional ``plot`` extra, imported where a plot is drawn
+    from matplotlib.axes import Axes
 
 EVAL_CSV = "eval.csv"
 PLOT_NAME = "eval.png"
@@ -130,7 +134,7 @@ def plot_runs(run_dirs: Sequence[str | Path], output: str | Path) -> Path:
     return output
 
 
-def _draw(axis: object, curve: TaskCurve, x: np.ndarray, runs_x: list[np.ndarray], label: str) -> None:
+def _draw(axis: Axes, curve: TaskCurve, x: np.ndarray, runs_x: list[np.ndarray], label: str) -> None:
     several = len(curve.runs) > 1
     if several:
         for run, run_x in zip(curve.runs, runs_x, strict=True):

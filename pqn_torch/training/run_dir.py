@@ -105,7 +105,7 @@ def remove_failed_start(claimed: Path | None, requested: Path) -> None:
     if claimed is not None:
         (claimed / "config.yaml").unlink(missing_ok=True)
         _remove_empty_dirs(claimed / CHECKPOINT_DIR)
-    for directory in {claimed, requested} - {None}:
+    for directory in {path for path in (claimed, requested) if path is not None}:
         _remove_empty_dirs(directory)
 
 

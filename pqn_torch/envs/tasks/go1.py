@@ -107,6 +107,7 @@ class Go1Task(Task):
     """Model, sensors, noise and shared readings of the Go1 tasks (see the module docstring)."""
 
     default_config: ClassVar[Go1Config]
+    config: Go1Config
     scene: ClassVar[str]
     normalized_actions = True
     noise_scales: ClassVar[dict[str, float]]
@@ -218,13 +219,16 @@ class Go1Task(Task):
 
     def total_reward(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """Playground's ``clip(dt * sum(scale * term), 0, 1e4)`` over the task's ``reward_scales``."""
-        return (sum(self.reward_scales[name] * value for name, value in terms.items()) * self.dt).clamp(0.0, 1e4)
+        total = sum(self.reward_scales[name] * value for name, value in terms.items())
+        assert isinstance(total, torch.Tensor)  # every task has reward terms
+        return (total * self.dt).clamp(0.0, 1e4)
 
 
 @register
 class Go1JoystickFlatTerrain(Go1Task):
     """Follow a joystick velocity command on flat ground (see the module docstring)."""
 
+    config: Go1JoystickConfig
     name = "Go1JoystickFlatTerrain"
     scene = "scene_mjx_feetonly_flat_terrain.xml"
     default_config = Go1JoystickConfig(ctrl_dt=0.02, sim_dt=0.004, episode_length=1000, contacts_per_world=4,
