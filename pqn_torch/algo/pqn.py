@@ -43,7 +43,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from pqn_torch.algo import cpu_fast_path
+from pqn_torch.algo import cpu_fast_path, metrics
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.algo.losses import actor_loss, critic_loss
@@ -54,10 +54,9 @@ from pqn_torch.algo.schedules import LinearSchedule
 from pqn_torch.cuda_graph import CapturedCall, CompiledCall
 from pqn_torch.distributed import average_gradients
 
-UPDATE_METRICS = ("critic_loss", "actor_loss", "q_mean", "critic_grad_norm", "actor_grad_norm", "penalty_fraction")
-ROLLOUT_METRICS = ("reward_mean", "value_mean", "target_mean")
-EPISODE_METRICS = ("episode_return", "episode_length")
-_SLOTS = {name: slot for slot, name in enumerate((*UPDATE_METRICS, *ROLLOUT_METRICS, *EPISODE_METRICS, "episodes"))}
+UPDATE_METRICS = metrics.names_over("minibatch")
+"""What :meth:`PQN._minibatch_step` returns, by name (see :mod:`pqn_torch.algo.metrics`)."""
+_UPDATE_SLOTS = metrics.slots_over("minibatch")
 
 
 @dataclass
@@ -196,7 +195,7 @@ class PQN(nn.Module):
         self.register_buffer("noise_profile", profile)
         self.register_buffer("updates_done", torch.zeros((), dtype=torch.int64))
         self.register_buffer("grad_steps", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("metric_sums", torch.zeros(len(_SLOTS), dtype=torch.float64))
+        self.register_buffer("metric_sums", torch.zeros(len(metrics.SLOTS), dtype=torch.float64))
         self.to(self.device)
 
         lr_steps = self.num_updates * config.lr_decay * updates_per_grad if config.anneal_lr else 0
@@ -345,18 +344,18 @@ class PQN(nn.Module):
                 else:  # no episode was truncated; the policy step's exploration noise is drawn all the same
                     torch.randn_like(action)
                     record["truncation_value"].zero_()
-            sums[_SLOTS["episode_return"]] += torch.where(done, result["episode_return"], 0.0).sum()
-            sums[_SLOTS["episode_length"]] += torch.where(done, result["episode_length"], 0).sum()
-            sums[_SLOTS["episodes"]] += done.sum()
+            sums[metrics.SLOTS["episode_return"]] += torch.where(done, result["episode_return"], 0.0).sum()
+            sums[metrics.SLOTS["episode_length"]] += torch.where(done, result["episode_length"], 0).sum()
+            sums[metrics.SLOTS["episodes"]] += done.sum()
 
         last_value = self.policy_step(self._obs, self._critic_obs, self._sigma)[2]
         storage["target"].copy_(q_lambda_targets(
             storage["reward"], storage["value"], storage["terminated"], storage["truncated"], last_value,
             config.gamma, config.q_lambda, config.bootstrap_truncation,
             storage["truncation_value"] if config.bootstrap_truncation else None))
-        sums[_SLOTS["reward_mean"]] += storage["reward"].mean()
-        sums[_SLOTS["value_mean"]] += storage["value"].mean()
-        sums[_SLOTS["target_mean"]] += storage["target"].mean()
+        sums[metrics.SLOTS["reward_mean"]] += storage["reward"].mean()
+        sums[metrics.SLOTS["value_mean"]] += storage["value"].mean()
+        sums[metrics.SLOTS["target_mean"]] += storage["target"].mean()
 
     # ----------------------------------------------------------------- update
     def learn(self) -> None:
@@ -382,15 +381,17 @@ class PQN(nn.Module):
         for _ in range(self.config.num_epochs):
             permutation = torch.rand(self.steps_per_update, device=self.device).argsort()
             for start in range(0, self.steps_per_update, size):
-                self.metric_sums[:len(UPDATE_METRICS)] += self.minibatch_step(permutation[start:start + size])
+                values = self.minibatch_step(permutation[start:start + size])
+                # in place (a captured update writes into metric_sums), one add for the step's metrics in slot order
+                self.metric_sums[_UPDATE_SLOTS] += torch.stack([values[name] for name in UPDATE_METRICS])
         self.updates_done += 1
 
-    def _minibatch_step(self, indices: torch.Tensor) -> torch.Tensor:
+    def _minibatch_step(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """One actor and one critic gradient step on the rollout samples at ``indices``.
 
         The actor's loss is differentiated through the critic before the critic steps, so it sees the
         critic as it was before this minibatch (as in the reference). Returns the ``UPDATE_METRICS``
-        as one detached tensor.
+        by name, as detached scalars.
         """
         lr = self.lr_schedule(self.grad_steps)
         self.actor_optimizer.param_groups[0]["lr"].copy_(lr)
@@ -413,8 +414,9 @@ class PQN(nn.Module):
         self.actor_optimizer.step()
         self.critic_optimizer.step()  # only after the actor's backward pass through the critic's old parameters
         self.grad_steps += 1
-        return torch.stack([value_loss, policy_loss, q_values.mean(), critic_norm, actor_norm,
-                            penalty_fraction]).detach().to(torch.float64)
+        values = {"critic_loss": value_loss, "actor_loss": policy_loss, "q_mean": q_values.mean(),
+                  "critic_grad_norm": critic_norm, "actor_grad_norm": actor_norm, "penalty_fraction": penalty_fraction}
+        return {name: value.detach() for name, value in values.items()}
 
     def _actor_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The actor's loss through the current critic and its gradient (the actor's parameters only).
@@ -465,25 +467,20 @@ class PQN(nn.Module):
         ``learning_rate`` are the schedules' next values; ``counters`` (scalar device tensors such
         as ``env.stats``) ride along in the same copy under their own names.
         """
-        counters = dict(counters or {})
-        schedules = torch.stack([self.noise_schedule(self.updates_done), self.lr_schedule(self.grad_steps)])
-        values = torch.cat([self.metric_sums, schedules.to(torch.float64),
-                            *(value.reshape(1).to(torch.float64) for value in counters.values())]).tolist()
+        popped = {"sigma": self.noise_schedule(self.updates_done), "learning_rate": self.lr_schedule(self.grad_steps),
+                  **(counters or {})}
+        copied = [self.metric_sums, *(value.reshape(1).to(torch.float64) for value in popped.values())]
+        values = torch.cat(copied).tolist()
         self.metric_sums.zero_()
-        sums = values[:len(_SLOTS)]
-        metrics: dict[str, float] = {"sigma": values[len(_SLOTS)], "learning_rate": values[len(_SLOTS) + 1]}
-        metrics.update(zip(counters, values[len(_SLOTS) + 2:]))
-        if self._minibatches_since_pop:
-            metrics.update({name: sums[_SLOTS[name]] / self._minibatches_since_pop for name in UPDATE_METRICS})
-        if self._updates_since_pop:
-            metrics.update({name: sums[_SLOTS[name]] / self._updates_since_pop for name in ROLLOUT_METRICS})
-        episodes = sums[_SLOTS["episodes"]]
-        if episodes:
-            metrics.update({name: sums[_SLOTS[name]] / episodes for name in EPISODE_METRICS})
-        metrics["episodes"] = episodes
+        sums = dict(zip(metrics.SLOTS, values))
+        divisors = {"minibatch": self._minibatches_since_pop, "rollout": self._updates_since_pop,
+                    "episode": sums["episodes"], "count": 1}
+        result = dict(zip(popped, values[len(sums):]))
+        result.update({metric.name: sums[metric.name] / divisors[metric.over] for metric in metrics.SUMMED
+                       if divisors[metric.over]})
         self._minibatches_since_pop = 0
         self._updates_since_pop = 0
-        return metrics
+        return result
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to continue training: modules, normalizers, counters and optimizers."""

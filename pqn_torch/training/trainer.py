@@ -39,7 +39,8 @@ import torch
 from omegaconf import OmegaConf
 
 from pqn_torch import distributed
-from pqn_torch.algo.pqn import PQN, ROLLOUT_METRICS, UPDATE_METRICS
+from pqn_torch.algo import metrics
+from pqn_torch.algo.pqn import PQN
 from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
 from pqn_torch.envs import make_env, resolve_device
 from pqn_torch.envs.physics import resolve_backend
@@ -309,11 +310,11 @@ class TrainingRun:
         minibatches and rollouts) are averaged over the ranks.
         """
         counters["stop_requests"] = torch.tensor(float(self._signal_received is not None))
-        averaged = len(UPDATE_METRICS) + len(ROLLOUT_METRICS)
         sums = self.agent.metric_sums
         merged = torch.cat([sums, torch.stack([value.to(sums) for value in counters.values()])])
         distributed.sum_across_ranks(merged)
-        merged[:averaged] /= self.ranks.world_size
+        for over in ("minibatch", "rollout"):
+            merged[metrics.slots_over(over)] /= self.ranks.world_size
         sums.copy_(merged[:sums.numel()])
         return dict(zip(counters, merged[sums.numel():]))
 
