@@ -53,6 +53,7 @@ from pqn_torch.algo.qlambda import q_lambda_targets
 from pqn_torch.algo.schedules import LinearSchedule
 from pqn_torch.cuda_graph import CapturedCall, CompiledCall
 from pqn_torch.distributed import average_gradients
+from pqn_torch.envs.interface import VecEnv
 
 UPDATE_METRICS = metrics.names_over("minibatch")
 """What :meth:`PQN._minibatch_step` returns, by name (see :mod:`pqn_torch.algo.metrics`)."""
@@ -249,9 +250,10 @@ class PQN(nn.Module):
         self._drop_graphs()
 
     @classmethod
-    def for_env(cls, env: Any, config: PQNConfig, total_timesteps: int, compile: bool = False,
+    def for_env(cls, env: VecEnv, config: PQNConfig, total_timesteps: int, compile: bool = False,
                 cuda_graphs: bool = False, split_update: bool | str = "auto") -> PQN:
-        """An agent sized for ``env`` (a :class:`pqn_torch.envs.BatchedEnv`) on the env's device."""
+        """An agent sized for ``env`` (a :class:`pqn_torch.envs.BatchedEnv` or any other
+        :class:`~pqn_torch.envs.VecEnv`) on the env's device."""
         if env.num_envs != config.num_envs:
             raise ValueError(f"env has {env.num_envs} worlds but config.num_envs is {config.num_envs}; make them equal")
         return cls(env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, config, total_timesteps,
@@ -275,7 +277,7 @@ class PQN(nn.Module):
         return deterministic, action, self.critic.mean_q(critic_obs, action)
 
     # ----------------------------------------------------------------- rollout
-    def reset(self, env: Any, update_statistics: bool = True) -> None:
+    def reset(self, env: VecEnv, update_statistics: bool = True) -> None:
         """Start fresh episodes in ``env`` and take its first observations.
 
         With ``stagger_episodes`` (the default) each env's first episode ends at a uniformly random
@@ -293,7 +295,7 @@ class PQN(nn.Module):
         self._observe(observed["obs"], observed["critic_obs"], update_statistics)
         self._started = True
 
-    def collect(self, env: Any) -> TensorDict:
+    def collect(self, env: VecEnv) -> TensorDict:
         """Run one rollout of ``num_steps`` steps in ``env`` with the current exploration noise.
 
         Returns the [num_steps, num_envs] buffer (reused by the next rollout) with the Q(lambda)
@@ -311,7 +313,7 @@ class PQN(nn.Module):
             self._rollout_call()
         return self._storage
 
-    def _rollout(self, env: Any) -> None:
+    def _rollout(self, env: VecEnv) -> None:
         """The body of :meth:`collect`: tensor ops on long-lived tensors only (graph-capturable)."""
         config = self.config
         storage = self._storage
@@ -443,7 +445,7 @@ class PQN(nn.Module):
         value_loss.backward(inputs=list(self.critic.parameters()))
         return value_loss, q_values
 
-    def train_iteration(self, env: Any) -> None:
+    def train_iteration(self, env: VecEnv) -> None:
         """One rollout in ``env`` followed by its update."""
         self.collect(env)
         self.learn()
@@ -502,7 +504,7 @@ class PQN(nn.Module):
     # ----------------------------------------------------------------- helpers
     def _drop_graphs(self) -> None:
         """Start over with fresh (not yet captured) phases; the rollout's is made at the next ``collect``."""
-        self._rollout_env: Any = None
+        self._rollout_env: VecEnv | None = None
         self._rollout_call: CapturedCall | None = None
         self._learn_call = CapturedCall(self._learn, self.device, self.cuda_graphs, phase="update")
 
