@@ -351,7 +351,7 @@ def test_pop_metrics_averages_what_the_rollout_and_update_produced(short_env):
     env = Recorder(short_env)
     agent.reset(env)
     agent.train_iteration(env)
-    storage = agent._storage
+    storage = agent.storage
     done = torch.stack([result["done"] for result in env.results])
     returns = torch.stack([result["episode_return"] for result in env.results])[done]
     counters = {"env/episodes": short_env.stats["episodes"], "answer": torch.tensor(42)}
@@ -425,7 +425,7 @@ def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(
     old_critic.load_state_dict(agent.critic.state_dict())
     indices = torch.arange(0, 24, 2)
     agent.minibatch_step(indices)
-    batch = agent._storage.reshape(-1)[indices]
+    batch = agent.storage.reshape(-1)[indices]
 
     new_action = old_actor(batch["obs"])
     policy_loss, _ = actor_loss(old_critic.mean_q(batch["critic_obs"], new_action), new_action,
@@ -544,10 +544,10 @@ def test_compiled_hot_paths_match_eager(short_env):
     eager, compiled = make(False), make(True)
     eager.reset(short_env)
     eager.collect(short_env)
-    compiled._storage.update_(eager._storage)
+    compiled.storage.update_(eager.storage)
     indices = torch.arange(12)
     torch.testing.assert_close(compiled.minibatch_step(indices), eager.minibatch_step(indices), rtol=1e-4, atol=1e-5)
-    obs = eager._storage["obs"][0]
+    obs = eager.storage["obs"][0]
     sigma = torch.zeros(short_env.num_envs)  # noise-free, so both must give the same actions and values
     for compiled_out, eager_out in zip(compiled.policy_step(obs, obs, sigma), eager.policy_step(obs, obs, sigma)):
         torch.testing.assert_close(compiled_out, eager_out, rtol=1e-4, atol=1e-5)

@@ -452,6 +452,21 @@ class PQN(nn.Module):
 
     # ----------------------------------------------------------------- bookkeeping
     @property
+    def storage(self) -> TensorDict:
+        """The rollout buffer [num_steps, num_envs] that :meth:`collect` fills and :meth:`learn` reads, to inspect.
+
+        The same tensors at every rollout (a captured graph writes them): copy what must outlive the next one.
+        """
+        return self._storage
+
+    @property
+    def captured(self) -> dict[str, bool]:
+        """Which phases replay a captured CUDA graph now (``{"rollout": ..., "update": ...}``); a user's check
+        that ``cuda_graphs`` took effect, next to :attr:`fallbacks`."""
+        return {"rollout": self._rollout_call is not None and self._rollout_call.captured,
+                "update": self._learn_call.captured}
+
+    @property
     def sigma(self) -> float:
         """Exploration std (in units of the action half-range) of the next rollout."""
         return float(self.noise_schedule(int(self.updates_done)))
