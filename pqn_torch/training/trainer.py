@@ -39,9 +39,10 @@ import torch
 from omegaconf import OmegaConf
 
 from pqn_torch import distributed
-from pqn_torch.algo.pqn import PQN, ROLLOUT_METRICS, UPDATE_METRICS
+from pqn_torch.algo import metrics
+from pqn_torch.algo.pqn import PQN
 from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
-from pqn_torch.envs import make_env, resolve_device
+from pqn_torch.envs import VecEnv, make_env, resolve_device
 from pqn_torch.envs.physics import resolve_backend
 from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
 from pqn_torch.training.checkpoint import (CHECKPOINT_DIR, CheckpointWriteError, listed, load_checkpoint,
@@ -309,11 +310,11 @@ class TrainingRun:
         minibatches and rollouts) are averaged over the ranks.
         """
         counters["stop_requests"] = torch.tensor(float(self._signal_received is not None))
-        averaged = len(UPDATE_METRICS) + len(ROLLOUT_METRICS)
         sums = self.agent.metric_sums
         merged = torch.cat([sums, torch.stack([value.to(sums) for value in counters.values()])])
         distributed.sum_across_ranks(merged)
-        merged[:averaged] /= self.ranks.world_size
+        for over in ("minibatch", "rollout"):
+            merged[metrics.slots_over(over)] /= self.ranks.world_size
         sums.copy_(merged[:sums.numel()])
         return dict(zip(counters, merged[sums.numel():]))
 
@@ -477,7 +478,7 @@ def _checkpoint_bytes(agent: PQN) -> int:
     return weights + moments
 
 
-def _rng_state(env: Any, eval_env: Any | None) -> dict[str, Any]:
+def _rng_state(env: VecEnv, eval_env: VecEnv | None) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "env": env.generator.get_state()}
     if eval_env is not None:
         state["eval_env"] = eval_env.generator.get_state()
@@ -486,7 +487,7 @@ def _rng_state(env: Any, eval_env: Any | None) -> dict[str, Any]:
     return state
 
 
-def _restore_rng(state: dict[str, Any], env: Any, eval_env: Any | None) -> None:
+def _restore_rng(state: dict[str, Any], env: VecEnv, eval_env: VecEnv | None) -> None:
     torch.set_rng_state(state["torch"])
     env.generator.set_state(state["env"])
     if eval_env is not None:
