@@ -207,6 +207,7 @@ class PQN(nn.Module):
         # every optimizer step, gradient zeroing and clipping is a few ops on one tensor, not a few per tensor.
         self._actor_flat = flatten_parameters(self.actor)
         self._critic_flat = flatten_parameters(self.critic)
+        self.critic.split_members()  # speed (CPU fast path): per-critic gradients added in place, no stacking copy
         # capturable: the step counters stay on the GPU and no step reads one back to the host.
         # foreach (torch's default on CUDA; on the CPU its default is the per-tensor loop): the step updates its
         # moments and parameters in place with one scratch tensor, where the loop allocates ~6 temporaries of the
@@ -442,7 +443,7 @@ class PQN(nn.Module):
         self.critic_optimizer.zero_grad(set_to_none=False)
         q_values = self.critic(batch["critic_obs"][indices], batch["action"][indices])
         value_loss = critic_loss(q_values, batch["target"][indices])
-        value_loss.backward(inputs=list(self.critic.parameters()))
+        value_loss.backward(inputs=self.critic.gradient_inputs())
         return value_loss, q_values
 
     def train_iteration(self, env: VecEnv) -> None:
