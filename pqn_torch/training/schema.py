@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -36,6 +36,11 @@ def option(default: Any, valid: str) -> Any:
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata={"valid": valid})
     return field(default=default, metadata={"valid": valid})
+
+
+def checkpoint_option() -> Any:
+    """The required ``checkpoint`` option of the scripts that work on a checkpoint (evaluate.py, export.py)."""
+    return option(MISSING, "a checkpoint file or run dir (checkpoint=<path>)")
 
 
 @dataclass
@@ -95,18 +100,20 @@ class RunConfig:
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
 
 
-def typed(schema: type, values: Mapping[str, Any], error_type: type[Exception]) -> dict[str, Any]:
-    """``values`` over ``schema``'s defaults as a plain, resolved dict; a bad key or value is one ``error_type`` line."""
+def typed(schema: type, values: Mapping[str, Any], error: Callable[[str], Exception]) -> dict[str, Any]:
+    """``values`` over ``schema``'s defaults as a plain, resolved dict; a bad key or value raises ``error(one line)``."""
     config = OmegaConf.structured(schema)
     key = None
     try:
         for key, value in values.items():  # key by key: omegaconf names no key when a whole group has a wrong type
+            if key not in _field_names(schema):
+                raise error(_unknown(schema, [], key))
             config = OmegaConf.merge(config, {key: value})
         return OmegaConf.to_container(config, resolve=True, throw_on_missing=True)
-    except OmegaConfBaseException as error:
-        if not error.full_key and key is not None:
-            raise error_type(_wrong_value(schema, key, values[key])) from None
-        raise error_type(explain(error, schema)) from None
+    except OmegaConfBaseException as raised:
+        if not raised.full_key and key is not None:
+            raise error(_wrong_value(schema, key, values[key])) from None
+        raise error(explain(raised, schema)) from None
 
 
 def explain(error: Exception, schema: type) -> str:
@@ -122,13 +129,17 @@ def explain(error: Exception, schema: type) -> str:
     *parents, name = key.split(".")
     parent = _schema_at(schema, parents)
     if dataclasses.is_dataclass(parent) and name not in _field_names(parent):
-        group = f"{'.'.join(parents)} " if parents else ""
-        return f"unknown {group}option(s) {[name]}; valid: {_field_names(parent)}"
+        return _unknown(parent, parents, name)
     if not dataclasses.is_dataclass(parent):
         return f"{error.full_key}: {_first_line(error)}"
     if isinstance(error, MissingMandatoryValue):
         return f"{key} is not set; it must be {_valid(parent, name)}"
     return _wrong_value(schema, key, error.value)
+
+
+def _unknown(parent: type, parents: Sequence[str], name: str) -> str:
+    group = f"{'.'.join(parents)} " if parents else ""
+    return f"unknown {group}option(s) {[name]}; valid: {_field_names(parent)}"
 
 
 def _wrong_value(schema: type, key: str, value: Any) -> str:
