@@ -101,7 +101,7 @@ ConfigStore.instance().store(name="run_schema", node=RunConfig)
 
 
 def typed(schema: type, values: Mapping[str, Any], error: Callable[[str], Exception]) -> dict[str, Any]:
-    """``values`` over ``schema``'s defaults as a plain, resolved dict; a bad key or value raises ``error(one line)``."""
+    """``values`` over ``schema``'s defaults as a plain, resolved dict; a bad key or value raises ``error(line)``."""
     config = OmegaConf.structured(schema)
     key = None
     try:
