@@ -77,8 +77,8 @@ class PQNConfig:
     num_steps: int = 32
     num_epochs: int = 4
     num_minibatches: int = 32
-    actor_hidden_sizes: Sequence[int] = (512, 256, 128)
-    critic_hidden_sizes: Sequence[int] = (1024, 512, 256)
+    actor_hidden_sizes: tuple[int, ...] = (512, 256, 128)  # a tuple, not Sequence: omegaconf types the schema
+    critic_hidden_sizes: tuple[int, ...] = (1024, 512, 256)
     num_critics: int = 2
     actor_init_scale: float = 1.0
     critic_init_scale: float = 1.0
