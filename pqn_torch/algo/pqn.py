@@ -62,11 +62,14 @@ _UPDATE_SLOTS = metrics.slots_over("minibatch")
 
 @dataclass
 class PQNConfig:
-    """Hyperparameters of actor-critic PQN; the defaults are the reference's DM-suite preset.
+    """Hyperparameters of actor-critic PQN; the defaults are the DM-suite preset (``configs/alg/dm_suite.yaml``).
+
+    They are purejaxql's DM-suite settings except ``bootstrap_truncation`` and ``stagger_episodes``, both on
+    here (docs/algorithm.md, "Deviations").
 
     The module docstring and :meth:`PQN._rollout` / :meth:`PQN._minibatch_step` say what each one does
     (names follow purejaxql's ``pqn_mujoco_playground.py`` config, lower-cased). ``q_lambda`` is the
-    lambda of Q(lambda); ``penalty_threshold`` the reference's ``threshold``; ``linspace_noise``
+    lambda of Q(lambda); ``penalty_threshold`` purejaxql's ``threshold``; ``linspace_noise``
     spreads the exploration std over envs as ``linspace(0, sigma, num_envs)``;
     ``bootstrap_truncation`` see :func:`pqn_torch.algo.qlambda.q_lambda_targets`;
     ``stagger_episodes`` starts training with each env's first episode cut at a random step (see
@@ -393,7 +396,7 @@ class PQN(nn.Module):
         """One actor and one critic gradient step on the rollout samples at ``indices``.
 
         The actor's loss is differentiated through the critic before the critic steps, so it sees the
-        critic as it was before this minibatch (as in the reference). Returns the ``UPDATE_METRICS``
+        critic as it was before this minibatch, as in purejaxql (docs/algorithm.md, "Update"). Returns the ``UPDATE_METRICS``
         by name, as detached scalars.
         """
         lr = self.lr_schedule(self.grad_steps)
