@@ -59,7 +59,7 @@ def equivalence_run(task: str, config: PQNConfig, device: torch.device, iteratio
 @torch.no_grad()
 def differences(fast: PQN, eager: PQN) -> dict[str, dict[str, float]]:
     """Per compared tensor group: the largest ``|fast - eager|``, the share of entries beyond tolerance, atol."""
-    groups = {key: [(fast._storage[key], eager._storage[key])] for key in COMPARED}
+    groups = {key: [(fast.storage[key], eager.storage[key])] for key in COMPARED}
     groups["parameters"] = list(zip(fast.parameters(), eager.parameters(), strict=True))
     report = {}
     for name, pairs in groups.items():
@@ -124,7 +124,7 @@ def gpu_check(task: str, config: PQNConfig, device: torch.device, iterations: in
         "versions": {name: _version(name) for name in VERSIONS},
         "task": task,
         "fast_paths": {"cuda_graphs": fast, "compile": fast},
-        "captured": {"rollout": fast_agent._rollout_call.captured, "update": fast_agent._learn_call.captured},
+        "captured": fast_agent.captured,
         "fallbacks": fallbacks,
         "equivalence": {"iterations": iterations, "num_envs": config.num_envs, "rtol": RTOL,
                         "mismatch_share": MISMATCH_SHARE, **diffs},

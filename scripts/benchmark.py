@@ -37,8 +37,9 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -47,16 +48,16 @@ from omegaconf import OmegaConf
 
 try:
     from pqn_torch import distributed
-    from pqn_torch.algo.pqn import PQN
     from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
     from pqn_torch.envs import make_env, resolve_device
     from pqn_torch.envs.core import BatchedEnv
-    from pqn_torch.envs.physics import resolve_backend
     from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
     from pqn_torch.envs.tasks.registry import get_task_class
     from pqn_torch.gpu_check import gpu_check
-    from pqn_torch.training.settings import (RunSettings, resolve_graphs_switch, resolve_switch,
-                                             settings_from_config)
+    from pqn_torch.training.options import UsageError, parse_options
+    from pqn_torch.training.schema import SWITCH, option
+    from pqn_torch.training.settings import RunSettings, check_switch, resolve_switch, settings_from_config
+    from pqn_torch.training.setup import set_up_agent, start_ranks
 except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
     print(f"benchmark.py: {import_error}", file=sys.stderr)
     sys.exit(2)
@@ -68,21 +69,6 @@ from mujoco.rollout import Rollout  # noqa: E402
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 ACTION_BATCHES = 16  # distinct random action batches, cycled, so that drawing them is not timed
-
-
-def parse_options(arguments: list[str], defaults: dict[str, Any]) -> dict[str, Any]:
-    """``key=value`` arguments over ``defaults``, each converted to its default's type (None = str)."""
-    options = dict(defaults)
-    for argument in arguments:
-        key, separator, value = argument.partition("=")
-        if not separator or key not in defaults:
-            raise ValueError(f"bad argument {argument!r}: expected key=value with key in {sorted(defaults)}")
-        default = defaults[key]
-        try:
-            options[key] = type(default)(value) if default is not None and not isinstance(default, str) else value
-        except ValueError:
-            raise ValueError(f"{key}={value!r}: expected a {type(default).__name__}") from None
-    return options
 
 
 def device_name(device: torch.device) -> str:
@@ -177,34 +163,53 @@ def bare_warp_rate(env: BatchedEnv, steps: int) -> float:
         return timed_rate(control_step, steps, env.num_envs, physics.device)
 
 
-ENV_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "num_envs": 256, "backend": "auto", "steps": 2000,
-                                "num_threads": 0, "device": "auto", "seed": 0, "cuda_graphs": "auto",
-                                "torch_threads": 1}
+DEVICE = "auto, cpu, cuda or cuda:<index>"
+BACKEND = "auto, warp or mujoco"
+THREADS = "an integer >= 1, or 0 for all cores"
 
 
-def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class TaskOptions:
+    """The options of every mode."""
+
+    task: str = "CheetahRun"
+    device: str = option("auto", DEVICE)
+    seed: int = 0
+
+
+@dataclass
+class EnvOptions(TaskOptions):
+    num_envs: int = 256
+    backend: str = option("auto", BACKEND)
+    steps: int = 2000
+    num_threads: int = option(0, THREADS)
+    cuda_graphs: Any = option("auto", SWITCH)
+    torch_threads: int = 1
+
+
+def benchmark_env(options: EnvOptions) -> dict[str, Any]:
     """Env step rate vs bare physics rate (see module docstring). ``num_threads=0``: all cores."""
-    num_threads = options["num_threads"] or available_cores()
-    if options["num_envs"] < 1 or options["steps"] < 1 or num_threads < 1 or options["torch_threads"] < 1:
+    num_threads = options.num_threads or available_cores()
+    if options.num_envs < 1 or options.steps < 1 or num_threads < 1 or options.torch_threads < 1:
         raise ValueError("num_envs, steps, num_threads and torch_threads must be positive (num_threads=0 means all "
                          "cores)")
     # As in training (config torch_threads: 1): torch's small per-step ops lose to thread sync and to contention
     # with MuJoCo's threads when torch runs multi-threaded on the same cores.
-    torch.set_num_threads(options["torch_threads"])
-    env = make_env(options["task"], options["num_envs"], device=options["device"], backend=options["backend"],
-                   seed=options["seed"], reset_pool_size=options["num_envs"], num_threads=num_threads)
+    torch.set_num_threads(options.torch_threads)
+    env = make_env(options.task, options.num_envs, device=options.device, backend=options.backend,
+                   seed=options.seed, reset_pool_size=options.num_envs, num_threads=num_threads)
     native = isinstance(env.physics, MujocoPhysics)
-    cuda_graphs = resolve_switch(parse_switch("cuda_graphs", options["cuda_graphs"]), env.device)
-    env_steps = env_rate(env, options["steps"], cuda_graphs)
-    bare_steps = bare_rollout_rate(env, options["steps"], num_threads) if native else bare_warp_rate(env, options["steps"])
+    cuda_graphs = resolve_switch(check_switch("cuda_graphs", options.cuda_graphs), env.device)
+    env_steps = env_rate(env, options.steps, cuda_graphs)
+    bare_steps = bare_rollout_rate(env, options.steps, num_threads) if native else bare_warp_rate(env, options.steps)
     return {
         "mode": "env",
-        "task": options["task"],
+        "task": options.task,
         "backend": "mujoco" if native else "warp",
         "device": device_name(env.device),
-        "num_envs": options["num_envs"],
+        "num_envs": options.num_envs,
         "num_threads": num_threads if native else None,
-        "torch_threads": options["torch_threads"],
+        "torch_threads": options.torch_threads,
         "cuda_graphs": cuda_graphs,
         "env_steps_per_s": round(env_steps),
         "bare_steps_per_s": round(bare_steps),
@@ -212,48 +217,52 @@ def benchmark_env(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-TRAIN_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0, "updates": 10,
-                                  "warmup_updates": WARMUP_CALLS + 1,
-                                  "compile": "auto", "cuda_graphs": "auto", "split_update": "auto", "device": "auto",
-                                  "backend": "auto", "num_threads": 0, "seed": 0}
+@dataclass
+class PresetOptions(TaskOptions):
+    """The options of the modes that run the task's training config."""
+
+    alg: Optional[str] = option(None, "an alg preset (configs/alg/<preset>.yaml); default: the task's")
+    num_envs: int = option(0, "an integer >= 1, or 0 for the preset's alg.num_envs")
+    updates: int = 10
 
 
-def task_settings(options: dict[str, Any], keys: tuple[str, ...]) -> RunSettings:
-    """The task's hydra config (its own preset unless ``alg`` is given) with the ``keys`` options over it."""
-    get_task_class(options["task"])  # an unknown task or preset is one clear line here, not a hydra composition error
+@dataclass
+class TrainOptions(PresetOptions):
+    warmup_updates: int = WARMUP_CALLS + 1
+    compile: Any = option("auto", SWITCH)
+    cuda_graphs: Any = option("auto", SWITCH)
+    split_update: Any = option("auto", SWITCH)
+    backend: str = option("auto", BACKEND)
+    num_threads: int = option(0, THREADS)
+
+
+def task_settings(options: PresetOptions, **values: Any) -> RunSettings:
+    """The task's hydra config (its own preset unless ``alg`` is given) with ``num_envs``, ``seed`` and ``values``."""
+    get_task_class(options.task)  # an unknown task or preset is one clear line here, not a hydra composition error
     presets = sorted(path.stem for path in (CONFIG_DIR / "alg").glob("*.yaml"))
-    if options["alg"] and options["alg"] not in presets:
-        raise ValueError(f"unknown alg preset {options['alg']!r}; valid: {', '.join(presets)}")
-    overrides = [f"{key}={options[key]}" for key in keys]
-    if options["alg"]:
-        overrides.append(f"alg={options['alg']}")
-    if options["num_envs"]:
-        overrides.append(f"alg.num_envs={options['num_envs']}")
+    if options.alg and options.alg not in presets:
+        raise ValueError(f"unknown alg preset {options.alg!r}; valid: {', '.join(presets)}")
+    overrides = [f"task={options.task}", *([f"alg={options.alg}"] if options.alg else [])]
     with initialize_config_dir(version_base=None, config_dir=str(CONFIG_DIR)):
         config = OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
+    config.update(seed=options.seed, **values)
+    if options.num_envs:
+        config["alg"]["num_envs"] = options.num_envs
     return settings_from_config(config)
 
 
-def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
+def benchmark_train(options: TrainOptions) -> dict[str, Any]:
     """PQN training throughput by phase and memory peak (see module docstring)."""
-    if options["updates"] < 1 or options["warmup_updates"] < 0:
+    if options.updates < 1 or options.warmup_updates < 0:
         raise ValueError("updates must be positive and warmup_updates >= 0")
-    settings = task_settings(options, ("task", "seed", "device", "backend", "compile", "cuda_graphs", "split_update"))
-    ranks = distributed.init_from_env(resolve_device(settings.device))
-    device = distributed.rank_device(resolve_device(settings.device), ranks)
-    backend = resolve_backend(settings.backend, device)
-    use_compile = resolve_switch(settings.compile, device)
-    cuda_graphs = resolve_graphs_switch(settings.cuda_graphs, device, ranks.world_size)
-    if device.type == "cpu":
-        torch.set_num_threads(settings.torch_threads)
-    alg = settings.alg
-    env = make_env(settings.task, alg.num_envs, device, backend, settings.seed + ranks.rank,
-                   num_threads=options["num_threads"] or None, **settings.task_overrides)
-    torch.manual_seed(settings.seed + ranks.rank)
-    updates, warmup = options["updates"], options["warmup_updates"]
+    settings = task_settings(options, device=options.device, backend=options.backend, compile=options.compile,
+                             cuda_graphs=options.cuda_graphs, split_update=options.split_update,
+                             num_threads=options.num_threads or None)
+    ranks, device = start_ranks(settings)
+    alg, updates, warmup = settings.alg, options.updates, options.warmup_updates
     total_timesteps = max(settings.total_timesteps, (warmup + 2 * updates) * alg.num_envs * alg.num_steps)
-    agent = PQN.for_env(env, alg, total_timesteps, compile=use_compile, cuda_graphs=cuda_graphs,
-                        split_update=settings.split_update)
+    setup = set_up_agent(settings, ranks, device, total_timesteps)
+    env, agent = setup.env, setup.agent
     distributed.broadcast_module(agent)
     agent.reset(env)
     if device.type == "cuda":
@@ -284,11 +293,11 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
         "mode": "train",
         "task": settings.task,
         "device": device_name(device),
-        "backend": backend,
+        "backend": setup.backend,
         "ranks": ranks.world_size,
         "num_envs": alg.num_envs,
-        "compile": use_compile,
-        "cuda_graphs": cuda_graphs,
+        "compile": setup.compile,
+        "cuda_graphs": setup.cuda_graphs,
         "split_update": settings.split_update,
         "split_fraction": round((agent.split_updates - split_before) / (2 * updates), 2),
         "torch_threads": torch.get_num_threads() if device.type == "cpu" else None,
@@ -304,29 +313,24 @@ def benchmark_train(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-GPU_CHECK_DEFAULTS: dict[str, Any] = {"task": "CheetahRun", "alg": "", "num_envs": 0, "iterations": WARMUP_CALLS + 2,
-                                      "updates": 10, "device": "cuda", "seed": 0}
+@dataclass
+class GpuCheckOptions(PresetOptions):
+    device: str = option("cuda", DEVICE)
+    iterations: int = WARMUP_CALLS + 2
 
 
-def benchmark_gpu_check(options: dict[str, Any]) -> dict[str, Any]:
+def benchmark_gpu_check(options: GpuCheckOptions) -> dict[str, Any]:
     """CUDA graphs and torch.compile against eager on this GPU: same results? how much faster? (pqn_torch.gpu_check)."""
     if not torch.cuda.is_available():
         raise ValueError("gpu-check needs a CUDA GPU, and this PyTorch sees none (torch.cuda.is_available() is "
                          "False); run it on the machine whose GPU you want checked")
-    if options["iterations"] < WARMUP_CALLS + 1 or options["updates"] < 1:
+    if options.iterations < WARMUP_CALLS + 1 or options.updates < 1:
         raise ValueError(f"iterations must be >= {WARMUP_CALLS + 1} (warm-ups, then the capture) and updates >= 1")
-    device = resolve_device(options["device"])
+    device = resolve_device(options.device)
     if device.type != "cuda":
-        raise ValueError(f"gpu-check checks a CUDA device, got device={options['device']!r}")
-    settings = task_settings(options, ("task", "seed"))
-    return gpu_check(settings.task, settings.alg, device, options["iterations"], options["updates"], options["seed"])
-
-
-def parse_switch(name: str, value: str) -> bool | str:
-    """A ``true``/``false``/``auto`` command-line option as ``resolve_switch`` takes it."""
-    if value not in ("true", "false", "auto"):
-        raise ValueError(f"{name} must be true, false or auto, got {value!r}")
-    return value if value == "auto" else value == "true"
+        raise ValueError(f"gpu-check checks a CUDA device, got device={options.device!r}")
+    settings = task_settings(options)
+    return gpu_check(settings.task, settings.alg, device, options.iterations, options.updates, options.seed)
 
 
 def gpu_memory_peak_mb(device: torch.device) -> float | None:
@@ -338,10 +342,10 @@ def gpu_memory_peak_mb(device: torch.device) -> float | None:
     return round((torch.cuda.max_memory_reserved(device) + warp_peak) / 2**20, 1)
 
 
-MODES: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], dict[str, Any]]] = {
-    "env": (benchmark_env, ENV_DEFAULTS),
-    "train": (benchmark_train, TRAIN_DEFAULTS),
-    "gpu-check": (benchmark_gpu_check, GPU_CHECK_DEFAULTS),
+MODES: dict[str, tuple[Callable[[Any], dict[str, Any]], type]] = {
+    "env": (benchmark_env, EnvOptions),
+    "train": (benchmark_train, TrainOptions),
+    "gpu-check": (benchmark_gpu_check, GpuCheckOptions),
 }
 
 
@@ -350,9 +354,14 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in MODES:
         print(f"usage: benchmark.py MODE [key=value ...]; MODE one of {sorted(MODES)}", file=sys.stderr)
         return 2
-    run, defaults = MODES[argv[0]]
+    run, schema = MODES[argv[0]]
     try:
-        result = run(parse_options(argv[1:], defaults))
+        options = parse_options("benchmark.py", argv[1:], schema)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+    try:
+        result = run(options)
     except (ValueError, KeyError) as error:
         print(f"benchmark.py: {error}", file=sys.stderr)
         return 2

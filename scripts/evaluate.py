@@ -9,25 +9,35 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 try:
-    from pqn_torch.training.options import UsageError, checkpoint_options
+    from pqn_torch.training.options import UsageError, parse_options
     from pqn_torch.training.playback import evaluate_checkpoint
+    from pqn_torch.training.schema import checkpoint_option, option
     from pqn_torch.training.video import VideoUnavailable
 except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
     print(f"evaluate.py: {import_error}", file=sys.stderr)
     sys.exit(2)
 
-DEFAULTS = {"checkpoint": None, "episodes": 10, "video": False, "video_path": None, "device": "auto",
-            "backend": "auto", "seed": 0}
+
+
+@dataclass
+class EvaluateOptions:
+    checkpoint: str = checkpoint_option()
+    episodes: int = option(10, "a positive integer")
+    video: bool = False
+    video_path: Optional[str] = option(None, "an .mp4 file to create")
+    device: str = option("auto", "auto, cpu, cuda or cuda:<index>")
+    backend: str = option("auto", "auto, warp or mujoco")
+    seed: int = option(0, "an integer >= 0")
 
 
 def main(argv: list[str]) -> int:
     try:
-        options = checkpoint_options("evaluate.py", argv, DEFAULTS)
-        if not isinstance(options.video, bool):
-            raise UsageError(f"evaluate.py: video must be true or false, got {options.video!r}")
+        options = parse_options("evaluate.py", argv, EvaluateOptions)
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2

@@ -10,17 +10,25 @@ on the CPU against the torch policy; needs ``pip install 'pqn-torch[export]'``.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Optional
 
 from pqn_torch.export import ExportUnavailable, export_policy
 from pqn_torch.policy import Policy
-from pqn_torch.training.options import UsageError, checkpoint_options
+from pqn_torch.training.options import UsageError, parse_options
+from pqn_torch.training.schema import checkpoint_option, option
 
-DEFAULTS = {"checkpoint": None, "output": None, "seed": 0}
+
+@dataclass
+class ExportOptions:
+    checkpoint: str = checkpoint_option()
+    output: Optional[str] = option(None, "an .onnx file to create (default: policy_<checkpoint>.onnx beside it)")
+    seed: int = 0
 
 
 def main(argv: list[str]) -> int:
     try:
-        options = checkpoint_options("export.py", argv, DEFAULTS)
+        options = parse_options("export.py", argv, ExportOptions)
     except UsageError as error:
         print(error, file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ disk), 128 + signal number after Ctrl-C (130) or SIGTERM (143), with a checkpoin
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
@@ -25,7 +26,9 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 try:
     from pqn_torch import distributed
@@ -34,6 +37,7 @@ try:
     from pqn_torch.training.plots import PLOT_NAME, PlotUnavailable, plot_runs
     from pqn_torch.training.presets import choose_preset
     from pqn_torch.training.run_dir import unwritable_reason
+    from pqn_torch.training.schema import RunConfig, explain
     from pqn_torch.training.trainer import TrainingDiverged, TrainingInterrupted
 except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
     print(f"train.py: {import_error}", file=sys.stderr)
@@ -122,4 +126,11 @@ def check_output_location(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     check_output_location(sys.argv[1:])
-    main()
+    # Hydra prints a composition error (unknown key, wrong type, missing task) over several lines and exits 1;
+    # with HYDRA_FULL_ERROR it raises it instead, to be said here in one line (exit 2: invalid input).
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as composition_error:
+        print(f"train.py: {explain(composition_error, RunConfig)}", file=sys.stderr)
+        sys.exit(2)

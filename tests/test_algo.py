@@ -363,7 +363,7 @@ def test_pop_metrics_averages_what_the_rollout_and_update_produced(short_env):
     env = Recorder(short_env)
     agent.reset(env)
     agent.train_iteration(env)
-    storage = agent._storage
+    storage = agent.storage
     done = torch.stack([result["done"] for result in env.results])
     returns = torch.stack([result["episode_return"] for result in env.results])[done]
     counters = {"env/episodes": short_env.stats["episodes"], "answer": torch.tensor(42)}
@@ -384,6 +384,49 @@ def test_pop_metrics_averages_what_the_rollout_and_update_produced(short_env):
     assert again["episodes"] == 0 and "critic_loss" not in again and "episode_return" not in again
 
 
+def test_each_metric_is_popped_under_its_own_name(short_env):
+    """Every update and rollout metric equals its definition, recomputed by hand from the rollout and the
+    weights before the update (one minibatch of the whole rollout): a value logged under another
+    metric's name fails here."""
+    torch.manual_seed(4)
+    config = PQNConfig(**dict(SMALL, num_epochs=1, num_minibatches=1), penalty_threshold=0.1, normalize_reward=True)
+    agent = PQN.for_env(short_env, config, total_timesteps=240)
+    agent.reset(short_env)
+    batch = agent.collect(short_env).reshape(-1).clone()
+    with torch.no_grad():  # weights unlike the rollout's: the update's Q-values and actions differ from the rollout's
+        for parameter in agent.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    actor = Actor(short_env.obs_dim, short_env.action_low, short_env.action_high, (16,))
+    actor.load_state_dict(agent.actor.state_dict())
+    critic = CriticEnsemble(short_env.critic_obs_dim, 1, (16,), 2)
+    critic.load_state_dict(agent.critic.state_dict())
+    agent.learn()
+    metrics = agent.pop_metrics()
+
+    q_values = critic(batch["critic_obs"], batch["action"])  # [critics, samples]
+    errors = (q_values - batch["target"]).abs()
+    value_loss = torch.where(errors < 1, 0.5 * errors ** 2, errors - 0.5).mean(dim=1).sum()
+    new_action = actor(batch["obs"])
+    change = ((new_action - batch["original_action"]) / actor.action_scale).abs().mean(dim=1)  # symmetric range
+    active = change >= 0.1
+    moved = (new_action - batch["original_action"]).abs()
+    penalty = torch.where(moved < 1, 0.5 * moved ** 2, moved - 0.5).mean(dim=1)
+    policy_loss = (-critic(batch["critic_obs"], new_action).mean(dim=0) + torch.where(active, 10.0 * penalty, 0)).mean()
+
+    def gradient_norm(loss, module):
+        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(module.parameters()))]).norm()
+
+    expected = {"critic_loss": value_loss, "actor_loss": policy_loss, "q_mean": q_values.mean(),
+                "critic_grad_norm": gradient_norm(value_loss, critic),
+                "actor_grad_norm": gradient_norm(policy_loss, actor), "penalty_fraction": active.float().mean(),
+                "reward_mean": batch["reward"].mean(),
+                "value_mean": batch["value"].mean(), "target_mean": batch["target"].mean()}
+    expected = {name: value.item() for name, value in expected.items()}
+    assert 0 < expected["penalty_fraction"] < 1
+    assert len({round(value, 5) for value in expected.values()}) == len(expected)  # a swap would show
+    assert {name: metrics[name] for name in expected} == pytest.approx(expected, rel=1e-4)
+
+
 def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(short_env):
     torch.manual_seed(1)
     agent = PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240)
@@ -395,7 +438,7 @@ def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(
     old_critic.load_state_dict(agent.critic.state_dict())
     indices = torch.arange(0, 24, 2)
     agent.minibatch_step(indices)
-    batch = agent._storage.reshape(-1)[indices]
+    batch = agent.storage.reshape(-1)[indices]
 
     new_action = old_actor(batch["obs"])
     policy_loss, _ = actor_loss(old_critic.mean_q(batch["critic_obs"], new_action), new_action,
@@ -515,10 +558,10 @@ def test_compiled_hot_paths_match_eager(short_env):
     eager, compiled = make(False), make(True)
     eager.reset(short_env)
     eager.collect(short_env)
-    compiled._storage.update_(eager._storage)
+    compiled.storage.update_(eager.storage)
     indices = torch.arange(12)
     torch.testing.assert_close(compiled.minibatch_step(indices), eager.minibatch_step(indices), rtol=1e-4, atol=1e-5)
-    obs = eager._storage["obs"][0]
+    obs = eager.storage["obs"][0]
     sigma = torch.zeros(short_env.num_envs)  # noise-free, so both must give the same actions and values
     compiled_outs, eager_outs = compiled.policy_step(obs, obs, sigma), eager.policy_step(obs, obs, sigma)
     for compiled_out, eager_out in zip(compiled_outs, eager_outs, strict=True):

@@ -54,8 +54,9 @@ def test_env_mode_compares_against_bare_physics():
 @pytest.mark.parametrize("args, message", [
     (("train", "task=Nope"), "unknown task 'Nope'; valid tasks: AcrobotSwingup"),
     (("train", "cuda_graphs=yes"), "cuda_graphs must be true, false or auto, got 'yes'"),
-    (("train", "updates=x"), "updates='x': expected a int"),
-    (("train", "steps=5"), "bad argument 'steps=5'"),
+    (("train", "updates=x"), "updates must be an integer, got 'x'"),
+    (("train", "steps=5"), "unknown option(s) ['steps']; valid: ['task', 'device', 'seed', 'alg', 'num_envs', "),
+    (("env", "steps"), "bad argument 'steps': expected key=value (one value) with key in ['task', 'device', "),
 ])
 def test_bad_options_fail_with_one_line(args, message):
     code, stdout, stderr = benchmark(*args)

@@ -7,9 +7,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from pqn_torch.algo import PQNConfig
 from pqn_torch.envs.tasks import get_task_class
 from pqn_torch.training import ConfigError, settings_from_config
 from pqn_torch.training.presets import PresetChoice, choose_preset
+from pqn_torch.training.schema import AlgPreset, RunConfig, explain
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 TASKS = sorted(p.stem for p in (CONFIG_DIR / "task").glob("*.yaml"))
@@ -73,6 +75,29 @@ def test_presets_match_the_reference_table(preset):
     alg = composed([f"alg={preset}"])["alg"]
     for key, value in REFERENCE[preset].items():
         assert alg[key] == pytest.approx(value), key
+
+
+def test_dm_suite_preset_is_the_pqn_config_defaults():
+    """PQNConfig's defaults (the library's) and the dm_suite yaml (the CLI's) are the same reference preset."""
+    alg = composed(["alg=dm_suite"])["alg"]
+    assert alg.pop("total_timesteps") == AlgPreset.total_timesteps == 5e7
+    assert PQNConfig(**alg) == PQNConfig()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("alg.num_env=3", "unknown alg option(s) ['num_env']; valid: ['num_envs', 'num_steps', "),
+    ("eval.intervall=0.5", "unknown eval option(s) ['intervall']; valid: ['interval', 'num_envs']"),
+    ("alg.num_envs=many", "alg.num_envs must be an integer, got 'many'"),
+    ("alg.actor_hidden_sizes=[64,x]", "alg.actor_hidden_sizes must be a list of integers, got 'x'"),
+    ("log_interval=often", "log_interval must be a positive integer, got 'often'"),
+    ("task=Nope", "In 'config': Could not find 'task/Nope'; valid: AcrobotSwingup, AcrobotSwingupSparse, "),
+])
+def test_schema_refuses_bad_overrides_at_composition_in_one_line(override, message):
+    """Hydra composes over the typed schema: unknown keys and wrong types never reach a run."""
+    with pytest.raises(Exception) as raised:
+        compose(config_name="config", overrides=[override])
+    line = explain(raised.value, RunConfig)
+    assert line.startswith(message) and "\n" not in line
 
 
 def test_command_line_overrides_reach_the_settings():

@@ -81,7 +81,7 @@ def agent_tensors(agent, env):
         for index, state in enumerate(optimizer.state.values()):
             tensors.update({f"{label}_optimizer.{index}.{key}": value for key, value in state.items()})
         tensors[f"{label}_optimizer.lr"] = optimizer.param_groups[0]["lr"]
-    tensors.update({f"storage.{key}": value for key, value in agent._storage.items()})
+    tensors.update({f"storage.{key}": value for key, value in agent.storage.items()})
     tensors.update(obs=agent._obs, critic_obs=agent._critic_obs, sigma=agent._sigma)
     for name in ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "sensordata", "time"):
         tensors[f"physics.{name}"] = getattr(env.physics, name)
@@ -139,14 +139,14 @@ def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypat
     agent.train_iteration(env)  # a warm-up creates the optimizer state, as before a capture
     before = {name: (tensor.data_ptr(), tuple(tensor.shape)) for name, tensor in agent_tensors(agent, env).items()}
     weights = [p.detach().clone() for p in agent.parameters()]
-    rewards = agent._storage["reward"].clone()
+    rewards = agent.storage["reward"].clone()
 
     with forbid_host_syncs():
         agent.collect(env)
         agent.learn()
     after = {name: (tensor.data_ptr(), tuple(tensor.shape)) for name, tensor in agent_tensors(agent, env).items()}
     assert after == before
-    assert not torch.equal(agent._storage["reward"], rewards)  # it really rolled out and learned
+    assert not torch.equal(agent.storage["reward"], rewards)  # it really rolled out and learned
     assert all(not torch.equal(p, w) for p, w in zip(agent.parameters(), weights, strict=True))
     assert int(agent.updates_done) == agent.updates_issued == 2 and int(env.stats["episodes"]) > 0
 
@@ -200,7 +200,7 @@ def assert_same_training(agent, reference):
     for (name, value), expected in zip(agent.state_dict().items(), reference.state_dict().values(), strict=True):
         assert torch.equal(value, expected), name
     for key in ("obs", "action", "reward", "target"):
-        assert torch.equal(agent._storage[key], reference._storage[key]), key
+        assert torch.equal(agent.storage[key], reference.storage[key]), key
 
 
 def fallback_warnings(caplog):
@@ -272,10 +272,10 @@ def test_captured_training_matches_eager_training_on_cuda():
     for _ in range(4):
         graphed.train_iteration(graphed_env)
         eager.train_iteration(eager_env)
-    assert graphed._rollout_call.captured and graphed._learn_call.captured
+    assert graphed.captured == {"rollout": True, "update": True}
     torch.testing.assert_close(graphed_env.physics.qpos, eager_env.physics.qpos, rtol=1e-3, atol=1e-4)
     for key in ("obs", "reward", "value", "target"):
-        torch.testing.assert_close(graphed._storage[key], eager._storage[key], rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(graphed.storage[key], eager.storage[key], rtol=1e-3, atol=1e-4)
     for graphed_param, eager_param in zip(graphed.parameters(), eager.parameters(), strict=True):
         torch.testing.assert_close(graphed_param, eager_param, rtol=1e-3, atol=1e-5)
     assert int(graphed.updates_done) == 4 and graphed.pop_metrics()["episodes"] == 0

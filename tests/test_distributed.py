@@ -57,7 +57,7 @@ def make_agent(seed: int) -> PQN:
 
 def fill_rollout(agent: PQN, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
-    for value in agent._storage.values():
+    for value in agent.storage.values():
         value.copy_(torch.randn(value.shape, generator=generator) if value.is_floating_point() else
                     torch.rand(value.shape, generator=generator) < 0.1)
 
@@ -73,14 +73,14 @@ def _train_on_own_worlds(rank: int) -> dict:
     agent.reset(env)
     for _ in range(3):
         agent.train_iteration(env)
-    return {"initial": initial, "final": agent.state_dict(), "obs": agent._storage["obs"].clone()}
+    return {"initial": initial, "final": agent.state_dict(), "obs": agent.storage["obs"].clone()}
 
 
 def _one_minibatch_step(rank: int) -> dict:
     """Rank r holds rollout r and takes the minibatch at indices 0..minibatch_size-1 of it."""
     agent = make_agent(seed=0)
     fill_rollout(agent, seed=rank)
-    agent._minibatch_step(torch.arange(agent.config.minibatch_size))
+    agent.minibatch_step(torch.arange(agent.config.minibatch_size))
     return agent.state_dict()
 
 
@@ -159,11 +159,11 @@ def test_distributed_minibatch_step_equals_one_step_on_the_concatenated_rollouts
     halves = [make_agent(seed=0) for _ in range(WORLD_SIZE)]
     for rank, half in enumerate(halves):
         fill_rollout(half, seed=rank)
-    reference._storage.copy_(torch.cat([half._storage for half in halves], dim=1))
+    reference.storage.copy_(torch.cat([half.storage for half in halves], dim=1))
     size = halves[0].config.minibatch_size
     # rollout index i of rank r is env (i % 8) + 8 r, step i // 8 in the [4, 16] reference rollout
     local = torch.arange(size)
-    reference._minibatch_step(torch.cat([(local // 8) * 16 + local % 8 + 8 * r for r in range(WORLD_SIZE)]))
+    reference.minibatch_step(torch.cat([(local // 8) * 16 + local % 8 + 8 * r for r in range(WORLD_SIZE)]))
     moved = reference.state_dict()
     assert not torch.allclose(first["actor.body.0.weight"], make_agent(seed=0).state_dict()["actor.body.0.weight"])
     for name, value in first.items():

@@ -69,7 +69,7 @@ def test_observation_and_reward_follow_the_physics(env):
 
 def test_start_pool_respects_joint_ranges_and_time():
     env = make_cheetah(reset_pool_size=8)
-    pool = env._pool
+    pool = env.start_states
     ranges = torch.as_tensor(env.physics.mj_model.jnt_range[3:])
     joints = pool["qpos"][:, 3:]
     # Settling for 200 steps lets joints sit on their (soft) limits, never far past them.
@@ -90,7 +90,7 @@ def test_truncation_at_episode_length_and_final_obs():
     assert (td["episode_length"] == 5).all()
     assert not torch.equal(td["final_obs"], td["obs"])  # obs is already the next episode's first
     assert not torch.allclose(td["final_obs"], td["obs"])
-    assert (env._episode_step == 0).all()
+    assert (env.episode_step == 0).all()
 
 
 def truncation_steps(env, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,14 +273,14 @@ def test_cuda_without_cuda_is_a_clear_error():
 def test_action_repeat_sums_the_rewards_of_repeated_task_steps():
     """action_repeat=3: one agent step = three task steps with the same action, rewards summed."""
     single, repeated = make_cheetah(), make_cheetah(action_repeat=3)
-    qpos, qvel = single._pool["qpos"][:NUM_ENVS], single._pool["qvel"][:NUM_ENVS]
+    qpos, qvel = single.start_states["qpos"][:NUM_ENVS], single.start_states["qvel"][:NUM_ENVS]
     single.reset_to(qpos, qvel)
     repeated.reset_to(qpos, qvel)
     action = random_actions(single, 1)[0]
-    rewards = sum(single.step(action)["reward"] for _ in range(3))
+    singles = [single.step(action) for _ in range(3)]
     td = repeated.step(action)
-    torch.testing.assert_close(td["reward"], rewards)
-    torch.testing.assert_close(td["obs"], single._observations()[0])
+    torch.testing.assert_close(td["reward"], sum(result["reward"] for result in singles))
+    torch.testing.assert_close(td["obs"], singles[-1]["obs"])
     torch.testing.assert_close(repeated.physics.time, torch.full((NUM_ENVS,), 0.03, dtype=torch.float64))
     assert td["episode_length"].tolist() == [1] * NUM_ENVS
     with pytest.raises(ValueError, match="action_repeat must be a positive integer, got 0"):

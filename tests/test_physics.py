@@ -203,7 +203,7 @@ def test_backends_agree_on_cheetah_run(warp_env):
     at most 3e-5 in observations of magnitude up to ~9, 3e-7 in rewards); the tolerances are 10x those.
     """
     native = make_env("CheetahRun", 4, device="cpu", backend="mujoco", reset_pool_size=4, num_threads=1)
-    qpos, qvel = native._pool["qpos"].clone(), native._pool["qvel"].clone()
+    qpos, qvel = native.start_states["qpos"].clone(), native.start_states["qvel"].clone()
     torch.testing.assert_close(native.reset_to(qpos, qvel)["obs"], warp_env.reset_to(qpos, qvel)["obs"])
     generator = torch.Generator().manual_seed(5)
     total_reward = 0.0

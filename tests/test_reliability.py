@@ -79,6 +79,8 @@ def copy_of(run_dir: Path, tmp_path: Path) -> Path:
                                    "seconds, got 0"),
     (["resume=123"], "train.py: resume must be a run directory or checkpoint path, got 123"),
     (["alg.lr_start=inf"], "train.py: alg.lr_start must be a finite number >= 0, got inf"),
+    (["alg.num_env=3"], "train.py: unknown alg option(s) ['num_env']; valid: ['num_envs', 'num_steps', "),
+    (["seed=abc"], "train.py: seed must be an integer >= 0, got 'abc'"),
     (["total_timesteps=640", "checkpoint_interval=0.05"],
      "train.py: checkpoint_interval=0.05 is less than one update of this run (10 updates); use 0 (final checkpoint "
      "only) or a fraction >= 0.1"),

@@ -97,7 +97,7 @@ def test_truncation_at_episode_length(name):
 @pytest.mark.parametrize("name", ["CartpoleBalance", "CartpoleBalanceSparse"])
 def test_cartpole_balance_starts(name):
     """Cart uniform in +-0.1 m, pole uniform in +-0.034 rad, qvel ~ N(0, 0.01^2), time 0."""
-    pool = make(name, reset_pool_size=256)._pool
+    pool = make(name, reset_pool_size=256).start_states
     cart, angle = pool["qpos"][:, 0], pool["qpos"][:, 1]
     assert cart.abs().max() <= 0.1 and cart.abs().max() > 0.09
     assert angle.abs().max() <= 0.034 and angle.abs().max() > 0.03
@@ -108,7 +108,7 @@ def test_cartpole_balance_starts(name):
 def test_cartpole_swingup_starts(name):
     """Pole hanging down: angle ~ N(pi, 0.01^2), cart ~ N(0, 0.01^2), qvel ~ N(0, 0.01^2); cosine obs -1."""
     env = make(name, reset_pool_size=256)
-    pool = env._pool
+    pool = env.start_states
     for values in (pool["qpos"][:, 0], pool["qpos"][:, 1] - math.pi, pool["qvel"].flatten()):
         assert abs(values.mean()) < 0.003 and 0.008 < values.std() < 0.012
     assert (env.reset()["obs"][:, 1] < -0.999).all()
@@ -120,7 +120,7 @@ def test_cartpole_swingup_starts(name):
     ("PointMass", -0.29, 0.29),  # the slide joints' range
 ])
 def test_uniform_starts_at_rest(name, low, high):
-    pool = make(name, reset_pool_size=256)._pool
+    pool = make(name, reset_pool_size=256).start_states
     qpos = pool["qpos"]
     assert (qpos >= low).all() and (qpos < high).all()
     assert (qpos.amin(0) < low + 0.1 * (high - low)).all() and (qpos.amax(0) > high - 0.1 * (high - low)).all()
@@ -130,7 +130,7 @@ def test_uniform_starts_at_rest(name, low, high):
 def test_ball_in_cup_starts_from_the_default_pose():
     """Playground does not randomize: ball hanging 0.4 m under the cup, at rest, in every world."""
     env = make("BallInCup")
-    assert (env._pool["qpos"] == 0).all() and (env._pool["qvel"] == 0).all()
+    assert (env.start_states["qpos"] == 0).all() and (env.start_states["qvel"] == 0).all()
     assert (env.reset()["obs"] == 0).all()
 
 
@@ -289,7 +289,7 @@ def test_warp_cpu_matches_native_backend(name, monkeypatch):
         monkeypatch.setattr(task_class, "build_spec", converged_spec)
     native = make(name, num_envs=4, seed=7)
     warp = make(name, num_envs=4, seed=7, backend="warp")
-    qpos, qvel = native._pool["qpos"][:4].clone(), native._pool["qvel"][:4].clone()
+    qpos, qvel = native.start_states["qpos"][:4].clone(), native.start_states["qvel"][:4].clone()
     move_last_two_into_reward_region(name, qpos, qvel, seed=7)
     native_td = native.reset_to(qpos, qvel)
     warp_td = warp.reset_to(qpos.float(), qvel.float())

@@ -223,7 +223,7 @@ def test_pushes_follow_playgrounds_half_sine_schedule():
                 "pert_duration_seconds": torch.full((2,), 0.1, dtype=torch.float64),
                 "pert_duration": torch.tensor([5, 5]), "pert_mag": torch.full((2,), 2.0)}
     env.reset_to(qpos, qvel, task_state=schedule)
-    trunk, mass = env.task._trunk, env.physics.mj_model.body_subtreemass[1]
+    trunk, mass = env.physics.mj_model.body("trunk").id, env.physics.mj_model.body_subtreemass[1]
     flags, forces, observed = [], [], []
     for _ in range(10):
         td = env.step(torch.zeros(2, 12))
@@ -259,7 +259,7 @@ def test_getup_reset_drops_sixty_percent_and_settles():
     assert ((start.qpos[dropped, 7:] >= low) & (start.qpos[dropped, 7:] <= high)).all()
     # The pool holds settled starts: clock at 0, every trunk down from the 0.5 m drop (a free fall lasts 0.32 s
     # and ends at ~2 m/s) and most of them nearly still after Playground's 0.5 s.
-    pool = env._pool
+    pool = env.start_states
     assert (pool["time"] == 0).all() and (pool["qpos"][:, 2] < 0.45).all()
     speed = pool["qvel"][:, :3].norm(dim=-1)
     assert speed.median() < 0.3 and speed.max() < 1.5

@@ -63,7 +63,7 @@ def test_truncation_at_episode_length(name):
 def test_planar_reset_distribution(name):
     """Root slides 0, pitch uniform in [-pi, pi), hinges uniform in their ranges, at rest, time 0."""
     env = make(name, reset_pool_size=64)
-    pool = env._pool
+    pool = env.start_states
     ranges = torch.as_tensor(env.physics.mj_model.jnt_range[3:])
     assert (pool["qpos"][:, :2] == 0).all() and (pool["qvel"] == 0).all() and (pool["time"] == 0).all()
     pitch = pool["qpos"][:, 2]
@@ -79,8 +79,8 @@ def test_humanoid_starts_standing_in_its_default_pose():
     """Every start is qpos0 at rest; hand-derived observation entries of that pose."""
     env = make("HumanoidStand", num_envs=2)
     model = env.physics.mj_model
-    assert torch.equal(env._pool["qpos"], torch.as_tensor(model.qpos0).expand(16, -1))
-    assert (env._pool["qvel"] == 0).all()
+    assert torch.equal(env.start_states["qpos"], torch.as_tensor(model.qpos0).expand(16, -1))
+    assert (env.start_states["qvel"] == 0).all()
     obs = env.reset()["obs"][0].double()
     assert (obs[:21] == 0).all()  # joint angles
     assert obs[21].item() == pytest.approx(1.5 + 0.19)  # head: torso at 1.5 m, head body 0.19 above

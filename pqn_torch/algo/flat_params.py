@@ -38,3 +38,23 @@ def flatten_parameters(module: nn.Module) -> torch.Tensor:
         parameter.grad = flat.grad[offset:offset + size].view_as(parameter)
         offset += size
     return flat
+
+
+def member_leaves(stacked: torch.Tensor) -> list[torch.Tensor]:
+    """Leaf tensors for the members (first dim) of a flattened parameter, sharing its storage and gradient.
+
+    Speed trick (CPU): computing per member through ``stacked.unbind(0)`` makes autograd stack the members'
+    gradients into a new tensor (a copy of the whole parameter) and then add that to ``stacked.grad``. With
+    each member a leaf of its own whose ``.grad`` is a view of ``stacked.grad``, autograd adds each member's
+    gradient in place, with no copy. Pass the leaves as the ``inputs`` of ``backward``. The optimizer still
+    steps the flat tensor, whose storage the leaves view; like the flat tensor, they break if the module's
+    parameters are moved or replaced.
+    """
+    if stacked.grad is None:
+        raise ValueError("member_leaves needs a parameter with a gradient buffer: call flatten_parameters first")
+    leaves = []
+    for member, grad in zip(stacked.detach().unbind(0), stacked.grad.unbind(0)):
+        member.requires_grad_(True)
+        member.grad = grad
+        leaves.append(member)
+    return leaves

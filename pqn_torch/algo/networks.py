@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pqn_torch.algo import cpu_fast_path
+from pqn_torch.algo.flat_params import member_leaves
 
 LAYER_NORM_EPS = 1e-6
 
@@ -75,6 +76,23 @@ class CriticEnsemble(nn.Module):
             self.biases.append(nn.Parameter(torch.zeros(num_critics, fan_out)))
         self.norm_scales = nn.ParameterList([nn.Parameter(torch.ones(num_critics, h)) for h in hidden_sizes])
         self.norm_shifts = nn.ParameterList([nn.Parameter(torch.zeros(num_critics, h)) for h in hidden_sizes])
+        self._members: list[list[torch.Tensor]] | None = None
+        """Per-critic leaves of (weights, biases, norm_scales, norm_shifts) for the CPU fast path, once split."""
+
+    def split_members(self) -> None:
+        """Give the CPU fast path per-critic leaves that add their gradients in place (``member_leaves``).
+
+        Call once the parameters are flattened (``flatten_parameters``). The CPU fast path then computes on
+        these leaves, and the backward pass needs them as its ``inputs``: see :meth:`gradient_inputs`.
+        """
+        stacked = (*self.weights, *self.biases, *self.norm_scales, *self.norm_shifts)
+        self._members = [member_leaves(parameter) for parameter in stacked]
+
+    def gradient_inputs(self) -> list[torch.Tensor]:
+        """The leaves a critic loss's ``backward(inputs=...)`` must name for the way :meth:`forward` computes now."""
+        if self._members is not None and cpu_fast_path.is_enabled():
+            return [leaf for leaves in self._members for leaf in leaves]
+        return list(self.parameters())
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q-values [K, B] of every critic for observations [B, obs_dim] and actions [B, action_dim]."""
@@ -91,13 +109,15 @@ class CriticEnsemble(nn.Module):
     def _one_critic_at_a_time(self, inputs: torch.Tensor) -> torch.Tensor:
         """The CPU fast path of :meth:`forward`: each critic's layers separately (see ``cpu_fast_path.py``).
 
-        ``unbind`` splits each stacked parameter into per-critic views once, so the backward pass
-        stacks each parameter's gradient once instead of filling a zero tensor per critic.
+        On the per-critic leaves of :meth:`split_members` when split; otherwise ``unbind`` splits each
+        stacked parameter into per-critic views once, so the backward pass stacks each parameter's
+        gradient once instead of filling a zero tensor per critic.
         """
-        weights = [weight.unbind(0) for weight in self.weights]
-        biases = [bias.unbind(0) for bias in self.biases]
-        scales = [scale.unbind(0) for scale in self.norm_scales]
-        shifts = [shift.unbind(0) for shift in self.norm_shifts]
+        members = self._members or [parameter.unbind(0) for parameter in
+                                    (*self.weights, *self.biases, *self.norm_scales, *self.norm_shifts)]
+        depth = len(self.weights)
+        weights, biases = members[:depth], members[depth:2 * depth]
+        scales, shifts = members[2 * depth:2 * depth + depth - 1], members[2 * depth + depth - 1:]
         values = []
         for member in range(self.num_critics):
             hidden = inputs

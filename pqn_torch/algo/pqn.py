@@ -43,7 +43,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from pqn_torch.algo import cpu_fast_path
+from pqn_torch.algo import cpu_fast_path, metrics
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.algo.losses import actor_loss, critic_loss
@@ -53,20 +53,23 @@ from pqn_torch.algo.qlambda import q_lambda_targets
 from pqn_torch.algo.schedules import LinearSchedule
 from pqn_torch.cuda_graph import CapturedCall, CompiledCall
 from pqn_torch.distributed import average_gradients
+from pqn_torch.envs.interface import VecEnv
 
-UPDATE_METRICS = ("critic_loss", "actor_loss", "q_mean", "critic_grad_norm", "actor_grad_norm", "penalty_fraction")
-ROLLOUT_METRICS = ("reward_mean", "value_mean", "target_mean")
-EPISODE_METRICS = ("episode_return", "episode_length")
-_SLOTS = {name: slot for slot, name in enumerate((*UPDATE_METRICS, *ROLLOUT_METRICS, *EPISODE_METRICS, "episodes"))}
+UPDATE_METRICS = metrics.names_over("minibatch")
+"""What :meth:`PQN._minibatch_step` returns, by name (see :mod:`pqn_torch.algo.metrics`)."""
+_UPDATE_SLOTS = metrics.slots_over("minibatch")
 
 
 @dataclass
 class PQNConfig:
-    """Hyperparameters of actor-critic PQN; the defaults are the reference's DM-suite preset.
+    """Hyperparameters of actor-critic PQN; the defaults are the DM-suite preset (``configs/alg/dm_suite.yaml``).
+
+    They are purejaxql's DM-suite settings except ``bootstrap_truncation`` and ``stagger_episodes``, both on
+    here (docs/algorithm.md, "Deviations").
 
     The module docstring and :meth:`PQN._rollout` / :meth:`PQN._minibatch_step` say what each one does
     (names follow purejaxql's ``pqn_mujoco_playground.py`` config, lower-cased). ``q_lambda`` is the
-    lambda of Q(lambda); ``penalty_threshold`` the reference's ``threshold``; ``linspace_noise``
+    lambda of Q(lambda); ``penalty_threshold`` purejaxql's ``threshold``; ``linspace_noise``
     spreads the exploration std over envs as ``linspace(0, sigma, num_envs)``;
     ``bootstrap_truncation`` see :func:`pqn_torch.algo.qlambda.q_lambda_targets`;
     ``stagger_episodes`` starts training with each env's first episode cut at a random step (see
@@ -77,8 +80,8 @@ class PQNConfig:
     num_steps: int = 32
     num_epochs: int = 4
     num_minibatches: int = 32
-    actor_hidden_sizes: Sequence[int] = (512, 256, 128)
-    critic_hidden_sizes: Sequence[int] = (1024, 512, 256)
+    actor_hidden_sizes: tuple[int, ...] = (512, 256, 128)  # a tuple, not Sequence: omegaconf types the schema
+    critic_hidden_sizes: tuple[int, ...] = (1024, 512, 256)
     num_critics: int = 2
     actor_init_scale: float = 1.0
     critic_init_scale: float = 1.0
@@ -196,7 +199,7 @@ class PQN(nn.Module):
         self.register_buffer("noise_profile", profile)
         self.register_buffer("updates_done", torch.zeros((), dtype=torch.int64))
         self.register_buffer("grad_steps", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("metric_sums", torch.zeros(len(_SLOTS), dtype=torch.float64))
+        self.register_buffer("metric_sums", torch.zeros(len(metrics.SLOTS), dtype=torch.float64))
         self.to(self.device)
 
         lr_steps = self.num_updates * config.lr_decay * updates_per_grad if config.anneal_lr else 0
@@ -207,6 +210,7 @@ class PQN(nn.Module):
         # every optimizer step, gradient zeroing and clipping is a few ops on one tensor, not a few per tensor.
         self._actor_flat = flatten_parameters(self.actor)
         self._critic_flat = flatten_parameters(self.critic)
+        self.critic.split_members()  # speed (CPU fast path): per-critic gradients added in place, no stacking copy
         # capturable: the step counters stay on the GPU and no step reads one back to the host.
         # foreach (torch's default on CUDA; on the CPU its default is the per-tensor loop): the step updates its
         # moments and parameters in place with one scratch tensor, where the loop allocates ~6 temporaries of the
@@ -250,9 +254,10 @@ class PQN(nn.Module):
         self._drop_graphs()
 
     @classmethod
-    def for_env(cls, env: Any, config: PQNConfig, total_timesteps: int, compile: bool = False,
+    def for_env(cls, env: VecEnv, config: PQNConfig, total_timesteps: int, compile: bool = False,
                 cuda_graphs: bool = False, split_update: bool | str = "auto") -> PQN:
-        """An agent sized for ``env`` (a :class:`pqn_torch.envs.BatchedEnv`) on the env's device."""
+        """An agent sized for ``env`` (a :class:`pqn_torch.envs.BatchedEnv` or any other
+        :class:`~pqn_torch.envs.VecEnv`) on the env's device."""
         if env.num_envs != config.num_envs:
             raise ValueError(f"env has {env.num_envs} worlds but config.num_envs is {config.num_envs}; make them equal")
         return cls(env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, config, total_timesteps,
@@ -276,7 +281,7 @@ class PQN(nn.Module):
         return deterministic, action, self.critic.mean_q(critic_obs, action)
 
     # ----------------------------------------------------------------- rollout
-    def reset(self, env: Any, update_statistics: bool = True) -> None:
+    def reset(self, env: VecEnv, update_statistics: bool = True) -> None:
         """Start fresh episodes in ``env`` and take its first observations.
 
         With ``stagger_episodes`` (the default) each env's first episode ends at a uniformly random
@@ -294,7 +299,7 @@ class PQN(nn.Module):
         self._observe(observed["obs"], observed["critic_obs"], update_statistics)
         self._started = True
 
-    def collect(self, env: Any) -> TensorDict:
+    def collect(self, env: VecEnv) -> TensorDict:
         """Run one rollout of ``num_steps`` steps in ``env`` with the current exploration noise.
 
         Returns the [num_steps, num_envs] buffer (reused by the next rollout) with the Q(lambda)
@@ -312,7 +317,7 @@ class PQN(nn.Module):
             self._rollout_call()
         return self._storage
 
-    def _rollout(self, env: Any) -> None:
+    def _rollout(self, env: VecEnv) -> None:
         """The body of :meth:`collect`: tensor ops on long-lived tensors only (graph-capturable)."""
         config = self.config
         storage = self._storage
@@ -345,18 +350,18 @@ class PQN(nn.Module):
                 else:  # no episode was truncated; the policy step's exploration noise is drawn all the same
                     torch.randn_like(action)
                     record["truncation_value"].zero_()
-            sums[_SLOTS["episode_return"]] += torch.where(done, result["episode_return"], 0.0).sum()
-            sums[_SLOTS["episode_length"]] += torch.where(done, result["episode_length"], 0).sum()
-            sums[_SLOTS["episodes"]] += done.sum()
+            sums[metrics.SLOTS["episode_return"]] += torch.where(done, result["episode_return"], 0.0).sum()
+            sums[metrics.SLOTS["episode_length"]] += torch.where(done, result["episode_length"], 0).sum()
+            sums[metrics.SLOTS["episodes"]] += done.sum()
 
         last_value = self.policy_step(self._obs, self._critic_obs, self._sigma)[2]
         storage["target"].copy_(q_lambda_targets(
             storage["reward"], storage["value"], storage["terminated"], storage["truncated"], last_value,
             config.gamma, config.q_lambda, config.bootstrap_truncation,
             storage["truncation_value"] if config.bootstrap_truncation else None))
-        sums[_SLOTS["reward_mean"]] += storage["reward"].mean()
-        sums[_SLOTS["value_mean"]] += storage["value"].mean()
-        sums[_SLOTS["target_mean"]] += storage["target"].mean()
+        sums[metrics.SLOTS["reward_mean"]] += storage["reward"].mean()
+        sums[metrics.SLOTS["value_mean"]] += storage["value"].mean()
+        sums[metrics.SLOTS["target_mean"]] += storage["target"].mean()
 
     # ----------------------------------------------------------------- update
     def learn(self) -> None:
@@ -382,15 +387,17 @@ class PQN(nn.Module):
         for _ in range(self.config.num_epochs):
             permutation = torch.rand(self.steps_per_update, device=self.device).argsort()
             for start in range(0, self.steps_per_update, size):
-                self.metric_sums[:len(UPDATE_METRICS)] += self.minibatch_step(permutation[start:start + size])
+                values = self.minibatch_step(permutation[start:start + size])
+                # in place (a captured update writes into metric_sums), one add for the step's metrics in slot order
+                self.metric_sums[_UPDATE_SLOTS] += torch.stack([values[name] for name in UPDATE_METRICS])
         self.updates_done += 1
 
-    def _minibatch_step(self, indices: torch.Tensor) -> torch.Tensor:
+    def _minibatch_step(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """One actor and one critic gradient step on the rollout samples at ``indices``.
 
         The actor's loss is differentiated through the critic before the critic steps, so it sees the
-        critic as it was before this minibatch (as in the reference). Returns the ``UPDATE_METRICS``
-        as one detached tensor.
+        critic as it was before this minibatch, as in purejaxql (docs/algorithm.md, "Update"). Returns the ``UPDATE_METRICS``
+        by name, as detached scalars.
         """
         lr = self.lr_schedule(self.grad_steps)
         self.actor_optimizer.param_groups[0]["lr"].copy_(lr)
@@ -413,8 +420,9 @@ class PQN(nn.Module):
         self.actor_optimizer.step()
         self.critic_optimizer.step()  # only after the actor's backward pass through the critic's old parameters
         self.grad_steps += 1
-        return torch.stack([value_loss, policy_loss, q_values.mean(), critic_norm, actor_norm,
-                            penalty_fraction]).detach().to(torch.float64)
+        values = {"critic_loss": value_loss, "actor_loss": policy_loss, "q_mean": q_values.mean(),
+                  "critic_grad_norm": critic_norm, "actor_grad_norm": actor_norm, "penalty_fraction": penalty_fraction}
+        return {name: value.detach() for name, value in values.items()}
 
     def _actor_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The actor's loss through the current critic and its gradient (the actor's parameters only).
@@ -438,15 +446,30 @@ class PQN(nn.Module):
         self.critic_optimizer.zero_grad(set_to_none=False)
         q_values = self.critic(batch["critic_obs"][indices], batch["action"][indices])
         value_loss = critic_loss(q_values, batch["target"][indices])
-        value_loss.backward(inputs=list(self.critic.parameters()))
+        value_loss.backward(inputs=self.critic.gradient_inputs())
         return value_loss, q_values
 
-    def train_iteration(self, env: Any) -> None:
+    def train_iteration(self, env: VecEnv) -> None:
         """One rollout in ``env`` followed by its update."""
         self.collect(env)
         self.learn()
 
     # ----------------------------------------------------------------- bookkeeping
+    @property
+    def storage(self) -> TensorDict:
+        """The rollout buffer [num_steps, num_envs] that :meth:`collect` fills and :meth:`learn` reads, to inspect.
+
+        The same tensors at every rollout (a captured graph writes them): copy what must outlive the next one.
+        """
+        return self._storage
+
+    @property
+    def captured(self) -> dict[str, bool]:
+        """Which phases replay a captured CUDA graph now (``{"rollout": ..., "update": ...}``); a user's check
+        that ``cuda_graphs`` took effect, next to :attr:`fallbacks`."""
+        return {"rollout": self._rollout_call is not None and self._rollout_call.captured,
+                "update": self._learn_call.captured}
+
     @property
     def sigma(self) -> float:
         """Exploration std (in units of the action half-range) of the next rollout."""
@@ -465,25 +488,20 @@ class PQN(nn.Module):
         ``learning_rate`` are the schedules' next values; ``counters`` (scalar device tensors such
         as ``env.stats``) ride along in the same copy under their own names.
         """
-        counters = dict(counters or {})
-        schedules = torch.stack([self.noise_schedule(self.updates_done), self.lr_schedule(self.grad_steps)])
-        values = torch.cat([self.metric_sums, schedules.to(torch.float64),
-                            *(value.reshape(1).to(torch.float64) for value in counters.values())]).tolist()
+        popped = {"sigma": self.noise_schedule(self.updates_done), "learning_rate": self.lr_schedule(self.grad_steps),
+                  **(counters or {})}
+        copied = [self.metric_sums, *(value.reshape(1).to(torch.float64) for value in popped.values())]
+        values = torch.cat(copied).tolist()
         self.metric_sums.zero_()
-        sums = values[:len(_SLOTS)]
-        metrics: dict[str, float] = {"sigma": values[len(_SLOTS)], "learning_rate": values[len(_SLOTS) + 1]}
-        metrics.update(zip(counters, values[len(_SLOTS) + 2:]))
-        if self._minibatches_since_pop:
-            metrics.update({name: sums[_SLOTS[name]] / self._minibatches_since_pop for name in UPDATE_METRICS})
-        if self._updates_since_pop:
-            metrics.update({name: sums[_SLOTS[name]] / self._updates_since_pop for name in ROLLOUT_METRICS})
-        episodes = sums[_SLOTS["episodes"]]
-        if episodes:
-            metrics.update({name: sums[_SLOTS[name]] / episodes for name in EPISODE_METRICS})
-        metrics["episodes"] = episodes
+        sums = dict(zip(metrics.SLOTS, values))
+        divisors = {"minibatch": self._minibatches_since_pop, "rollout": self._updates_since_pop,
+                    "episode": sums["episodes"], "count": 1}
+        result = dict(zip(popped, values[len(sums):]))
+        result.update({metric.name: sums[metric.name] / divisors[metric.over] for metric in metrics.SUMMED
+                       if divisors[metric.over]})
         self._minibatches_since_pop = 0
         self._updates_since_pop = 0
-        return metrics
+        return result
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to continue training: modules, normalizers, counters and optimizers."""
@@ -505,7 +523,7 @@ class PQN(nn.Module):
     # ----------------------------------------------------------------- helpers
     def _drop_graphs(self) -> None:
         """Start over with fresh (not yet captured) phases; the rollout's is made at the next ``collect``."""
-        self._rollout_env: Any = None
+        self._rollout_env: VecEnv | None = None
         self._rollout_call: CapturedCall | None = None
         self._learn_call = CapturedCall(self._learn, self.device, self.cuda_graphs, phase="update")
 

@@ -1,4 +1,4 @@
-"""Batched MuJoCo environments as torch tensors: ``make_env`` and ``list_tasks``."""
+"""Batched MuJoCo environments as torch tensors: ``make_env`` and ``list_tasks``; ``VecEnv``, what the agent needs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from pqn_torch.envs.core import BatchedEnv
+from pqn_torch.envs.interface import VecEnv
 from pqn_torch.envs.physics import PhysicsConfig, make_physics, resolve_backend
 from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
 from pqn_torch.envs.tasks import TASKS, get_task_class
@@ -71,4 +72,4 @@ def make_env(task: str, num_envs: int, device: str | torch.device = "auto", back
                       host_shortcuts=host_shortcuts)
 
 
-__all__ = ["BatchedEnv", "list_tasks", "make_env", "resolve_device"]
+__all__ = ["BatchedEnv", "VecEnv", "list_tasks", "make_env", "resolve_device"]

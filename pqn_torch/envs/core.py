@@ -155,6 +155,17 @@ class BatchedEnv:
             view.copy_(torch.where(_expand_mask(mask, view), fresh[name].to(view.dtype), view))
 
     # ----------------------------------------------------------------- public API
+    @property
+    def start_states(self) -> dict[str, torch.Tensor]:
+        """The start-state pool that resets copy from (``STATE_FIELDS`` -> [reset_pool_size, ...]); to inspect
+        the task's start distribution, or to start worlds from chosen entries with :meth:`reset_to`."""
+        return dict(self._pool)
+
+    @property
+    def episode_step(self) -> torch.Tensor:
+        """[N] int64: steps taken so far in each world's current episode (a copy)."""
+        return self._episode_step.clone()
+
     def reset(self, seed: int | None = None, staggered: bool = False) -> TensorDict:
         """Start a new episode in every world from the start-state pool; optionally reseed first.
 

@@ -41,16 +41,6 @@ def checkpoint_name(env_steps: int) -> str:
     return f"step_{env_steps:012d}.pt"
 
 
-def prepare_checkpoint_dir(run_dir: Path) -> Path:
-    """``run_dir/checkpoints``, created; refuses a folder that already holds checkpoints."""
-    directory = Path(run_dir) / CHECKPOINT_DIR
-    if directory.is_dir() and any(_NAME.match(p.name) for p in directory.iterdir()):
-        raise FileExistsError(f"{directory} already holds checkpoints of another run; run in a new directory "
-                              f"(the default) and pass resume={run_dir} to continue that run")
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
 def save_checkpoint(directory: Path, env_steps: int, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as the checkpoint of ``env_steps``; an existing file is an error, never replaced.
 

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import torch
 
+from pqn_torch.envs.interface import VecEnv
+
 
 @dataclass
 class EvalResult:
@@ -44,7 +46,7 @@ class StepRecorder(Protocol):
 
 
 @torch.no_grad()
-def evaluate(policy: Callable[[torch.Tensor], torch.Tensor], env: Any, num_steps: int | None = None,
+def evaluate(policy: Callable[[torch.Tensor], torch.Tensor], env: VecEnv, num_steps: int | None = None,
              recorder: StepRecorder | None = None) -> EvalResult:
     """Reset ``env`` and run ``num_steps`` (default: one episode length) steps of ``policy``.
 

@@ -8,16 +8,7 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-# agent metric -> tensorboard tag
-AGENT_TAGS = {
-    "critic_loss": "loss/critic", "actor_loss": "loss/actor", "q_mean": "q/mean",
-    "critic_grad_norm": "grad_norm/critic", "actor_grad_norm": "grad_norm/actor",
-    "penalty_fraction": "actor/penalty_fraction", "reward_mean": "rollout/reward_mean",
-    "value_mean": "rollout/value_mean", "target_mean": "rollout/target_mean",
-    "episode_return": "train/episode_return", "episode_length": "train/episode_length", "episodes": "train/episodes",
-    "sigma": "schedule/sigma", "learning_rate": "schedule/lr",
-}
-"""Tensorboard tags of the agent's metrics; other names (the env counters ``env/...``) are their own tag."""
+from pqn_torch.algo.metrics import TAGS
 
 
 class RunLogger:
@@ -37,8 +28,8 @@ class RunLogger:
             self.writer.add_scalar(tag, value, env_steps)
 
     def agent_metrics(self, metrics: dict[str, float], env_steps: int) -> None:
-        """Write the agent's ``pop_metrics()`` under their tensorboard tags."""
-        self.scalars({AGENT_TAGS.get(name, name): value for name, value in metrics.items()}, env_steps)
+        """Write the agent's ``pop_metrics()`` under their tensorboard tags (other names, e.g. ``env/...``, as is)."""
+        self.scalars({TAGS.get(name, name): value for name, value in metrics.items()}, env_steps)
 
     def progress(self, env_steps: int, **postfix: str) -> None:
         """Advance the bar to ``env_steps`` and update the fields shown after it (SPS, eval return...)."""

@@ -1,23 +1,41 @@
-"""``key=value`` command lines of the scripts that work on a checkpoint (evaluate.py, export.py)."""
+"""``key=value`` command lines of the scripts besides train.py (evaluate.py, export.py, benchmark.py).
+
+Each script (each benchmark mode) declares its options as a dataclass. The values are read with the
+grammar of hydra's overrides, as train.py's are (``true``, ``null``, ``2e6``, ``cuda:1``, ``[64,64]``;
+``yes`` stays a string), and typed by omegaconf against the dataclass; every bad argument, unknown key
+or wrong type is one :class:`UsageError` line naming the key, the value and what is valid, as for
+train.py's config (the same :mod:`pqn_torch.training.schema` machinery).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TypeVar
 
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
+
+from pqn_torch.training.schema import typed
+
+Options = TypeVar("Options")
 
 
 class UsageError(ValueError):
     """A bad command line: one line naming what is wrong and what is valid."""
 
 
-def checkpoint_options(script: str, argv: list[str], defaults: dict[str, Any]) -> DictConfig:
-    """``argv`` over ``defaults``; unknown keys or a missing ``checkpoint`` are one :class:`UsageError` line."""
-    options = OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.from_dotlist(argv))
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise UsageError(f"{script}: unknown option(s) {unknown}; valid: {sorted(defaults)}")
-    if not isinstance(options.checkpoint, str) or not options.checkpoint:
-        raise UsageError(f"{script}: checkpoint must be a checkpoint file or run dir (checkpoint=<path>), got "
-                         f"{options.checkpoint!r}")
-    return options
+def parse_options(script: str, argv: list[str], schema: type[Options]) -> Options:
+    """``argv`` (``key=value`` items) over ``schema``'s defaults, as an instance of ``schema``."""
+    parser = OverridesParser.create()
+    values = {}
+    for argument in argv:
+        try:
+            override = parser.parse_overrides([argument])[0]
+        except OverrideParseException:
+            override = None
+        if override is None or "=" not in argument or override.is_sweep_override():
+            valid = [field.name for field in dataclasses.fields(schema)]
+            raise UsageError(f"{script}: bad argument {argument!r}: expected key=value (one value) with key in "
+                             f"{valid}")
+        values[override.key_or_group] = override.value()
+    return schema(**typed(schema, values, lambda message: UsageError(f"{script}: {message}")))

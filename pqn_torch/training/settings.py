@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
 from pqn_torch.algo.pqn import PQNConfig
 from pqn_torch.envs.tasks import get_task_class
+from pqn_torch.training.schema import RunConfig, typed
 
 MACHINE_KEYS = ("device", "backend", "num_threads", "torch_threads", "split_update", "compile", "cuda_graphs",
                 "resume")
@@ -49,18 +51,17 @@ class RunSettings:
     checkpoint_interval: float
 
 
-def settings_from_config(config: dict[str, Any], world_size: int = 1) -> RunSettings:
-    """Check the composed config (as a plain, resolved dict) and return the run's settings.
+def settings_from_config(config: dict[str, Any] | DictConfig, world_size: int = 1) -> RunSettings:
+    """Check the composed config (hydra's, or a plain dict such as an older run's config.yaml) and return the settings.
 
+    The config is typed against :class:`~pqn_torch.training.schema.RunConfig` (missing keys take its
+    defaults; unknown keys and wrong types are refused), then checked for what types cannot say.
     ``world_size``: ranks training together (torchrun), each with ``alg.num_envs`` envs; an update is
     ``world_size * alg.num_envs * alg.num_steps`` env steps.
     """
-    task = _mapping(config, "task")
-    if not isinstance(task.get("name"), str):
-        raise ConfigError(f"task.name must be a task name string, got {task.get('name')!r}")
-    overrides = task.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        raise ConfigError(f"task.overrides must be a mapping of task options, got {overrides!r}")
+    config = typed(RunConfig, config, ConfigError)
+    task = config["task"]
+    overrides = task["overrides"] or {}
     try:
         task_class = get_task_class(task["name"])
     except ValueError as error:
@@ -69,52 +70,46 @@ def settings_from_config(config: dict[str, Any], world_size: int = 1) -> RunSett
         task_class(**overrides)  # checks the options (cheap: the model is built later, by the env)
     except ValueError as error:
         raise ConfigError(f"task.overrides ({task['name']}): {error}") from None
-    alg_values = dict(_mapping(config, "alg"))
-    alg_values.pop("total_timesteps", None)  # the preset's default for the top-level total_timesteps
+    alg_values = dict(config["alg"])
+    alg_values.pop("total_timesteps")  # the preset's default for the top-level total_timesteps
     try:
-        alg = PQNConfig.from_dict(alg_values)
-    except (TypeError, ValueError) as error:
+        alg = PQNConfig(**alg_values)
+    except ValueError as error:
         raise ConfigError(str(error)) from None
-    evaluation = _mapping(config, "eval")
-    eval_num_envs = evaluation.get("num_envs")
-    if eval_num_envs is None:
-        eval_num_envs = alg.num_envs
-    compile_flag, graphs_flag, split_flag = (_switch(config, key)
-                                             for key in ("compile", "cuda_graphs", "split_update"))
-    num_threads = config.get("num_threads")
-    if num_threads is not None:
-        num_threads = _positive_int("num_threads", num_threads)
-    torch_threads = config.get("torch_threads")
-    torch_threads = 1 if torch_threads is None else _positive_int("torch_threads", torch_threads)
-    total_timesteps = _positive_int("total_timesteps", config.get("total_timesteps"))
+    evaluation = config["eval"]
+    eval_num_envs = alg.num_envs if evaluation["num_envs"] is None else evaluation["num_envs"]
+    num_threads = config["num_threads"]
+    total_timesteps = _positive_int("total_timesteps", config["total_timesteps"])
     steps_per_update = world_size * alg.num_envs * alg.num_steps
     if total_timesteps < steps_per_update:
         ranks = f"{world_size} ranks x " if world_size > 1 else ""
         raise ConfigError(f"total_timesteps ({total_timesteps:,}) must be at least one update, {ranks}alg.num_envs * "
                           f"alg.num_steps = {steps_per_update:,}")
     num_updates = total_timesteps // steps_per_update
-    checkpoint_interval = _fraction("checkpoint_interval", config.get("checkpoint_interval", 0.1), allow_zero=True)
+    checkpoint_interval = _fraction("checkpoint_interval", config["checkpoint_interval"], allow_zero=True)
     if 0 < checkpoint_interval * num_updates < 1:
         raise ConfigError(f"checkpoint_interval={checkpoint_interval} is less than one update of this run "
                           f"({num_updates} updates); use 0 (final checkpoint only) or a fraction >= "
                           f"{1 / num_updates:.3g}")
+    if config["seed"] < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {config['seed']!r}")
     return RunSettings(
         task=task["name"],
         task_overrides=dict(overrides),
         alg=alg,
         total_timesteps=total_timesteps,
-        seed=_seed(config.get("seed")),
-        device=_string("device", config.get("device", "auto")),
-        backend=_string("backend", config.get("backend", "auto")),
-        num_threads=num_threads,
-        torch_threads=torch_threads,
-        split_update=split_flag,
-        compile=compile_flag,
-        cuda_graphs=graphs_flag,
+        seed=config["seed"],
+        device=config["device"],
+        backend=config["backend"],
+        num_threads=None if num_threads is None else _positive_int("num_threads", num_threads),
+        torch_threads=1 if config["torch_threads"] is None else _positive_int("torch_threads", config["torch_threads"]),
+        split_update=check_switch("split_update", config["split_update"]),
+        compile=check_switch("compile", config["compile"]),
+        cuda_graphs=check_switch("cuda_graphs", config["cuda_graphs"]),
         resume=resume_location(config),
-        eval_interval=_fraction("eval.interval", evaluation.get("interval", 0.1), allow_zero=False),
+        eval_interval=_fraction("eval.interval", evaluation["interval"], allow_zero=False),
         eval_num_envs=_positive_int("eval.num_envs", eval_num_envs),
-        log_interval=_positive_int("log_interval", config.get("log_interval", 10)),
+        log_interval=_positive_int("log_interval", config["log_interval"]),
         checkpoint_interval=checkpoint_interval,
     )
 
@@ -182,13 +177,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _mapping(config: dict[str, Any], key: str) -> dict[str, Any]:
-    value = config.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key} must be a mapping, got {value!r}")
-    return value
-
-
 def resolve_switch(value: bool | str, device: torch.device) -> bool:
     """A validated ``true``/``false``/``auto`` setting on ``device``: ``auto`` means on with CUDA."""
     return device.type == "cuda" if value == "auto" else value
@@ -204,37 +192,26 @@ def resolve_graphs_switch(value: bool | str, device: torch.device, world_size: i
     return False
 
 
-def _switch(config: dict[str, Any], key: str) -> bool | str:
-    value = config.get(key, "auto")
+def check_switch(key: str, value: Any) -> bool | str:
+    """A ``true``/``false``/``auto`` setting, checked (omegaconf types cannot say ``bool or 'auto'``)."""
     if not (isinstance(value, bool) or value == "auto"):  # not `in (True, False)`: 1 == True
         raise ConfigError(f"{key} must be true, false or auto, got {value!r}")
     return value
 
 
-def _positive_int(key: str, value: Any) -> int:
-    """Accepts integers and integral floats (``2e6`` on the command line is a float)."""
-    if isinstance(value, float) and value.is_integer():
+def _positive_int(key: str, value: float) -> int:
+    """Accepts integral floats too (``2e6`` on the command line is a float)."""
+    if float(value).is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not isinstance(value, int) or value < 1:
         raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     return value
 
 
-def _seed(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {value!r}")
-    return value
-
-
-def _fraction(key: str, value: Any, allow_zero: bool) -> float:
+def _fraction(key: str, value: float, allow_zero: bool) -> float:
     low = "0 <=" if allow_zero else "0 <"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 1) or \
-            (value == 0 and not allow_zero):
+    if not (0 <= value <= 1) or (value == 0 and not allow_zero):
         raise ConfigError(f"{key} must be a fraction of training, {low} x <= 1, got {value!r}")
     return float(value)
 
 
-def _string(key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string, got {value!r}")
-    return value

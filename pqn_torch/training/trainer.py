@@ -39,18 +39,18 @@ import torch
 from omegaconf import OmegaConf
 
 from pqn_torch import distributed
-from pqn_torch.algo.pqn import PQN, ROLLOUT_METRICS, UPDATE_METRICS
+from pqn_torch.algo import metrics
+from pqn_torch.algo.pqn import PQN
 from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
-from pqn_torch.envs import make_env, resolve_device
-from pqn_torch.envs.physics import resolve_backend
+from pqn_torch.envs import VecEnv, make_env
 from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
 from pqn_torch.training.checkpoint import (CHECKPOINT_DIR, CheckpointWriteError, listed, load_checkpoint,
                                            nonfinite_weights, save_checkpoint, weight_tensors)
 from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import QuietLogger, RunLogger
 from pqn_torch.training.run_dir import check_writable, claim_run_dir, remove_failed_start
-from pqn_torch.training.settings import (ConfigError, merge_for_resume, resolve_graphs_switch, resolve_switch,
-                                         resume_location, settings_from_config)
+from pqn_torch.training.settings import ConfigError, merge_for_resume, resume_location, settings_from_config
+from pqn_torch.training.setup import set_up_agent, start_ranks
 
 UNSTABLE_WARNING_RATE = 1e-3
 """Fraction of world-steps reset as unstable, over one log interval, above which the console warns."""
@@ -128,9 +128,8 @@ class TrainingRun:
             schedule_timesteps = checkpoint.get("schedule_timesteps", checkpoint["config"]["total_timesteps"])
         self.config = config
         self.settings = settings = settings_from_config(config, distributed.launched_world_size())
-        device = resolve_device(settings.device)
-        self.ranks = ranks = distributed.init_from_env(device)
-        device = distributed.rank_device(device, ranks)
+        ranks, device = start_ranks(settings)
+        self.ranks = ranks
         # alg.num_envs is per rank; total_timesteps counts the env steps of all ranks together.
         steps_per_update = ranks.world_size * settings.alg.num_envs * settings.alg.num_steps
         self.num_updates = settings.total_timesteps // steps_per_update
@@ -142,26 +141,17 @@ class TrainingRun:
             raise ConfigError(f"resume: {checkpoint['path']} is the end of its run ({checkpoint['env_steps']:,} env "
                               f"steps); pass a larger total_timesteps to extend it")
         self.schedule_timesteps = int(schedule_timesteps or settings.total_timesteps)
-        backend = resolve_backend(settings.backend, device)
-        use_compile = resolve_switch(settings.compile, device)
-        use_graphs = resolve_graphs_switch(settings.cuda_graphs, device, ranks.world_size)
-        if device.type == "cpu":
-            torch.set_num_threads(settings.torch_threads)
         if ranks.is_main:
             self.run_dir = self._claimed_dir = claim_run_dir(requested_dir, rename_if_taken)
 
-        # Each rank explores its own worlds with its own noise (seed + rank); rank 0's weights are broadcast.
-        self.env = make_env(settings.task, settings.alg.num_envs, device, backend, settings.seed + ranks.rank,
-                            num_threads=settings.num_threads, **settings.task_overrides)
+        # Schedules (learning rate, noise) span the run as first planned; an extended run's extra steps use
+        # their final values.
+        setup = set_up_agent(settings, ranks, device, self.schedule_timesteps // ranks.world_size)
+        self.env, self.agent, agent = setup.env, setup.agent, setup.agent
+        backend, use_compile, use_graphs = setup.backend, setup.compile, setup.cuda_graphs
         self.eval_env = make_env(settings.task, settings.eval_num_envs, device, backend, settings.seed + 1,
                                  num_threads=settings.num_threads, **settings.task_overrides) \
             if ranks.is_main else None
-        torch.manual_seed(settings.seed + ranks.rank)
-        # Schedules (learning rate, noise) span the run as first planned; an extended run's extra steps use
-        # their final values.
-        self.agent = agent = PQN.for_env(self.env, settings.alg, self.schedule_timesteps // ranks.world_size,
-                                         compile=use_compile, cuda_graphs=use_graphs,
-                                         split_update=settings.split_update)
         if checkpoint is not None:
             agent.load_checkpoint_state(checkpoint["agent"])
             bad = nonfinite_weights(agent)
@@ -309,11 +299,11 @@ class TrainingRun:
         minibatches and rollouts) are averaged over the ranks.
         """
         counters["stop_requests"] = torch.tensor(float(self._signal_received is not None))
-        averaged = len(UPDATE_METRICS) + len(ROLLOUT_METRICS)
         sums = self.agent.metric_sums
         merged = torch.cat([sums, torch.stack([value.to(sums) for value in counters.values()])])
         distributed.sum_across_ranks(merged)
-        merged[:averaged] /= self.ranks.world_size
+        for over in ("minibatch", "rollout"):
+            merged[metrics.slots_over(over)] /= self.ranks.world_size
         sums.copy_(merged[:sums.numel()])
         return dict(zip(counters, merged[sums.numel():]))
 
@@ -477,7 +467,7 @@ def _checkpoint_bytes(agent: PQN) -> int:
     return weights + moments
 
 
-def _rng_state(env: Any, eval_env: Any | None) -> dict[str, Any]:
+def _rng_state(env: VecEnv, eval_env: VecEnv | None) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "env": env.generator.get_state()}
     if eval_env is not None:
         state["eval_env"] = eval_env.generator.get_state()
@@ -486,7 +476,7 @@ def _rng_state(env: Any, eval_env: Any | None) -> dict[str, Any]:
     return state
 
 
-def _restore_rng(state: dict[str, Any], env: Any, eval_env: Any | None) -> None:
+def _restore_rng(state: dict[str, Any], env: VecEnv, eval_env: VecEnv | None) -> None:
     torch.set_rng_state(state["torch"])
     env.generator.set_state(state["env"])
     if eval_env is not None:

@@ -57,13 +57,6 @@ def load_dm_suite_spec(
     return spec
 
 
-def joint_ranges(mj_model: mujoco.MjModel, joint_names: list[str]) -> tuple[list[float], list[float]]:
-    """Lower and upper limits of the named joints, in order."""
-    lows = [float(mj_model.joint(name).range[0]) for name in joint_names]
-    highs = [float(mj_model.joint(name).range[1]) for name in joint_names]
-    return lows, highs
-
-
 def uniform(
     generator: torch.Generator, shape: tuple[int, ...], low: torch.Tensor | float, high: torch.Tensor | float,
     like: torch.Tensor,
