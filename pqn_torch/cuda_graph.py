@@ -79,12 +79,12 @@ def forbid_host_syncs() -> Iterator[None]:
     def refuse_tolist(tensor: torch.Tensor) -> list:
         raise HostSyncError("Tensor.tolist copies to the host and cannot be captured in a CUDA graph")
 
-    torch.Tensor.tolist = refuse_tolist
+    torch.Tensor.tolist = refuse_tolist  # type: ignore[method-assign,assignment]  # on purpose, undone below
     try:
         with _HostSyncDetector():
             yield
     finally:
-        torch.Tensor.tolist = tolist
+        torch.Tensor.tolist = tolist  # type: ignore[method-assign]  # undo the patch above
 
 
 def synchronize(device: torch.device) -> None:

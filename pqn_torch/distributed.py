@@ -89,8 +89,8 @@ def average_gradients(parameters: Iterable[nn.Parameter] | Sequence[torch.Tensor
     """
     if not active():
         return
-    grads = [p.grad if isinstance(p, nn.Parameter) else p for p in parameters]
-    grads = [g for g in grads if g is not None]
+    maybe_grads = [p.grad if isinstance(p, nn.Parameter) else p for p in parameters]
+    grads = [g for g in maybe_grads if g is not None]
     world_size = dist.get_world_size()
     if len(grads) == 1:
         dist.all_reduce(grads[0])
@@ -99,7 +99,7 @@ def average_gradients(parameters: Iterable[nn.Parameter] | Sequence[torch.Tensor
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     flat.div_(world_size)
-    for grad, part in zip(grads, flat.split([g.numel() for g in grads])):
+    for grad, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
         grad.copy_(part.view_as(grad))
 
 

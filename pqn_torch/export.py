@@ -54,6 +54,8 @@ class ExportResult:
 
 def default_output(policy: Policy) -> Path:
     """``policy_<checkpoint name>.onnx`` beside the checkpoint."""
+    if policy.checkpoint is None:
+        raise ValueError("this policy was not loaded from a checkpoint file; pass output=")
     checkpoint = Path(policy.checkpoint)
     return checkpoint.with_name(f"policy_{checkpoint.stem}.onnx")
 
@@ -160,6 +162,7 @@ def _write_onnx(policy: Policy, example: torch.Tensor, path: Path) -> None:
                                         verbose=False)
     finally:
         onnx_logger.setLevel(level)
+    assert program is not None  # the dynamo exporter always returns the program
     partial = path.with_name(path.name + ".partial")
     program.save(str(partial))
     os.replace(partial, path)

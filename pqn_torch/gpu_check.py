@@ -60,7 +60,7 @@ def equivalence_run(task: str, config: PQNConfig, device: torch.device, iteratio
 def differences(fast: PQN, eager: PQN) -> dict[str, dict[str, float]]:
     """Per compared tensor group: the largest ``|fast - eager|``, the share of entries beyond tolerance, atol."""
     groups = {key: [(fast.storage[key], eager.storage[key])] for key in COMPARED}
-    groups["parameters"] = list(zip(fast.parameters(), eager.parameters()))
+    groups["parameters"] = list(zip(fast.parameters(), eager.parameters(), strict=True))
     report = {}
     for name, pairs in groups.items():
         atol = max(ATOL, eager.config.lr_start) if name == "parameters" else ATOL

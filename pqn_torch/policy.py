@@ -48,7 +48,9 @@ class Policy(nn.Module):
         self.checkpoint = checkpoint
         self.env_steps = env_steps
         self.skipped: list[tuple[str, str]] = []
-        self.obs_dim = actor.body[0].in_features
+        first_layer = actor.body[0]
+        assert isinstance(first_layer, nn.Linear)  # Actor's body starts with its input layer
+        self.obs_dim = first_layer.in_features
         self.action_dim = actor.action_scale.numel()
         self.requires_grad_(False)  # inference only: no autograd graph at any call
         self.eval()

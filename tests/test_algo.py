@@ -7,8 +7,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pqn_torch.algo import (PQN, Actor, CriticEnsemble, LinearSchedule, PQNConfig, RewardNormalizer, RunningMeanStd,
-                            actor_loss, critic_loss, cpu_fast_path, huber, q_lambda_targets)
+from pqn_torch.algo import (
+    PQN,
+    Actor,
+    CriticEnsemble,
+    LinearSchedule,
+    PQNConfig,
+    RewardNormalizer,
+    RunningMeanStd,
+    actor_loss,
+    cpu_fast_path,
+    critic_loss,
+    huber,
+    q_lambda_targets,
+)
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.envs import make_env
 
@@ -66,7 +78,7 @@ def forward_view_lambda_returns(rewards, values, terminated, truncated, last_val
                     break
             horizon = len(n_step_returns)
             weights = [(1 - lam) * lam ** n for n in range(horizon - 1)] + [lam ** (horizon - 1)]
-            out[start, env] = sum(w * g for w, g in zip(weights, n_step_returns))
+            out[start, env] = sum(w * g for w, g in zip(weights, n_step_returns, strict=True))
     return out
 
 
@@ -154,7 +166,7 @@ def test_running_mean_std_is_immune_to_one_world_blowing_up(blow_up):
     for step in range(10):
         hit_batches[100 + step][7, 0] = 1e9 if blow_up == "at once" else 10.0 ** step
     clean, hit = RunningMeanStd((2,)), RunningMeanStd((2,))
-    for batch, hit_batch in zip(batches, hit_batches):
+    for batch, hit_batch in zip(batches, hit_batches, strict=True):
         clean.update(batch)
         hit.update(hit_batch)
     # The plain merge: var ~ 10 * (1e9)^2 / 12800 ~ 8e14 for feature 0. Here, 1e9 never enters; of the x10 steps
@@ -238,7 +250,7 @@ def test_fast_path_matmuls_and_their_gradients_equal_float64_matmuls(bias):
         got_grads = list(torch.autograd.grad(got, [x, weight] + ([b] if bias else []), upstream))
         assert got_grads[1].shape == weight.shape and got_grads[1].is_contiguous()
         got_grads[1] = got_grads[1] if weight is weight_out_in else got_grads[1].T
-        for value, reference in zip((got, *got_grads), (expected, *expected_grads)):
+        for value, reference in zip((got, *got_grads), (expected, *expected_grads), strict=True):
             torch.testing.assert_close(value.double(), reference, rtol=1e-5, atol=1e-5)
         plain = function(x, weight, b)  # outside enabled(): torch's own ops
         assert type(plain.grad_fn).__name__ != "_OneDNNLinearBackward" and not cpu_fast_path.is_enabled()
@@ -406,7 +418,8 @@ def test_each_metric_is_popped_under_its_own_name(short_env):
 
     expected = {"critic_loss": value_loss, "actor_loss": policy_loss, "q_mean": q_values.mean(),
                 "critic_grad_norm": gradient_norm(value_loss, critic),
-                "actor_grad_norm": gradient_norm(policy_loss, actor), "penalty_fraction": active.float().mean(), "reward_mean": batch["reward"].mean(),
+                "actor_grad_norm": gradient_norm(policy_loss, actor), "penalty_fraction": active.float().mean(),
+                "reward_mean": batch["reward"].mean(),
                 "value_mean": batch["value"].mean(), "target_mean": batch["target"].mean()}
     expected = {name: value.item() for name, value in expected.items()}
     assert 0 < expected["penalty_fraction"] < 1
@@ -435,9 +448,10 @@ def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(
         grads = torch.autograd.grad(loss, list(module.parameters()))
         norm = torch.sqrt(sum((g ** 2).sum() for g in grads)).item()
         clip = min(1.0, agent.config.max_grad_norm / (norm + 1e-6))
-        for param, grad in zip(trained.parameters(), grads):  # .grad keeps the clipped gradient of the step
+        # .grad keeps the clipped gradient of the step
+        for param, grad in zip(trained.parameters(), grads, strict=True):
             torch.testing.assert_close(param.grad, grad * clip)
-        assert not all(torch.equal(a, b) for a, b in zip(module.parameters(), trained.parameters()))
+        assert not all(torch.equal(a, b) for a, b in zip(module.parameters(), trained.parameters(), strict=True))
 
 
 def plain_update(actor, critic, optimizers, batch, config, lr_schedule, grad_steps):
@@ -459,9 +473,9 @@ def plain_update(actor, critic, optimizers, batch, config, lr_schedule, grad_ste
                                         minibatch["original_action"], actor.action_scale, actor.action_bias,
                                         config.penalty_threshold, config.penalty_coeff)
             value_loss = critic_loss(critic(minibatch["critic_obs"], minibatch["action"]), minibatch["target"])
-            for module, loss, optimizer in ((actor, policy_loss, actor_optimizer),
-                                            (critic, value_loss, critic_optimizer)):
-                for parameter, grad in zip(module.parameters(), torch.autograd.grad(loss, list(module.parameters()))):
+            for module, loss in ((actor, policy_loss), (critic, value_loss)):
+                parameters = list(module.parameters())
+                for parameter, grad in zip(parameters, torch.autograd.grad(loss, parameters), strict=True):
                     parameter.grad = grad
                 torch.nn.utils.clip_grad_norm_(module.parameters(), config.max_grad_norm)
             actor_optimizer.step()
@@ -498,7 +512,7 @@ def test_training_iterations_equal_the_plain_update(short_env, split_update):
     assert agent.split_updates == (4 if split_update else 0)
     plain = [*actor.parameters(), *critic.parameters()]
     trained = [*agent.actor.parameters(), *agent.critic.parameters()]
-    for start, expected, got in zip(initial, plain, trained):
+    for start, expected, got in zip(initial, plain, trained, strict=True):
         assert not torch.equal(expected, start)  # every tensor learned
         torch.testing.assert_close(got - start, expected - start, rtol=1e-4, atol=1e-7)
 
@@ -549,5 +563,6 @@ def test_compiled_hot_paths_match_eager(short_env):
     torch.testing.assert_close(compiled.minibatch_step(indices), eager.minibatch_step(indices), rtol=1e-4, atol=1e-5)
     obs = eager.storage["obs"][0]
     sigma = torch.zeros(short_env.num_envs)  # noise-free, so both must give the same actions and values
-    for compiled_out, eager_out in zip(compiled.policy_step(obs, obs, sigma), eager.policy_step(obs, obs, sigma)):
+    compiled_outs, eager_outs = compiled.policy_step(obs, obs, sigma), eager.policy_step(obs, obs, sigma)
+    for compiled_out, eager_out in zip(compiled_outs, eager_outs, strict=True):
         torch.testing.assert_close(compiled_out, eager_out, rtol=1e-4, atol=1e-5)

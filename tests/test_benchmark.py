@@ -18,8 +18,8 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def benchmark(*args):
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), *args], cwd=REPO, env=ENV, check=False,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), *args], cwd=REPO, env=ENV,
+                            check=False, capture_output=True, text=True, timeout=600)
     return result.returncode, result.stdout, result.stderr
 
 

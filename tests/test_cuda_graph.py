@@ -14,8 +14,7 @@ import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
 from pqn_torch import cuda_graph
-from pqn_torch.algo import PQN, PQNConfig
-from pqn_torch.algo import pqn as pqn_module
+from pqn_torch.algo import PQN, PQNConfig, pqn as pqn_module
 from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, HostSyncError, describe_error, forbid_host_syncs
 from pqn_torch.envs import list_tasks, make_env
 
@@ -113,7 +112,7 @@ def test_training_is_the_same_with_and_without_host_shortcuts(task):
     assert int(fast_stats["episodes"]) >= 4 and fast["truncated"].any() and not fast["truncated"].all()
     for key in fast.keys():
         assert torch.equal(fast[key], masked[key]), key
-    assert all(torch.equal(a, b) for a, b in zip(fast_weights, masked_weights))
+    assert all(torch.equal(a, b) for a, b in zip(fast_weights, masked_weights, strict=True))
     assert {k: int(v) for k, v in fast_stats.items()} == {k: int(v) for k, v in masked_stats.items()}
 
 
@@ -148,7 +147,7 @@ def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypat
     after = {name: (tensor.data_ptr(), tuple(tensor.shape)) for name, tensor in agent_tensors(agent, env).items()}
     assert after == before
     assert not torch.equal(agent.storage["reward"], rewards)  # it really rolled out and learned
-    assert all(not torch.equal(p, w) for p, w in zip(agent.parameters(), weights))
+    assert all(not torch.equal(p, w) for p, w in zip(agent.parameters(), weights, strict=True))
     assert int(agent.updates_done) == agent.updates_issued == 2 and int(env.stats["episodes"]) > 0
 
 
@@ -198,7 +197,7 @@ def small_agent(compile=False, cpu_fast_path=True):
 
 
 def assert_same_training(agent, reference):
-    for (name, value), expected in zip(agent.state_dict().items(), reference.state_dict().values()):
+    for (name, value), expected in zip(agent.state_dict().items(), reference.state_dict().values(), strict=True):
         assert torch.equal(value, expected), name
     for key in ("obs", "action", "reward", "target"):
         assert torch.equal(agent.storage[key], reference.storage[key]), key
@@ -277,7 +276,7 @@ def test_captured_training_matches_eager_training_on_cuda():
     torch.testing.assert_close(graphed_env.physics.qpos, eager_env.physics.qpos, rtol=1e-3, atol=1e-4)
     for key in ("obs", "reward", "value", "target"):
         torch.testing.assert_close(graphed.storage[key], eager.storage[key], rtol=1e-3, atol=1e-4)
-    for graphed_param, eager_param in zip(graphed.parameters(), eager.parameters()):
+    for graphed_param, eager_param in zip(graphed.parameters(), eager.parameters(), strict=True):
         torch.testing.assert_close(graphed_param, eager_param, rtol=1e-3, atol=1e-5)
     assert int(graphed.updates_done) == 4 and graphed.pop_metrics()["episodes"] == 0
 

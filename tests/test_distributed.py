@@ -15,9 +15,9 @@ from pqn_torch import distributed
 from pqn_torch.algo import PQN, PQNConfig
 from pqn_torch.algo.normalizers import RunningMeanStd
 from pqn_torch.cuda_graph import forbid_host_syncs
-from pqn_torch.training.settings import ConfigError, resolve_graphs_switch
 from pqn_torch.envs import make_env
 from pqn_torch.training import load_checkpoint
+from pqn_torch.training.settings import ConfigError, resolve_graphs_switch
 
 REPO = Path(__file__).resolve().parent.parent
 WORLD_SIZE = 2
@@ -57,7 +57,7 @@ def make_agent(seed: int) -> PQN:
 
 def fill_rollout(agent: PQN, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
-    for name, value in agent.storage.items():
+    for value in agent.storage.values():
         value.copy_(torch.randn(value.shape, generator=generator) if value.is_floating_point() else
                     torch.rand(value.shape, generator=generator) < 0.1)
 

@@ -84,6 +84,6 @@ def test_a_user_env_trains_with_the_agent_and_evaluates():
     assert metrics["episode_return"] == pytest.approx(returns.mean().item())
     assert metrics["episode_length"] == pytest.approx(lengths.float().mean().item())
     assert all(not torch.equal(start, now) and torch.isfinite(now).all()
-               for start, now in zip(initial, agent.parameters()))
+               for start, now in zip(initial, agent.parameters(), strict=True))
     result = evaluate(agent.act, env)
     assert result.episodes == 8 and (result.lengths == 20).all() and (result.returns < 0).all()

@@ -25,7 +25,7 @@ def fake_run(directory, task, steps, returns, wall=None, stds=None):
     with (directory / "eval.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["env_steps", "wall_s", "return_mean", "return_std", "length_mean", "episodes"])
-        for row in zip(steps, wall, returns, stds):
+        for row in zip(steps, wall, returns, stds, strict=True):
             writer.writerow([*row, 1000, 16])
     return directory
 

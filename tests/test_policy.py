@@ -132,7 +132,7 @@ def test_export_writes_onnx_that_onnxruntime_runs_like_the_torch_policy(trained_
     np.testing.assert_allclose(sidecar["observation_statistics"]["mean"], statistics.mean.numpy())
     seen = sidecar["observation_range_in_rollout"]
     assert len(seen["min"]) == len(seen["max"]) == 17
-    assert all(low <= high for low, high in zip(seen["min"], seen["max"]))
+    assert all(low <= high for low, high in zip(seen["min"], seen["max"], strict=True))
     verification = sidecar["verification"]
     assert verification["rollout_observations"] == 16 * 250 and verification["random_observations"] == 4096
     assert 0 <= verification["random_max_abs_diff"] < 1e-4 and 0 <= verification["rollout_max_abs_diff"] < 1e-4

@@ -22,6 +22,7 @@ from pqn_torch.envs import make_env
 from pqn_torch.envs.physics.mujoco_warnings import MujocoWarnings, capture_mujoco_warnings
 from pqn_torch.training import TrainingDiverged, TrainingRun, load_checkpoint, save_checkpoint
 from pqn_torch.training.run_dir import RunDirError, check_writable, claim_run_dir
+
 import training_testing
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,9 +81,9 @@ def copy_of(run_dir: Path, tmp_path: Path) -> Path:
     (["alg.lr_start=inf"], "train.py: alg.lr_start must be a finite number >= 0, got inf"),
     (["alg.num_env=3"], "train.py: unknown alg option(s) ['num_env']; valid: ['num_envs', 'num_steps', "),
     (["seed=abc"], "train.py: seed must be an integer >= 0, got 'abc'"),
-    (["total_timesteps=640", "checkpoint_interval=0.05"], "train.py: checkpoint_interval=0.05 is less than one update of "
-                                                          "this run (10 updates); use 0 (final checkpoint only) or a "
-                                                          "fraction >= 0.1"),
+    (["total_timesteps=640", "checkpoint_interval=0.05"],
+     "train.py: checkpoint_interval=0.05 is less than one update of this run (10 updates); use 0 (final checkpoint "
+     "only) or a fraction >= 0.1"),
 ])
 def test_bad_training_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, message):
     """The command-line path of a few cases; test_configs checks every invalid value's message in-process."""
@@ -251,7 +252,8 @@ def test_divergence_keeps_the_last_good_checkpoint_as_the_latest(tmp_path):
     message = str(raised.value)
     good = tmp_path / "checkpoints" / "step_000000000256.pt"
     assert "non-finite weights" in message and "at update 5 (env step 320)" in message
-    assert f"everything was finite at update 4. Nothing non-finite was saved: the latest checkpoint is {good}" in message
+    assert ("everything was finite at update 4. Nothing non-finite was saved: "
+            f"the latest checkpoint is {good}") in message
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000000128.pt", good.name]
     assert torch.isfinite(load_checkpoint(tmp_path)["agent"]["modules"]["critic.weights.0"]).all()
 
@@ -288,7 +290,8 @@ def test_mujoco_warnings_are_counted_by_kind_and_summarized(tmp_path, monkeypatc
     handler = MujocoWarnings(interval=3600.0)
     handler._print = lines.append
     for step in range(500):
-        handler(f"Nan, Inf or huge value in QACC at DOF {step % 3}. The simulation is unstable. Time = {step * 0.01:.4f}.")
+        handler(f"Nan, Inf or huge value in QACC at DOF {step % 3}. The simulation is unstable. "
+                f"Time = {step * 0.01:.4f}.")
     handler("Linesearch objective is not convex")
     assert handler.total == 501 and len(handler.counts) == 2 and len(lines) == 2
     handler.interval = 0.0
@@ -339,8 +342,9 @@ def test_a_failed_checkpoint_write_names_the_file_and_training_goes_on(tmp_path)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
     run_dir = tmp_path / "run"
-    result = script("train.py", *TINY, "total_timesteps=256", "checkpoint_interval=0.5", "alg.critic_hidden_sizes=[256]",
-                    f"hydra.run.dir={run_dir}", cwd=tmp_path, preexec_fn=limit_file_size)
+    result = script("train.py", *TINY, "total_timesteps=256", "checkpoint_interval=0.5",
+                    "alg.critic_hidden_sizes=[256]", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                    preexec_fn=limit_file_size)
     periodic, final = (run_dir / "checkpoints" / f"step_{steps:012d}.pt" for steps in (128, 256))
     assert result.returncode == 1
     assert (f"warning: could not write checkpoint {periodic}: File too large; training goes on, the latest "

@@ -15,8 +15,13 @@ import torch
 from dm_control.utils import rewards as dm_rewards
 
 from pqn_torch.envs.tasks import get_task_class
-from task_testing import (check_spaces_and_random_rollout, check_truncation_at_episode_length,
-                          make_task_env as make, random_actions)
+
+from task_testing import (
+    check_spaces_and_random_rollout,
+    check_truncation_at_episode_length,
+    make_task_env as make,
+    random_actions,
+)
 
 NUM_ENVS = 8
 # name: (obs_dim, action_dim, ctrl_dt, physics steps per control step)
@@ -238,7 +243,7 @@ def test_playground_timing_against_plain_mujoco(name):
     env.reset_to(qpos, qvel)
     model = env.physics.mj_model
     worlds = [mujoco.MjData(model) for _ in range(env.num_envs)]  # fresh warm start, like the env's after reset_to
-    for data, world_qpos, world_qvel in zip(worlds, qpos.numpy(), qvel.numpy()):
+    for data, world_qpos, world_qvel in zip(worlds, qpos.numpy(), qvel.numpy(), strict=True):
         data.qpos[:], data.qvel[:] = world_qpos, world_qvel
     kin = mujoco.MjData(model)
     rewards = []

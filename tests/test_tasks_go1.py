@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pqn_torch.envs.tasks.go1 import COMMAND_AMPLITUDE, COMMAND_NONZERO_PROBABILITY, Go1Task
+
 from task_testing import make_task_env
 
 GO1_TASKS = {  # obs, critic obs, episode length (Playground 0.2.0)
@@ -218,7 +219,8 @@ def test_reset_to_task_state_and_option_errors(joystick):
 def test_pushes_follow_playgrounds_half_sine_schedule():
     env = make_task_env("Go1JoystickFlatTerrain", num_envs=2, perturbations=True, obs_noise_level=0.0)
     qpos, qvel = home_state(env)
-    schedule = {"steps_until_next_pert": torch.tensor([3, 1000]), "pert_duration_seconds": torch.full((2,), 0.1, dtype=torch.float64),
+    schedule = {"steps_until_next_pert": torch.tensor([3, 1000]),
+                "pert_duration_seconds": torch.full((2,), 0.1, dtype=torch.float64),
                 "pert_duration": torch.tensor([5, 5]), "pert_mag": torch.full((2,), 2.0)}
     env.reset_to(qpos, qvel, task_state=schedule)
     trunk, mass = env.physics.mj_model.body("trunk").id, env.physics.mj_model.body_subtreemass[1]
@@ -233,7 +235,7 @@ def test_pushes_follow_playgrounds_half_sine_schedule():
     assert [f[0] for f in flags] == [0, 0, 1, 1, 1, 1, 1, 1, 0, 0] and all(f[1] == 0 for f in flags)
     direction = env.task_state["pert_dir"][0]
     assert direction[2] == 0 and direction.norm().item() == pytest.approx(1.0)
-    for step, pert_step in zip(range(3, 9), range(0, 6)):
+    for step, pert_step in zip(range(3, 9), range(0, 6), strict=True):
         magnitude = 0.5 * math.sin(math.pi * pert_step * DT / 0.1) * mass * 2.0 / 0.1
         torch.testing.assert_close(forces[step][0, :3], magnitude * direction, atol=1e-9, rtol=1e-6)
         assert (forces[step][0, 3:] == 0).all()

@@ -13,8 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from task_testing import (check_spaces_and_random_rollout, check_truncation_at_episode_length,
-                          make_task_env as make, random_actions)
+from task_testing import (
+    check_spaces_and_random_rollout,
+    check_truncation_at_episode_length,
+    make_task_env as make,
+    random_actions,
+)
 
 NUM_ENVS = 8
 # name: (obs_dim, action_dim, ctrl_dt, physics steps per control step)
@@ -80,7 +84,8 @@ def test_humanoid_starts_standing_in_its_default_pose():
     obs = env.reset()["obs"][0].double()
     assert (obs[:21] == 0).all()  # joint angles
     assert obs[21].item() == pytest.approx(1.5 + 0.19)  # head: torso at 1.5 m, head body 0.19 above
-    # Hands in the torso frame: shoulder (0, +-0.17, 0.06) + upper arm (0.18, +-0.18, -0.18) + forearm (0.18, -+0.18, 0.18).
+    # Hands in the torso frame: shoulder (0, +-0.17, 0.06) + upper arm (0.18, +-0.18, -0.18)
+    # + forearm (0.18, -+0.18, 0.18).
     torch.testing.assert_close(obs[22:25], torch.tensor([0.36, 0.17, 0.06], dtype=torch.double))
     torch.testing.assert_close(obs[28:31], torch.tensor([0.36, -0.17, 0.06], dtype=torch.double))
     # Feet: waist, pelvis, thigh, shin and foot offsets (tiny waist tilts ignored) sum to ~(-0.01, +-0.09, -1.258).
@@ -119,7 +124,8 @@ def test_humanoid_reward_for_a_sliding_upright_pose(name, speed, expected):
     ("HopperHop", 3.0, 1.0),
 ])
 def test_planar_reward_for_the_upright_pose(name, speed, expected):
-    """All joints 0 (standing straight: walker torso 1.3 m high, hopper torso ~0.98 m above its foot), root x-velocity."""
+    """All joints 0 (standing straight: walker torso 1.3 m high, hopper torso ~0.98 m above its foot),
+    root x-velocity."""
     env = make(name, num_envs=1)
     qpos = torch.zeros(1, env.physics.qpos.shape[1])
     qvel = torch.zeros(1, env.physics.qvel.shape[1])

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from pqn_torch.envs.tasks import get_task_class
+
 from task_testing import make_task_env, random_actions
 
 NUM_ENVS = 8

@@ -15,6 +15,7 @@ from pqn_torch.algo import PQN, PQNConfig
 from pqn_torch.envs import make_env
 from pqn_torch.training import TrainingRun, evaluate, load_checkpoint, run_training, save_checkpoint
 from pqn_torch.training.run_dir import RunDirError, claim_run_dir
+
 from training_testing import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,6 +4,7 @@ These need the 'video' extra (PyAV) and an offscreen OpenGL (EGL or OSMesa). Out
 them skips the tests with the reason; CI (which installs both in .ci/run) runs them.
 """
 
+import itertools
 import math
 import os
 import subprocess
@@ -15,8 +16,7 @@ import pytest
 import torch
 
 from pqn_torch.envs import make_env
-from pqn_torch.training import evaluate
-from pqn_torch.training import video
+from pqn_torch.training import evaluate, video
 from pqn_torch.training.video import MAX_VIDEO_FPS, Mp4Writer, VideoRecorder, VideoUnavailable
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def test_video_of_a_few_steps_decodes_to_the_expected_frames(task, tmp_path):
     assert fps == pytest.approx(1 / (env.ctrl_dt * stride), rel=1e-3)  # real time
     assert all(frame.shape == (96, 160, 3) for frame in frames)
     assert frames[0].std() > 5  # a scene, not a blank image
-    changes = [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(frames, frames[1:])]
+    changes = [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in itertools.pairwise(frames)]
     assert min(changes) > 0.05 and np.abs(frames[-1].astype(int) - frames[0].astype(int)).mean() > 0.5
     assert not list(tmp_path.glob("*.partial"))
 

@@ -3,7 +3,8 @@
 
 def tiny_config(task: str = "CartpoleBalance", num_envs: int = 16, episode_length: int = 50, eval_envs: int = 4,
                 lr: tuple[float, float] = (3e-4, 1e-5), **changes) -> dict:
-    """``num_envs`` x 8 steps per update, 2 epochs x 2 minibatches, 32-unit networks; ``changes`` replace top-level keys."""
+    """``num_envs`` x 8 steps per update, 2 epochs x 2 minibatches, 32-unit networks; ``changes`` replace
+    top-level keys."""
     alg = dict(num_envs=num_envs, num_steps=8, num_epochs=2, num_minibatches=2, actor_hidden_sizes=[32],
                critic_hidden_sizes=[32], num_critics=2, lr_start=lr[0], lr_end=lr[1])
     config = {"task": {"name": task, "overrides": {"episode_length": episode_length}}, "alg": alg, "seed": 0,

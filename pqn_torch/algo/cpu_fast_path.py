@@ -20,12 +20,14 @@ critics, ``F.linear``), so the CUDA path, exported or scripted networks never se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+_LINEAR: Callable[..., torch.Tensor] | None
 try:
     _LINEAR = torch.ops.mkldnn._linear_pointwise.default
     AVAILABLE = torch.backends.mkldnn.is_available()
@@ -89,15 +91,17 @@ class _OneDNNLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, weight: torch.Tensor,
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor,
                 bias: torch.Tensor | None, in_out: bool) -> torch.Tensor:
+        assert _LINEAR is not None  # _applies() checked AVAILABLE
         ctx.save_for_backward(x, weight)
         ctx.in_out = in_out
         ctx.has_bias = bias is not None
         return _LINEAR(x, weight.T if in_out else weight, bias, "none", [], "")
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        assert _LINEAR is not None  # _applies() checked AVAILABLE
         x, weight = ctx.saved_tensors
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:  # grad @ W_out_in

@@ -41,6 +41,10 @@ class RunningMeanStd(nn.Module):
     formula (Chan et al.), as purejaxql's observation and reward normalizers do.
     """
 
+    mean: torch.Tensor
+    var: torch.Tensor
+    count: torch.Tensor
+
     def __init__(self, shape: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
@@ -81,6 +85,8 @@ class RewardNormalizer(nn.Module):
     Per env, ``return = gamma * return * (1 - done) + reward`` (``done`` of the same step, as in
     purejaxql); the std is that of all envs' returns over time.
     """
+
+    discounted_return: torch.Tensor
 
     def __init__(self, num_envs: int, gamma: float) -> None:
         super().__init__()

@@ -53,6 +53,7 @@ def q_lambda_targets(rewards: torch.Tensor, values: torch.Tensor, terminated: to
     for step in reversed(range(rewards.shape[0])):
         bootstrap = next_value + q_lambda * (next_return - next_value)
         if bootstrap_truncation:
+            assert truncation_values is not None  # checked above
             bootstrap = torch.where(truncated[step], truncation_values[step], bootstrap)
             ended = terminated[step]
         else:

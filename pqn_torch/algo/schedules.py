@@ -23,6 +23,7 @@ class LinearSchedule:
     def __call__(self, step: int | float | torch.Tensor) -> float | torch.Tensor:
         if self.transition_steps == 0:
             return torch.full_like(step, self.start, dtype=torch.float32) if torch.is_tensor(step) else self.start
+        fraction: float | torch.Tensor
         if torch.is_tensor(step):
             fraction = (step.to(torch.float32) / self.transition_steps).clamp(0.0, 1.0)
         else:

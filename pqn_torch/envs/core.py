@@ -89,7 +89,8 @@ class BatchedEnv:
         pool = {name: torch.cat(parts)[:size] for name, parts in chunks.items()}
         if not bool(_stable_worlds((pool["qpos"], pool["qvel"])).all()):
             raise ValueError(f"task {self.task.name}: unstable start states after settling (non-finite or beyond "
-                             f"{MAX_STATE_VALUE:g}); the model is unstable with these task options ({self.task.config})")
+                             f"{MAX_STATE_VALUE:g}); the model is unstable with these task options "
+                             f"({self.task.config})")
         return pool
 
     def _write_start_states(self, mask: torch.Tensor) -> None:
@@ -217,7 +218,9 @@ class BatchedEnv:
             if tuple(value.shape) != expected:
                 raise ValueError(f"reset_to: task_state[{name!r}] must have shape {expected}, got {tuple(value.shape)}")
         if ctrl is None:
-            given["ctrl"] = self.task.start_ctrl(given["qpos"].to(device=self.device, dtype=physics.dtype))
+            start_qpos = given["qpos"]
+            assert start_qpos is not None  # a required argument, converted above
+            given["ctrl"] = self.task.start_ctrl(start_qpos.to(device=self.device, dtype=physics.dtype))
         if mocap_pos is None or mocap_quat is None:
             sampled = self.task.sample_start(self.generator, self.num_envs, physics)
             given["mocap_pos"] = mocap_pos if mocap_pos is not None else sampled.mocap_pos
@@ -255,13 +258,15 @@ class BatchedEnv:
 
         physics = self.physics
         task_action = action.to(physics.dtype)
-        reward, terminated = 0.0, False
+        reward: float | torch.Tensor = 0.0
+        terminated: bool | torch.Tensor = False
         for _ in range(self.action_repeat):
             self.task.control(physics, task_action, self.task_state, self.generator)
             physics.step()
             result = self.task.transition(physics, task_action, self.task_state, self.generator)
             reward = reward + result.reward.float()
             terminated = terminated | result.terminated
+        assert isinstance(reward, torch.Tensor) and isinstance(terminated, torch.Tensor)  # action_repeat >= 1
         obs, critic_obs = self._float_observations(result.obs, result.critic_obs)
         # One scalar test covers the common case: every entry finite and within MuJoCo's limit.
         checked = (physics.qpos, physics.qvel, obs, critic_obs)

@@ -142,7 +142,7 @@ def nonfinite_weights(agent: nn.Module) -> list[str]:
     """Names of the agent's weight tensors that hold NaN or inf (one host sync)."""
     tensors = weight_tensors(agent)
     flags = torch.stack([torch.isfinite(t).all() for _, t in tensors]).tolist()
-    return [name for (name, _), finite in zip(tensors, flags) if not finite]
+    return [name for (name, _), finite in zip(tensors, flags, strict=True) if not finite]
 
 
 def listed(names: list[str], limit: int = 3) -> str:

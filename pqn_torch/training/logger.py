@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from pqn_torch.algo.metrics import TAGS
 
+
 class RunLogger:
     """Tensorboard writer (``run_dir/tensorboard``) plus a tqdm bar counted in env steps."""
 

@@ -33,6 +33,7 @@ def evaluate_checkpoint(location: str | Path, episodes: int = 10, device: str = 
                    **policy.task_overrides)
     recorder = None
     if video:
+        assert policy.checkpoint is not None  # from_checkpoint sets it
         path = Path(video_path) if video_path else _free_name(
             Path(policy.checkpoint).with_name(f"eval_{policy.env_steps}.mp4"))
         recorder = VideoRecorder(env, path, video_size)

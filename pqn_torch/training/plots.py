@@ -15,11 +15,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from omegaconf import OmegaConf
 
 from pqn_torch.training.checkpoint import load_checkpoint
+
+if TYPE_CHECKING:  # matplotlib is the optional ``plot`` extra, imported where a plot is drawn
+    from matplotlib.axes import Axes
 
 EVAL_CSV = "eval.csv"
 PLOT_NAME = "eval.png"
@@ -115,7 +119,7 @@ def plot_runs(run_dirs: Sequence[str | Path], output: str | Path) -> Path:
     figure = Figure(figsize=(12, 4 * len(tasks)), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(tasks), 2, squeeze=False)
-    for (steps_axis, wall_axis), group in zip(axes, tasks.values()):
+    for (steps_axis, wall_axis), group in zip(axes, tasks.values(), strict=True):
         curve = aggregate(group)
         wall_scale, wall_unit = _time_unit(max(run.wall_s[-1] for run in group))
         _draw(steps_axis, curve, curve.env_steps, [run.env_steps for run in group], "env steps")
@@ -130,10 +134,10 @@ def plot_runs(run_dirs: Sequence[str | Path], output: str | Path) -> Path:
     return output
 
 
-def _draw(axis: object, curve: TaskCurve, x: np.ndarray, runs_x: list[np.ndarray], label: str) -> None:
+def _draw(axis: Axes, curve: TaskCurve, x: np.ndarray, runs_x: list[np.ndarray], label: str) -> None:
     several = len(curve.runs) > 1
     if several:
-        for run, run_x in zip(curve.runs, runs_x):
+        for run, run_x in zip(curve.runs, runs_x, strict=True):
             axis.plot(run_x, run.returns, color="tab:blue", alpha=0.3, linewidth=0.8)
     spread = "± 1 std across runs" if several else f"± 1 std over {curve.runs[0].episodes} eval episodes"
     axis.fill_between(x, curve.mean - curve.spread, curve.mean + curve.spread, color="tab:blue", alpha=0.2,

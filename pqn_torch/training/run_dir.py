@@ -47,7 +47,8 @@ def claim_run_dir(run_dir: str | Path, rename_if_taken: bool) -> Path:
                                   "hydra.run.dir=<dir>") from None
             if not rename_if_taken:
                 raise RunDirError(f"run dir {candidate} already holds the outputs of another run; run in a new "
-                                  f"directory (the default), and to continue that run pass resume={candidate}") from None
+                                  f"directory (the default), and to continue that run pass "
+                                  f"resume={candidate}") from None
         except OSError as error:
             raise RunDirError(f"cannot create run dir {candidate}: {error.strerror or error}; choose a writable one "
                               "with hydra.run.dir=<dir>") from None
@@ -104,7 +105,7 @@ def remove_failed_start(claimed: Path | None, requested: Path) -> None:
     if claimed is not None:
         (claimed / "config.yaml").unlink(missing_ok=True)
         _remove_empty_dirs(claimed / CHECKPOINT_DIR)
-    for directory in {claimed, requested} - {None}:
+    for directory in {path for path in (claimed, requested) if path is not None}:
         _remove_empty_dirs(directory)
 
 

@@ -19,7 +19,7 @@ import os
 import platform
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mujoco
 import numpy as np
@@ -117,7 +117,7 @@ class Mp4Writer:
             raise FileExistsError(f"video {self.path} exists already; choose another video_path or remove it")
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.container = av.open(str(self.partial), mode="w", format="mp4")
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        codec: Literal["libx264", "mpeg4"] = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
         self.frames = 0

@@ -98,7 +98,9 @@ class Task(ABC):
 
     name: ClassVar[str]
     default_config: ClassVar[TaskConfig]
-    settle_steps: ClassVar[int] = 0
+    config: TaskConfig
+    """``default_config`` with this instance's overrides."""
+    settle_steps: int = 0
     observation_layout: ClassVar[tuple[tuple[str, int], ...]] = ()
     """The actor observation's consecutive parts as ``(name, size)``, where the task documents them; an
     exported policy's sidecar carries it for the program that assembles observations on a robot."""
@@ -130,7 +132,7 @@ class Task(ABC):
         ``opt.timestep`` is set to ``config.sim_dt`` by the env after this returns.
         """
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel) -> None:  # noqa: B027 (optional hook: a no-op for tasks without ids)
         """Look up ids and sensor slices in the compiled model (called once, before any other hook)."""
 
     @abstractmethod

@@ -17,7 +17,8 @@ def _dm_suite_dir() -> Path:
     """dm_control's ``suite/`` folder, found without importing dm_control (whose import opens GL)."""
     spec = importlib.util.find_spec("dm_control")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("dm_control is not installed; it ships the DM Control Suite MJCF files: pip install dm_control")
+        raise ImportError("dm_control is not installed; it ships the DM Control Suite MJCF files: "
+                          "pip install dm_control")
     return Path(list(spec.submodule_search_locations)[0]) / "suite"
 
 

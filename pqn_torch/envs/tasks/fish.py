@@ -26,7 +26,12 @@ import torch
 from pqn_torch.envs.physics.base import Physics, sensor_slice
 from pqn_torch.envs.tasks.base import StartStates, Task, TaskConfig
 from pqn_torch.envs.tasks.common import (
-    add_body_sensor, load_dm_suite_spec, model_mocap_positions, move_into_mocap_body, normal, uniform,
+    add_body_sensor,
+    load_dm_suite_spec,
+    model_mocap_positions,
+    move_into_mocap_body,
+    normal,
+    uniform,
 )
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.rewards import tolerance

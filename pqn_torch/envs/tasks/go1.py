@@ -48,9 +48,17 @@ from pqn_torch.envs.physics.base import Physics, sensor_slice
 from pqn_torch.envs.tasks.base import StartStates, Task, TaskConfig, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.registry import register
-from pqn_torch.envs.tasks.robots import (add_actuator_force_sensors, add_gravity_sensor, add_site_position_sensor,
-                                         limit_violation, load_playground_scene, noisy, quat_multiply,
-                                         set_position_gains, yaw_quaternion)
+from pqn_torch.envs.tasks.robots import (
+    add_actuator_force_sensors,
+    add_gravity_sensor,
+    add_site_position_sensor,
+    limit_violation,
+    load_playground_scene,
+    noisy,
+    quat_multiply,
+    set_position_gains,
+    yaw_quaternion,
+)
 
 SCENES = "locomotion/go1/xmls/"
 FEET = ("FR", "FL", "RR", "RL")
@@ -99,6 +107,7 @@ class Go1Task(Task):
     """Model, sensors, noise and shared readings of the Go1 tasks (see the module docstring)."""
 
     default_config: ClassVar[Go1Config]
+    config: Go1Config
     scene: ClassVar[str]
     normalized_actions = True
     noise_scales: ClassVar[dict[str, float]]
@@ -138,7 +147,8 @@ class Go1Task(Task):
         self._trunk_mass = float(mj_model.body_subtreemass[self._trunk])
 
     def const(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        """Model constant ``name`` on ``like``'s device and dtype, converted once: a captured step reads no host data."""
+        """Model constant ``name`` on ``like``'s device and dtype, converted once: a captured step reads no
+        host data."""
         key = (name, like.device, like.dtype)
         if key not in self._placed:
             self._placed[key] = self._constants[name].to(like)
@@ -209,13 +219,16 @@ class Go1Task(Task):
 
     def total_reward(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """Playground's ``clip(dt * sum(scale * term), 0, 1e4)`` over the task's ``reward_scales``."""
-        return (sum(self.reward_scales[name] * value for name, value in terms.items()) * self.dt).clamp(0.0, 1e4)
+        total = sum(self.reward_scales[name] * value for name, value in terms.items())
+        assert isinstance(total, torch.Tensor)  # every task has reward terms
+        return (total * self.dt).clamp(0.0, 1e4)
 
 
 @register
 class Go1JoystickFlatTerrain(Go1Task):
     """Follow a joystick velocity command on flat ground (see the module docstring)."""
 
+    config: Go1JoystickConfig
     name = "Go1JoystickFlatTerrain"
     scene = "scene_mjx_feetonly_flat_terrain.xml"
     default_config = Go1JoystickConfig(ctrl_dt=0.02, sim_dt=0.004, episode_length=1000, contacts_per_world=4,
@@ -365,7 +378,8 @@ class Go1JoystickFlatTerrain(Go1Task):
         pushing = state["steps_since_last_pert"] >= state["steps_until_next_pert"]
         critic_obs = torch.cat([
             obs, self.read(physics, "gyro"), self.read(physics, "accelerometer"), self.gravity(physics),
-            self.read(physics, "local_linvel"), self.read(physics, "global_angvel"), q - self.const("default_pose", q), qd,
+            self.read(physics, "local_linvel"), self.read(physics, "global_angvel"),
+            q - self.const("default_pose", q), qd,
             self.actuator_force(physics), state["last_contact"].to(q.dtype),
             self.feet_velocity(physics).flatten(1), state["feet_air_time"],
             physics.xfrc_applied[:, self._trunk, :3], pushing.to(q.dtype).unsqueeze(-1),
