@@ -113,7 +113,7 @@ class CapturedCall:
     the work without running it, so the eager call does the work the failed capture did not.)
     """
 
-    def __init__(self, fn: Callable[[], None], device: torch.device, enabled: bool, warmup_calls: int = WARMUP_CALLS,
+    def __init__(self, fn: Callable[[], object], device: torch.device, enabled: bool, warmup_calls: int = WARMUP_CALLS,
                  generators: Sequence[torch.Generator] = (), phase: str = "captured") -> None:
         if enabled and torch.device(device).type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, got {device}; use cuda_graphs=false or auto")

@@ -16,10 +16,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def sum_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def broadcast_object(value: object) -> object:
+def broadcast_object(value: T) -> T:
     """Rank 0's ``value`` on every rank (``value`` itself on a single rank)."""
     if not active():
         return value
@@ -151,10 +154,10 @@ def broadcast_object(value: object) -> object:
     return values[0]
 
 
-def gather_objects(value: object) -> list[object]:
+def gather_objects(value: T) -> list[T]:
     """Every rank's ``value``, in rank order, on every rank (``[value]`` on a single rank)."""
     if not active():
         return [value]
-    values: list[object] = [None] * dist.get_world_size()
+    values: list[T] = [value] * dist.get_world_size()  # placeholders, overwritten by the gather
     dist.all_gather_object(values, value)
     return values

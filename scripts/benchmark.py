@@ -39,12 +39,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 try:
     from pqn_torch import distributed
@@ -52,10 +51,11 @@ try:
     from pqn_torch.envs import make_env, resolve_device
     from pqn_torch.envs.core import BatchedEnv
     from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
+    from pqn_torch.envs.physics.warp_backend import WarpPhysics
     from pqn_torch.envs.tasks.registry import get_task_class
     from pqn_torch.gpu_check import gpu_check
     from pqn_torch.training.options import UsageError, parse_options
-    from pqn_torch.training.schema import SWITCH, option
+    from pqn_torch.training.schema import SWITCH, option, plain
     from pqn_torch.training.settings import RunSettings, check_switch, resolve_switch, settings_from_config
     from pqn_torch.training.setup import set_up_agent, start_ranks
 except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
@@ -148,6 +148,7 @@ def bare_rollout_rate(env: BatchedEnv, steps: int, num_threads: int) -> float:
 def bare_warp_rate(env: BatchedEnv, steps: int) -> float:
     """``substeps`` ``mujoco_warp.step`` calls per control step on the env's own model and data."""
     physics = env.physics
+    assert isinstance(physics, WarpPhysics), "the bare MuJoCo Warp rate needs the warp backend"
     device = wp.device_from_torch(physics.device)
 
     def control_step() -> None:
@@ -221,7 +222,7 @@ def benchmark_env(options: EnvOptions) -> dict[str, Any]:
 class PresetOptions(TaskOptions):
     """The options of the modes that run the task's training config."""
 
-    alg: Optional[str] = option(None, "an alg preset (configs/alg/<preset>.yaml); default: the task's")
+    alg: str | None = option(None, "an alg preset (configs/alg/<preset>.yaml); default: the task's")
     num_envs: int = option(0, "an integer >= 1, or 0 for the preset's alg.num_envs")
     updates: int = 10
 
@@ -244,7 +245,7 @@ def task_settings(options: PresetOptions, **values: Any) -> RunSettings:
         raise ValueError(f"unknown alg preset {options.alg!r}; valid: {', '.join(presets)}")
     overrides = [f"task={options.task}", *([f"alg={options.alg}"] if options.alg else [])]
     with initialize_config_dir(version_base=None, config_dir=str(CONFIG_DIR)):
-        config = OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
+        config = plain(compose(config_name="config", overrides=overrides))
     config.update(seed=options.seed, **values)
     if options.num_envs:
         config["alg"]["num_envs"] = options.num_envs

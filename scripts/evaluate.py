@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 try:
     from pqn_torch.training.options import UsageError, parse_options
@@ -29,7 +28,7 @@ class EvaluateOptions:
     checkpoint: str = checkpoint_option()
     episodes: int = option(10, "a positive integer")
     video: bool = False
-    video_path: Optional[str] = option(None, "an .mp4 file to create")
+    video_path: str | None = option(None, "an .mp4 file to create")
     device: str = option("auto", "auto, cpu, cuda or cuda:<index>")
     backend: str = option("auto", "auto, warp or mujoco")
     seed: int = option(0, "an integer >= 0")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Optional
 
 from pqn_torch.export import ExportUnavailable, export_policy
 from pqn_torch.policy import Policy
@@ -22,7 +21,7 @@ from pqn_torch.training.schema import checkpoint_option, option
 @dataclass
 class ExportOptions:
     checkpoint: str = checkpoint_option()
-    output: Optional[str] = option(None, "an .onnx file to create (default: policy_<checkpoint>.onnx beside it)")
+    output: str | None = option(None, "an .onnx file to create (default: policy_<checkpoint>.onnx beside it)")
     seed: int = 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 try:
@@ -37,7 +37,7 @@ try:
     from pqn_torch.training.plots import PLOT_NAME, PlotUnavailable, plot_runs
     from pqn_torch.training.presets import choose_preset
     from pqn_torch.training.run_dir import unwritable_reason
-    from pqn_torch.training.schema import RunConfig, explain
+    from pqn_torch.training.schema import RunConfig, explain, plain
     from pqn_torch.training.trainer import TrainingDiverged, TrainingInterrupted
 except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this machine lacks
     print(f"train.py: {import_error}", file=sys.stderr)
@@ -67,13 +67,13 @@ def main(cfg: DictConfig) -> float:
     preset = hydra_config.runtime.choices.get("alg")
     chosen_dir = any(key in RUN_DIR_KEYS for key in override_keys(list(hydra_config.overrides.hydra)))
     try:  # setup: every invalid setting surfaces here, as one line
-        config = OmegaConf.to_container(cfg, resolve=True)
+        config = plain(cfg)
         choice = choose_preset(config, preset, any(ALG_CHOICE.match(item) for item in overrides))
         if choice.message and distributed.launched_as_main():
             print(choice.message)
         if choice.preset is not None:
             cfg = hydra.compose(config_name="config", overrides=[*overrides, f"alg={choice.preset}"])
-            config, preset = OmegaConf.to_container(cfg, resolve=True), choice.preset
+            config, preset = plain(cfg), choice.preset
         run = TrainingRun(config, hydra_config.runtime.output_dir, alg_preset=preset,
                           overrides=override_keys(overrides), rename_if_taken=not chosen_dir)
     except (ValueError, KeyError, OSError) as error:  # config, checkpoint and run-dir errors

@@ -53,7 +53,7 @@ def member_leaves(stacked: torch.Tensor) -> list[torch.Tensor]:
     if stacked.grad is None:
         raise ValueError("member_leaves needs a parameter with a gradient buffer: call flatten_parameters first")
     leaves = []
-    for member, grad in zip(stacked.detach().unbind(0), stacked.grad.unbind(0)):
+    for member, grad in zip(stacked.detach().unbind(0), stacked.grad.unbind(0), strict=True):
         member.requires_grad_(True)
         member.grad = grad
         leaves.append(member)

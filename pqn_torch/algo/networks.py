@@ -11,6 +11,7 @@ take the CPU fast path instead: oneDNN matmuls, and one critic at a time (see ``
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -25,6 +26,9 @@ LAYER_NORM_EPS = 1e-6
 
 class Actor(nn.Module):
     """Deterministic policy: MLP -> tanh, scaled and shifted onto the action range [low, high]."""
+
+    action_scale: torch.Tensor
+    action_bias: torch.Tensor
 
     def __init__(self, obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
                  hidden_sizes: Sequence[int], init_scale: float = 1.0) -> None:
@@ -68,7 +72,7 @@ class CriticEnsemble(nn.Module):
         widths = [obs_dim + action_dim, *hidden_sizes, 1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        for fan_in, fan_out in itertools.pairwise(widths):
             weight = torch.empty(num_critics, fan_in, fan_out)
             for member in weight:
                 nn.init.orthogonal_(member, gain=init_scale)
@@ -99,7 +103,7 @@ class CriticEnsemble(nn.Module):
         hidden = torch.cat([obs, action], dim=-1)
         if cpu_fast_path.is_enabled():
             return self._one_critic_at_a_time(hidden)
-        for layer, (scale, shift) in enumerate(zip(self.norm_scales, self.norm_shifts)):
+        for layer, (scale, shift) in enumerate(zip(self.norm_scales, self.norm_shifts, strict=True)):
             hidden = torch.matmul(hidden, self.weights[layer]) + self.biases[layer].unsqueeze(1)
             hidden = F.layer_norm(hidden, hidden.shape[-1:], eps=LAYER_NORM_EPS)
             hidden = torch.relu(hidden * scale.unsqueeze(1) + shift.unsqueeze(1))

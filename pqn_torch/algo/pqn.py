@@ -37,7 +37,7 @@ import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict
@@ -168,6 +168,18 @@ class PQN(nn.Module):
     ``state_dict()`` holds the networks, the normalizer statistics and the schedule counters;
     :meth:`checkpoint_state` adds the optimizers.
     """
+
+    noise_profile: torch.Tensor
+    updates_done: torch.Tensor
+    grad_steps: torch.Tensor
+    metric_sums: torch.Tensor
+    obs_normalizer: RunningMeanStd | None
+    critic_obs_normalizer: RunningMeanStd | None
+    reward_normalizer: RewardNormalizer | None
+    _actor_thread: ThreadPoolExecutor | None
+    _rollout_env: VecEnv | None
+    _rollout_call: CapturedCall | None
+    _learn_call: CapturedCall
 
     def __init__(self, obs_dim: int, critic_obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
                  config: PQNConfig, total_timesteps: int, device: str | torch.device = "cpu",
@@ -396,13 +408,13 @@ class PQN(nn.Module):
         """One actor and one critic gradient step on the rollout samples at ``indices``.
 
         The actor's loss is differentiated through the critic before the critic steps, so it sees the
-        critic as it was before this minibatch, as in purejaxql (docs/algorithm.md, "Update"). Returns the ``UPDATE_METRICS``
-        by name, as detached scalars.
+        critic as it was before this minibatch, as in purejaxql (docs/algorithm.md, "Update"). Returns the
+        minibatch metrics (``metrics.names_over("minibatch")``) by name, as detached scalars.
         """
         lr = self.lr_schedule(self.grad_steps)
         self.actor_optimizer.param_groups[0]["lr"].copy_(lr)
         self.critic_optimizer.param_groups[0]["lr"].copy_(lr)
-        if self._split:
+        if self._split and self._actor_thread is not None:
             # Speed (CPU): the actor's and the critic's backward passes write disjoint gradients and only read
             # the critic's parameters, so the actor's runs on a second thread while this one runs the critic's.
             # They cost about the same, and torch releases the GIL inside its ops.
@@ -413,8 +425,8 @@ class PQN(nn.Module):
             policy_loss, penalty_fraction = self._actor_gradient(indices)
             value_loss, q_values = self._critic_gradient(indices)
         # On this thread and in this order: the ranks of a data-parallel run must issue their collectives alike.
-        average_gradients([self._actor_flat.grad])
-        average_gradients([self._critic_flat.grad])
+        average_gradients([cast(torch.Tensor, self._actor_flat.grad)])  # flat tensors always have a .grad
+        average_gradients([cast(torch.Tensor, self._critic_flat.grad)])
         actor_norm = _clip_gradients(self.actor, self._actor_flat, self.config.max_grad_norm)
         critic_norm = _clip_gradients(self.critic, self._critic_flat, self.config.max_grad_norm)
         self.actor_optimizer.step()
@@ -488,15 +500,15 @@ class PQN(nn.Module):
         ``learning_rate`` are the schedules' next values; ``counters`` (scalar device tensors such
         as ``env.stats``) ride along in the same copy under their own names.
         """
-        popped = {"sigma": self.noise_schedule(self.updates_done), "learning_rate": self.lr_schedule(self.grad_steps),
-                  **(counters or {})}
+        popped = {"sigma": torch.as_tensor(self.noise_schedule(self.updates_done)),
+                  "learning_rate": torch.as_tensor(self.lr_schedule(self.grad_steps)), **(counters or {})}
         copied = [self.metric_sums, *(value.reshape(1).to(torch.float64) for value in popped.values())]
         values = torch.cat(copied).tolist()
         self.metric_sums.zero_()
-        sums = dict(zip(metrics.SLOTS, values))
+        sums = dict(zip(metrics.SLOTS, values, strict=False))  # the popped values follow the sums
         divisors = {"minibatch": self._minibatches_since_pop, "rollout": self._updates_since_pop,
                     "episode": sums["episodes"], "count": 1}
-        result = dict(zip(popped, values[len(sums):]))
+        result = dict(zip(popped, values[len(sums):], strict=True))
         result.update({metric.name: sums[metric.name] / divisors[metric.over] for metric in metrics.SUMMED
                        if divisors[metric.over]})
         self._minibatches_since_pop = 0
@@ -523,8 +535,8 @@ class PQN(nn.Module):
     # ----------------------------------------------------------------- helpers
     def _drop_graphs(self) -> None:
         """Start over with fresh (not yet captured) phases; the rollout's is made at the next ``collect``."""
-        self._rollout_env: VecEnv | None = None
-        self._rollout_call: CapturedCall | None = None
+        self._rollout_env = None
+        self._rollout_call = None
         self._learn_call = CapturedCall(self._learn, self.device, self.cuda_graphs, phase="update")
 
     @property
@@ -532,15 +544,15 @@ class PQN(nn.Module):
         """GPU speed paths that failed and now run eagerly, e.g. ``{"update graph": "RuntimeError: ..."}``."""
         calls = {"rollout graph": self._rollout_call, "update graph": self._learn_call,
                  "rollout compile": self.policy_step, "update compile": self.minibatch_step}
-        return {name: call.fallback_error for name, call in calls.items()
-                if getattr(call, "fallback_error", None) is not None}
+        errors = {name: getattr(call, "fallback_error", None) for name, call in calls.items()}
+        return {name: error for name, error in errors.items() if error is not None}
 
     def _observe(self, obs: torch.Tensor, critic_obs: torch.Tensor, update_statistics: bool = True) -> None:
         """Fold raw observations into the running statistics; store them normalized as the current ones.
 
         The current observations are written in place: a captured rollout reads them at a fixed address.
         """
-        if update_statistics and self.obs_normalizer is not None:
+        if update_statistics and self.obs_normalizer is not None and self.critic_obs_normalizer is not None:
             self.obs_normalizer.update(obs)
             self.critic_obs_normalizer.update(critic_obs)
         self._obs.copy_(self._normalize(self.obs_normalizer, obs))
@@ -566,7 +578,8 @@ def _clip_gradients(module: nn.Module, flat: torch.Tensor, max_norm: float) -> t
     The norm is taken over the parameters' gradients as ``clip_grad_norm_`` takes it (the same
     floating-point sums); the scaling, an elementwise multiply, is one op on ``flat.grad``.
     """
-    total_norm = nn.utils.get_total_norm([parameter.grad for parameter in module.parameters()])
+    total_norm = nn.utils.get_total_norm([parameter.grad for parameter in module.parameters()
+                                          if parameter.grad is not None])  # all of them: views of flat.grad
     nn.utils.clip_grads_with_norm_([flat], max_norm, total_norm)
     return total_norm
 

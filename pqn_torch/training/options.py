@@ -10,21 +10,19 @@ train.py's config (the same :mod:`pqn_torch.training.schema` machinery).
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
 from pqn_torch.training.schema import typed
 
-Options = TypeVar("Options")
-
 
 class UsageError(ValueError):
     """A bad command line: one line naming what is wrong and what is valid."""
 
 
-def parse_options(script: str, argv: list[str], schema: type[Options]) -> Options:
+def parse_options(script: str, argv: list[str], schema: Any) -> Any:
     """``argv`` (``key=value`` items) over ``schema``'s defaults, as an instance of ``schema``."""
     parser = OverridesParser.create()
     values = {}

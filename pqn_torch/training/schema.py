@@ -109,11 +109,19 @@ def typed(schema: type, values: Mapping[str, Any], error: Callable[[str], Except
             if key not in _field_names(schema):
                 raise error(_unknown(schema, [], key))
             config = OmegaConf.merge(config, {key: value})
-        return OmegaConf.to_container(config, resolve=True, throw_on_missing=True)
+        return plain(config, throw_on_missing=True)
     except OmegaConfBaseException as raised:
         if not raised.full_key and key is not None:
             raise error(_wrong_value(schema, key, values[key])) from None
         raise error(explain(raised, schema)) from None
+
+
+def plain(config: Any, throw_on_missing: bool = False) -> dict[str, Any]:
+    """A config node as a plain, resolved dict (what the settings and the checkpoints hold)."""
+    container = OmegaConf.to_container(config, resolve=True, throw_on_missing=throw_on_missing)
+    if not isinstance(container, dict):
+        raise TypeError(f"expected a mapping config, got {type(container).__name__}")
+    return {str(key): value for key, value in container.items()}
 
 
 def explain(error: Exception, schema: type) -> str:
@@ -124,7 +132,8 @@ def explain(error: Exception, schema: type) -> str:
         return f"{_first_line(error)}; valid: {', '.join(error.options)}"
     if not isinstance(error, OmegaConfBaseException) or not error.full_key:
         lines = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        return f"{error.override}: {lines}" if getattr(error, "override", None) else lines
+        override = getattr(error, "override", None)  # hydra's override errors name the override
+        return f"{override}: {lines}" if override else lines
     key = re.sub(r"\[\d+\]$", "", error.full_key)  # a list item: described by its list's field
     *parents, name = key.split(".")
     parent = _schema_at(schema, parents)
@@ -137,7 +146,7 @@ def explain(error: Exception, schema: type) -> str:
     return _wrong_value(schema, key, error.value)
 
 
-def _unknown(parent: type, parents: Sequence[str], name: str) -> str:
+def _unknown(parent: Any, parents: Sequence[str], name: str) -> str:
     group = f"{'.'.join(parents)} " if parents else ""
     return f"unknown {group}option(s) {[name]}; valid: {_field_names(parent)}"
 
@@ -147,13 +156,13 @@ def _wrong_value(schema: type, key: str, value: Any) -> str:
     return f"{key} must be {_valid(_schema_at(schema, parents), name)}, got {value!r}"
 
 
-def _valid(schema: type, name: str) -> str:
+def _valid(schema: Any, name: str) -> str:
     """What values field ``name`` of dataclass ``schema`` takes: its ``valid`` note, else its type in words."""
     note = next(f.metadata.get("valid") for f in dataclasses.fields(schema) if f.name == name)
     return note or _described(typing.get_type_hints(schema)[name])
 
 
-def _field_names(schema: type) -> list[str]:
+def _field_names(schema: Any) -> list[str]:
     return [f.name for f in dataclasses.fields(schema)]
 
 

@@ -179,7 +179,7 @@ def _is_number(value: Any) -> bool:
 
 def resolve_switch(value: bool | str, device: torch.device) -> bool:
     """A validated ``true``/``false``/``auto`` setting on ``device``: ``auto`` means on with CUDA."""
-    return device.type == "cuda" if value == "auto" else value
+    return device.type == "cuda" if value == "auto" else bool(value)
 
 
 def resolve_graphs_switch(value: bool | str, device: torch.device, world_size: int) -> bool:

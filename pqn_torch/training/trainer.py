@@ -30,9 +30,9 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -44,8 +44,15 @@ from pqn_torch.algo.pqn import PQN
 from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
 from pqn_torch.envs import VecEnv, make_env
 from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
-from pqn_torch.training.checkpoint import (CHECKPOINT_DIR, CheckpointWriteError, listed, load_checkpoint,
-                                           nonfinite_weights, save_checkpoint, weight_tensors)
+from pqn_torch.training.checkpoint import (
+    CHECKPOINT_DIR,
+    CheckpointWriteError,
+    listed,
+    load_checkpoint,
+    nonfinite_weights,
+    save_checkpoint,
+    weight_tensors,
+)
 from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import QuietLogger, RunLogger
 from pqn_torch.training.run_dir import check_writable, claim_run_dir, remove_failed_start
@@ -110,7 +117,6 @@ class TrainingRun:
                  show_progress: bool = True, overrides: Sequence[str] = (), rename_if_taken: bool = False) -> None:
         self.started = time.perf_counter()
         self.alg_preset = alg_preset
-        self.run_dir: Path | None = None
         self._claimed_dir: Path | None = None
         try:
             self._set_up(config, Path(run_dir), show_progress, overrides, rename_if_taken)
@@ -142,7 +148,7 @@ class TrainingRun:
                               f"steps); pass a larger total_timesteps to extend it")
         self.schedule_timesteps = int(schedule_timesteps or settings.total_timesteps)
         if ranks.is_main:
-            self.run_dir = self._claimed_dir = claim_run_dir(requested_dir, rename_if_taken)
+            self._claimed_dir = claim_run_dir(requested_dir, rename_if_taken)
 
         # Schedules (learning rate, noise) span the run as first planned; an extended run's extra steps use
         # their final values.
@@ -162,7 +168,7 @@ class TrainingRun:
         distributed.broadcast_module(agent)
         if not ranks.is_main:  # hydra made a run dir for this rank too: only rank 0's (named on all ranks) stays
             remove_failed_start(None, requested_dir)
-        self.run_dir = Path(distributed.broadcast_object(str(self.run_dir)))
+        self.run_dir = Path(distributed.broadcast_object(str(self._claimed_dir)))  # rank 0's, on every rank
         self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
         agent.reset(self.env, update_statistics=checkpoint is None)
 
@@ -270,7 +276,8 @@ class TrainingRun:
         seconds, self._train_seconds = self._train_seconds, 0.0
         steps_per_second = (self.env_steps - self._steps_at_log) / max(seconds, 1e-9)
         counters = {f"env/{name}": value for name, value in self.env.stats.items()}
-        counters["nonfinite_weights"] = sum(~torch.isfinite(t).all() for _, t in weight_tensors(self.agent))
+        nonfinite = [~torch.isfinite(tensor).all() for _, tensor in weight_tensors(self.agent)]
+        counters["nonfinite_weights"] = torch.stack(nonfinite).sum()
         if self.ranks.world_size > 1:
             counters = self._merge_across_ranks(counters)
         metrics = self.agent.pop_metrics(counters)
@@ -305,11 +312,12 @@ class TrainingRun:
         for over in ("minibatch", "rollout"):
             merged[metrics.slots_over(over)] /= self.ranks.world_size
         sums.copy_(merged[:sums.numel()])
-        return dict(zip(counters, merged[sums.numel():]))
+        return dict(zip(counters, merged[sums.numel():], strict=True))
 
     def evaluate(self, update: int | None = None) -> EvalResult:
         """Deterministic episodes in the eval env; the weights are checked first (a NaN policy plays 0 actions)."""
         self._check_weights(self.agent.updates_issued if update is None else update)
+        assert self.eval_env is not None, "only rank 0 evaluates"
         result = evaluate(self.agent.act, self.eval_env, recorder=_StopWatch(self))
         point = {"env_steps": self.env_steps, "wall_s": time.perf_counter() - self.started,
                  "return_mean": result.mean_return, "return_std": result.std_return,
@@ -355,6 +363,7 @@ class TrainingRun:
         if not self.ranks.is_main:
             return
         agent, settings = self.agent, self.settings
+        assert self.eval_env is not None, "rank 0 has the eval env"
         remaining = (self.num_updates - agent.updates_issued) * self.steps_per_update
         evaluations = math.ceil(self.num_updates / self.eval_every)
         eval_steps = evaluations * self.eval_env.episode_length * self.eval_env.num_envs
@@ -430,6 +439,7 @@ class TrainingRun:
     def _stop(self, update: int) -> None:
         """Save (after a last log) and end the run with :class:`TrainingInterrupted`."""
         signum = self._stop_signal
+        assert signum is not None, "_stop runs after a stop was requested"
         if self._logged_update < update:
             self.log(update)
         note = ""
@@ -468,7 +478,7 @@ def _checkpoint_bytes(agent: PQN) -> int:
 
 
 def _rng_state(env: VecEnv, eval_env: VecEnv | None) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "env": env.generator.get_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "env": env.generator.get_state()}
     if eval_env is not None:
         state["eval_env"] = eval_env.generator.get_state()
     if torch.cuda.is_available():
