@@ -12,9 +12,15 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pqn_torch", "pqn_torch.*"]),
     # Third-party robot model data (MuJoCo Playground 0.2.0 scenes, heightfield, licences, NOTICE).
-    package_data={"pqn_torch": ["third_party/playground/LICENSE", "third_party/playground/NOTICE",
-                                "third_party/playground/licenses/*", "third_party/playground/locomotion/*/xmls/*.xml",
-                                "third_party/playground/locomotion/*/xmls/assets/*.png"]},
+    package_data={
+        "pqn_torch": [
+            "third_party/playground/LICENSE",
+            "third_party/playground/NOTICE",
+            "third_party/playground/licenses/*",
+            "third_party/playground/locomotion/*/xmls/*.xml",
+            "third_party/playground/locomotion/*/xmls/assets/*.png",
+        ]
+    },
     python_requires=">=3.10",
     install_requires=[
         # Install your CUDA build of torch first on a GPU machine; a bare requirement would pull one anyway.

@@ -10,7 +10,8 @@ except Exception as _error:  # the GL loaders fail with assorted error types
     raise ImportError(
         f"MuJoCo cannot load the OpenGL backend MUJOCO_GL={os.environ['MUJOCO_GL']} ({type(_error).__name__}: "
         f"{_error}); install it (osmesa: apt-get install libosmesa6, egl: a GPU driver with EGL) or unset MUJOCO_GL "
-        "(only video recording renders)") from None
+        "(only video recording renders)"
+    ) from None
 
 from pqn_torch.algo import PQN, PQNConfig  # noqa: E402
 from pqn_torch.envs import list_tasks, make_env  # noqa: E402

@@ -32,13 +32,21 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 logger = logging.getLogger("pqn_torch")
 
-HOST_SYNC_OPS = frozenset({
-    "aten::_local_scalar_dense",  # .item(), bool(t), int(t), float(t), `if t:`
-    "aten::nonzero", "aten::nonzero_static", "aten::masked_select", "aten::equal",
-    "aten::_unique", "aten::_unique2", "aten::unique_dim", "aten::unique_consecutive",
-    "aten::repeat_interleave",
-    "aten::lift_fresh",  # torch.tensor / as_tensor / from_numpy: host data, copied at capture time only
-})
+HOST_SYNC_OPS = frozenset(
+    {
+        "aten::_local_scalar_dense",  # .item(), bool(t), int(t), float(t), `if t:`
+        "aten::nonzero",
+        "aten::nonzero_static",
+        "aten::masked_select",
+        "aten::equal",
+        "aten::_unique",
+        "aten::_unique2",
+        "aten::unique_dim",
+        "aten::unique_consecutive",
+        "aten::repeat_interleave",
+        "aten::lift_fresh",  # torch.tensor / as_tensor / from_numpy: host data, copied at capture time only
+    }
+)
 """Ops that make the host wait for the GPU (a Python scalar or a data-dependent shape), or that bring
 host data in, which a replayed graph would not read again."""
 
@@ -54,13 +62,18 @@ class _HostSyncDetector(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         name = func._schema.name
         boolean_index = name == "aten::index" and any(
-            isinstance(index, torch.Tensor) and index.dtype == torch.bool for index in (args[1] or ()))
+            isinstance(index, torch.Tensor) and index.dtype == torch.bool for index in (args[1] or ())
+        )
         if name == "aten::lift_fresh":
-            raise HostSyncError("a tensor built from host data (torch.tensor, as_tensor, from_numpy) cannot be "
-                                "captured in a CUDA graph: replays would not read the host again")
+            raise HostSyncError(
+                "a tensor built from host data (torch.tensor, as_tensor, from_numpy) cannot be "
+                "captured in a CUDA graph: replays would not read the host again"
+            )
         if name in HOST_SYNC_OPS or boolean_index:
-            raise HostSyncError(f"{name}{' with a boolean mask' if boolean_index else ''} needs a host sync on "
-                                f"CUDA and cannot be captured in a CUDA graph")
+            raise HostSyncError(
+                f"{name}{' with a boolean mask' if boolean_index else ''} needs a host sync on "
+                f"CUDA and cannot be captured in a CUDA graph"
+            )
         return func(*args, **(kwargs or {}))
 
 
@@ -113,8 +126,15 @@ class CapturedCall:
     the work without running it, so the eager call does the work the failed capture did not.)
     """
 
-    def __init__(self, fn: Callable[[], object], device: torch.device, enabled: bool, warmup_calls: int = WARMUP_CALLS,
-                 generators: Sequence[torch.Generator] = (), phase: str = "captured") -> None:
+    def __init__(
+        self,
+        fn: Callable[[], object],
+        device: torch.device,
+        enabled: bool,
+        warmup_calls: int = WARMUP_CALLS,
+        generators: Sequence[torch.Generator] = (),
+        phase: str = "captured",
+    ) -> None:
         if enabled and torch.device(device).type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, got {device}; use cuda_graphs=false or auto")
         self.fn = fn
@@ -152,8 +172,10 @@ class CapturedCall:
         self.enabled = False
         self.graph = None
         self.fallback_error = describe_error(error)
-        logger.warning(f"pqn-torch: CUDA graph capture of the {self.phase} phase failed ({self.fallback_error}); "
-                       f"the {self.phase} phase runs eagerly from now on")
+        logger.warning(
+            f"pqn-torch: CUDA graph capture of the {self.phase} phase failed ({self.fallback_error}); "
+            f"the {self.phase} phase runs eagerly from now on"
+        )
 
     def _run_on_side_stream(self) -> None:
         current = torch.cuda.current_stream(self.device)
@@ -192,6 +214,8 @@ class CompiledCall:
                 return self.compiled(*args, **kwargs)
             except Exception as error:  # inductor, triton, a missing C compiler...: never fatal
                 self.fallback_error = describe_error(error)
-                logger.warning(f"pqn-torch: torch.compile of the {self.phase} phase failed ({self.fallback_error}); "
-                               f"the {self.phase} phase runs uncompiled from now on")
+                logger.warning(
+                    f"pqn-torch: torch.compile of the {self.phase} phase failed ({self.fallback_error}); "
+                    f"the {self.phase} phase runs uncompiled from now on"
+                )
         return self.fn(*args, **kwargs)

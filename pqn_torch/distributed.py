@@ -106,8 +106,9 @@ def average_gradients(parameters: Iterable[nn.Parameter] | Sequence[torch.Tensor
         grad.copy_(part.view_as(grad))
 
 
-def merge_moments(count: int, mean: torch.Tensor,
-                  var: torch.Tensor) -> tuple[torch.Tensor | int, torch.Tensor, torch.Tensor]:
+def merge_moments(
+    count: int, mean: torch.Tensor, var: torch.Tensor
+) -> tuple[torch.Tensor | int, torch.Tensor, torch.Tensor]:
     """The (count, mean, population variance) of all ranks' batches together, identical on every rank.
 
     Each rank writes its own float64 moments into its row of a ``[world_size, 1 + 2 D]`` table, one
@@ -123,7 +124,7 @@ def merge_moments(count: int, mean: torch.Tensor,
     own_count = torch.full((1,), count, dtype=torch.float64, device=mean.device)  # not a host-built tensor
     table[rank].copy_(torch.cat([own_count, flat_mean.to(torch.float64), flat_var.to(torch.float64)]))
     dist.all_reduce(table)
-    counts, means, variances = table[:, :1], table[:, 1:1 + flat_mean.numel()], table[:, 1 + flat_mean.numel():]
+    counts, means, variances = table[:, :1], table[:, 1 : 1 + flat_mean.numel()], table[:, 1 + flat_mean.numel() :]
     total = counts.sum()
     merged_mean = (counts * means).sum(dim=0) / total
     merged_var = (counts * (variances + (means - merged_mean).square())).sum(dim=0) / total

@@ -88,14 +88,25 @@ def export_policy(policy: Policy, output: str | Path | None = None, seed: int = 
     try:
         onnx.checker.check_model(str(onnx_path))
         session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        differences = {name: _max_abs_diff(policy, session, obs) for name, obs in
-                       (("random", random_obs), ("real", real_obs))}
+        differences = {
+            name: _max_abs_diff(policy, session, obs) for name, obs in (("random", random_obs), ("real", real_obs))
+        }
         limit = MAX_ABS_DIFF * float(policy.actor.action_scale.max())
         if max(differences.values()) > limit:
-            raise ValueError(f"onnxruntime differs from the torch policy by up to {max(differences.values()):.2e} "
-                             f"(> {limit:.1e}); not exporting {onnx_path}")
-        result = ExportResult(onnx_path, sidecar_path, differences["random"], differences["real"],
-                              len(random_obs), len(real_obs), real_obs.amin(0).tolist(), real_obs.amax(0).tolist())
+            raise ValueError(
+                f"onnxruntime differs from the torch policy by up to {max(differences.values()):.2e} "
+                f"(> {limit:.1e}); not exporting {onnx_path}"
+            )
+        result = ExportResult(
+            onnx_path,
+            sidecar_path,
+            differences["random"],
+            differences["real"],
+            len(random_obs),
+            len(real_obs),
+            real_obs.amin(0).tolist(),
+            real_obs.amax(0).tolist(),
+        )
         _write_json(sidecar_path, sidecar(policy, result, onnxruntime.__version__))
     except BaseException:
         onnx_path.unlink(missing_ok=True)
@@ -114,26 +125,42 @@ def sidecar(policy: Policy, result: ExportResult, onnxruntime_version: str) -> d
         "task_overrides": policy.task_overrides,
         "checkpoint": policy.checkpoint,
         "env_steps": policy.env_steps,
-        "input": {"name": "obs", "shape": ["batch", policy.obs_dim], "dtype": "float32",
-                  "meaning": "raw observation as the env produces it; normalization is inside the graph"},
-        "output": {"name": "action", "shape": ["batch", policy.action_dim], "dtype": "float32",
-                   "meaning": "deterministic action, already in [action_low, action_high]"},
+        "input": {
+            "name": "obs",
+            "shape": ["batch", policy.obs_dim],
+            "dtype": "float32",
+            "meaning": "raw observation as the env produces it; normalization is inside the graph",
+        },
+        "output": {
+            "name": "action",
+            "shape": ["batch", policy.action_dim],
+            "dtype": "float32",
+            "meaning": "deterministic action, already in [action_low, action_high]",
+        },
         "obs_dim": policy.obs_dim,
         "action_dim": policy.action_dim,
         "action_low": policy.action_low.tolist(),
         "action_high": policy.action_high.tolist(),
         "control_period_s": policy.ctrl_dt,
         "observation_layout": [{"name": name, "size": size} for name, size in layout] if layout else None,
-        "observation_statistics": None if normalizer is None else {
-            "mean": normalizer.mean.tolist(), "std": normalizer.var.sqrt().tolist(),
-            "note": "the training statistics the graph normalizes with; observations are otherwise unbounded"},
+        "observation_statistics": None
+        if normalizer is None
+        else {
+            "mean": normalizer.mean.tolist(),
+            "std": normalizer.var.sqrt().tolist(),
+            "note": "the training statistics the graph normalizes with; observations are otherwise unbounded",
+        },
         "observation_range_in_rollout": {
-            "min": result.rollout_obs_min, "max": result.rollout_obs_max,
-            "note": f"per entry, over the {result.num_real} observations of the verification rollout in simulation"},
+            "min": result.rollout_obs_min,
+            "max": result.rollout_obs_max,
+            "note": f"per entry, over the {result.num_real} observations of the verification rollout in simulation",
+        },
         "verification": {
             "runtime": f"onnxruntime {onnxruntime_version}, CPUExecutionProvider",
-            "random_observations": result.num_random, "random_max_abs_diff": result.random_max_abs_diff,
-            "rollout_observations": result.num_real, "rollout_max_abs_diff": result.real_max_abs_diff,
+            "random_observations": result.num_random,
+            "random_max_abs_diff": result.random_max_abs_diff,
+            "rollout_observations": result.num_real,
+            "rollout_max_abs_diff": result.real_max_abs_diff,
         },
     }
 
@@ -144,8 +171,9 @@ def _export_modules() -> tuple[Any, Any]:
         import onnxruntime
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError as error:
-        raise ExportUnavailable(f"ONNX export needs the 'export' extra ({error.name} is missing): "
-                                "pip install 'pqn-torch[export]'") from None
+        raise ExportUnavailable(
+            f"ONNX export needs the 'export' extra ({error.name} is missing): pip install 'pqn-torch[export]'"
+        ) from None
     return onnx, onnxruntime
 
 
@@ -157,9 +185,15 @@ def _write_onnx(policy: Policy, example: torch.Tensor, path: Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # deprecations inside torch.export, not ours to fix
-            program = torch.onnx.export(policy, (example,), input_names=["obs"], output_names=["action"],
-                                        dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
-                                        verbose=False)
+            program = torch.onnx.export(
+                policy,
+                (example,),
+                input_names=["obs"],
+                output_names=["action"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamo=True,
+                verbose=False,
+            )
     finally:
         onnx_logger.setLevel(level)
     assert program is not None  # the dynamo exporter always returns the program
@@ -186,8 +220,9 @@ def _random_observations(policy: Policy, generator: torch.Generator) -> torch.Te
 def _rollout_observations(policy: Policy, seed: int) -> torch.Tensor:
     """Every observation of a short rollout of ``policy`` in its task (native MuJoCo, CPU)."""
     worlds, steps = REAL_ROLLOUT
-    env = make_env(policy.task, worlds, "cpu", "mujoco", seed, reset_pool_size=worlds, num_threads=1,
-                   **policy.task_overrides)
+    env = make_env(
+        policy.task, worlds, "cpu", "mujoco", seed, reset_pool_size=worlds, num_threads=1, **policy.task_overrides
+    )
     observations = [env.reset()["obs"]]
     for _ in range(steps - 1):
         observations.append(env.step(policy(observations[-1]))["obs"])

@@ -42,8 +42,9 @@ MISMATCH_SHARE = 1e-3
 VERSIONS = ("torch", "mujoco", "mujoco-warp", "warp-lang")
 
 
-def equivalence_run(task: str, config: PQNConfig, device: torch.device, iterations: int, seed: int,
-                    fast: bool) -> tuple[PQN, Any]:
+def equivalence_run(
+    task: str, config: PQNConfig, device: torch.device, iterations: int, seed: int, fast: bool
+) -> tuple[PQN, Any]:
     """``iterations`` training iterations of a noise-free, one-minibatch cut of ``config`` (fast: graphs, compile)."""
     config = dataclasses.replace(config, num_steps=8, num_minibatches=1, noise_start=0.0, noise_finish=0.0)
     env = make_env(task, config.num_envs, device, "auto", seed, reset_pool_size=config.num_envs)
@@ -81,14 +82,16 @@ def verdict(diffs: dict[str, dict[str, float]], fallbacks: dict[str, str]) -> st
     return "mismatch" if any(group["beyond_tolerance"] > MISMATCH_SHARE for group in diffs.values()) else "ok"
 
 
-def timed_run(task: str, config: PQNConfig, device: torch.device, updates: int, seed: int,
-              fast: bool) -> tuple[dict[str, float], dict[str, str]]:
+def timed_run(
+    task: str, config: PQNConfig, device: torch.device, updates: int, seed: int, fast: bool
+) -> tuple[dict[str, float], dict[str, str]]:
     """Seconds of the warm-up (compile, capture), env steps per second of ``updates`` later iterations; fallbacks."""
     env = make_env(task, config.num_envs, device, "auto", seed)
     torch.manual_seed(seed)
     warmup = WARMUP_CALLS + 1
-    agent = PQN.for_env(env, config, config.num_envs * config.num_steps * (warmup + updates), compile=fast,
-                        cuda_graphs=fast)
+    agent = PQN.for_env(
+        env, config, config.num_envs * config.num_steps * (warmup + updates), compile=fast, cuda_graphs=fast
+    )
     agent.reset(env)
     start = time.perf_counter()
     for _ in range(warmup):
@@ -98,13 +101,22 @@ def timed_run(task: str, config: PQNConfig, device: torch.device, updates: int, 
     for _ in range(updates):
         agent.train_iteration(env)
     synchronize(device)
-    speed = {"warmup_s": round(middle - start, 2),
-             "steps_per_s": round(updates * agent.steps_per_update / (time.perf_counter() - middle))}
+    speed = {
+        "warmup_s": round(middle - start, 2),
+        "steps_per_s": round(updates * agent.steps_per_update / (time.perf_counter() - middle)),
+    }
     return speed, agent.fallbacks
 
 
-def gpu_check(task: str, config: PQNConfig, device: torch.device, iterations: int = 4, updates: int = 10,
-              seed: int = 0, fast: bool = True) -> dict[str, Any]:
+def gpu_check(
+    task: str,
+    config: PQNConfig,
+    device: torch.device,
+    iterations: int = 4,
+    updates: int = 10,
+    seed: int = 0,
+    fast: bool = True,
+) -> dict[str, Any]:
     """The verdict as one JSON-ready dict (see the module docstring).
 
     ``fast=False`` runs the "fast" side eagerly too: the comparison machinery without a GPU (tests).
@@ -126,11 +138,21 @@ def gpu_check(task: str, config: PQNConfig, device: torch.device, iterations: in
         "fast_paths": {"cuda_graphs": fast, "compile": fast},
         "captured": fast_agent.captured,
         "fallbacks": fallbacks,
-        "equivalence": {"iterations": iterations, "num_envs": config.num_envs, "rtol": RTOL,
-                        "mismatch_share": MISMATCH_SHARE, **diffs},
-        "speed": {"num_envs": config.num_envs, "updates": updates,
-                  "steps_per_update": config.num_envs * config.num_steps, "fast": fast_speed, "eager": eager_speed,
-                  "speedup": round(fast_speed["steps_per_s"] / max(eager_speed["steps_per_s"], 1), 2)},
+        "equivalence": {
+            "iterations": iterations,
+            "num_envs": config.num_envs,
+            "rtol": RTOL,
+            "mismatch_share": MISMATCH_SHARE,
+            **diffs,
+        },
+        "speed": {
+            "num_envs": config.num_envs,
+            "updates": updates,
+            "steps_per_update": config.num_envs * config.num_steps,
+            "fast": fast_speed,
+            "eager": eager_speed,
+            "speedup": round(fast_speed["steps_per_s"] / max(eager_speed["steps_per_s"], 1), 2),
+        },
     }
 
 

@@ -36,9 +36,15 @@ class Policy(nn.Module):
     ``action_high``, and where it came from: ``checkpoint`` (path) and ``env_steps``.
     """
 
-    def __init__(self, actor: Actor, obs_normalizer: RunningMeanStd | None, task: str,
-                 task_overrides: dict[str, Any] | None = None, checkpoint: str | None = None,
-                 env_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        actor: Actor,
+        obs_normalizer: RunningMeanStd | None,
+        task: str,
+        task_overrides: dict[str, Any] | None = None,
+        checkpoint: str | None = None,
+        env_steps: int | None = None,
+    ) -> None:
         super().__init__()
         self.actor = actor
         self.obs_normalizer = obs_normalizer
@@ -64,33 +70,54 @@ class Policy(nn.Module):
         """
         payload = load_checkpoint(location, map_location="cpu")
         task = payload["config"]["task"]
-        policy = cls.from_agent_state(payload["agent"]["modules"], task["name"], task.get("overrides"),
-                                      checkpoint=payload["path"], env_steps=payload["env_steps"])
+        policy = cls.from_agent_state(
+            payload["agent"]["modules"],
+            task["name"],
+            task.get("overrides"),
+            checkpoint=payload["path"],
+            env_steps=payload["env_steps"],
+        )
         bad = nonfinite_weights(policy)
         if bad:
-            raise ValueError(f"{payload['path']} holds non-finite weights ({listed(bad)}): it comes from a diverged "
-                             "run and cannot be evaluated; use an earlier checkpoint")
+            raise ValueError(
+                f"{payload['path']} holds non-finite weights ({listed(bad)}): it comes from a diverged "
+                "run and cannot be evaluated; use an earlier checkpoint"
+            )
         policy.skipped = payload.get("skipped", [])
         return policy.to(device)
 
     @classmethod
-    def from_agent_state(cls, state: dict[str, torch.Tensor], task: str, task_overrides: dict[str, Any] | None = None,
-                         checkpoint: str | None = None, env_steps: int | None = None) -> Policy:
+    def from_agent_state(
+        cls,
+        state: dict[str, torch.Tensor],
+        task: str,
+        task_overrides: dict[str, Any] | None = None,
+        checkpoint: str | None = None,
+        env_steps: int | None = None,
+    ) -> Policy:
         """The policy inside a PQN ``state_dict()``; the network sizes are read from the tensors' shapes."""
-        linear = sorted((int(match.group(1)), state[key]) for key in state
-                        if (match := _ACTOR_LINEAR.match(key)) and state[key].dim() == 2)  # not LayerNorm's
+        linear = sorted(
+            (int(match.group(1)), state[key])
+            for key in state
+            if (match := _ACTOR_LINEAR.match(key)) and state[key].dim() == 2
+        )  # not LayerNorm's
         if not linear:
             raise ValueError("no actor weights (actor.body.*) in this state; is it a pqn-torch agent's state?")
         weights = [weight for _, weight in linear]
         scale, bias = state["actor.action_scale"], state["actor.action_bias"]
         with torch.random.fork_rng(devices=[]):  # the actor's random init is overwritten: leave the user's RNG alone
             actor = Actor(weights[0].shape[1], bias - scale, bias + scale, [w.shape[0] for w in weights[:-1]])
-        actor.load_state_dict({key[len("actor."):]: value for key, value in state.items() if key.startswith("actor.")})
+        actor.load_state_dict({key[len("actor.") :]: value for key, value in state.items() if key.startswith("actor.")})
         normalizer = None
         if "obs_normalizer.mean" in state:
             normalizer = RunningMeanStd(tuple(state["obs_normalizer.mean"].shape))
-            normalizer.load_state_dict({key[len("obs_normalizer."):]: value for key, value in state.items()
-                                        if key.startswith("obs_normalizer.")})
+            normalizer.load_state_dict(
+                {
+                    key[len("obs_normalizer.") :]: value
+                    for key, value in state.items()
+                    if key.startswith("obs_normalizer.")
+                }
+            )
         return cls(actor, normalizer, task, task_overrides, checkpoint=checkpoint, env_steps=env_steps)
 
     @property
@@ -110,8 +137,9 @@ class Policy(nn.Module):
         if isinstance(obs, np.ndarray):
             return self(torch.from_numpy(obs)).cpu().numpy()
         if obs.shape[-1:] != (self.obs_dim,):
-            raise ValueError(f"{self.task} policy: observations must have shape [..., {self.obs_dim}], "
-                             f"got {list(obs.shape)}")
+            raise ValueError(
+                f"{self.task} policy: observations must have shape [..., {self.obs_dim}], got {list(obs.shape)}"
+            )
         obs = obs.to(self.device, torch.float32)
         if self.obs_normalizer is not None:
             obs = self.obs_normalizer.normalize(obs)

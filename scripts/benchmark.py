@@ -98,8 +98,10 @@ def env_rate(env: BatchedEnv, steps: int, cuda_graphs: bool) -> float:
     """Env steps per second; with ``cuda_graphs`` each step replays a captured graph of ``env.step``."""
     generator = torch.Generator(device=env.device).manual_seed(0)
     low, high = env.action_low, env.action_high
-    actions = [low + (high - low) * torch.rand(env.num_envs, env.action_dim, generator=generator, device=env.device)
-               for _ in range(ACTION_BATCHES)]
+    actions = [
+        low + (high - low) * torch.rand(env.num_envs, env.action_dim, generator=generator, device=env.device)
+        for _ in range(ACTION_BATCHES)
+    ]
     action = actions[0].clone()
     step = CapturedCall(lambda: env.step(action), env.device, cuda_graphs, generators=(env.generator,))
     env.reset()
@@ -129,16 +131,27 @@ def bare_rollout_rate(env: BatchedEnv, steps: int, num_threads: int) -> float:
     sensordata = np.empty((num_worlds, substeps, model.nsensordata))
     low, high = env.action_low.numpy().astype(np.float64), env.action_high.numpy().astype(np.float64)
     rng = np.random.default_rng(0)
-    controls = [np.ascontiguousarray(np.repeat(rng.uniform(low, high, (num_worlds, 1, model.nu)), substeps, axis=1))
-                for _ in range(ACTION_BATCHES)]
+    controls = [
+        np.ascontiguousarray(np.repeat(rng.uniform(low, high, (num_worlds, 1, model.nu)), substeps, axis=1))
+        for _ in range(ACTION_BATCHES)
+    ]
     models = [model] * num_worlds
     datas = [mujoco.MjData(model) for _ in range(num_threads)]
     counter = iter(range(sys.maxsize))
 
     with Rollout(nthread=num_threads) as rollout:
+
         def control_step() -> None:
-            rollout.rollout(models, datas, state, controls[next(counter) % ACTION_BATCHES], nstep=substeps,
-                            state=trajectory, sensordata=sensordata, skip_checks=True)
+            rollout.rollout(
+                models,
+                datas,
+                state,
+                controls[next(counter) % ACTION_BATCHES],
+                nstep=substeps,
+                state=trajectory,
+                sensordata=sensordata,
+                skip_checks=True,
+            )
             if substeps > 1:
                 state[:] = trajectory[:, -1]
 
@@ -192,13 +205,21 @@ def benchmark_env(options: EnvOptions) -> dict[str, Any]:
     """Env step rate vs bare physics rate (see module docstring). ``num_threads=0``: all cores."""
     num_threads = options.num_threads or available_cores()
     if options.num_envs < 1 or options.steps < 1 or num_threads < 1 or options.torch_threads < 1:
-        raise ValueError("num_envs, steps, num_threads and torch_threads must be positive (num_threads=0 means all "
-                         "cores)")
+        raise ValueError(
+            "num_envs, steps, num_threads and torch_threads must be positive (num_threads=0 means all cores)"
+        )
     # As in training (config torch_threads: 1): torch's small per-step ops lose to thread sync and to contention
     # with MuJoCo's threads when torch runs multi-threaded on the same cores.
     torch.set_num_threads(options.torch_threads)
-    env = make_env(options.task, options.num_envs, device=options.device, backend=options.backend,
-                   seed=options.seed, reset_pool_size=options.num_envs, num_threads=num_threads)
+    env = make_env(
+        options.task,
+        options.num_envs,
+        device=options.device,
+        backend=options.backend,
+        seed=options.seed,
+        reset_pool_size=options.num_envs,
+        num_threads=num_threads,
+    )
     native = isinstance(env.physics, MujocoPhysics)
     cuda_graphs = resolve_switch(check_switch("cuda_graphs", options.cuda_graphs), env.device)
     env_steps = env_rate(env, options.steps, cuda_graphs)
@@ -256,9 +277,15 @@ def benchmark_train(options: TrainOptions) -> dict[str, Any]:
     """PQN training throughput by phase and memory peak (see module docstring)."""
     if options.updates < 1 or options.warmup_updates < 0:
         raise ValueError("updates must be positive and warmup_updates >= 0")
-    settings = task_settings(options, device=options.device, backend=options.backend, compile=options.compile,
-                             cuda_graphs=options.cuda_graphs, split_update=options.split_update,
-                             num_threads=options.num_threads or None)
+    settings = task_settings(
+        options,
+        device=options.device,
+        backend=options.backend,
+        compile=options.compile,
+        cuda_graphs=options.cuda_graphs,
+        split_update=options.split_update,
+        num_threads=options.num_threads or None,
+    )
     ranks, device = start_ranks(settings)
     alg, updates, warmup = settings.alg, options.updates, options.warmup_updates
     total_timesteps = max(settings.total_timesteps, (warmup + 2 * updates) * alg.num_envs * alg.num_steps)
@@ -323,8 +350,10 @@ class GpuCheckOptions(PresetOptions):
 def benchmark_gpu_check(options: GpuCheckOptions) -> dict[str, Any]:
     """CUDA graphs and torch.compile against eager on this GPU: same results? how much faster? (pqn_torch.gpu_check)."""
     if not torch.cuda.is_available():
-        raise ValueError("gpu-check needs a CUDA GPU, and this PyTorch sees none (torch.cuda.is_available() is "
-                         "False); run it on the machine whose GPU you want checked")
+        raise ValueError(
+            "gpu-check needs a CUDA GPU, and this PyTorch sees none (torch.cuda.is_available() is "
+            "False); run it on the machine whose GPU you want checked"
+        )
     if options.iterations < WARMUP_CALLS + 1 or options.updates < 1:
         raise ValueError(f"iterations must be >= {WARMUP_CALLS + 1} (warm-ups, then the capture) and updates >= 1")
     device = resolve_device(options.device)

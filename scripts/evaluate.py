@@ -22,7 +22,6 @@ except ImportError as import_error:  # e.g. MUJOCO_GL naming a backend this mach
     sys.exit(2)
 
 
-
 @dataclass
 class EvaluateOptions:
     checkpoint: str = checkpoint_option()
@@ -41,10 +40,15 @@ def main(argv: list[str]) -> int:
         print(error, file=sys.stderr)
         return 2
     try:
-        report = evaluate_checkpoint(options.checkpoint, episodes=options.episodes, device=options.device,
-                                     backend=options.backend, seed=options.seed,
-                                     video_path=(Path(options.video_path) if options.video_path else None),
-                                     video=options.video)
+        report = evaluate_checkpoint(
+            options.checkpoint,
+            episodes=options.episodes,
+            device=options.device,
+            backend=options.backend,
+            seed=options.seed,
+            video_path=(Path(options.video_path) if options.video_path else None),
+            video=options.video,
+        )
     except (ValueError, FileNotFoundError, FileExistsError, VideoUnavailable) as error:
         print(f"evaluate.py: {error}", file=sys.stderr)
         return 2

@@ -37,12 +37,14 @@ def main(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, ExportUnavailable) as error:
         print(f"export.py: {error}", file=sys.stderr)
         return 2
-    print(f"{policy.task} policy ({policy.obs_dim} obs -> {policy.action_dim} actions, every {policy.ctrl_dt:g} s) "
-          f"from {policy.checkpoint}\n"
-          f"onnx: {result.onnx_path}\nsidecar: {result.sidecar_path}\n"
-          f"onnxruntime (CPU) vs torch, max abs difference: {result.random_max_abs_diff:.2e} on "
-          f"{result.num_random} random observations, {result.real_max_abs_diff:.2e} on {result.num_real} "
-          f"observations of a rollout")
+    print(
+        f"{policy.task} policy ({policy.obs_dim} obs -> {policy.action_dim} actions, every {policy.ctrl_dt:g} s) "
+        f"from {policy.checkpoint}\n"
+        f"onnx: {result.onnx_path}\nsidecar: {result.sidecar_path}\n"
+        f"onnxruntime (CPU) vs torch, max abs difference: {result.random_max_abs_diff:.2e} on "
+        f"{result.num_random} random observations, {result.real_max_abs_diff:.2e} on {result.num_real} "
+        f"observations of a rollout"
+    )
     return 0
 
 

@@ -74,8 +74,13 @@ def main(cfg: DictConfig) -> float:
         if choice.preset is not None:
             cfg = hydra.compose(config_name="config", overrides=[*overrides, f"alg={choice.preset}"])
             config, preset = plain(cfg), choice.preset
-        run = TrainingRun(config, hydra_config.runtime.output_dir, alg_preset=preset,
-                          overrides=override_keys(overrides), rename_if_taken=not chosen_dir)
+        run = TrainingRun(
+            config,
+            hydra_config.runtime.output_dir,
+            alg_preset=preset,
+            overrides=override_keys(overrides),
+            rename_if_taken=not chosen_dir,
+        )
     except (ValueError, KeyError, OSError) as error:  # config, checkpoint and run-dir errors
         print(f"train.py: {error}", file=sys.stderr)
         sys.exit(2)
@@ -97,8 +102,10 @@ def main(cfg: DictConfig) -> float:
         sys.exit(1)
     if not run.ranks.is_main:
         return summary.final_eval_return
-    print(f"done: {summary.env_steps:,} env steps, final eval return {summary.final_eval_return:.1f}, "
-          f"checkpoint {summary.checkpoint}")
+    print(
+        f"done: {summary.env_steps:,} env steps, final eval return {summary.final_eval_return:.1f}, "
+        f"checkpoint {summary.checkpoint}"
+    )
     try:
         print(f"learning curve: {plot_runs([summary.run_dir], summary.run_dir / PLOT_NAME)}")
     except PlotUnavailable as error:

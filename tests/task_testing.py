@@ -29,8 +29,9 @@ def check_truncation_at_episode_length(name: str) -> None:
     assert td["episode_length"].tolist() == [1, 1]
 
 
-def check_spaces_and_random_rollout(env: BatchedEnv, obs_dim: int, action_dim: int, ctrl_dt: float,
-                                    substeps: int, steps: int = 25) -> None:
+def check_spaces_and_random_rollout(
+    env: BatchedEnv, obs_dim: int, action_dim: int, ctrl_dt: float, substeps: int, steps: int = 25
+) -> None:
     """Dims, timing, action range; ``steps`` random steps: finite float32 obs, rewards in [0, 1], no episode end."""
     assert (env.obs_dim, env.critic_obs_dim, env.action_dim) == (obs_dim, obs_dim, action_dim)
     assert abs(env.ctrl_dt - ctrl_dt) < 1e-12 and env.task.substeps == substeps

@@ -33,8 +33,17 @@ AT_1 = torch.tensor([[False], [True], [False]])
 
 
 def targets(terminated=NONE, truncated=NONE, bootstrap=False, truncation_values=None):
-    return q_lambda_targets(REWARDS, VALUES, terminated, truncated, LAST, gamma=0.5, q_lambda=0.5,
-                            bootstrap_truncation=bootstrap, truncation_values=truncation_values)[:, 0].tolist()
+    return q_lambda_targets(
+        REWARDS,
+        VALUES,
+        terminated,
+        truncated,
+        LAST,
+        gamma=0.5,
+        q_lambda=0.5,
+        bootstrap_truncation=bootstrap,
+        truncation_values=truncation_values,
+    )[:, 0].tolist()
 
 
 def test_q_lambda_hand_worked_example():
@@ -55,8 +64,9 @@ def test_q_lambda_truncation_with_and_without_bootstrapping():
         targets(truncated=AT_1, bootstrap=True)
 
 
-def forward_view_lambda_returns(rewards, values, terminated, truncated, last_value, gamma, lam, bootstrap,
-                                truncation_values):
+def forward_view_lambda_returns(
+    rewards, values, terminated, truncated, last_value, gamma, lam, bootstrap, truncation_values
+):
     """Naive forward view: G^lambda = (1-lam) sum_n lam^(n-1) G^(n), truncated at the episode's end."""
     steps, envs = rewards.shape
     next_values = np.concatenate([values[1:], last_value[None]])
@@ -66,7 +76,7 @@ def forward_view_lambda_returns(rewards, values, terminated, truncated, last_val
             n_step_returns = []
             discounted = 0.0
             for offset, step in enumerate(range(start, steps)):
-                discounted += gamma ** offset * rewards[step, env]
+                discounted += gamma**offset * rewards[step, env]
                 ends = terminated[step, env] or truncated[step, env]
                 if terminated[step, env] or (truncated[step, env] and not bootstrap):
                     n_step_returns.append(discounted)
@@ -77,7 +87,7 @@ def forward_view_lambda_returns(rewards, values, terminated, truncated, last_val
                 if ends:
                     break
             horizon = len(n_step_returns)
-            weights = [(1 - lam) * lam ** n for n in range(horizon - 1)] + [lam ** (horizon - 1)]
+            weights = [(1 - lam) * lam**n for n in range(horizon - 1)] + [lam ** (horizon - 1)]
             out[start, env] = sum(w * g for w, g in zip(weights, n_step_returns, strict=True))
     return out
 
@@ -91,11 +101,17 @@ def test_q_lambda_matches_the_forward_view_on_random_data(bootstrap):
     ends = rng.random((steps, envs)) < 0.2
     terminated = ends & (rng.random((steps, envs)) < 0.5)
     truncated = ends & ~terminated
-    expected = forward_view_lambda_returns(rewards, values, terminated, truncated, last_value, 0.9, 0.7, bootstrap,
-                                           truncation_values)
+    expected = forward_view_lambda_returns(
+        rewards, values, terminated, truncated, last_value, 0.9, 0.7, bootstrap, truncation_values
+    )
     as_torch = [torch.from_numpy(x) for x in (rewards, values, terminated, truncated, last_value)]
-    got = q_lambda_targets(*as_torch, gamma=0.9, q_lambda=0.7, bootstrap_truncation=bootstrap,
-                           truncation_values=torch.from_numpy(truncation_values))
+    got = q_lambda_targets(
+        *as_torch,
+        gamma=0.9,
+        q_lambda=0.7,
+        bootstrap_truncation=bootstrap,
+        truncation_values=torch.from_numpy(truncation_values),
+    )
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10, atol=1e-12)
 
 
@@ -149,7 +165,7 @@ def test_running_mean_std_matches_numpy_over_the_stream():
     prior = 1e-4  # the initial (mean 0, var 1) pseudo-count
     total = prior + len(data)
     mean = data.sum(0) / total
-    var = (prior * 1.0 + ((data - mean) ** 2).sum(0) + prior * mean ** 2) / total
+    var = (prior * 1.0 + ((data - mean) ** 2).sum(0) + prior * mean**2) / total
     np.testing.assert_allclose(stats.mean.numpy(), mean, rtol=1e-10)
     np.testing.assert_allclose(stats.var.numpy(), var, rtol=1e-10)
     x = torch.tensor([[3.0, -2.0]])
@@ -164,7 +180,7 @@ def test_running_mean_std_is_immune_to_one_world_blowing_up(blow_up):
     batches = [torch.from_numpy(rng.normal(loc=[0.0, 5.0], scale=[1.0, 2.0], size=(64, 2))) for _ in range(200)]
     hit_batches = [batch.clone() for batch in batches]
     for step in range(10):
-        hit_batches[100 + step][7, 0] = 1e9 if blow_up == "at once" else 10.0 ** step
+        hit_batches[100 + step][7, 0] = 1e9 if blow_up == "at once" else 10.0**step
     clean, hit = RunningMeanStd((2,)), RunningMeanStd((2,))
     for batch, hit_batch in zip(batches, hit_batches, strict=True):
         clean.update(batch)
@@ -200,7 +216,7 @@ def test_reward_normalizer_divides_by_the_std_of_discounted_returns():
         data = np.concatenate(seen)
         total = 1e-4 + len(data)
         mean = data.sum() / total
-        var = (1e-4 + ((data - mean) ** 2).sum() + 1e-4 * mean ** 2) / total
+        var = (1e-4 + ((data - mean) ** 2).sum() + 1e-4 * mean**2) / total
         np.testing.assert_allclose(got.numpy(), reward / np.sqrt(var + 1e-8), rtol=1e-5)
 
 
@@ -221,8 +237,13 @@ def test_critic_ensemble_equals_its_members_evaluated_one_by_one(fast_path):
         hidden = torch.cat([obs, action], -1)
         for layer in range(2):
             hidden = F.linear(hidden, critic.weights[layer][member].T, critic.biases[layer][member])
-            hidden = F.layer_norm(hidden, (hidden.shape[-1],), critic.norm_scales[layer][member],
-                                  critic.norm_shifts[layer][member], eps=1e-6).relu()
+            hidden = F.layer_norm(
+                hidden,
+                (hidden.shape[-1],),
+                critic.norm_scales[layer][member],
+                critic.norm_shifts[layer][member],
+                eps=1e-6,
+            ).relu()
         expected = F.linear(hidden, critic.weights[2][member].T, critic.biases[2][member])[:, 0]
         torch.testing.assert_close(got[member], expected)
     assert not torch.allclose(got[0], got[1])  # independently initialized members
@@ -273,13 +294,16 @@ def test_orthogonal_init_and_actor_range():
 
 
 # ----------------------------------------------------------------------------- config
-@pytest.mark.parametrize("change, message", [
-    ({"num_envs": 0}, "alg.num_envs must be a positive integer"),
-    ({"gamma": 1.5}, r"alg.gamma must be a finite number in \[0.0, 1.0\]"),
-    ({"num_minibatches": 7}, "must divide num_envs"),
-    ({"actor_hidden_sizes": [64, -1]}, "alg.actor_hidden_sizes must be a list of positive integers"),
-    ({"bootstrap_truncation": "yes"}, "alg.bootstrap_truncation must be true or false"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"num_envs": 0}, "alg.num_envs must be a positive integer"),
+        ({"gamma": 1.5}, r"alg.gamma must be a finite number in \[0.0, 1.0\]"),
+        ({"num_minibatches": 7}, "must divide num_envs"),
+        ({"actor_hidden_sizes": [64, -1]}, "alg.actor_hidden_sizes must be a list of positive integers"),
+        ({"bootstrap_truncation": "yes"}, "alg.bootstrap_truncation must be true or false"),
+    ],
+)
 def test_invalid_config_values_fail_with_one_clear_line(change, message):
     with pytest.raises(ValueError, match=message):
         PQNConfig(**change)
@@ -291,8 +315,15 @@ def test_unknown_config_key_is_named():
 
 
 # ----------------------------------------------------------------------------- the agent on a real env
-SMALL = dict(num_envs=4, num_steps=6, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(16,),
-             critic_hidden_sizes=(16,), num_critics=2)
+SMALL = dict(
+    num_envs=4,
+    num_steps=6,
+    num_epochs=2,
+    num_minibatches=2,
+    actor_hidden_sizes=(16,),
+    critic_hidden_sizes=(16,),
+    num_critics=2,
+)
 
 
 class Recorder:
@@ -312,15 +343,22 @@ class Recorder:
 @pytest.fixture(scope="module")
 def short_env():
     """CartpoleBalance with 4-step episodes: truncations land inside a 6-step rollout."""
-    return make_env("CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8,
-                    num_threads=1, episode_length=4)
+    return make_env(
+        "CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1, episode_length=4
+    )
 
 
 @pytest.mark.parametrize("bootstrap", [True, False])
 def test_rollout_bootstraps_truncated_steps_from_their_final_observation(short_env, bootstrap):
     torch.manual_seed(0)
-    config = PQNConfig(**SMALL, noise_start=0.0, noise_finish=0.0, normalize_obs=False, bootstrap_truncation=bootstrap,
-                       stagger_episodes=False)  # lockstep episodes: the truncation step is known
+    config = PQNConfig(
+        **SMALL,
+        noise_start=0.0,
+        noise_finish=0.0,
+        normalize_obs=False,
+        bootstrap_truncation=bootstrap,
+        stagger_episodes=False,
+    )  # lockstep episodes: the truncation step is known
     agent = PQN.for_env(short_env, config, total_timesteps=240)
     env = Recorder(short_env)
     agent.reset(env)
@@ -405,22 +443,28 @@ def test_each_metric_is_popped_under_its_own_name(short_env):
 
     q_values = critic(batch["critic_obs"], batch["action"])  # [critics, samples]
     errors = (q_values - batch["target"]).abs()
-    value_loss = torch.where(errors < 1, 0.5 * errors ** 2, errors - 0.5).mean(dim=1).sum()
+    value_loss = torch.where(errors < 1, 0.5 * errors**2, errors - 0.5).mean(dim=1).sum()
     new_action = actor(batch["obs"])
     change = ((new_action - batch["original_action"]) / actor.action_scale).abs().mean(dim=1)  # symmetric range
     active = change >= 0.1
     moved = (new_action - batch["original_action"]).abs()
-    penalty = torch.where(moved < 1, 0.5 * moved ** 2, moved - 0.5).mean(dim=1)
+    penalty = torch.where(moved < 1, 0.5 * moved**2, moved - 0.5).mean(dim=1)
     policy_loss = (-critic(batch["critic_obs"], new_action).mean(dim=0) + torch.where(active, 10.0 * penalty, 0)).mean()
 
     def gradient_norm(loss, module):
         return torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(module.parameters()))]).norm()
 
-    expected = {"critic_loss": value_loss, "actor_loss": policy_loss, "q_mean": q_values.mean(),
-                "critic_grad_norm": gradient_norm(value_loss, critic),
-                "actor_grad_norm": gradient_norm(policy_loss, actor), "penalty_fraction": active.float().mean(),
-                "reward_mean": batch["reward"].mean(),
-                "value_mean": batch["value"].mean(), "target_mean": batch["target"].mean()}
+    expected = {
+        "critic_loss": value_loss,
+        "actor_loss": policy_loss,
+        "q_mean": q_values.mean(),
+        "critic_grad_norm": gradient_norm(value_loss, critic),
+        "actor_grad_norm": gradient_norm(policy_loss, actor),
+        "penalty_fraction": active.float().mean(),
+        "reward_mean": batch["reward"].mean(),
+        "value_mean": batch["value"].mean(),
+        "target_mean": batch["target"].mean(),
+    }
     expected = {name: value.item() for name, value in expected.items()}
     assert 0 < expected["penalty_fraction"] < 1
     assert len({round(value, 5) for value in expected.values()}) == len(expected)  # a swap would show
@@ -441,12 +485,19 @@ def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(
     batch = agent.storage.reshape(-1)[indices]
 
     new_action = old_actor(batch["obs"])
-    policy_loss, _ = actor_loss(old_critic.mean_q(batch["critic_obs"], new_action), new_action,
-                                batch["original_action"], old_actor.action_scale, old_actor.action_bias, 0.15, 10.0)
+    policy_loss, _ = actor_loss(
+        old_critic.mean_q(batch["critic_obs"], new_action),
+        new_action,
+        batch["original_action"],
+        old_actor.action_scale,
+        old_actor.action_bias,
+        0.15,
+        10.0,
+    )
     value_loss = critic_loss(old_critic(batch["critic_obs"], batch["action"]), batch["target"])
     for module, loss, trained in ((old_actor, policy_loss, agent.actor), (old_critic, value_loss, agent.critic)):
         grads = torch.autograd.grad(loss, list(module.parameters()))
-        norm = torch.sqrt(sum((g ** 2).sum() for g in grads)).item()
+        norm = torch.sqrt(sum((g**2).sum() for g in grads)).item()
         clip = min(1.0, agent.config.max_grad_norm / (norm + 1e-6))
         # .grad keeps the clipped gradient of the step
         for param, grad in zip(trained.parameters(), grads, strict=True):
@@ -469,9 +520,15 @@ def plain_update(actor, critic, optimizers, batch, config, lr_schedule, grad_ste
                 optimizer.param_groups[0]["lr"].copy_(lr_schedule(torch.tensor(grad_steps)))
             grad_steps += 1
             new_action = actor(minibatch["obs"])
-            policy_loss, _ = actor_loss(critic.mean_q(minibatch["critic_obs"], new_action), new_action,
-                                        minibatch["original_action"], actor.action_scale, actor.action_bias,
-                                        config.penalty_threshold, config.penalty_coeff)
+            policy_loss, _ = actor_loss(
+                critic.mean_q(minibatch["critic_obs"], new_action),
+                new_action,
+                minibatch["original_action"],
+                actor.action_scale,
+                actor.action_bias,
+                config.penalty_threshold,
+                config.penalty_coeff,
+            )
             value_loss = critic_loss(critic(minibatch["critic_obs"], minibatch["action"]), minibatch["target"])
             for module, loss in ((actor, policy_loss), (critic, value_loss)):
                 parameters = list(module.parameters())
@@ -491,12 +548,14 @@ def test_training_iterations_equal_the_plain_update(short_env, split_update):
     config = PQNConfig(**SMALL, lr_start=1e-2, lr_end=1e-3)  # steps large enough that any change shows
     agent = PQN.for_env(short_env, config, total_timesteps=240, split_update=split_update)
     actor = Actor(short_env.obs_dim, short_env.action_low, short_env.action_high, config.actor_hidden_sizes)
-    critic = CriticEnsemble(short_env.critic_obs_dim, short_env.action_dim, config.critic_hidden_sizes,
-                            config.num_critics)
+    critic = CriticEnsemble(
+        short_env.critic_obs_dim, short_env.action_dim, config.critic_hidden_sizes, config.num_critics
+    )
     actor.load_state_dict(agent.actor.state_dict())
     critic.load_state_dict(agent.critic.state_dict())
-    optimizers = [torch.optim.RAdam(module.parameters(), lr=torch.tensor(config.lr_start))
-                  for module in (actor, critic)]
+    optimizers = [
+        torch.optim.RAdam(module.parameters(), lr=torch.tensor(config.lr_start)) for module in (actor, critic)
+    ]
     initial = [parameter.detach().clone() for parameter in (*actor.parameters(), *critic.parameters())]
     agent.reset(short_env)
     grad_steps = 0
@@ -551,6 +610,7 @@ def test_faster_of_two_keeps_the_faster_option_between_timings():
 @pytest.mark.slow
 def test_compiled_hot_paths_match_eager(short_env):
     """``compile=True`` (torch.compile; CUDA graphs only on CUDA) computes what the eager agent does."""
+
     def make(compiled):
         torch.manual_seed(3)  # identical initial weights
         return PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240, compile=compiled)

@@ -18,14 +18,29 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def benchmark(*args):
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), *args], cwd=REPO, env=ENV,
-                            check=False, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "benchmark.py"), *args],
+        cwd=REPO,
+        env=ENV,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return result.returncode, result.stdout, result.stderr
 
 
 def test_train_mode_reports_every_phase_for_the_task_config():
-    code, stdout, stderr = benchmark("train", "task=CartpoleBalance", "alg=cpu", "num_envs=8", "updates=2",
-                                     "warmup_updates=1", "backend=mujoco", "num_threads=1")
+    code, stdout, stderr = benchmark(
+        "train",
+        "task=CartpoleBalance",
+        "alg=cpu",
+        "num_envs=8",
+        "updates=2",
+        "warmup_updates=1",
+        "backend=mujoco",
+        "num_threads=1",
+    )
     assert code == 0, stderr
     lines = stdout.strip().splitlines()
     assert len(lines) == 1
@@ -43,21 +58,25 @@ def test_train_mode_reports_every_phase_for_the_task_config():
 
 
 def test_env_mode_compares_against_bare_physics():
-    code, stdout, stderr = benchmark("env", "task=CartpoleBalance", "num_envs=16", "steps=50", "backend=mujoco",
-                                     "num_threads=1")
+    code, stdout, stderr = benchmark(
+        "env", "task=CartpoleBalance", "num_envs=16", "steps=50", "backend=mujoco", "num_threads=1"
+    )
     assert code == 0, stderr
     result = json.loads(stdout)
     assert result["mode"] == "env" and result["backend"] == "mujoco" and result["cuda_graphs"] is False
     assert result["ratio"] == pytest.approx(result["env_steps_per_s"] / result["bare_steps_per_s"], abs=1e-3)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("train", "task=Nope"), "unknown task 'Nope'; valid tasks: AcrobotSwingup"),
-    (("train", "cuda_graphs=yes"), "cuda_graphs must be true, false or auto, got 'yes'"),
-    (("train", "updates=x"), "updates must be an integer, got 'x'"),
-    (("train", "steps=5"), "unknown option(s) ['steps']; valid: ['task', 'device', 'seed', 'alg', 'num_envs', "),
-    (("env", "steps"), "bad argument 'steps': expected key=value (one value) with key in ['task', 'device', "),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("train", "task=Nope"), "unknown task 'Nope'; valid tasks: AcrobotSwingup"),
+        (("train", "cuda_graphs=yes"), "cuda_graphs must be true, false or auto, got 'yes'"),
+        (("train", "updates=x"), "updates must be an integer, got 'x'"),
+        (("train", "steps=5"), "unknown option(s) ['steps']; valid: ['task', 'device', 'seed', 'alg', 'num_envs', "),
+        (("env", "steps"), "bad argument 'steps': expected key=value (one value) with key in ['task', 'device', "),
+    ],
+)
 def test_bad_options_fail_with_one_line(args, message):
     code, stdout, stderr = benchmark(*args)
     assert code == 2 and stdout == ""
@@ -68,9 +87,11 @@ def test_bad_options_fail_with_one_line(args, message):
 def test_gpu_check_on_a_cpu_says_it_needs_cuda_in_one_line():
     code, stdout, stderr = benchmark("gpu-check")
     assert code == 2 and stdout == ""
-    assert stderr.strip().splitlines() == ["benchmark.py: gpu-check needs a CUDA GPU, and this PyTorch sees none "
-                                           "(torch.cuda.is_available() is False); run it on the machine whose GPU "
-                                           "you want checked"]
+    assert stderr.strip().splitlines() == [
+        "benchmark.py: gpu-check needs a CUDA GPU, and this PyTorch sees none "
+        "(torch.cuda.is_available() is False); run it on the machine whose GPU "
+        "you want checked"
+    ]
 
 
 def test_gpu_check_verdict_is_one_json_line_that_flags_differences_and_fallbacks():

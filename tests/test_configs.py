@@ -19,21 +19,74 @@ PRESETS = sorted(p.stem for p in (CONFIG_DIR / "alg").glob("*.yaml"))
 
 # purejaxql's per-domain yaml for pqn_mujoco_playground.py (its config/alg/), keys lower-cased.
 REFERENCE = {
-    "dm_suite": dict(total_timesteps=5e7, num_envs=1024, num_steps=32, num_epochs=4, num_minibatches=32,
-                     actor_hidden_sizes=[512, 256, 128], critic_hidden_sizes=[1024, 512, 256], num_critics=2,
-                     normalize_obs=True, normalize_reward=False, anneal_lr=True, lr_start=1e-4, lr_end=5e-7,
-                     gamma=0.995, q_lambda=0.70, noise_start=1.0, noise_finish=0.15, noise_decay=1.0,
-                     penalty_threshold=0.15, penalty_coeff=10.0, max_grad_norm=1.0),
-    "locomotion": dict(total_timesteps=1e8, num_envs=4096, num_steps=32, num_epochs=4, num_minibatches=32,
-                       actor_hidden_sizes=[256, 128], critic_hidden_sizes=[1024, 1024], num_critics=1,
-                       normalize_obs=True, normalize_reward=True, anneal_lr=True, lr_start=5e-4, lr_end=5e-6,
-                       gamma=0.95, q_lambda=0.99, noise_start=1.0, noise_finish=0.2, noise_decay=0.9,
-                       penalty_threshold=0.15, penalty_coeff=50.0, max_grad_norm=1.0),
-    "manipulation": dict(total_timesteps=2e9, num_envs=4096, num_steps=128, num_epochs=4, num_minibatches=128,
-                         actor_hidden_sizes=[256, 128], critic_hidden_sizes=[1024, 1024], num_critics=1,
-                         normalize_obs=True, normalize_reward=True, anneal_lr=False, lr_start=5e-4,
-                         gamma=0.97, q_lambda=0.99, noise_start=1.0, noise_finish=0.6, noise_decay=1.0,
-                         penalty_threshold=0.1, penalty_coeff=50.0, max_grad_norm=1.0),
+    "dm_suite": dict(
+        total_timesteps=5e7,
+        num_envs=1024,
+        num_steps=32,
+        num_epochs=4,
+        num_minibatches=32,
+        actor_hidden_sizes=[512, 256, 128],
+        critic_hidden_sizes=[1024, 512, 256],
+        num_critics=2,
+        normalize_obs=True,
+        normalize_reward=False,
+        anneal_lr=True,
+        lr_start=1e-4,
+        lr_end=5e-7,
+        gamma=0.995,
+        q_lambda=0.70,
+        noise_start=1.0,
+        noise_finish=0.15,
+        noise_decay=1.0,
+        penalty_threshold=0.15,
+        penalty_coeff=10.0,
+        max_grad_norm=1.0,
+    ),
+    "locomotion": dict(
+        total_timesteps=1e8,
+        num_envs=4096,
+        num_steps=32,
+        num_epochs=4,
+        num_minibatches=32,
+        actor_hidden_sizes=[256, 128],
+        critic_hidden_sizes=[1024, 1024],
+        num_critics=1,
+        normalize_obs=True,
+        normalize_reward=True,
+        anneal_lr=True,
+        lr_start=5e-4,
+        lr_end=5e-6,
+        gamma=0.95,
+        q_lambda=0.99,
+        noise_start=1.0,
+        noise_finish=0.2,
+        noise_decay=0.9,
+        penalty_threshold=0.15,
+        penalty_coeff=50.0,
+        max_grad_norm=1.0,
+    ),
+    "manipulation": dict(
+        total_timesteps=2e9,
+        num_envs=4096,
+        num_steps=128,
+        num_epochs=4,
+        num_minibatches=128,
+        actor_hidden_sizes=[256, 128],
+        critic_hidden_sizes=[1024, 1024],
+        num_critics=1,
+        normalize_obs=True,
+        normalize_reward=True,
+        anneal_lr=False,
+        lr_start=5e-4,
+        gamma=0.97,
+        q_lambda=0.99,
+        noise_start=1.0,
+        noise_finish=0.6,
+        noise_decay=1.0,
+        penalty_threshold=0.1,
+        penalty_coeff=50.0,
+        max_grad_norm=1.0,
+    ),
 }
 
 
@@ -84,14 +137,17 @@ def test_dm_suite_preset_is_the_pqn_config_defaults():
     assert PQNConfig(**alg) == PQNConfig()
 
 
-@pytest.mark.parametrize("override, message", [
-    ("alg.num_env=3", "unknown alg option(s) ['num_env']; valid: ['num_envs', 'num_steps', "),
-    ("eval.intervall=0.5", "unknown eval option(s) ['intervall']; valid: ['interval', 'num_envs']"),
-    ("alg.num_envs=many", "alg.num_envs must be an integer, got 'many'"),
-    ("alg.actor_hidden_sizes=[64,x]", "alg.actor_hidden_sizes must be a list of integers, got 'x'"),
-    ("log_interval=often", "log_interval must be a positive integer, got 'often'"),
-    ("task=Nope", "In 'config': Could not find 'task/Nope'; valid: AcrobotSwingup, AcrobotSwingupSparse, "),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("alg.num_env=3", "unknown alg option(s) ['num_env']; valid: ['num_envs', 'num_steps', "),
+        ("eval.intervall=0.5", "unknown eval option(s) ['intervall']; valid: ['interval', 'num_envs']"),
+        ("alg.num_envs=many", "alg.num_envs must be an integer, got 'many'"),
+        ("alg.actor_hidden_sizes=[64,x]", "alg.actor_hidden_sizes must be a list of integers, got 'x'"),
+        ("log_interval=often", "log_interval must be a positive integer, got 'often'"),
+        ("task=Nope", "In 'config': Could not find 'task/Nope'; valid: AcrobotSwingup, AcrobotSwingupSparse, "),
+    ],
+)
 def test_schema_refuses_bad_overrides_at_composition_in_one_line(override, message):
     """Hydra composes over the typed schema: unknown keys and wrong types never reach a run."""
     with pytest.raises(Exception) as raised:
@@ -101,34 +157,50 @@ def test_schema_refuses_bad_overrides_at_composition_in_one_line(override, messa
 
 
 def test_command_line_overrides_reach_the_settings():
-    settings = settings_from_config(composed(["task=CheetahRun", "alg=cpu", "alg.num_envs=32", "total_timesteps=2e6",
-                                              "seed=3", "compile=false"]))
+    settings = settings_from_config(
+        composed(["task=CheetahRun", "alg=cpu", "alg.num_envs=32", "total_timesteps=2e6", "seed=3", "compile=false"])
+    )
     assert settings.alg.num_envs == 32 and settings.total_timesteps == 2_000_000
     assert settings.seed == 3 and settings.compile is False
 
 
-@pytest.mark.parametrize("override, message", [
-    ("total_timesteps=-5", "total_timesteps must be a positive integer, got -5"),
-    ("compile=maybe", "compile must be true, false or auto, got 'maybe'"),
-    ("cuda_graphs=1", "cuda_graphs must be true, false or auto, got 1"),
-    ("split_update=2", "split_update must be true, false or auto, got 2"),
-    ("eval.interval=0", "eval.interval must be a fraction of training"),
-    ("seed=-1", "seed must be an integer >= 0"),
-    ("alg.num_envs=0", "alg.num_envs must be a positive integer, got 0"),
-    ("+alg.gama=0.9", r"unknown alg option\(s\) \['gama'\]"),
-    ("alg.lr_start=inf", r"alg.lr_start must be a finite number >= 0, got inf"),
-    ("alg.max_grad_norm=nan", r"alg.max_grad_norm must be a finite number > 0, got nan"),
-    ("alg.noise_start=inf", r"alg.noise_start must be a finite number >= 0, got inf"),
-    ("+task.overrides.episode_length=abc", r"task.overrides \(CheetahRun\): episode_length must be a positive integer "
-                                           r"\(control steps\), got 'abc'"),
-    ("+task.overrides.episode_length=-5", r"episode_length must be a positive integer \(control steps\), got -5"),
-    ("+task.overrides.sim_dt=0", r"task.overrides \(CheetahRun\): sim_dt must be a positive number of seconds, got 0"),
-    ("total_timesteps=1000", r"total_timesteps \(1,000\) must be at least one update, alg.num_envs \* alg.num_steps = "
-                             r"32,768"),
-    ("checkpoint_interval=0.0001", r"checkpoint_interval=0.0001 is less than one update of this run \(1525 updates\); "
-                                   r"use 0 \(final checkpoint only\) or a fraction >= 0.000656"),
-    ("resume=123", "resume must be a run directory or checkpoint path, got 123"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("total_timesteps=-5", "total_timesteps must be a positive integer, got -5"),
+        ("compile=maybe", "compile must be true, false or auto, got 'maybe'"),
+        ("cuda_graphs=1", "cuda_graphs must be true, false or auto, got 1"),
+        ("split_update=2", "split_update must be true, false or auto, got 2"),
+        ("eval.interval=0", "eval.interval must be a fraction of training"),
+        ("seed=-1", "seed must be an integer >= 0"),
+        ("alg.num_envs=0", "alg.num_envs must be a positive integer, got 0"),
+        ("+alg.gama=0.9", r"unknown alg option\(s\) \['gama'\]"),
+        ("alg.lr_start=inf", r"alg.lr_start must be a finite number >= 0, got inf"),
+        ("alg.max_grad_norm=nan", r"alg.max_grad_norm must be a finite number > 0, got nan"),
+        ("alg.noise_start=inf", r"alg.noise_start must be a finite number >= 0, got inf"),
+        (
+            "+task.overrides.episode_length=abc",
+            r"task.overrides \(CheetahRun\): episode_length must be a positive integer "
+            r"\(control steps\), got 'abc'",
+        ),
+        ("+task.overrides.episode_length=-5", r"episode_length must be a positive integer \(control steps\), got -5"),
+        (
+            "+task.overrides.sim_dt=0",
+            r"task.overrides \(CheetahRun\): sim_dt must be a positive number of seconds, got 0",
+        ),
+        (
+            "total_timesteps=1000",
+            r"total_timesteps \(1,000\) must be at least one update, alg.num_envs \* alg.num_steps = "
+            r"32,768",
+        ),
+        (
+            "checkpoint_interval=0.0001",
+            r"checkpoint_interval=0.0001 is less than one update of this run \(1525 updates\); "
+            r"use 0 \(final checkpoint only\) or a fraction >= 0.000656",
+        ),
+        ("resume=123", "resume must be a run directory or checkpoint path, got 123"),
+    ],
+)
 def test_invalid_values_fail_with_one_line(override, message):
     with pytest.raises(ConfigError, match=message) as raised:
         settings_from_config(composed([override]))
@@ -157,9 +229,11 @@ def test_preset_choice_names_the_preset_the_reason_and_how_to_force_the_gpu_one(
     choice = choose_preset(config, "dm_suite", alg_on_command_line=False)
     assert choice.preset == "cpu"
     reason = "device cpu" if torch.cuda.is_available() else "no CUDA here"
-    assert choice.message == (f"{reason}: running WalkerRun with the CPU-sized preset alg=cpu instead of its GPU-sized "
-                              "'dm_suite' preset; to run that one anyway: python scripts/train.py task=WalkerRun "
-                              "alg=dm_suite")
+    assert choice.message == (
+        f"{reason}: running WalkerRun with the CPU-sized preset alg=cpu instead of its GPU-sized "
+        "'dm_suite' preset; to run that one anyway: python scripts/train.py task=WalkerRun "
+        "alg=dm_suite"
+    )
     assert choose_preset(config, "dm_suite", alg_on_command_line=True) == PresetChoice(None, "")  # alg= always wins
     assert choose_preset({**config, "resume": "outputs/run"}, "dm_suite", False) == PresetChoice(None, "")
     assert choose_preset(config, "cpu", False) == PresetChoice(None, "")  # already CPU-sized

@@ -29,9 +29,16 @@ def test_host_sync_detector_flags_exactly_the_syncing_ops():
         torch.where(mask, x, 0.0).sum()  # pure tensor ops pass
         x[index].clamp(-1, 1)
         torch.rand(6).argsort()
-        syncing = {"bool": lambda: bool(mask.any()), "item": lambda: x.sum().item(), "float": lambda: float(x[0]),
-                   "boolean mask": lambda: x[mask], "nonzero": lambda: mask.nonzero(), "tolist": lambda: x.tolist(),
-                   "equal": lambda: torch.equal(x, x), "host data": lambda: x + torch.tensor([1.0])}
+        syncing = {
+            "bool": lambda: bool(mask.any()),
+            "item": lambda: x.sum().item(),
+            "float": lambda: float(x[0]),
+            "boolean mask": lambda: x[mask],
+            "nonzero": lambda: mask.nonzero(),
+            "tolist": lambda: x.tolist(),
+            "equal": lambda: torch.equal(x, x),
+            "host data": lambda: x + torch.tensor([1.0]),
+        }
         for operation in syncing.values():
             with pytest.raises(HostSyncError):
                 operation()
@@ -41,8 +48,7 @@ def test_host_sync_detector_flags_exactly_the_syncing_ops():
 @pytest.mark.parametrize("task", list_tasks())
 def test_env_step_without_host_shortcuts_makes_no_host_sync(task):
     """The CUDA code path of every task's step (masked non-finite handling and autoreset) is capturable."""
-    env = make_env(task, 2, device="cpu", backend="mujoco", seed=0, reset_pool_size=2, num_threads=1,
-                   episode_length=2)
+    env = make_env(task, 2, device="cpu", backend="mujoco", seed=0, reset_pool_size=2, num_threads=1, episode_length=2)
     env.host_shortcuts = False
     env.reset()
     actions = torch.zeros(2, env.action_dim)
@@ -56,6 +62,7 @@ def test_env_step_without_host_shortcuts_makes_no_host_sync(task):
 
 def test_env_results_do_not_depend_on_host_shortcuts():
     """Without resets the masked path must give bit-identical results to the CPU's shortcut path."""
+
     def run(shortcuts):
         env = make_env("CheetahRun", 3, device="cpu", backend="mujoco", seed=4, reset_pool_size=3, num_threads=1)
         env.host_shortcuts = shortcuts
@@ -94,11 +101,29 @@ def agent_tensors(agent, env):
 def test_training_is_the_same_with_and_without_host_shortcuts(task):
     """A seeded run through resets, truncations and updates gives identical rollouts and weights either way:
     both paths draw the same random numbers (pool indices, task state, observation and exploration noise)."""
+
     def train(shortcuts):
-        env = make_env(task, 4, device="cpu", backend="mujoco", seed=3, reset_pool_size=8, num_threads=1,
-                       host_shortcuts=shortcuts, episode_length=5)
-        config = PQNConfig(num_envs=4, num_steps=4, num_epochs=1, num_minibatches=2, actor_hidden_sizes=(16,),
-                           critic_hidden_sizes=(16,), bootstrap_truncation=True, stagger_episodes=True)
+        env = make_env(
+            task,
+            4,
+            device="cpu",
+            backend="mujoco",
+            seed=3,
+            reset_pool_size=8,
+            num_threads=1,
+            host_shortcuts=shortcuts,
+            episode_length=5,
+        )
+        config = PQNConfig(
+            num_envs=4,
+            num_steps=4,
+            num_epochs=1,
+            num_minibatches=2,
+            actor_hidden_sizes=(16,),
+            critic_hidden_sizes=(16,),
+            bootstrap_truncation=True,
+            stagger_episodes=True,
+        )
         torch.manual_seed(0)
         agent = PQN.for_env(env, config, total_timesteps=4 * 4 * 3, split_update=False)
         agent.reset(env)
@@ -118,10 +143,19 @@ def test_training_is_the_same_with_and_without_host_shortcuts(task):
 
 def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypatch):
     """Rollout and update are capturable: no host sync, and no tensor they use is ever rebound."""
-    env = make_env("CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1,
-                   episode_length=3)
-    config = PQNConfig(num_envs=4, num_steps=5, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(16,),
-                       critic_hidden_sizes=(16,), normalize_reward=True, bootstrap_truncation=True)
+    env = make_env(
+        "CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1, episode_length=3
+    )
+    config = PQNConfig(
+        num_envs=4,
+        num_steps=5,
+        num_epochs=2,
+        num_minibatches=2,
+        actor_hidden_sizes=(16,),
+        critic_hidden_sizes=(16,),
+        normalize_reward=True,
+        bootstrap_truncation=True,
+    )
     # the CUDA code path: no host shortcuts, one thread (the check sees this thread's ops only)
     agent = PQN.for_env(env, config, total_timesteps=200, split_update=False)
     env.host_shortcuts = False  # the env owns the switch; the agent's rollout follows it
@@ -160,8 +194,15 @@ def test_captured_call_runs_eagerly_off_cuda_and_refuses_cuda_graphs_there():
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         CapturedCall(lambda: None, torch.device("cpu"), enabled=True)
     with pytest.raises(ValueError, match="cuda_graphs=true needs a CUDA device"):
-        PQN(3, 3, -torch.ones(1), torch.ones(1), PQNConfig(num_envs=2, num_steps=2, num_minibatches=1), 4,
-            cuda_graphs=True)
+        PQN(
+            3,
+            3,
+            -torch.ones(1),
+            torch.ones(1),
+            PQNConfig(num_envs=2, num_steps=2, num_minibatches=1),
+            4,
+            cuda_graphs=True,
+        )
 
 
 # ----------------------------------------------------------------------------- the safety net, with fakes
@@ -183,10 +224,12 @@ class CaptureFailsHere(CapturedCall):
 
 
 def small_agent(compile=False, cpu_fast_path=True):
-    env = make_env("CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1,
-                   episode_length=6)
-    config = PQNConfig(num_envs=4, num_steps=4, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(16,),
-                       critic_hidden_sizes=(16,))
+    env = make_env(
+        "CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1, episode_length=6
+    )
+    config = PQNConfig(
+        num_envs=4, num_steps=4, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(16,), critic_hidden_sizes=(16,)
+    )
     torch.manual_seed(0)
     agent = PQN.for_env(env, config, total_timesteps=4 * 4 * 10, compile=compile)
     agent._cpu_fast_path &= cpu_fast_path
@@ -217,7 +260,9 @@ def test_a_failed_capture_runs_that_phase_eagerly_with_one_warning(monkeypatch, 
     error = "RuntimeError: CUDA error: operation not permitted when stream is capturing"
     assert fallback_warnings(caplog) == [
         f"pqn-torch: CUDA graph capture of the {phase} phase failed ({error}); "
-        f"the {phase} phase runs eagerly from now on" for phase in ("rollout", "update")]
+        f"the {phase} phase runs eagerly from now on"
+        for phase in ("rollout", "update")
+    ]
     assert CaptureFailsHere.captures == 2  # one try per phase, not one per call
     assert fallen_back.fallbacks == {"rollout graph": error, "update graph": error}
     assert eager.fallbacks == {}
@@ -229,6 +274,7 @@ def test_a_failed_compile_runs_that_phase_uncompiled_with_one_warning(monkeypatc
     def compile_that_fails(fn):
         def compiled(*args, **kwargs):
             raise RuntimeError("backend='inductor' raised:\nInvalidCxxCompiler: No working C++ compiler found")
+
         return compiled
 
     monkeypatch.setattr(cuda_graph.torch, "compile", compile_that_fails)
@@ -238,7 +284,8 @@ def test_a_failed_compile_runs_that_phase_uncompiled_with_one_warning(monkeypatc
     error = "RuntimeError: backend='inductor' raised:"
     assert fallback_warnings(caplog) == [
         f"pqn-torch: torch.compile of the {phase} phase failed ({error}); the {phase} phase runs uncompiled from now on"
-        for phase in ("rollout", "update")]
+        for phase in ("rollout", "update")
+    ]
     assert fallen_back.fallbacks == {"rollout compile": error, "update compile": error}
 
 
@@ -253,8 +300,16 @@ def test_error_descriptions_fit_one_line():
 def cuda_agent(cuda_graphs):
     """Noise-free PQN on CheetahRun (MuJoCo Warp, CUDA): rollouts are deterministic between resets."""
     env = make_env("CheetahRun", 64, device="cuda", backend="warp", seed=0, reset_pool_size=64)
-    config = PQNConfig(num_envs=64, num_steps=8, num_epochs=1, num_minibatches=1, noise_start=0.0,
-                       noise_finish=0.0, actor_hidden_sizes=(64,), critic_hidden_sizes=(64,))
+    config = PQNConfig(
+        num_envs=64,
+        num_steps=8,
+        num_epochs=1,
+        num_minibatches=1,
+        noise_start=0.0,
+        noise_finish=0.0,
+        actor_hidden_sizes=(64,),
+        critic_hidden_sizes=(64,),
+    )
     torch.manual_seed(0)
     agent = PQN.for_env(env, config, total_timesteps=64 * 8 * 10, cuda_graphs=cuda_graphs)
     agent.reset(env)

@@ -21,8 +21,16 @@ from pqn_torch.training.settings import ConfigError, resolve_graphs_switch
 
 REPO = Path(__file__).resolve().parent.parent
 WORLD_SIZE = 2
-CONFIG = dict(num_envs=8, num_steps=4, num_epochs=2, num_minibatches=2, actor_hidden_sizes=[16],
-              critic_hidden_sizes=[16], lr_start=1e-3, lr_end=1e-3)
+CONFIG = dict(
+    num_envs=8,
+    num_steps=4,
+    num_epochs=2,
+    num_minibatches=2,
+    actor_hidden_sizes=[16],
+    critic_hidden_sizes=[16],
+    lr_start=1e-3,
+    lr_end=1e-3,
+)
 
 
 def free_port() -> int:
@@ -39,8 +47,9 @@ def run_ranks(worker, out: Path, *args) -> list:
 
 
 def _join_and_run(rank: int, port: int, worker, out: Path, *args) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD_SIZE))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE)
+    )
     torch.set_num_threads(1)
     context = distributed.init_from_env(torch.device("cpu"))
     assert (context.rank, context.world_size) == (rank, WORLD_SIZE) and distributed.active()
@@ -58,8 +67,11 @@ def make_agent(seed: int) -> PQN:
 def fill_rollout(agent: PQN, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     for value in agent.storage.values():
-        value.copy_(torch.randn(value.shape, generator=generator) if value.is_floating_point() else
-                    torch.rand(value.shape, generator=generator) < 0.1)
+        value.copy_(
+            torch.randn(value.shape, generator=generator)
+            if value.is_floating_point()
+            else torch.rand(value.shape, generator=generator) < 0.1
+        )
 
 
 # ----------------------------------------------------------------- workers (run in each rank)
@@ -185,8 +197,10 @@ def test_distributed_update_on_the_same_rollout_equals_a_single_process_update(t
 
 def test_merged_normalizer_statistics_equal_those_of_the_concatenated_streams(tmp_path):
     generator = torch.Generator().manual_seed(0)
-    streams = [[torch.randn(rows, 3, generator=generator) * scale + shift for rows in (5, 9, 3)]
-               for scale, shift in ((1.0, 0.0), (3.0, 2.0))]
+    streams = [
+        [torch.randn(rows, 3, generator=generator) * scale + shift for rows in (5, 9, 3)]
+        for scale, shift in ((1.0, 0.0), (3.0, 2.0))
+    ]
     first, second = run_ranks(_normalizer_streams, tmp_path, streams)
     for name in ("mean", "var", "count"):
         assert torch.equal(first[name], second[name]), name
@@ -204,11 +218,28 @@ def test_merged_normalizer_statistics_equal_those_of_the_concatenated_streams(tm
 
 def test_torchrun_two_ranks_write_one_run(tmp_path):
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-               "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(REPO / "scripts" / "train.py"),
-               "task=CartpoleBalance", "alg=cpu", "alg.num_envs=8", "alg.num_steps=8", "alg.num_minibatches=2",
-               "total_timesteps=512", "eval.num_envs=4", "+task.overrides.episode_length=50", "log_interval=1",
-               "num_threads=1", "checkpoint_interval=0.5", f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        str(REPO / "scripts" / "train.py"),
+        "task=CartpoleBalance",
+        "alg=cpu",
+        "alg.num_envs=8",
+        "alg.num_steps=8",
+        "alg.num_minibatches=2",
+        "total_timesteps=512",
+        "eval.num_envs=4",
+        "+task.overrides.episode_length=50",
+        "log_interval=1",
+        "num_threads=1",
+        "checkpoint_interval=0.5",
+        f"hydra.run.dir={run_dir}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -221,22 +252,41 @@ def test_torchrun_two_ranks_write_one_run(tmp_path):
     accumulator.Reload()
     assert [event.step for event in accumulator.Scalars("loss/critic")] == [128, 256, 384, 512]
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == [
-        "step_000000000256.pt", "step_000000000512.pt"]
+        "step_000000000256.pt",
+        "step_000000000512.pt",
+    ]
     checkpoint = load_checkpoint(run_dir)
     assert checkpoint["world_size"] == 2 and len(checkpoint["rank_rng"]) == 2 and checkpoint["updates"] == 4
     assert not torch.equal(checkpoint["rank_rng"][0]["env"], checkpoint["rank_rng"][1]["env"])
 
-    extended = subprocess.run([*command[:-1], f"resume={run_dir}", "total_timesteps=1024",
-                               f"hydra.run.dir={tmp_path / 'extended'}"], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=600)
+    extended = subprocess.run(
+        [*command[:-1], f"resume={run_dir}", "total_timesteps=1024", f"hydra.run.dir={tmp_path / 'extended'}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert extended.returncode == 0, extended.stderr
     assert f"resumed from {checkpoint['path']} at env step 512" in extended.stdout
     assert load_checkpoint(tmp_path / "extended")["updates"] == 8
 
-    resumed = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), f"resume={run_dir}",
-                              "total_timesteps=1024", f"hydra.run.dir={tmp_path / 'single'}"], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "train.py"),
+            f"resume={run_dir}",
+            "total_timesteps=1024",
+            f"hydra.run.dir={tmp_path / 'single'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 2
     assert resumed.stderr.strip().splitlines() == [
         f"train.py: resume: {checkpoint['path']} was trained by 2 rank(s), this run has 1; resume with the same "
-        "number of ranks (torchrun --nproc_per_node=...)"]
+        "number of ranks (torchrun --nproc_per_node=...)"
+    ]

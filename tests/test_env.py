@@ -104,8 +104,9 @@ def test_staggered_reset_spreads_the_first_time_limits_then_runs_full_episodes()
     """Worlds reset together truncate together forever; a staggered reset cuts each first episode at a
     uniform step of 1..L so later time limits fall in different steps (CartpoleBalance never terminates)."""
     length, worlds = 10, 500
-    env = make_env("CartpoleBalance", worlds, device="cpu", backend="mujoco", seed=0, num_threads=1,
-                   episode_length=length)
+    env = make_env(
+        "CartpoleBalance", worlds, device="cpu", backend="mujoco", seed=0, num_threads=1, episode_length=length
+    )
     env.reset()
     truncated, _ = truncation_steps(env, 2 * length)
     assert truncated[length - 1].all() and truncated[2 * length - 1].all() and truncated.sum() == 2 * worlds
@@ -248,10 +249,12 @@ def test_bad_input_errors(env):
         make_env("CheetahRun", 0)
     with pytest.raises(ValueError, match="unknown option"):
         make_env("CheetahRun", 2, episode_lenght=10)
-    for option, value, message in [("episode_length", "abc", "episode_length must be a positive integer"),
-                                   ("episode_length", 0, "episode_length must be a positive integer"),
-                                   ("sim_dt", 0, "sim_dt must be a positive number of seconds, got 0"),
-                                   ("ctrl_dt", float("nan"), "ctrl_dt must be a positive number of seconds, got nan")]:
+    for option, value, message in [
+        ("episode_length", "abc", "episode_length must be a positive integer"),
+        ("episode_length", 0, "episode_length must be a positive integer"),
+        ("sim_dt", 0, "sim_dt must be a positive number of seconds, got 0"),
+        ("ctrl_dt", float("nan"), "ctrl_dt must be a positive number of seconds, got nan"),
+    ]:
         with pytest.raises(ValueError, match=message):
             make_env("CheetahRun", 2, **{option: value})
     with pytest.raises(ValueError, match="shape"):

@@ -52,9 +52,16 @@ class PointToOrigin:
         final = self._observe()
         self.finished_returns.append(self.returns[truncated])
         self.finished_lengths.append(self.steps[truncated])
-        result = {"final_obs": final["obs"], "final_critic_obs": final["critic_obs"], "reward": reward,
-                  "terminated": torch.zeros_like(truncated), "truncated": truncated, "done": truncated,
-                  "episode_return": self.returns.clone(), "episode_length": self.steps.clone()}
+        result = {
+            "final_obs": final["obs"],
+            "final_critic_obs": final["critic_obs"],
+            "reward": reward,
+            "terminated": torch.zeros_like(truncated),
+            "truncated": truncated,
+            "done": truncated,
+            "episode_return": self.returns.clone(),
+            "episode_length": self.steps.clone(),
+        }
         self._restart(truncated)
         return {**result, **self._observe()}
 
@@ -69,8 +76,9 @@ def test_the_mujoco_env_and_a_user_env_satisfy_the_interface():
 def test_a_user_env_trains_with_the_agent_and_evaluates():
     torch.manual_seed(0)
     env = PointToOrigin(8)
-    config = PQNConfig(num_envs=8, num_steps=16, num_epochs=2, num_minibatches=4, actor_hidden_sizes=(16,),
-                       critic_hidden_sizes=(16,))
+    config = PQNConfig(
+        num_envs=8, num_steps=16, num_epochs=2, num_minibatches=4, actor_hidden_sizes=(16,), critic_hidden_sizes=(16,)
+    )
     agent = PQN.for_env(env, config, total_timesteps=8 * 16 * 3)
     initial = [parameter.detach().clone() for parameter in agent.parameters()]
     agent.reset(env)
@@ -83,7 +91,9 @@ def test_a_user_env_trains_with_the_agent_and_evaluates():
     assert metrics["episodes"] == len(returns) >= 8
     assert metrics["episode_return"] == pytest.approx(returns.mean().item())
     assert metrics["episode_length"] == pytest.approx(lengths.float().mean().item())
-    assert all(not torch.equal(start, now) and torch.isfinite(now).all()
-               for start, now in zip(initial, agent.parameters(), strict=True))
+    assert all(
+        not torch.equal(start, now) and torch.isfinite(now).all()
+        for start, now in zip(initial, agent.parameters(), strict=True)
+    )
     result = evaluate(agent.act, env)
     assert result.episodes == 8 and (result.lengths == 20).all() and (result.returns < 0).all()

@@ -214,4 +214,3 @@ def test_backends_agree_on_cheetah_run(warp_env):
         torch.testing.assert_close(actual["reward"], expected["reward"], atol=3e-6, rtol=0)
         total_reward += float(expected["reward"].sum())
     assert total_reward > 0, "rewards must be non-trivial for the comparison to mean anything"
-

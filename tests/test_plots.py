@@ -31,9 +31,18 @@ def fake_run(directory, task, steps, returns, wall=None, stds=None):
 
 
 def test_seeds_on_the_same_steps_give_mean_and_std_across_runs(tmp_path):
-    runs = [read_run(fake_run(tmp_path / f"seed{seed}", "CheetahRun", [0, 100, 200], returns,
-                              wall=[0.0, 30.0 + 10 * seed, 60.0 + 20 * seed]))
-            for seed, returns in enumerate(([0, 10, 20], [2, 12, 26], [4, 14, 14]))]
+    runs = [
+        read_run(
+            fake_run(
+                tmp_path / f"seed{seed}",
+                "CheetahRun",
+                [0, 100, 200],
+                returns,
+                wall=[0.0, 30.0 + 10 * seed, 60.0 + 20 * seed],
+            )
+        )
+        for seed, returns in enumerate(([0, 10, 20], [2, 12, 26], [4, 14, 14]))
+    ]
     curve = aggregate(runs)
     assert curve.task == "CheetahRun"
     np.testing.assert_array_equal(curve.env_steps, [0, 100, 200])
@@ -58,16 +67,24 @@ def test_one_run_shows_the_spread_of_its_evaluation_episodes(tmp_path):
 
 
 def plot_cli(*args):
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "plot.py"), *map(str, args)], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "plot.py"), *map(str, args)],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_plot_script_draws_one_png_for_several_tasks_and_keeps_user_files(tmp_path):
     pytest.importorskip("matplotlib", reason="needs the 'plot' extra")
     from PIL import Image
 
-    seeds = [fake_run(tmp_path / "sweep" / f"{seed}_seed{seed}", "CheetahRun", [0, 1000, 2000], [1, 50 + seed, 90])
-             for seed in range(3)]
+    seeds = [
+        fake_run(tmp_path / "sweep" / f"{seed}_seed{seed}", "CheetahRun", [0, 1000, 2000], [1, 50 + seed, 90])
+        for seed in range(3)
+    ]
     other = fake_run(tmp_path / "sweep" / "walker", "WalkerWalk", [0, 500], [3, 4])
     result = plot_cli(*seeds, other)
     assert result.returncode == 0, result.stderr
@@ -83,12 +100,14 @@ def test_plot_script_draws_one_png_for_several_tasks_and_keeps_user_files(tmp_pa
     mine.write_bytes(b"not a plot of ours")
     refused = plot_cli(seeds[0], f"output={mine}")
     assert refused.returncode == 2 and mine.read_bytes() == b"not a plot of ours"
-    assert refused.stderr.strip().splitlines() == [f"plot.py: {mine} exists and is not a plot made by pqn-torch; "
-                                                   f"choose another output= or remove it"]
+    assert refused.stderr.strip().splitlines() == [
+        f"plot.py: {mine} exists and is not a plot made by pqn-torch; choose another output= or remove it"
+    ]
     missing = plot_cli(tmp_path)
     assert missing.returncode == 2
-    assert missing.stderr.strip().splitlines() == [f"plot.py: no eval.csv in {tmp_path}: not a training run dir, or "
-                                                   f"it has not evaluated yet"]
+    assert missing.stderr.strip().splitlines() == [
+        f"plot.py: no eval.csv in {tmp_path}: not a training run dir, or it has not evaluated yet"
+    ]
     assert plot_cli(seeds[0], "colour=red").returncode == 2
 
 

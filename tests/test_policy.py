@@ -23,10 +23,12 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 def training_agent(checkpoint):
     """The checkpoint's full training agent, rebuilt the way a resumed run does (the independent path)."""
     settings = settings_from_config(checkpoint["config"])
-    env = make_env(settings.task, 8, "cpu", "mujoco", seed=3, reset_pool_size=8, num_threads=1,
-                   **settings.task_overrides)
-    agent = PQN(env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, settings.alg,
-                settings.total_timesteps)
+    env = make_env(
+        settings.task, 8, "cpu", "mujoco", seed=3, reset_pool_size=8, num_threads=1, **settings.task_overrides
+    )
+    agent = PQN(
+        env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, settings.alg, settings.total_timesteps
+    )
     agent.load_checkpoint_state(checkpoint["agent"])
     return agent, env
 
@@ -101,8 +103,14 @@ def test_documented_observation_layouts_add_up_to_the_observation():
 
 # ----------------------------------------------------------------------------- ONNX export
 def export(*args):
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "export.py"), *args], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "export.py"), *args],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_export_writes_onnx_that_onnxruntime_runs_like_the_torch_policy(trained_run, tmp_path):
@@ -144,8 +152,9 @@ def test_export_refuses_to_overwrite_and_bad_output_names(trained_run, tmp_path)
     existing.write_bytes(b"mine")
     result = export(f"checkpoint={trained_run}", f"output={existing}")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"export.py: {existing} exists already; choose another output= or "
-                                                  f"remove it"]
+    assert result.stderr.strip().splitlines() == [
+        f"export.py: {existing} exists already; choose another output= or remove it"
+    ]
     assert existing.read_bytes() == b"mine"
     result = export(f"checkpoint={trained_run}", f"output={tmp_path / 'policy.pt'}")
     assert result.returncode == 2 and "output must be a .onnx file" in result.stderr

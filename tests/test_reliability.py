@@ -28,19 +28,42 @@ import training_testing
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 # PendulumSwingup, 8 envs x 8 steps = 64 env steps per update, 20-step episodes, small networks.
-TINY = ["task=PendulumSwingup", "alg=cpu", "alg.num_envs=8", "alg.num_steps=8", "alg.num_minibatches=2",
-        "alg.actor_hidden_sizes=[32]", "alg.critic_hidden_sizes=[32]", "eval.num_envs=2",
-        "+task.overrides.episode_length=20", "num_threads=1", "log_interval=1"]
+TINY = [
+    "task=PendulumSwingup",
+    "alg=cpu",
+    "alg.num_envs=8",
+    "alg.num_steps=8",
+    "alg.num_minibatches=2",
+    "alg.actor_hidden_sizes=[32]",
+    "alg.critic_hidden_sizes=[32]",
+    "eval.num_envs=2",
+    "+task.overrides.episode_length=20",
+    "num_threads=1",
+    "log_interval=1",
+]
 
 
 def tiny_config(**changes):
-    return training_testing.tiny_config("PendulumSwingup", num_envs=8, episode_length=20, eval_envs=2, lr=(1e-3, 1e-4),
-                                        **{"total_timesteps": 256, **changes})
+    return training_testing.tiny_config(
+        "PendulumSwingup",
+        num_envs=8,
+        episode_length=20,
+        eval_envs=2,
+        lr=(1e-3, 1e-4),
+        **{"total_timesteps": 256, **changes},
+    )
 
 
 def script(name, *args, cwd, env=None, timeout=300, **popen):
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], cwd=cwd, env={**ENV, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout, **popen)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *args],
+        cwd=cwd,
+        env={**ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
 
 
 def one_line(stderr: str) -> str:
@@ -51,8 +74,11 @@ def one_line(stderr: str) -> str:
 
 def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``directory`` with its size and modification time (to show nothing was touched)."""
-    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +86,10 @@ def finished_run(tmp_path_factory):
     """A finished 4-update PendulumSwingup run: checkpoints after 128 and 256 env steps."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
     TrainingRun(tiny_config(), run_dir, show_progress=False).run()
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000000000128.pt",
-                                                                          "step_000000000256.pt"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "step_000000000128.pt",
+        "step_000000000256.pt",
+    ]
     return run_dir
 
 
@@ -72,19 +100,29 @@ def copy_of(run_dir: Path, tmp_path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("args, message", [
-    (["task.overrides.episode_length=abc"], "train.py: task.overrides (PendulumSwingup): episode_length must be a "
-                                             "positive integer (control steps), got 'abc'"),
-    (["+task.overrides.sim_dt=0"], "train.py: task.overrides (PendulumSwingup): sim_dt must be a positive number of "
-                                   "seconds, got 0"),
-    (["resume=123"], "train.py: resume must be a run directory or checkpoint path, got 123"),
-    (["alg.lr_start=inf"], "train.py: alg.lr_start must be a finite number >= 0, got inf"),
-    (["alg.num_env=3"], "train.py: unknown alg option(s) ['num_env']; valid: ['num_envs', 'num_steps', "),
-    (["seed=abc"], "train.py: seed must be an integer >= 0, got 'abc'"),
-    (["total_timesteps=640", "checkpoint_interval=0.05"],
-     "train.py: checkpoint_interval=0.05 is less than one update of this run (10 updates); use 0 (final checkpoint "
-     "only) or a fraction >= 0.1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["task.overrides.episode_length=abc"],
+            "train.py: task.overrides (PendulumSwingup): episode_length must be a "
+            "positive integer (control steps), got 'abc'",
+        ),
+        (
+            ["+task.overrides.sim_dt=0"],
+            "train.py: task.overrides (PendulumSwingup): sim_dt must be a positive number of seconds, got 0",
+        ),
+        (["resume=123"], "train.py: resume must be a run directory or checkpoint path, got 123"),
+        (["alg.lr_start=inf"], "train.py: alg.lr_start must be a finite number >= 0, got inf"),
+        (["alg.num_env=3"], "train.py: unknown alg option(s) ['num_env']; valid: ['num_envs', 'num_steps', "),
+        (["seed=abc"], "train.py: seed must be an integer >= 0, got 'abc'"),
+        (
+            ["total_timesteps=640", "checkpoint_interval=0.05"],
+            "train.py: checkpoint_interval=0.05 is less than one update of this run (10 updates); use 0 "
+            "(final checkpoint only) or a fraction >= 0.1",
+        ),
+    ],
+)
 def test_bad_training_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, message):
     """The command-line path of a few cases; test_configs checks every invalid value's message in-process."""
     result = script("train.py", *TINY, *args, cwd=tmp_path)
@@ -97,8 +135,10 @@ def test_unwritable_run_dir_is_refused_before_anything_starts(tmp_path):
     (tmp_path / "a_file").write_text("not a directory")
     result = script("train.py", *TINY, f"hydra.run.dir={tmp_path / 'a_file' / 'run'}", cwd=tmp_path)
     assert result.returncode == 2
-    assert one_line(result.stderr) == (f"train.py: hydra.run.dir={tmp_path / 'a_file' / 'run'}: {tmp_path / 'a_file'} "
-                                       "is not a directory; choose a writable location")
+    assert one_line(result.stderr) == (
+        f"train.py: hydra.run.dir={tmp_path / 'a_file' / 'run'}: {tmp_path / 'a_file'} "
+        "is not a directory; choose a writable location"
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
 
 
@@ -122,13 +162,18 @@ def test_run_dir_without_room_for_one_checkpoint_is_refused(tmp_path):
     assert list((run_dir / "checkpoints").iterdir()) == []  # the probe file is gone
 
 
-@pytest.mark.parametrize("args, message", [
-    (["seed=abc"], "evaluate.py: seed must be an integer >= 0, got 'abc'"),
-    (["episodes=0"], "evaluate.py: episodes must be a positive integer, got 0"),
-    (["video=true", "video_path=/nonexistent/folder/eval.mp4"],
-     "evaluate.py: video_path /nonexistent/folder/eval.mp4: the folder /nonexistent/folder does not exist or is not "
-     "writable; give a file in a writable folder"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["seed=abc"], "evaluate.py: seed must be an integer >= 0, got 'abc'"),
+        (["episodes=0"], "evaluate.py: episodes must be a positive integer, got 0"),
+        (
+            ["video=true", "video_path=/nonexistent/folder/eval.mp4"],
+            "evaluate.py: video_path /nonexistent/folder/eval.mp4: the folder /nonexistent/folder does not exist "
+            "or is not writable; give a file in a writable folder",
+        ),
+    ],
+)
 def test_bad_evaluation_input_is_one_line_exit_2(tmp_path, finished_run, args, message):
     before = snapshot(finished_run)
     result = script("evaluate.py", f"checkpoint={finished_run}", *args, cwd=tmp_path)
@@ -140,19 +185,22 @@ def test_bad_evaluation_input_is_one_line_exit_2(tmp_path, finished_run, args, m
 def test_benchmark_with_an_unknown_preset_is_one_line(tmp_path):
     result = script("benchmark.py", "train", "task=PendulumSwingup", "alg=nope", cwd=tmp_path)
     assert result.returncode == 2
-    assert one_line(result.stderr) == ("benchmark.py: unknown alg preset 'nope'; valid: cpu, dm_suite, locomotion, "
-                                       "locomotion_cpu, manipulation")
+    assert one_line(result.stderr) == (
+        "benchmark.py: unknown alg preset 'nope'; valid: cpu, dm_suite, locomotion, locomotion_cpu, manipulation"
+    )
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
 
 
 def test_mujoco_gl_naming_a_missing_backend_is_one_line(tmp_path):
-    probe = subprocess.run([sys.executable, "-c", "import mujoco"], env={**ENV, "MUJOCO_GL": "osmesa"},
-                           capture_output=True, timeout=120)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import mujoco"], env={**ENV, "MUJOCO_GL": "osmesa"}, capture_output=True, timeout=120
+    )
     if probe.returncode == 0:
         pytest.skip("OSMesa is installed here: MUJOCO_GL=osmesa works")
     for name in ("train.py", "evaluate.py", "benchmark.py"):
-        result = script(name, *(TINY if name == "train.py" else ["checkpoint=x"]), cwd=tmp_path,
-                        env={"MUJOCO_GL": "osmesa"})
+        result = script(
+            name, *(TINY if name == "train.py" else ["checkpoint=x"]), cwd=tmp_path, env={"MUJOCO_GL": "osmesa"}
+        )
         assert result.returncode == 2
         line = one_line(result.stderr)
         assert line.startswith(f"{name}: MuJoCo cannot load the OpenGL backend MUJOCO_GL=osmesa")
@@ -164,7 +212,7 @@ def test_mujoco_gl_naming_a_missing_backend_is_one_line(tmp_path):
 def test_corrupt_checkpoint_is_one_line_for_resume_and_evaluate(tmp_path, finished_run):
     corrupt = tmp_path / "step_000000000256.pt"
     data = (finished_run / "checkpoints" / "step_000000000256.pt").read_bytes()
-    corrupt.write_bytes(data[:len(data) // 2])
+    corrupt.write_bytes(data[: len(data) // 2])
     expected = f"{corrupt} is not a readable checkpoint: the file is truncated or corrupt"
     work = tmp_path / "work"
     work.mkdir()
@@ -187,15 +235,24 @@ def test_resume_falls_back_to_the_newest_readable_checkpoint_and_says_so(tmp_pat
     assert load_checkpoint(tmp_path / "resumed")["env_steps"] == 256
     evaluated = script("evaluate.py", f"checkpoint={run}", "episodes=2", cwd=tmp_path)
     assert evaluated.returncode == 0
-    assert evaluated.stdout.splitlines()[0] == f"warning: {newest} is unreadable (the file is truncated or corrupt); " \
-                                               "skipped it"
+    assert (
+        evaluated.stdout.splitlines()[0] == f"warning: {newest} is unreadable (the file is truncated or corrupt); "
+        "skipped it"
+    )
 
 
 def test_resume_refuses_conflicting_overrides_and_touches_nothing(tmp_path, finished_run):
     before = snapshot(finished_run)
     middle = finished_run / "checkpoints" / "step_000000000128.pt"
-    result = script("train.py", f"resume={middle}", "task=CartpoleBalance", "seed=3", "alg.lr_start=0.01",
-                    "device=cpu", cwd=tmp_path)
+    result = script(
+        "train.py",
+        f"resume={middle}",
+        "task=CartpoleBalance",
+        "seed=3",
+        "alg.lr_start=0.01",
+        "device=cpu",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     line = one_line(result.stderr)
     assert line.startswith("train.py: resume: task.name=CartpoleBalance (the run has PendulumSwingup), ")
@@ -210,15 +267,24 @@ def test_resume_refuses_conflicting_overrides_and_touches_nothing(tmp_path, fini
 def test_resume_extends_total_timesteps_on_purpose_only(tmp_path, finished_run):
     finished = script("train.py", f"resume={finished_run}", cwd=tmp_path)
     assert finished.returncode == 2
-    assert one_line(finished.stderr) == (f"train.py: resume: {finished_run / 'checkpoints' / 'step_000000000256.pt'} "
-                                         "is the end of its run (256 env steps); pass a larger total_timesteps to "
-                                         "extend it")
+    assert one_line(finished.stderr) == (
+        f"train.py: resume: {finished_run / 'checkpoints' / 'step_000000000256.pt'} "
+        "is the end of its run (256 env steps); pass a larger total_timesteps to "
+        "extend it"
+    )
     assert list(tmp_path.iterdir()) == []
-    extended = script("train.py", f"resume={finished_run}", "total_timesteps=384",
-                      f"hydra.run.dir={tmp_path / 'longer'}", cwd=tmp_path)
+    extended = script(
+        "train.py",
+        f"resume={finished_run}",
+        "total_timesteps=384",
+        f"hydra.run.dir={tmp_path / 'longer'}",
+        cwd=tmp_path,
+    )
     assert extended.returncode == 0, extended.stderr
-    assert "extending the run to 384 env steps; learning rate and noise stay at their final values after 256" in \
-        extended.stdout
+    assert (
+        "extending the run to 384 env steps; learning rate and noise stay at their final values after 256"
+        in extended.stdout
+    )
     checkpoint = load_checkpoint(tmp_path / "longer")
     assert checkpoint["env_steps"] == 384 and checkpoint["schedule_timesteps"] == 256
     assert checkpoint["config"]["total_timesteps"] == 384
@@ -226,8 +292,16 @@ def test_resume_extends_total_timesteps_on_purpose_only(tmp_path, finished_run):
 
 # ----------------------------------------------------------------------------- runs that go bad
 def test_diverging_run_stops_names_the_update_and_exits_1(tmp_path):
-    result = script("train.py", *TINY, "total_timesteps=640", "checkpoint_interval=0.5", "alg.lr_start=1e30",
-                    "alg.lr_end=1e30", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = script(
+        "train.py",
+        *TINY,
+        "total_timesteps=640",
+        "checkpoint_interval=0.5",
+        "alg.lr_start=1e30",
+        "alg.lr_end=1e30",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert line.startswith("train.py: training diverged: non-finite weights, critic_loss")
@@ -252,8 +326,9 @@ def test_divergence_keeps_the_last_good_checkpoint_as_the_latest(tmp_path):
     message = str(raised.value)
     good = tmp_path / "checkpoints" / "step_000000000256.pt"
     assert "non-finite weights" in message and "at update 5 (env step 320)" in message
-    assert ("everything was finite at update 4. Nothing non-finite was saved: "
-            f"the latest checkpoint is {good}") in message
+    assert (
+        f"everything was finite at update 4. Nothing non-finite was saved: the latest checkpoint is {good}"
+    ) in message
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000000128.pt", good.name]
     assert torch.isfinite(load_checkpoint(tmp_path)["agent"]["modules"]["critic.weights.0"]).all()
 
@@ -264,15 +339,27 @@ def test_evaluating_non_finite_weights_is_an_error(tmp_path, finished_run):
     path = save_checkpoint(tmp_path, 999, {key: payload[key] for key in ("agent", "config", "rng", "updates")})
     result = script("evaluate.py", f"checkpoint={path}", cwd=tmp_path)
     assert result.returncode == 2
-    assert one_line(result.stderr) == (f"evaluate.py: {path} holds non-finite weights (actor.body.0.weight): it comes "
-                                       "from a diverged run and cannot be evaluated; use an earlier checkpoint")
+    assert one_line(result.stderr) == (
+        f"evaluate.py: {path} holds non-finite weights (actor.body.0.weight): it comes "
+        "from a diverged run and cannot be evaluated; use an earlier checkpoint"
+    )
 
 
 def test_unstable_physics_is_reported_on_the_console_and_mujoco_warnings_are_rate_limited(tmp_path):
     """PointMass with a 5 s physics step blows up in ~10 % of world-steps: say so, do not flood, no log file."""
-    result = script("train.py", *TINY, "task=PointMass", "+task.overrides.ctrl_dt=5.0", "+task.overrides.sim_dt=5.0",
-                    "total_timesteps=1280", "checkpoint_interval=0", "log_interval=5", "eval.interval=1",
-                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = script(
+        "train.py",
+        *TINY,
+        "task=PointMass",
+        "+task.overrides.ctrl_dt=5.0",
+        "+task.overrides.sim_dt=5.0",
+        "total_timesteps=1280",
+        "checkpoint_interval=0",
+        "log_interval=5",
+        "eval.interval=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stdout.splitlines() if "were unstable" in line]
     assert len(warnings) == 1 and "of the world-steps from env step 0 to 320" in warnings[0]
@@ -290,8 +377,9 @@ def test_mujoco_warnings_are_counted_by_kind_and_summarized(tmp_path, monkeypatc
     handler = MujocoWarnings(interval=3600.0)
     handler._print = lines.append
     for step in range(500):
-        handler(f"Nan, Inf or huge value in QACC at DOF {step % 3}. The simulation is unstable. "
-                f"Time = {step * 0.01:.4f}.")
+        handler(
+            f"Nan, Inf or huge value in QACC at DOF {step % 3}. The simulation is unstable. Time = {step * 0.01:.4f}."
+        )
     handler("Linesearch objective is not convex")
     assert handler.total == 501 and len(handler.counts) == 2 and len(lines) == 2
     handler.interval = 0.0
@@ -312,9 +400,21 @@ def test_mujoco_warnings_are_counted_by_kind_and_summarized(tmp_path, monkeypatc
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_save_flush_and_say_how_to_resume(tmp_path, signum):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *TINY, "total_timesteps=640000",
-                                "log_interval=50", f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=ENV,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "train.py"),
+            *TINY,
+            "total_timesteps=640000",
+            "log_interval=50",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (run_dir / "eval.csv").exists() and time.monotonic() < deadline:  # training has started
         time.sleep(0.2)
@@ -325,9 +425,11 @@ def test_ctrl_c_and_sigterm_save_flush_and_say_how_to_resume(tmp_path, signum):
     checkpoint = load_checkpoint(run_dir)
     steps = checkpoint["env_steps"]
     assert 0 < steps < 640000 and checkpoint["updates"] * 64 == steps
-    assert one_line(stderr) == (f"train.py: stopped by {signal.Signals(signum).name} at env step {steps:,}; latest "
-                                f"checkpoint {run_dir / 'checkpoints' / f'step_{steps:012d}.pt'}; to continue: "
-                                f"python scripts/train.py resume={run_dir}")
+    assert one_line(stderr) == (
+        f"train.py: stopped by {signal.Signals(signum).name} at env step {steps:,}; latest "
+        f"checkpoint {run_dir / 'checkpoints' / f'step_{steps:012d}.pt'}; to continue: "
+        f"python scripts/train.py resume={run_dir}"
+    )
     assert f"{signal.Signals(signum).name} received: finishing this update" in stdout
     assert "Traceback" not in stdout + stderr
     events = EventAccumulator(str(next((run_dir / "tensorboard").glob("events.*"))))
@@ -337,28 +439,47 @@ def test_ctrl_c_and_sigterm_save_flush_and_say_how_to_resume(tmp_path, signum):
 
 def test_a_failed_checkpoint_write_names_the_file_and_training_goes_on(tmp_path):
     """A file-size limit below one checkpoint stands in for a full disk: no checkpoint fits, none is half-written."""
+
     def limit_file_size():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of being killed
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
     run_dir = tmp_path / "run"
-    result = script("train.py", *TINY, "total_timesteps=256", "checkpoint_interval=0.5",
-                    "alg.critic_hidden_sizes=[256]", f"hydra.run.dir={run_dir}", cwd=tmp_path,
-                    preexec_fn=limit_file_size)
+    result = script(
+        "train.py",
+        *TINY,
+        "total_timesteps=256",
+        "checkpoint_interval=0.5",
+        "alg.critic_hidden_sizes=[256]",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        preexec_fn=limit_file_size,
+    )
     periodic, final = (run_dir / "checkpoints" / f"step_{steps:012d}.pt" for steps in (128, 256))
     assert result.returncode == 1
-    assert (f"warning: could not write checkpoint {periodic}: File too large; training goes on, the latest "
-            "checkpoint stays none") in result.stdout
-    assert one_line(result.stderr) == (f"train.py: could not write checkpoint {final}: File too large; the latest "
-                                       "checkpoint is none")
+    assert (
+        f"warning: could not write checkpoint {periodic}: File too large; training goes on, the latest "
+        "checkpoint stays none"
+    ) in result.stdout
+    assert one_line(result.stderr) == (
+        f"train.py: could not write checkpoint {final}: File too large; the latest checkpoint is none"
+    )
     assert list((run_dir / "checkpoints").iterdir()) == []  # no partial files
     assert len((run_dir / "eval.csv").read_text().splitlines()) == 6  # header + 5 evaluations: training went on
 
 
 def test_two_runs_started_together_get_their_own_run_dirs(tmp_path):
-    processes = [subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *TINY, "total_timesteps=128",
-                                   "checkpoint_interval=0"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(REPO / "scripts" / "train.py"), *TINY, "total_timesteps=128", "checkpoint_interval=0"],
+            cwd=tmp_path,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for process in processes:
         process.communicate(timeout=300)
         assert process.returncode == 0

@@ -27,10 +27,12 @@ def test_tolerance_matches_dm_control(sigmoid):
         value_at_margin = RNG.uniform(0.01, 0.99)
         if sigmoid in ("linear", "quadratic", "cosine") and RNG.random() < 0.3:
             value_at_margin = 0.0
-        expected = dm_rewards.tolerance(x, bounds=bounds, margin=margin, sigmoid=sigmoid,
-                                        value_at_margin=value_at_margin)
-        got = tolerance(torch.as_tensor(x), bounds=bounds, margin=margin, sigmoid=sigmoid,
-                        value_at_margin=value_at_margin)
+        expected = dm_rewards.tolerance(
+            x, bounds=bounds, margin=margin, sigmoid=sigmoid, value_at_margin=value_at_margin
+        )
+        got = tolerance(
+            torch.as_tensor(x), bounds=bounds, margin=margin, sigmoid=sigmoid, value_at_margin=value_at_margin
+        )
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12)
 
 

@@ -38,10 +38,14 @@ SPECS = {
 }
 TASKS = list(SPECS)
 DM_CONTROL_NAMES = {
-    "AcrobotSwingup": ("acrobot", "swingup"), "AcrobotSwingupSparse": ("acrobot", "swingup_sparse"),
-    "CartpoleBalance": ("cartpole", "balance"), "CartpoleBalanceSparse": ("cartpole", "balance_sparse"),
-    "CartpoleSwingup": ("cartpole", "swingup"), "CartpoleSwingupSparse": ("cartpole", "swingup_sparse"),
-    "PendulumSwingup": ("pendulum", "swingup"), "PointMass": ("point_mass", "easy"),
+    "AcrobotSwingup": ("acrobot", "swingup"),
+    "AcrobotSwingupSparse": ("acrobot", "swingup_sparse"),
+    "CartpoleBalance": ("cartpole", "balance"),
+    "CartpoleBalanceSparse": ("cartpole", "balance_sparse"),
+    "CartpoleSwingup": ("cartpole", "swingup"),
+    "CartpoleSwingupSparse": ("cartpole", "swingup_sparse"),
+    "PendulumSwingup": ("pendulum", "swingup"),
+    "PointMass": ("point_mass", "easy"),
     "BallInCup": ("ball_in_cup", "catch"),
 }
 # States inside each task's reward region (hand-derived from the MJCF), so comparisons are not all zeros.
@@ -114,11 +118,14 @@ def test_cartpole_swingup_starts(name):
     assert (env.reset()["obs"][:, 1] < -0.999).all()
 
 
-@pytest.mark.parametrize(("name", "low", "high"), [
-    ("AcrobotSwingup", -math.pi, math.pi),
-    ("PendulumSwingup", 0.0, math.pi),  # Playground's range; dm_control draws from [-pi, pi)
-    ("PointMass", -0.29, 0.29),  # the slide joints' range
-])
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [
+        ("AcrobotSwingup", -math.pi, math.pi),
+        ("PendulumSwingup", 0.0, math.pi),  # Playground's range; dm_control draws from [-pi, pi)
+        ("PointMass", -0.29, 0.29),  # the slide joints' range
+    ],
+)
 def test_uniform_starts_at_rest(name, low, high):
     pool = make(name, reset_pool_size=256).start_states
     qpos = pool["qpos"]
@@ -134,14 +141,17 @@ def test_ball_in_cup_starts_from_the_default_pose():
     assert (env.reset()["obs"] == 0).all()
 
 
-@pytest.mark.parametrize(("name", "qpos", "expected_reward"), [
-    ("CartpoleBalance", [0.0, 0.0], 1.0),
-    # upright (1 + cos 0.5)/2; centred: gaussian 0.1 at 2 m -> exp(ln(0.1) / 4) at 1 m; small_control 1.
-    ("CartpoleSwingup", [1.0, 0.5], (1 + math.cos(0.5)) / 2 * (1 + 0.1 ** 0.25) / 2),
-    ("CartpoleBalanceSparse", [0.25, math.acos(0.995) - 1e-6], 1.0),
-    ("CartpoleSwingupSparse", [0.26, 0.0], 0.0),
-    ("CartpoleBalanceSparse", [0.0, math.acos(0.995) + 1e-6], 0.0),
-])
+@pytest.mark.parametrize(
+    ("name", "qpos", "expected_reward"),
+    [
+        ("CartpoleBalance", [0.0, 0.0], 1.0),
+        # upright (1 + cos 0.5)/2; centred: gaussian 0.1 at 2 m -> exp(ln(0.1) / 4) at 1 m; small_control 1.
+        ("CartpoleSwingup", [1.0, 0.5], (1 + math.cos(0.5)) / 2 * (1 + 0.1**0.25) / 2),
+        ("CartpoleBalanceSparse", [0.25, math.acos(0.995) - 1e-6], 1.0),
+        ("CartpoleSwingupSparse", [0.26, 0.0], 0.0),
+        ("CartpoleBalanceSparse", [0.0, math.acos(0.995) + 1e-6], 0.0),
+    ],
+)
 def test_cartpole_hand_derived(name, qpos, expected_reward):
     env = make(name, num_envs=1)
     obs, reward = observe_at(env, [qpos], [[0.0, 0.0]], [[0.0]])

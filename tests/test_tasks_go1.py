@@ -90,8 +90,13 @@ def test_noise_is_uniform_with_playgrounds_scales():
     clean_env = make_task_env("Go1JoystickFlatTerrain", num_envs=512, obs_noise_level=0.0)
     clean = clean_env.reset_to(qpos, qvel, task_state=command)["obs"]
     error = obs - clean
-    for columns, scale in ((slice(0, 3), 0.1), (slice(3, 6), 0.2), (slice(6, 9), 0.05), (slice(9, 21), 0.03),
-                           (slice(21, 33), 1.5)):
+    for columns, scale in (
+        (slice(0, 3), 0.1),
+        (slice(3, 6), 0.2),
+        (slice(6, 9), 0.05),
+        (slice(9, 21), 0.03),
+        (slice(21, 33), 1.5),
+    ):
         part = error[:, columns]
         assert part.abs().max() <= scale + 1e-6 and part.abs().max() > 0.9 * scale
         assert part.std().item() == pytest.approx(scale / math.sqrt(3), rel=0.1)  # U(-s, s)
@@ -104,13 +109,31 @@ def test_joystick_reward_terms_standing_still_at_home(joystick):
     env.reset_to(qpos, qvel, task_state={"command": torch.zeros(4, 3)})
     contact = env.task.feet_contact(env.physics)
     none = torch.zeros(4, 4, dtype=torch.bool)
-    terms = env.task.reward_terms(env.physics, torch.zeros(4, 12, dtype=torch.float64), env.task_state, contact,
-                                  none, torch.zeros(4, dtype=torch.bool))
+    terms = env.task.reward_terms(
+        env.physics,
+        torch.zeros(4, 12, dtype=torch.float64),
+        env.task_state,
+        contact,
+        none,
+        torch.zeros(4, dtype=torch.bool),
+    )
     one, zero = torch.ones(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
     for name in ("tracking_lin_vel", "tracking_ang_vel", "pose"):
         torch.testing.assert_close(terms[name], one)
-    for name in ("lin_vel_z", "ang_vel_xy", "orientation", "stand_still", "termination", "action_rate", "energy",
-                 "feet_slip", "feet_clearance", "feet_height", "feet_air_time", "dof_pos_limits"):
+    for name in (
+        "lin_vel_z",
+        "ang_vel_xy",
+        "orientation",
+        "stand_still",
+        "termination",
+        "action_rate",
+        "energy",
+        "feet_slip",
+        "feet_clearance",
+        "feet_height",
+        "feet_air_time",
+        "dof_pos_limits",
+    ):
         torch.testing.assert_close(terms[name], zero, atol=1e-9, rtol=0)
     # At rest the position servos hold the weight: torque cost = |tau|_2 + |tau|_1 of the actuator forces.
     torques = env.task.actuator_force(env.physics)
@@ -126,15 +149,16 @@ def test_joystick_tracking_stand_still_and_joint_limit_terms(joystick):
     env.reset_to(qpos, qvel, task_state={"command": command})
     physics, task = env.physics, env.task
     none = torch.zeros(4, 4, dtype=torch.bool)
-    terms = task.reward_terms(physics, torch.zeros(4, 12, dtype=torch.float64), env.task_state, none, none,
-                              torch.zeros(4, dtype=torch.bool))
+    terms = task.reward_terms(
+        physics, torch.zeros(4, 12, dtype=torch.float64), env.task_state, none, none, torch.zeros(4, dtype=torch.bool)
+    )
     # exp(-(1.0 - 0.5)^2 / 0.25) with the command, exp(-(0.5^2 + 0.2^2) / 0.25) without.
     expected = torch.tensor([math.exp(-1.0), math.exp(-1.16), math.exp(-1.0), math.exp(-1.16)], dtype=torch.float64)
     torch.testing.assert_close(terms["tracking_lin_vel"], expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(terms["tracking_ang_vel"][0], torch.tensor(math.exp(-1.0), dtype=torch.float64))
     offset = 0.863 * 0.95 + 0.1 - 0.1
     torch.testing.assert_close(terms["stand_still"], torch.tensor([0.0, offset, 0.0, offset], dtype=torch.float64))
-    torch.testing.assert_close(terms["pose"], torch.full((4,), math.exp(-offset ** 2), dtype=torch.float64))
+    torch.testing.assert_close(terms["pose"], torch.full((4,), math.exp(-(offset**2)), dtype=torch.float64))
     torch.testing.assert_close(terms["dof_pos_limits"], torch.full((4,), 0.1, dtype=torch.float64))
 
 
@@ -147,8 +171,14 @@ def test_joystick_feet_terms_for_a_foot_landing_after_a_known_air_time(joystick)
     env.reset_to(qpos, qvel, task_state={"command": command, "feet_air_time": air_time, "swing_peak": swing_peak})
     landing = torch.zeros(4, 4, dtype=torch.bool)
     landing[:, 0] = True
-    terms = env.task.reward_terms(env.physics, torch.zeros(4, 12, dtype=torch.float64), env.task_state, landing,
-                                  landing, torch.zeros(4, dtype=torch.bool))
+    terms = env.task.reward_terms(
+        env.physics,
+        torch.zeros(4, 12, dtype=torch.float64),
+        env.task_state,
+        landing,
+        landing,
+        torch.zeros(4, dtype=torch.bool),
+    )
     torch.testing.assert_close(terms["feet_air_time"], torch.full((4,), 0.3 - 0.1, dtype=torch.float64))
     torch.testing.assert_close(terms["feet_height"], torch.full((4,), (0.05 / 0.1 - 1) ** 2, dtype=torch.float64))
     # One env step: the landing foot's air time (+dt) is rewarded, then the timers of feet on the floor restart.
@@ -219,9 +249,12 @@ def test_reset_to_task_state_and_option_errors(joystick):
 def test_pushes_follow_playgrounds_half_sine_schedule():
     env = make_task_env("Go1JoystickFlatTerrain", num_envs=2, perturbations=True, obs_noise_level=0.0)
     qpos, qvel = home_state(env)
-    schedule = {"steps_until_next_pert": torch.tensor([3, 1000]),
-                "pert_duration_seconds": torch.full((2,), 0.1, dtype=torch.float64),
-                "pert_duration": torch.tensor([5, 5]), "pert_mag": torch.full((2,), 2.0)}
+    schedule = {
+        "steps_until_next_pert": torch.tensor([3, 1000]),
+        "pert_duration_seconds": torch.full((2,), 0.1, dtype=torch.float64),
+        "pert_duration": torch.tensor([5, 5]),
+        "pert_mag": torch.full((2,), 2.0),
+    }
     env.reset_to(qpos, qvel, task_state=schedule)
     trunk, mass = env.physics.mj_model.body("trunk").id, env.physics.mj_model.body_subtreemass[1]
     flags, forces, observed = [], [], []
@@ -250,9 +283,9 @@ def test_getup_reset_drops_sixty_percent_and_settles():
     start = env.task.sample_start(torch.Generator().manual_seed(0), 20_000, env.physics)
     dropped = start.qpos[:, 2] == 0.5
     assert dropped.double().mean().item() == pytest.approx(0.6, abs=0.015)
-    torch.testing.assert_close(start.qpos[dropped, 3:7].norm(dim=-1), torch.ones(int(dropped.sum()),
-                                                                                 dtype=torch.float64), atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(
+        start.qpos[dropped, 3:7].norm(dim=-1), torch.ones(int(dropped.sum()), dtype=torch.float64), atol=1e-5, rtol=0
+    )
     home = start.qpos[~dropped]
     assert (home[:, 7:] == torch.tensor(HOME_JOINTS, dtype=torch.float64)).all() and (home[:, 2] == 0.278).all()
     low, high = torch.as_tensor(env.physics.mj_model.jnt_range[1:]).T
@@ -303,8 +336,9 @@ def test_handstand_reward_terms_at_home_and_in_a_handstand():
         env.reset_to(qpos, qvel)
         terms = env.task.reward_terms(env.physics)
         # Level: the forward axis is horizontal, cos = 0 -> (0.5)^2; vertical the right way -> 1.
-        torch.testing.assert_close(terms["orientation"], torch.tensor([0.25, 1.0], dtype=torch.float64), atol=1e-6,
-                                   rtol=0)
+        torch.testing.assert_close(
+            terms["orientation"], torch.tensor([0.25, 1.0], dtype=torch.float64), atol=1e-6, rtol=0
+        )
         imu_height = env.task.torso_height(env.physics)[:, 0]
         desired = env.task.desired_height
         expected = torch.exp(-(desired - imu_height.clamp(max=desired)))
@@ -425,12 +459,25 @@ def _tetrahedron_stl() -> bytes:
 def test_train_script_runs_go1_joystick_with_the_locomotion_cpu_preset(tmp_path):
     """A short CPU training run through scripts/train.py: setup, rollouts with task state, evaluation, checkpoint."""
     repo = Path(__file__).resolve().parent.parent
-    command = [sys.executable, str(repo / "scripts" / "train.py"), "task=Go1JoystickFlatTerrain", "alg=locomotion_cpu",
-               "alg.num_envs=8", "alg.num_steps=8", "alg.num_minibatches=2", "total_timesteps=256", "eval.num_envs=2",
-               "+task.overrides.episode_length=20", "num_threads=1", "eval.interval=0.5", "checkpoint_interval=0.5",
-               f"hydra.run.dir={tmp_path}"]
-    result = subprocess.run(command, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True,
-                            text=True, timeout=600)
+    command = [
+        sys.executable,
+        str(repo / "scripts" / "train.py"),
+        "task=Go1JoystickFlatTerrain",
+        "alg=locomotion_cpu",
+        "alg.num_envs=8",
+        "alg.num_steps=8",
+        "alg.num_minibatches=2",
+        "total_timesteps=256",
+        "eval.num_envs=2",
+        "+task.overrides.episode_length=20",
+        "num_threads=1",
+        "eval.interval=0.5",
+        "checkpoint_interval=0.5",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    result = subprocess.run(
+        command, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     assert "task Go1JoystickFlatTerrain, device cpu, backend mujoco, 8 envs" in result.stdout
     assert "done: 256 env steps" in result.stdout and "no CUDA here" not in result.stdout

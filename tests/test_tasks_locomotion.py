@@ -36,9 +36,14 @@ TASKS = list(SPECS)
 PLANAR = [name for name in TASKS if not name.startswith("Humanoid")]
 HUMANOID = [name for name in TASKS if name.startswith("Humanoid")]
 DM_CONTROL_NAMES = {
-    "HopperHop": ("hopper", "hop"), "HopperStand": ("hopper", "stand"),
-    "WalkerStand": ("walker", "stand"), "WalkerWalk": ("walker", "walk"), "WalkerRun": ("walker", "run"),
-    "HumanoidStand": ("humanoid", "stand"), "HumanoidWalk": ("humanoid", "walk"), "HumanoidRun": ("humanoid", "run"),
+    "HopperHop": ("hopper", "hop"),
+    "HopperStand": ("hopper", "stand"),
+    "WalkerStand": ("walker", "stand"),
+    "WalkerWalk": ("walker", "walk"),
+    "WalkerRun": ("walker", "run"),
+    "HumanoidStand": ("humanoid", "stand"),
+    "HumanoidWalk": ("humanoid", "walk"),
+    "HumanoidRun": ("humanoid", "run"),
 }
 
 
@@ -95,14 +100,17 @@ def test_humanoid_starts_standing_in_its_default_pose():
     assert (obs[37:] == 0).all()  # centre-of-mass velocity and qvel
 
 
-@pytest.mark.parametrize(("name", "speed", "expected"), [
-    ("HumanoidStand", 0.0, 1.0),
-    # gaussian tolerance of 0.5 m/s with 0.1 at the 2 m/s margin, averaged with a perfect y term.
-    ("HumanoidStand", 0.5, (1 + math.exp(-0.5 * (0.25**2) * -2 * math.log(0.1))) / 2),
-    ("HumanoidWalk", 0.5, (5 * 0.5 + 1) / 6),  # linear ramp from 0 at 0 m/s to 1 at 1 m/s
-    ("HumanoidRun", 0.0, 1 / 6),
-    ("HumanoidRun", 12.0, 1.0),
-])
+@pytest.mark.parametrize(
+    ("name", "speed", "expected"),
+    [
+        ("HumanoidStand", 0.0, 1.0),
+        # gaussian tolerance of 0.5 m/s with 0.1 at the 2 m/s margin, averaged with a perfect y term.
+        ("HumanoidStand", 0.5, (1 + math.exp(-0.5 * (0.25**2) * -2 * math.log(0.1))) / 2),
+        ("HumanoidWalk", 0.5, (5 * 0.5 + 1) / 6),  # linear ramp from 0 at 0 m/s to 1 at 1 m/s
+        ("HumanoidRun", 0.0, 1 / 6),
+        ("HumanoidRun", 12.0, 1.0),
+    ],
+)
 def test_humanoid_reward_for_a_sliding_upright_pose(name, speed, expected):
     """Upright default pose translating at ``speed`` along x: standing, upright and small-control are 1."""
     env = make(name, num_envs=1)
@@ -115,14 +123,17 @@ def test_humanoid_reward_for_a_sliding_upright_pose(name, speed, expected):
     assert reward.item() == pytest.approx(expected * (4 + 0.75) / 5, rel=1e-9)  # quadratic: 1 - 0.5**2
 
 
-@pytest.mark.parametrize(("name", "speed", "expected"), [
-    ("WalkerStand", 0.0, 1.0),
-    ("WalkerWalk", 0.0, 1 / 6),
-    ("WalkerWalk", 0.75, (5 * 0.75 + 1) / 6),  # linear: 0.5 at 0.5 m/s, 1 at 1 m/s
-    ("WalkerRun", 6.0, (5 * 0.75 + 1) / 6),  # linear: 0.5 at 4 m/s, 1 at 8 m/s
-    ("HopperHop", 1.0, 0.5),  # linear: 0.5 at 1 m/s, 1 at 2 m/s
-    ("HopperHop", 3.0, 1.0),
-])
+@pytest.mark.parametrize(
+    ("name", "speed", "expected"),
+    [
+        ("WalkerStand", 0.0, 1.0),
+        ("WalkerWalk", 0.0, 1 / 6),
+        ("WalkerWalk", 0.75, (5 * 0.75 + 1) / 6),  # linear: 0.5 at 0.5 m/s, 1 at 1 m/s
+        ("WalkerRun", 6.0, (5 * 0.75 + 1) / 6),  # linear: 0.5 at 4 m/s, 1 at 8 m/s
+        ("HopperHop", 1.0, 0.5),  # linear: 0.5 at 1 m/s, 1 at 2 m/s
+        ("HopperHop", 3.0, 1.0),
+    ],
+)
 def test_planar_reward_for_the_upright_pose(name, speed, expected):
     """All joints 0 (standing straight: walker torso 1.3 m high, hopper torso ~0.98 m above its foot),
     root x-velocity."""
@@ -238,8 +249,10 @@ def test_no_contact_with_vanishing_friction(name):
     checked = 0
     for first in range(model.ngeom):
         for second in range(first + 1, model.ngeom):
-            if not (model.geom_contype[first] & model.geom_conaffinity[second]
-                    or model.geom_contype[second] & model.geom_conaffinity[first]):
+            if not (
+                model.geom_contype[first] & model.geom_conaffinity[second]
+                or model.geom_contype[second] & model.geom_conaffinity[first]
+            ):
                 continue
             condim = max(model.geom_condim[first], model.geom_condim[second])
             friction = np.maximum(model.geom_friction[first], model.geom_friction[second])

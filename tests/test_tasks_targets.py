@@ -31,21 +31,34 @@ SPECS = {
 }
 TASKS = list(SPECS)
 DM_CONTROL_NAMES = {
-    "FingerSpin": ("finger", "spin"), "FingerTurnEasy": ("finger", "turn_easy"),
-    "FingerTurnHard": ("finger", "turn_hard"), "FishSwim": ("fish", "swim"), "ReacherEasy": ("reacher", "easy"),
-    "ReacherHard": ("reacher", "hard"), "SwimmerSwimmer6": ("swimmer", "swimmer6"),
+    "FingerSpin": ("finger", "spin"),
+    "FingerTurnEasy": ("finger", "turn_easy"),
+    "FingerTurnHard": ("finger", "turn_hard"),
+    "FishSwim": ("fish", "swim"),
+    "ReacherEasy": ("reacher", "easy"),
+    "ReacherHard": ("reacher", "hard"),
+    "SwimmerSwimmer6": ("swimmer", "swimmer6"),
 }
 # dm_control's observation keys in Playground's order (dm_control's own order where they agree).
 DM_OBSERVATION_ORDER = {"FishSwim": ("upright", "joint_angles", "target", "velocity")}
 # What the reward measures the target's distance from, and the plane the tasks move it in.
-EFFECTOR = {"Finger": ("site", "tip", (0, 2)), "Fish": ("geom", "mouth", (0, 1, 2)),
-            "Reacher": ("geom", "finger", (0, 1)), "Swimmer": ("geom", "nose", (0, 1))}
+EFFECTOR = {
+    "Finger": ("site", "tip", (0, 2)),
+    "Fish": ("geom", "mouth", (0, 1, 2)),
+    "Reacher": ("geom", "finger", (0, 1)),
+    "Swimmer": ("geom", "nose", (0, 1)),
+}
 # Playground's solver options per domain: (sim_dt, iterations, ls_iterations, integrator, disabled flags).
 DISABLE = mujoco.mjtDisableBit
 OPTIONS = {
     "Finger": (0.005, 2, 8, mujoco.mjtIntegrator.mjINT_IMPLICITFAST, (DISABLE.mjDSBL_GRAVITY,)),
-    "Fish": (0.002, 2, 6, mujoco.mjtIntegrator.mjINT_EULER,
-             (DISABLE.mjDSBL_GRAVITY, DISABLE.mjDSBL_CONSTRAINT, DISABLE.mjDSBL_CONTACT)),
+    "Fish": (
+        0.002,
+        2,
+        6,
+        mujoco.mjtIntegrator.mjINT_EULER,
+        (DISABLE.mjDSBL_GRAVITY, DISABLE.mjDSBL_CONSTRAINT, DISABLE.mjDSBL_CONTACT),
+    ),
     "Reacher": (0.005, 1, 6, mujoco.mjtIntegrator.mjINT_EULER, (DISABLE.mjDSBL_CONTACT,)),
     "Swimmer": (0.003, 4, 8, mujoco.mjtIntegrator.mjINT_EULER, (DISABLE.mjDSBL_CONTACT,)),
 }
@@ -239,7 +252,8 @@ def test_observation_and_reward_match_dm_control(name, dm_suite, shared_env):
     touch = slice(7, 9)
     for world in range(NUM_ENVS):
         expected_obs, expected_reward, contacts = dm_control_evaluation(
-            dm_env, name, qpos[world].numpy(), qvel[world].numpy(), target[world, 0].numpy())
+            dm_env, name, qpos[world].numpy(), qvel[world].numpy(), target[world, 0].numpy()
+        )
         obs = td["obs"][world].double().numpy()
         if name.startswith("Finger") and contacts:
             obs[touch] = expected_obs[touch]
@@ -270,8 +284,9 @@ def test_swimmer_by_hand(shared_env):
     qpos[NUM_ENVS // 2 :, 2] = math.pi / 2
     # Heading 0: nose at (0, -.06); target .3 m beyond it along -y. Heading pi/2 turns the head about the
     # root hinge at (0, -.05): the nose moves to (.01, -.05) and the head's -y axis to world +x.
-    target = torch.tensor([[0.0, -0.36, 0.05]] * (NUM_ENVS // 2) + [[0.31, -0.05, 0.05]] * (NUM_ENVS // 2),
-                          dtype=torch.float64).unsqueeze(1)
+    target = torch.tensor(
+        [[0.0, -0.36, 0.05]] * (NUM_ENVS // 2) + [[0.31, -0.05, 0.05]] * (NUM_ENVS // 2), dtype=torch.float64
+    ).unsqueeze(1)
     td = env.reset_to(qpos, torch.zeros(NUM_ENVS, 8, dtype=torch.float64), mocap_pos=target)
     torch.testing.assert_close(td["obs"][:, 5:7], torch.tensor([0.0, -0.3]).expand(NUM_ENVS, 2), rtol=0, atol=1e-6)
     assert (td["obs"][:, 7:] == 0).all() and (td["obs"][:, :5] == 0).all()
@@ -286,8 +301,11 @@ def test_models_carry_playgrounds_edits(name, shared_env):
     model = shared_env(name).physics.mj_model
     sim_dt, iterations, ls_iterations, integrator, disabled = OPTIONS[domain(name)]
     assert model.opt.timestep == sim_dt
-    assert (model.opt.iterations, model.opt.ls_iterations, model.opt.integrator) == (iterations, ls_iterations,
-                                                                                      integrator)
+    assert (model.opt.iterations, model.opt.ls_iterations, model.opt.integrator) == (
+        iterations,
+        ls_iterations,
+        integrator,
+    )
     expected_flags = int(DISABLE.mjDSBL_EULERDAMP)
     for flag in disabled:
         expected_flags |= int(flag)
@@ -323,8 +341,12 @@ def test_swimmer_chain_matches_dm_controls_generator(dm_suite, shared_env):
     xml, assets = swimmer.get_model_and_assets(6)
     reference = mujoco.MjModel.from_xml_string(xml, assets)
     ours = shared_env("SwimmerSwimmer6").physics.mj_model
-    assert (ours.nq, ours.nv, ours.nu, ours.nsensordata) == (reference.nq, reference.nv, reference.nu,
-                                                            reference.nsensordata)
+    assert (ours.nq, ours.nv, ours.nu, ours.nsensordata) == (
+        reference.nq,
+        reference.nv,
+        reference.nu,
+        reference.nsensordata,
+    )
     for index in range(5):
         for kind, name, fields in (
             ("body", f"segment_{index}", ("pos", "mass", "inertia", "ipos")),
@@ -336,8 +358,11 @@ def test_swimmer_chain_matches_dm_controls_generator(dm_suite, shared_env):
             ("sensor", f"gyro_{index}", ("type", "adr", "objid")),
         ):
             for field in fields:
-                np.testing.assert_allclose(getattr(getattr(ours, kind)(name), field),
-                                           getattr(getattr(reference, kind)(name), field), err_msg=f"{name}.{field}")
+                np.testing.assert_allclose(
+                    getattr(getattr(ours, kind)(name), field),
+                    getattr(getattr(reference, kind)(name), field),
+                    err_msg=f"{name}.{field}",
+                )
 
 
 def converged_solver(spec):

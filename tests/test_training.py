@@ -21,14 +21,30 @@ from training_testing import tiny_config
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 # CartpoleBalance with 50-step episodes; 16 envs x 8 steps = 128 env steps per update.
-TINY_CLI = ["task=CartpoleBalance", "alg=cpu", "alg.num_envs=16", "alg.num_steps=8", "alg.num_minibatches=2",
-            "total_timesteps=1024", "eval.num_envs=4", "+task.overrides.episode_length=50", "log_interval=2",
-            "num_threads=1", "checkpoint_interval=0.5"]
+TINY_CLI = [
+    "task=CartpoleBalance",
+    "alg=cpu",
+    "alg.num_envs=16",
+    "alg.num_steps=8",
+    "alg.num_minibatches=2",
+    "total_timesteps=1024",
+    "eval.num_envs=4",
+    "+task.overrides.episode_length=50",
+    "log_interval=2",
+    "num_threads=1",
+    "checkpoint_interval=0.5",
+]
 
 
 def train_cli(*args, flags=()):
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *flags, *TINY_CLI, *args], cwd=REPO,
-                          env=ENV, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *flags, *TINY_CLI, *args],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
@@ -38,16 +54,31 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
     events = EventAccumulator(str(next((tmp_path / "tensorboard").glob("events.*"))))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"loss/critic", "loss/actor", "q/mean", "grad_norm/critic", "schedule/sigma", "schedule/lr",
-            "eval/return_mean", "perf/env_steps_per_s", "train/episode_return", "env/episodes",
-            "env/nonfinite_states"} <= tags
+    assert {
+        "loss/critic",
+        "loss/actor",
+        "q/mean",
+        "grad_norm/critic",
+        "schedule/sigma",
+        "schedule/lr",
+        "eval/return_mean",
+        "perf/env_steps_per_s",
+        "train/episode_return",
+        "env/episodes",
+        "env/nonfinite_states",
+    } <= tags
     assert events.Scalars("loss/critic")[-1].step == 1024
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint["env_steps"] == 1024 and checkpoint["updates"] == 8
     assert checkpoint["config"]["task"]["name"] == "CartpoleBalance"
 
-    evaluated = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), f"checkpoint={tmp_path}",
-                                "episodes=3"], env=ENV, capture_output=True, text=True, timeout=300)
+    evaluated = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "evaluate.py"), f"checkpoint={tmp_path}", "episodes=3"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "over 3 episodes (mean length 50)" in evaluated.stdout
     if importlib.util.find_spec("matplotlib"):  # the 'plot' extra: the learning curve lands in the run dir
@@ -58,17 +89,26 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
 
 def test_without_alg_a_cpu_run_takes_the_cpu_sized_twin_and_says_so_first(tmp_path):
     arguments = [argument for argument in TINY_CLI if argument != "alg=cpu"]
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *arguments, "device=cpu",
-                             f"hydra.run.dir={tmp_path}"], cwd=REPO, env=ENV, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *arguments, "device=cpu", f"hydra.run.dir={tmp_path}"],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
-    assert first.endswith(": running CartpoleBalance with the CPU-sized preset alg=cpu instead of its GPU-sized "
-                          "'dm_suite' preset; to run that one anyway: python scripts/train.py task=CartpoleBalance "
-                          "alg=dm_suite")
+    assert first.endswith(
+        ": running CartpoleBalance with the CPU-sized preset alg=cpu instead of its GPU-sized "
+        "'dm_suite' preset; to run that one anyway: python scripts/train.py task=CartpoleBalance "
+        "alg=dm_suite"
+    )
     cpu = _preset("cpu")
-    for saved in (load_checkpoint(tmp_path)["config"]["alg"],
-                  OmegaConf.to_container(OmegaConf.load(tmp_path / "config.yaml"))["alg"]):
+    for saved in (
+        load_checkpoint(tmp_path)["config"]["alg"],
+        OmegaConf.to_container(OmegaConf.load(tmp_path / "config.yaml"))["alg"],
+    ):
         assert saved["actor_hidden_sizes"] == cpu["actor_hidden_sizes"] and saved["lr_start"] == cpu["lr_start"]
         assert saved["num_envs"] == 16  # the command line's alg.* values still apply on top
 
@@ -95,15 +135,19 @@ def test_resume_restores_everything_and_finishes_the_run(tmp_path, capsys):
     midway = load_checkpoint(first.checkpoint.with_name("step_000000000256.pt"))
     assert midway["updates"] == 2
 
-    resumed = TrainingRun({**tiny_config(total_timesteps=10**9, seed=7), "resume": midway["path"]},
-                          tmp_path / "second", show_progress=False)
+    resumed = TrainingRun(
+        {**tiny_config(total_timesteps=10**9, seed=7), "resume": midway["path"]},
+        tmp_path / "second",
+        show_progress=False,
+    )
     # the checkpoint's config wins over this command line's (apart from runtime keys such as device)
     assert resumed.settings.total_timesteps == 512 and resumed.settings.seed == 0
     saved = midway["agent"]["modules"]
     for name, value in resumed.agent.state_dict().items():
         assert torch.equal(value, saved[name]), name
     assert int(resumed.agent.updates_done) == 2 and resumed.agent.learning_rate == pytest.approx(
-        resumed.agent.lr_schedule(2 * 2 * 2))
+        resumed.agent.lr_schedule(2 * 2 * 2)
+    )
     assert torch.equal(torch.get_rng_state(), midway["rng"]["torch"])
     summary = resumed.run()
     assert summary.updates == 4 and summary.env_steps == 512
@@ -163,10 +207,21 @@ def test_cpu_preset_holds_cartpole_balance_to_the_end_of_training(tmp_path):
     """
     alg = _preset("cpu")
     alg["bootstrap_truncation"] = False
-    config = {"task": {"name": "CartpoleBalance", "overrides": {}}, "alg": alg, "seed": 3, "device": "cpu",
-              "backend": "mujoco", "num_threads": 1, "torch_threads": 1, "total_timesteps": 300_000,
-              "compile": False, "resume": None, "eval": {"interval": 1.0, "num_envs": 64}, "log_interval": 50,
-              "checkpoint_interval": 0}
+    config = {
+        "task": {"name": "CartpoleBalance", "overrides": {}},
+        "alg": alg,
+        "seed": 3,
+        "device": "cpu",
+        "backend": "mujoco",
+        "num_threads": 1,
+        "torch_threads": 1,
+        "total_timesteps": 300_000,
+        "compile": False,
+        "resume": None,
+        "eval": {"interval": 1.0, "num_envs": 64},
+        "log_interval": 50,
+        "checkpoint_interval": 0,
+    }
     summary = run_training(config, tmp_path, show_progress=False)
     assert summary.env_steps == 299_008
     assert summary.final_eval_return > 900, summary.eval_curve

@@ -32,6 +32,7 @@ def video_support_or_skip():
     """Skip (outside CI) when this machine lacks the 'video' extra or an offscreen GL."""
     try:
         import av  # noqa: F401
+
         video.gl_context(16, 16).free()
     except (ImportError, VideoUnavailable) as error:
         if os.environ.get("CI"):
@@ -76,8 +77,14 @@ def test_video_of_a_few_steps_decodes_to_the_expected_frames(task, tmp_path):
 def test_evaluate_script_writes_a_video_of_the_deterministic_policy(trained_run, tmp_path):
     video_support_or_skip()
     path = tmp_path / "eval.mp4"
-    command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), f"checkpoint={trained_run}", "episodes=2",
-               "video=true", f"video_path={path}"]
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "evaluate.py"),
+        f"checkpoint={trained_run}",
+        "episodes=2",
+        "video=true",
+        f"video_path={path}",
+    ]
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "over 2 episodes (mean length 50)" in result.stdout and f"video: {path}" in result.stdout

@@ -1,15 +1,41 @@
 """Shared helpers of the training tests: a tiny, fast run config (plain dict, as hydra would compose it)."""
 
 
-def tiny_config(task: str = "CartpoleBalance", num_envs: int = 16, episode_length: int = 50, eval_envs: int = 4,
-                lr: tuple[float, float] = (3e-4, 1e-5), **changes) -> dict:
+def tiny_config(
+    task: str = "CartpoleBalance",
+    num_envs: int = 16,
+    episode_length: int = 50,
+    eval_envs: int = 4,
+    lr: tuple[float, float] = (3e-4, 1e-5),
+    **changes,
+) -> dict:
     """``num_envs`` x 8 steps per update, 2 epochs x 2 minibatches, 32-unit networks; ``changes`` replace
     top-level keys."""
-    alg = dict(num_envs=num_envs, num_steps=8, num_epochs=2, num_minibatches=2, actor_hidden_sizes=[32],
-               critic_hidden_sizes=[32], num_critics=2, lr_start=lr[0], lr_end=lr[1])
-    config = {"task": {"name": task, "overrides": {"episode_length": episode_length}}, "alg": alg, "seed": 0,
-              "device": "cpu", "backend": "mujoco", "num_threads": 1, "total_timesteps": 512, "compile": False,
-              "resume": None, "eval": {"interval": 0.5, "num_envs": eval_envs}, "log_interval": 1,
-              "checkpoint_interval": 0.5, "cpu_presets": {"dm_suite": "cpu"}}
+    alg = dict(
+        num_envs=num_envs,
+        num_steps=8,
+        num_epochs=2,
+        num_minibatches=2,
+        actor_hidden_sizes=[32],
+        critic_hidden_sizes=[32],
+        num_critics=2,
+        lr_start=lr[0],
+        lr_end=lr[1],
+    )
+    config = {
+        "task": {"name": task, "overrides": {"episode_length": episode_length}},
+        "alg": alg,
+        "seed": 0,
+        "device": "cpu",
+        "backend": "mujoco",
+        "num_threads": 1,
+        "total_timesteps": 512,
+        "compile": False,
+        "resume": None,
+        "eval": {"interval": 0.5, "num_envs": eval_envs},
+        "log_interval": 1,
+        "checkpoint_interval": 0.5,
+        "cpu_presets": {"dm_suite": "cpu"},
+    }
     config.update(changes)
     return config

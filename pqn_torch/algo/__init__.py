@@ -7,5 +7,16 @@ from pqn_torch.algo.pqn import PQN, PQNConfig
 from pqn_torch.algo.qlambda import q_lambda_targets
 from pqn_torch.algo.schedules import LinearSchedule
 
-__all__ = ["PQN", "Actor", "CriticEnsemble", "LinearSchedule", "PQNConfig", "RewardNormalizer", "RunningMeanStd",
-           "actor_loss", "critic_loss", "huber", "q_lambda_targets"]
+__all__ = [
+    "PQN",
+    "Actor",
+    "CriticEnsemble",
+    "LinearSchedule",
+    "PQNConfig",
+    "RewardNormalizer",
+    "RunningMeanStd",
+    "actor_loss",
+    "critic_loss",
+    "huber",
+    "q_lambda_targets",
+]

@@ -74,8 +74,13 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 def used_for(weight: torch.Tensor) -> bool:
     """Whether :func:`matmul`/:func:`linear` would take ``weight`` (2-D, CPU, float32) to oneDNN now."""
-    return _enabled and AVAILABLE and weight.device.type == "cpu" and weight.dtype == torch.float32 and \
-        min(weight.shape[-2:]) >= MIN_WIDTH
+    return (
+        _enabled
+        and AVAILABLE
+        and weight.device.type == "cpu"
+        and weight.dtype == torch.float32
+        and min(weight.shape[-2:]) >= MIN_WIDTH
+    )
 
 
 def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -91,8 +96,9 @@ class _OneDNNLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor | None, in_out: bool) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, in_out: bool
+    ) -> torch.Tensor:
         assert _LINEAR is not None  # _applies() checked AVAILABLE
         ctx.save_for_backward(x, weight)
         ctx.in_out = in_out
@@ -107,8 +113,9 @@ class _OneDNNLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:  # grad @ W_out_in
             grad_x = _LINEAR(grad, weight if ctx.in_out else weight.T, None, "none", [], "")
         if ctx.needs_input_grad[1]:  # x.T @ grad ([in, out]) or grad.T @ x ([out, in])
-            grad_weight = (_LINEAR(x.T, grad.T, None, "none", [], "") if ctx.in_out
-                           else _LINEAR(grad.T, x.T, None, "none", [], ""))
+            grad_weight = (
+                _LINEAR(x.T, grad.T, None, "none", [], "") if ctx.in_out else _LINEAR(grad.T, x.T, None, "none", [], "")
+            )
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(0)
         return grad_x, grad_weight, grad_bias, None

@@ -34,8 +34,8 @@ def flatten_parameters(module: nn.Module) -> torch.Tensor:
     offset = 0
     for parameter in parameters:
         size = parameter.numel()
-        parameter.data = flat.detach()[offset:offset + size].view_as(parameter)
-        parameter.grad = flat.grad[offset:offset + size].view_as(parameter)
+        parameter.data = flat.detach()[offset : offset + size].view_as(parameter)
+        parameter.grad = flat.grad[offset : offset + size].view_as(parameter)
         offset += size
     return flat
 

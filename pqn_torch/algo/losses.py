@@ -19,9 +19,15 @@ def critic_loss(q_values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return huber(q_values, targets.unsqueeze(0)).mean(dim=-1).sum()
 
 
-def actor_loss(q_values: torch.Tensor, action: torch.Tensor, rollout_action: torch.Tensor,
-               action_scale: torch.Tensor, action_bias: torch.Tensor, threshold: float,
-               penalty_coeff: float) -> tuple[torch.Tensor, torch.Tensor]:
+def actor_loss(
+    q_values: torch.Tensor,
+    action: torch.Tensor,
+    rollout_action: torch.Tensor,
+    action_scale: torch.Tensor,
+    action_bias: torch.Tensor,
+    threshold: float,
+    penalty_coeff: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``mean(-Q + penalty)`` and the fraction of samples whose penalty is active.
 
     ``action`` is the actor's current output, ``rollout_action`` the deterministic action it gave

@@ -28,14 +28,19 @@ class Metric:
 
 
 METRICS = (
-    Metric("critic_loss", "minibatch", "loss/critic",
-           "sum over the critics of each one's mean Huber loss against the Q(lambda) targets"),
+    Metric(
+        "critic_loss",
+        "minibatch",
+        "loss/critic",
+        "sum over the critics of each one's mean Huber loss against the Q(lambda) targets",
+    ),
     Metric("actor_loss", "minibatch", "loss/actor", "mean of -Q(s, actor(s)) plus the gated penalty"),
     Metric("q_mean", "minibatch", "q/mean", "mean Q-value of the rollout actions over critics and samples"),
     Metric("critic_grad_norm", "minibatch", "grad_norm/critic", "the critic's gradient norm before clipping"),
     Metric("actor_grad_norm", "minibatch", "grad_norm/actor", "the actor's gradient norm before clipping"),
-    Metric("penalty_fraction", "minibatch", "actor/penalty_fraction",
-           "fraction of samples whose actor penalty is active"),
+    Metric(
+        "penalty_fraction", "minibatch", "actor/penalty_fraction", "fraction of samples whose actor penalty is active"
+    ),
     Metric("reward_mean", "rollout", "rollout/reward_mean", "mean reward of the rollout (normalized if enabled)"),
     Metric("value_mean", "rollout", "rollout/value_mean", "mean ensemble value of the explored actions"),
     Metric("target_mean", "rollout", "rollout/target_mean", "mean Q(lambda) target"),

@@ -30,14 +30,23 @@ class Actor(nn.Module):
     action_scale: torch.Tensor
     action_bias: torch.Tensor
 
-    def __init__(self, obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
-                 hidden_sizes: Sequence[int], init_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_low: torch.Tensor,
+        action_high: torch.Tensor,
+        hidden_sizes: Sequence[int],
+        init_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = obs_dim
         for hidden in hidden_sizes:
-            layers += [_orthogonal_linear(width, hidden, init_scale), nn.LayerNorm(hidden, eps=LAYER_NORM_EPS),
-                       nn.ReLU()]
+            layers += [
+                _orthogonal_linear(width, hidden, init_scale),
+                nn.LayerNorm(hidden, eps=LAYER_NORM_EPS),
+                nn.ReLU(),
+            ]
             width = hidden
         layers.append(_orthogonal_linear(width, action_low.numel(), init_scale))
         self.body = nn.Sequential(*layers)
@@ -51,8 +60,11 @@ class Actor(nn.Module):
         if cpu_fast_path.is_enabled():
             hidden = obs
             for layer in self.body:
-                hidden = cpu_fast_path.linear(hidden, layer.weight, layer.bias) if isinstance(layer, nn.Linear) \
+                hidden = (
+                    cpu_fast_path.linear(hidden, layer.weight, layer.bias)
+                    if isinstance(layer, nn.Linear)
                     else layer(hidden)
+                )
         else:
             hidden = self.body(obs)
         return torch.tanh(hidden) * self.action_scale + self.action_bias
@@ -65,8 +77,9 @@ class CriticEnsemble(nn.Module):
     the LayerNorm affine ``norm_scales[i]``/``norm_shifts[i]`` [K, out].
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], num_critics: int,
-                 init_scale: float = 1.0) -> None:
+    def __init__(
+        self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], num_critics: int, init_scale: float = 1.0
+    ) -> None:
         super().__init__()
         self.num_critics = num_critics
         widths = [obs_dim + action_dim, *hidden_sizes, 1]
@@ -117,18 +130,22 @@ class CriticEnsemble(nn.Module):
         stacked parameter into per-critic views once, so the backward pass stacks each parameter's
         gradient once instead of filling a zero tensor per critic.
         """
-        members = self._members or [parameter.unbind(0) for parameter in
-                                    (*self.weights, *self.biases, *self.norm_scales, *self.norm_shifts)]
+        members = self._members or [
+            parameter.unbind(0) for parameter in (*self.weights, *self.biases, *self.norm_scales, *self.norm_shifts)
+        ]
         depth = len(self.weights)
-        weights, biases = members[:depth], members[depth:2 * depth]
-        scales, shifts = members[2 * depth:2 * depth + depth - 1], members[2 * depth + depth - 1:]
+        weights, biases = members[:depth], members[depth : 2 * depth]
+        scales, shifts = members[2 * depth : 2 * depth + depth - 1], members[2 * depth + depth - 1 :]
         values = []
         for member in range(self.num_critics):
             hidden = inputs
             for layer in range(len(self.norm_scales)):
                 hidden = cpu_fast_path.matmul(hidden, weights[layer][member], biases[layer][member])
-                hidden = torch.relu(F.layer_norm(hidden, hidden.shape[-1:], scales[layer][member],
-                                                 shifts[layer][member], eps=LAYER_NORM_EPS))
+                hidden = torch.relu(
+                    F.layer_norm(
+                        hidden, hidden.shape[-1:], scales[layer][member], shifts[layer][member], eps=LAYER_NORM_EPS
+                    )
+                )
             values.append(cpu_fast_path.matmul(hidden, weights[-1][member], biases[-1][member]).squeeze(-1))
         return torch.stack(values)
 

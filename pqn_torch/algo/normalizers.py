@@ -56,19 +56,22 @@ class RunningMeanStd(nn.Module):
         """Merge ``batch`` [B, *shape] into the statistics (outliers replaced first, see module docstring)."""
         batch = self._without_outliers(batch.to(torch.float64))
         # Under torchrun: the moments of every rank's batch together, so all ranks keep equal statistics.
-        batch_count, batch_mean, batch_var = merge_moments(batch.shape[0], batch.mean(dim=0),
-                                                           batch.var(dim=0, correction=0))
+        batch_count, batch_mean, batch_var = merge_moments(
+            batch.shape[0], batch.mean(dim=0), batch.var(dim=0, correction=0)
+        )
         total = self.count + batch_count
         delta = batch_mean - self.mean
         self.mean.add_(delta * batch_count / total)
-        self.var.copy_((self.var * self.count + batch_var * batch_count
-                        + delta.square() * self.count * batch_count / total) / total)
+        self.var.copy_(
+            (self.var * self.count + batch_var * batch_count + delta.square() * self.count * batch_count / total)
+            / total
+        )
         self.count.copy_(total)
 
     @staticmethod
     def _without_outliers(batch: torch.Tensor) -> torch.Tensor:
         """``batch`` with its outlier entries set to their feature's batch median; unchanged (same values) without."""
-        reference = batch[::max(1, batch.shape[0] // REFERENCE_ROWS)][:REFERENCE_ROWS]
+        reference = batch[:: max(1, batch.shape[0] // REFERENCE_ROWS)][:REFERENCE_ROWS]
         center = reference.median(dim=0).values
         spread = ((reference - center).abs().median(dim=0).values * MAD_TO_STD).clamp_min(OUTLIER_MIN_SPREAD)
         deviation = (batch - center).abs()

@@ -110,12 +110,21 @@ class PQNConfig:
                 raise ValueError(f"alg.{name} must be a positive integer, got {value!r}")
         for name in ("actor_hidden_sizes", "critic_hidden_sizes"):
             sizes = getattr(self, name)
-            if (isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence)
-                    or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
+            if (
+                isinstance(sizes, (str, bytes))
+                or not isinstance(sizes, Sequence)
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+            ):
                 raise ValueError(f"alg.{name} must be a list of positive integers, got {sizes!r}")
             setattr(self, name, tuple(sizes))
-        for name in ("normalize_obs", "normalize_reward", "anneal_lr", "linspace_noise", "bootstrap_truncation",
-                     "stagger_episodes"):
+        for name in (
+            "normalize_obs",
+            "normalize_reward",
+            "anneal_lr",
+            "linspace_noise",
+            "bootstrap_truncation",
+            "stagger_episodes",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"alg.{name} must be true or false, got {getattr(self, name)!r}")
         ranges = {"gamma": (0.0, 1.0), "q_lambda": (0.0, 1.0), "lr_decay": (0.0, 1.0), "noise_decay": (0.0, 1.0)}
@@ -123,8 +132,16 @@ class PQNConfig:
             value = getattr(self, name)
             if not _is_number(value) or not low <= value <= high:
                 raise ValueError(f"alg.{name} must be a finite number in [{low}, {high}], got {value!r}")
-        for name in ("lr_start", "lr_end", "noise_start", "noise_finish", "penalty_threshold", "penalty_coeff",
-                     "actor_init_scale", "critic_init_scale"):
+        for name in (
+            "lr_start",
+            "lr_end",
+            "noise_start",
+            "noise_finish",
+            "penalty_threshold",
+            "penalty_coeff",
+            "actor_init_scale",
+            "critic_init_scale",
+        ):
             value = getattr(self, name)
             if not _is_number(value) or value < 0:
                 raise ValueError(f"alg.{name} must be a finite number >= 0, got {value!r}")
@@ -181,9 +198,19 @@ class PQN(nn.Module):
     _rollout_call: CapturedCall | None
     _learn_call: CapturedCall
 
-    def __init__(self, obs_dim: int, critic_obs_dim: int, action_low: torch.Tensor, action_high: torch.Tensor,
-                 config: PQNConfig, total_timesteps: int, device: str | torch.device = "cpu",
-                 compile: bool = False, cuda_graphs: bool = False, split_update: bool | str = "auto") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        critic_obs_dim: int,
+        action_low: torch.Tensor,
+        action_high: torch.Tensor,
+        config: PQNConfig,
+        total_timesteps: int,
+        device: str | torch.device = "cpu",
+        compile: bool = False,
+        cuda_graphs: bool = False,
+        split_update: bool | str = "auto",
+    ) -> None:
         super().__init__()
         if not (isinstance(split_update, bool) or split_update == "auto"):
             raise ValueError(f"split_update must be true, false or auto, got {split_update!r}")
@@ -193,17 +220,23 @@ class PQN(nn.Module):
             raise ValueError(f"cuda_graphs=true needs a CUDA device, got {self.device}; use cuda_graphs=false or auto")
         self.cuda_graphs = cuda_graphs
         steps_per_update = config.num_envs * config.num_steps
-        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, int) or \
-                total_timesteps < steps_per_update:
-            raise ValueError(f"total_timesteps must be an integer >= num_envs * num_steps ({steps_per_update}), "
-                             f"got {total_timesteps!r}")
+        if (
+            isinstance(total_timesteps, bool)
+            or not isinstance(total_timesteps, int)
+            or total_timesteps < steps_per_update
+        ):
+            raise ValueError(
+                f"total_timesteps must be an integer >= num_envs * num_steps ({steps_per_update}), "
+                f"got {total_timesteps!r}"
+            )
         self.num_updates = total_timesteps // steps_per_update
         self.steps_per_update = steps_per_update
         updates_per_grad = config.num_epochs * config.num_minibatches
 
         self.actor = Actor(obs_dim, action_low, action_high, config.actor_hidden_sizes, config.actor_init_scale)
-        self.critic = CriticEnsemble(critic_obs_dim, action_low.numel(), config.critic_hidden_sizes,
-                                     config.num_critics, config.critic_init_scale)
+        self.critic = CriticEnsemble(
+            critic_obs_dim, action_low.numel(), config.critic_hidden_sizes, config.num_critics, config.critic_init_scale
+        )
         self.obs_normalizer = RunningMeanStd((obs_dim,)) if config.normalize_obs else None
         self.critic_obs_normalizer = RunningMeanStd((critic_obs_dim,)) if config.normalize_obs else None
         self.reward_normalizer = RewardNormalizer(config.num_envs, config.gamma) if config.normalize_reward else None
@@ -216,8 +249,9 @@ class PQN(nn.Module):
 
         lr_steps = self.num_updates * config.lr_decay * updates_per_grad if config.anneal_lr else 0
         self.lr_schedule = LinearSchedule(config.lr_start, config.lr_end, lr_steps)
-        self.noise_schedule = LinearSchedule(config.noise_start, config.noise_finish,
-                                             config.noise_decay * self.num_updates)
+        self.noise_schedule = LinearSchedule(
+            config.noise_start, config.noise_finish, config.noise_decay * self.num_updates
+        )
         # Speed: each network's parameters and gradients live in one flat tensor (see flat_params.py), so
         # every optimizer step, gradient zeroing and clipping is a few ops on one tensor, not a few per tensor.
         self._actor_flat = flatten_parameters(self.actor)
@@ -228,10 +262,18 @@ class PQN(nn.Module):
         # moments and parameters in place with one scratch tensor, where the loop allocates ~6 temporaries of the
         # parameters' size per step; with the critic's 0.5 MB of parameters that made a CPU step ~5x slower.
         capturable = self.device.type == "cuda"
-        self.actor_optimizer = torch.optim.RAdam([self._actor_flat], capturable=capturable, foreach=True,
-                                                 lr=torch.tensor(config.lr_start, device=self.device))
-        self.critic_optimizer = torch.optim.RAdam([self._critic_flat], capturable=capturable, foreach=True,
-                                                  lr=torch.tensor(config.lr_start, device=self.device))
+        self.actor_optimizer = torch.optim.RAdam(
+            [self._actor_flat],
+            capturable=capturable,
+            foreach=True,
+            lr=torch.tensor(config.lr_start, device=self.device),
+        )
+        self.critic_optimizer = torch.optim.RAdam(
+            [self._critic_flat],
+            capturable=capturable,
+            foreach=True,
+            lr=torch.tensor(config.lr_start, device=self.device),
+        )
 
         self._sigma = torch.zeros(config.num_envs, device=self.device)
         self._storage = self._allocate_storage(obs_dim, critic_obs_dim, action_low.numel())
@@ -252,13 +294,18 @@ class PQN(nn.Module):
         # Speed (CPU): each gradient step's actor backward pass on a second thread (see _minibatch_step); "auto"
         # times both ways now and then and keeps the faster, since which wins depends on the machine's load.
         if split_update is True and not eager_cpu:
-            raise ValueError(f"split_update=true needs the CPU and compile=false (device {self.device}, compile "
-                             f"{compile}); use split_update=auto or false")
+            raise ValueError(
+                f"split_update=true needs the CPU and compile=false (device {self.device}, compile "
+                f"{compile}); use split_update=auto or false"
+            )
         self._actor_thread = None
         if eager_cpu and split_update is not False:  # the thread keeps this thread's torch thread count
-            self._actor_thread = ThreadPoolExecutor(1, thread_name_prefix="pqn-actor-step",
-                                                    initializer=torch.set_num_threads,
-                                                    initargs=(torch.get_num_threads(),))
+            self._actor_thread = ThreadPoolExecutor(
+                1,
+                thread_name_prefix="pqn-actor-step",
+                initializer=torch.set_num_threads,
+                initargs=(torch.get_num_threads(),),
+            )
         self._split_chooser = FasterOfTwo() if self._actor_thread is not None and split_update == "auto" else None
         self._split = self._actor_thread is not None
         self.split_updates = 0
@@ -266,14 +313,31 @@ class PQN(nn.Module):
         self._drop_graphs()
 
     @classmethod
-    def for_env(cls, env: VecEnv, config: PQNConfig, total_timesteps: int, compile: bool = False,
-                cuda_graphs: bool = False, split_update: bool | str = "auto") -> PQN:
+    def for_env(
+        cls,
+        env: VecEnv,
+        config: PQNConfig,
+        total_timesteps: int,
+        compile: bool = False,
+        cuda_graphs: bool = False,
+        split_update: bool | str = "auto",
+    ) -> PQN:
         """An agent sized for ``env`` (a :class:`pqn_torch.envs.BatchedEnv` or any other
         :class:`~pqn_torch.envs.VecEnv`) on the env's device."""
         if env.num_envs != config.num_envs:
             raise ValueError(f"env has {env.num_envs} worlds but config.num_envs is {config.num_envs}; make them equal")
-        return cls(env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, config, total_timesteps,
-                   device=env.device, compile=compile, cuda_graphs=cuda_graphs, split_update=split_update)
+        return cls(
+            env.obs_dim,
+            env.critic_obs_dim,
+            env.action_low,
+            env.action_high,
+            config,
+            total_timesteps,
+            device=env.device,
+            compile=compile,
+            cuda_graphs=cuda_graphs,
+            split_update=split_update,
+        )
 
     # ----------------------------------------------------------------- acting
     @torch.no_grad()
@@ -283,8 +347,9 @@ class PQN(nn.Module):
             return self.actor(self._normalize(self.obs_normalizer, obs))
 
     @torch.no_grad()
-    def _policy_step(self, obs: torch.Tensor, critic_obs: torch.Tensor,
-                     sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _policy_step(
+        self, obs: torch.Tensor, critic_obs: torch.Tensor, sigma: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(deterministic action, explored action, ensemble value at the explored action) for normalized obs."""
         deterministic = self.actor(obs)
         scale = self.actor.action_scale
@@ -323,8 +388,9 @@ class PQN(nn.Module):
         if self._rollout_call is None or self._rollout_env is not env:
             generators = (env.generator,) if self.cuda_graphs else ()
             self._rollout_env = env
-            self._rollout_call = CapturedCall(lambda: self._rollout(env), self.device, self.cuda_graphs,
-                                              generators=generators, phase="rollout")
+            self._rollout_call = CapturedCall(
+                lambda: self._rollout(env), self.device, self.cuda_graphs, generators=generators, phase="rollout"
+            )
         with cpu_fast_path.enabled(self._cpu_fast_path):
             self._rollout_call()
         return self._storage
@@ -367,10 +433,19 @@ class PQN(nn.Module):
             sums[metrics.SLOTS["episodes"]] += done.sum()
 
         last_value = self.policy_step(self._obs, self._critic_obs, self._sigma)[2]
-        storage["target"].copy_(q_lambda_targets(
-            storage["reward"], storage["value"], storage["terminated"], storage["truncated"], last_value,
-            config.gamma, config.q_lambda, config.bootstrap_truncation,
-            storage["truncation_value"] if config.bootstrap_truncation else None))
+        storage["target"].copy_(
+            q_lambda_targets(
+                storage["reward"],
+                storage["value"],
+                storage["terminated"],
+                storage["truncated"],
+                last_value,
+                config.gamma,
+                config.q_lambda,
+                config.bootstrap_truncation,
+                storage["truncation_value"] if config.bootstrap_truncation else None,
+            )
+        )
         sums[metrics.SLOTS["reward_mean"]] += storage["reward"].mean()
         sums[metrics.SLOTS["value_mean"]] += storage["value"].mean()
         sums[metrics.SLOTS["target_mean"]] += storage["target"].mean()
@@ -399,7 +474,7 @@ class PQN(nn.Module):
         for _ in range(self.config.num_epochs):
             permutation = torch.rand(self.steps_per_update, device=self.device).argsort()
             for start in range(0, self.steps_per_update, size):
-                values = self.minibatch_step(permutation[start:start + size])
+                values = self.minibatch_step(permutation[start : start + size])
                 # in place (a captured update writes into metric_sums), one add for the step's metrics in slot order
                 self.metric_sums[_UPDATE_SLOTS] += torch.stack([values[name] for name in UPDATE_METRICS])
         self.updates_done += 1
@@ -432,8 +507,14 @@ class PQN(nn.Module):
         self.actor_optimizer.step()
         self.critic_optimizer.step()  # only after the actor's backward pass through the critic's old parameters
         self.grad_steps += 1
-        values = {"critic_loss": value_loss, "actor_loss": policy_loss, "q_mean": q_values.mean(),
-                  "critic_grad_norm": critic_norm, "actor_grad_norm": actor_norm, "penalty_fraction": penalty_fraction}
+        values = {
+            "critic_loss": value_loss,
+            "actor_loss": policy_loss,
+            "q_mean": q_values.mean(),
+            "critic_grad_norm": critic_norm,
+            "actor_grad_norm": actor_norm,
+            "penalty_fraction": penalty_fraction,
+        }
         return {name: value.detach() for name, value in values.items()}
 
     def _actor_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -447,8 +528,14 @@ class PQN(nn.Module):
         self.actor_optimizer.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views of it
         new_action = self.actor(batch["obs"][indices])
         policy_loss, penalty_fraction = actor_loss(
-            self.critic.mean_q(critic_obs, new_action), new_action, batch["original_action"][indices],
-            self.actor.action_scale, self.actor.action_bias, config.penalty_threshold, config.penalty_coeff)
+            self.critic.mean_q(critic_obs, new_action),
+            new_action,
+            batch["original_action"][indices],
+            self.actor.action_scale,
+            self.actor.action_bias,
+            config.penalty_threshold,
+            config.penalty_coeff,
+        )
         policy_loss.backward(inputs=list(self.actor.parameters()))
         return policy_loss, penalty_fraction
 
@@ -479,8 +566,10 @@ class PQN(nn.Module):
     def captured(self) -> dict[str, bool]:
         """Which phases replay a captured CUDA graph now (``{"rollout": ..., "update": ...}``); a user's check
         that ``cuda_graphs`` took effect, next to :attr:`fallbacks`."""
-        return {"rollout": self._rollout_call is not None and self._rollout_call.captured,
-                "update": self._learn_call.captured}
+        return {
+            "rollout": self._rollout_call is not None and self._rollout_call.captured,
+            "update": self._learn_call.captured,
+        }
 
     @property
     def sigma(self) -> float:
@@ -500,25 +589,40 @@ class PQN(nn.Module):
         ``learning_rate`` are the schedules' next values; ``counters`` (scalar device tensors such
         as ``env.stats``) ride along in the same copy under their own names.
         """
-        popped = {"sigma": torch.as_tensor(self.noise_schedule(self.updates_done)),
-                  "learning_rate": torch.as_tensor(self.lr_schedule(self.grad_steps)), **(counters or {})}
+        popped = {
+            "sigma": torch.as_tensor(self.noise_schedule(self.updates_done)),
+            "learning_rate": torch.as_tensor(self.lr_schedule(self.grad_steps)),
+            **(counters or {}),
+        }
         copied = [self.metric_sums, *(value.reshape(1).to(torch.float64) for value in popped.values())]
         values = torch.cat(copied).tolist()
         self.metric_sums.zero_()
         sums = dict(zip(metrics.SLOTS, values, strict=False))  # the popped values follow the sums
-        divisors = {"minibatch": self._minibatches_since_pop, "rollout": self._updates_since_pop,
-                    "episode": sums["episodes"], "count": 1}
-        result = dict(zip(popped, values[len(sums):], strict=True))
-        result.update({metric.name: sums[metric.name] / divisors[metric.over] for metric in metrics.SUMMED
-                       if divisors[metric.over]})
+        divisors = {
+            "minibatch": self._minibatches_since_pop,
+            "rollout": self._updates_since_pop,
+            "episode": sums["episodes"],
+            "count": 1,
+        }
+        result = dict(zip(popped, values[len(sums) :], strict=True))
+        result.update(
+            {
+                metric.name: sums[metric.name] / divisors[metric.over]
+                for metric in metrics.SUMMED
+                if divisors[metric.over]
+            }
+        )
         self._minibatches_since_pop = 0
         self._updates_since_pop = 0
         return result
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to continue training: modules, normalizers, counters and optimizers."""
-        return {"modules": self.state_dict(), "actor_optimizer": self.actor_optimizer.state_dict(),
-                "critic_optimizer": self.critic_optimizer.state_dict()}
+        return {
+            "modules": self.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+        }
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`checkpoint_state`; call :meth:`reset` before training again.
@@ -542,8 +646,12 @@ class PQN(nn.Module):
     @property
     def fallbacks(self) -> dict[str, str]:
         """GPU speed paths that failed and now run eagerly, e.g. ``{"update graph": "RuntimeError: ..."}``."""
-        calls = {"rollout graph": self._rollout_call, "update graph": self._learn_call,
-                 "rollout compile": self.policy_step, "update compile": self.minibatch_step}
+        calls = {
+            "rollout graph": self._rollout_call,
+            "update graph": self._learn_call,
+            "rollout compile": self.policy_step,
+            "update compile": self.minibatch_step,
+        }
         errors = {name: getattr(call, "fallback_error", None) for name, call in calls.items()}
         return {name: error for name, error in errors.items() if error is not None}
 
@@ -564,8 +672,16 @@ class PQN(nn.Module):
 
     def _allocate_storage(self, obs_dim: int, critic_obs_dim: int, action_dim: int) -> TensorDict:
         shape = (self.config.num_steps, self.config.num_envs)
-        floats = {"obs": (obs_dim,), "critic_obs": (critic_obs_dim,), "original_action": (action_dim,),
-                  "action": (action_dim,), "value": (), "reward": (), "truncation_value": (), "target": ()}
+        floats = {
+            "obs": (obs_dim,),
+            "critic_obs": (critic_obs_dim,),
+            "original_action": (action_dim,),
+            "action": (action_dim,),
+            "value": (),
+            "reward": (),
+            "truncation_value": (),
+            "target": (),
+        }
         storage = {name: torch.zeros(*shape, *tail, device=self.device) for name, tail in floats.items()}
         for name in ("terminated", "truncated"):
             storage[name] = torch.zeros(shape, dtype=torch.bool, device=self.device)
@@ -578,8 +694,9 @@ def _clip_gradients(module: nn.Module, flat: torch.Tensor, max_norm: float) -> t
     The norm is taken over the parameters' gradients as ``clip_grad_norm_`` takes it (the same
     floating-point sums); the scaling, an elementwise multiply, is one op on ``flat.grad``.
     """
-    total_norm = nn.utils.get_total_norm([parameter.grad for parameter in module.parameters()
-                                          if parameter.grad is not None])  # all of them: views of flat.grad
+    total_norm = nn.utils.get_total_norm(
+        [parameter.grad for parameter in module.parameters() if parameter.grad is not None]
+    )  # all of them: views of flat.grad
     nn.utils.clip_grads_with_norm_([flat], max_norm, total_norm)
     return total_norm
 

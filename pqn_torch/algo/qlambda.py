@@ -8,10 +8,17 @@ from __future__ import annotations
 import torch
 
 
-def q_lambda_targets(rewards: torch.Tensor, values: torch.Tensor, terminated: torch.Tensor,
-                     truncated: torch.Tensor, last_value: torch.Tensor, gamma: float, q_lambda: float,
-                     bootstrap_truncation: bool = True,
-                     truncation_values: torch.Tensor | None = None) -> torch.Tensor:
+def q_lambda_targets(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    last_value: torch.Tensor,
+    gamma: float,
+    q_lambda: float,
+    bootstrap_truncation: bool = True,
+    truncation_values: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Lambda-returns G [T, N] of a rollout of T steps in N envs.
 
     Step t's value ``values[t]`` is the ensemble-mean Q of the state and (noisy) action of step t,

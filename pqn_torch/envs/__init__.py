@@ -39,9 +39,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def make_env(task: str, num_envs: int, device: str | torch.device = "auto", backend: str = "auto", seed: int = 0,
-             *, reset_pool_size: int | None = None, num_threads: int | None = None,
-             host_shortcuts: bool | None = None, **task_overrides: Any) -> BatchedEnv:
+def make_env(
+    task: str,
+    num_envs: int,
+    device: str | torch.device = "auto",
+    backend: str = "auto",
+    seed: int = 0,
+    *,
+    reset_pool_size: int | None = None,
+    num_threads: int | None = None,
+    host_shortcuts: bool | None = None,
+    **task_overrides: Any,
+) -> BatchedEnv:
     """``num_envs`` worlds of ``task`` on ``device`` with physics ``backend`` (``auto``, ``warp``, ``mujoco``).
 
     ``task_overrides`` change the task's config (``episode_length``, ``ctrl_dt``, ``action_repeat``, ...; robot
@@ -65,11 +74,14 @@ def make_env(task: str, num_envs: int, device: str | torch.device = "auto", back
         warnings.filterwarnings("ignore", message=".*settotalmass.*")
         mj_model = spec.compile()
     task_instance.bind(mj_model)
-    config = PhysicsConfig(substeps=task_instance.substeps, naconmax=task_instance.config.naconmax,
-                           njmax=task_instance.config.njmax, num_threads=num_threads)
+    config = PhysicsConfig(
+        substeps=task_instance.substeps,
+        naconmax=task_instance.config.naconmax,
+        njmax=task_instance.config.njmax,
+        num_threads=num_threads,
+    )
     physics = make_physics(backend_name, mj_model, num_envs, torch_device, config)
-    return BatchedEnv(task_instance, physics, seed=seed, reset_pool_size=reset_pool_size,
-                      host_shortcuts=host_shortcuts)
+    return BatchedEnv(task_instance, physics, seed=seed, reset_pool_size=reset_pool_size, host_shortcuts=host_shortcuts)
 
 
 __all__ = ["BatchedEnv", "VecEnv", "list_tasks", "make_env", "resolve_device"]

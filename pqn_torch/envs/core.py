@@ -36,8 +36,14 @@ The env treats a world with any state or observation entry beyond it (or non-fin
 class BatchedEnv:
     """``num_envs`` parallel episodes of one task with autoreset (see module docstring)."""
 
-    def __init__(self, task: Task, physics: Physics, seed: int = 0, reset_pool_size: int | None = None,
-                 host_shortcuts: bool | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        physics: Physics,
+        seed: int = 0,
+        reset_pool_size: int | None = None,
+        host_shortcuts: bool | None = None,
+    ) -> None:
         self.task = task
         self.physics = physics
         self.num_envs = physics.num_worlds
@@ -88,16 +94,26 @@ class BatchedEnv:
                 chunks[name].append(getattr(self.physics, name).clone())
         pool = {name: torch.cat(parts)[:size] for name, parts in chunks.items()}
         if not bool(_stable_worlds((pool["qpos"], pool["qvel"])).all()):
-            raise ValueError(f"task {self.task.name}: unstable start states after settling (non-finite or beyond "
-                             f"{MAX_STATE_VALUE:g}); the model is unstable with these task options "
-                             f"({self.task.config})")
+            raise ValueError(
+                f"task {self.task.name}: unstable start states after settling (non-finite or beyond "
+                f"{MAX_STATE_VALUE:g}); the model is unstable with these task options "
+                f"({self.task.config})"
+            )
         return pool
 
     def _write_start_states(self, mask: torch.Tensor) -> None:
         """Fresh samples from the task's reset distribution into the worlds in ``mask``, then forward."""
         start = self.task.sample_start(self.generator, self.num_envs, self.physics)
-        self._write_state(mask, {"qpos": start.qpos, "qvel": start.qvel, "ctrl": self.task.start_ctrl(start.qpos),
-                                 "mocap_pos": start.mocap_pos, "mocap_quat": start.mocap_quat})
+        self._write_state(
+            mask,
+            {
+                "qpos": start.qpos,
+                "qvel": start.qvel,
+                "ctrl": self.task.start_ctrl(start.qpos),
+                "mocap_pos": start.mocap_pos,
+                "mocap_quat": start.mocap_quat,
+            },
+        )
         self.physics.forward()
 
     def _write_state(self, mask: torch.Tensor, values: dict[str, torch.Tensor | None]) -> None:
@@ -180,13 +196,22 @@ class BatchedEnv:
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._autoreset(everyone)
         if staggered:
-            self._time_limit.copy_(torch.randint(1, self.episode_length + 1, (self.num_envs,),
-                                                 generator=self.generator, device=self.device))
+            self._time_limit.copy_(
+                torch.randint(
+                    1, self.episode_length + 1, (self.num_envs,), generator=self.generator, device=self.device
+                )
+            )
         return self._observe()
 
-    def reset_to(self, qpos: torch.Tensor, qvel: torch.Tensor, ctrl: torch.Tensor | None = None,
-                 mocap_pos: torch.Tensor | None = None, mocap_quat: torch.Tensor | None = None,
-                 task_state: TaskState | None = None) -> TensorDict:
+    def reset_to(
+        self,
+        qpos: torch.Tensor,
+        qvel: torch.Tensor,
+        ctrl: torch.Tensor | None = None,
+        mocap_pos: torch.Tensor | None = None,
+        mocap_quat: torch.Tensor | None = None,
+        task_state: TaskState | None = None,
+    ) -> TensorDict:
         """Start every world from the given joint state (time 0, no settling, no applied forces); tensors or
         numpy arrays.
 
@@ -205,15 +230,17 @@ class BatchedEnv:
             try:
                 value = given[name] = torch.as_tensor(value)
             except (TypeError, ValueError, RuntimeError):
-                raise TypeError(f"reset_to: {name} must be a tensor or array of shape {expected}, "
-                                f"got {type(value).__name__}") from None
+                raise TypeError(
+                    f"reset_to: {name} must be a tensor or array of shape {expected}, got {type(value).__name__}"
+                ) from None
             if tuple(value.shape) != expected:
                 raise ValueError(f"reset_to: {name} must have shape {expected}, got {tuple(value.shape)}")
         task_state = {name: torch.as_tensor(value) for name, value in (task_state or {}).items()}
         for name, value in task_state.items():
             if name not in self.task_state:
-                raise ValueError(f"reset_to: task {self.task.name} has no task state {name!r}; "
-                                 f"valid: {sorted(self.task_state)}")
+                raise ValueError(
+                    f"reset_to: task {self.task.name} has no task state {name!r}; valid: {sorted(self.task_state)}"
+                )
             expected = tuple(self.task_state[name].shape)
             if tuple(value.shape) != expected:
                 raise ValueError(f"reset_to: task_state[{name!r}] must have shape {expected}, got {tuple(value.shape)}")
@@ -228,8 +255,9 @@ class BatchedEnv:
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._write_state(everyone, {k: (v.to(self.device) if v is not None else None) for k, v in given.items()})
         physics.forward()
-        self._write_task_state(everyone, self._fresh_task_state({name: value.to(self.device)
-                                                                  for name, value in task_state.items()}))
+        self._write_task_state(
+            everyone, self._fresh_task_state({name: value.to(self.device) for name, value in task_state.items()})
+        )
         self._episode_step.zero_()
         self._episode_return.zero_()
         self._time_limit.fill_(self.episode_length)
@@ -270,8 +298,7 @@ class BatchedEnv:
         obs, critic_obs = self._float_observations(result.obs, result.critic_obs)
         # One scalar test covers the common case: every entry finite and within MuJoCo's limit.
         checked = (physics.qpos, physics.qvel, obs, critic_obs)
-        all_stable = shortcuts and bool((_largest_magnitude(checked) <= MAX_STATE_VALUE)
-                                        & torch.isfinite(reward.sum()))
+        all_stable = shortcuts and bool((_largest_magnitude(checked) <= MAX_STATE_VALUE) & torch.isfinite(reward.sum()))
         if all_stable:
             unstable = torch.zeros_like(terminated)
         else:
@@ -311,8 +338,9 @@ class BatchedEnv:
         )
 
     # ----------------------------------------------------------------- helpers
-    def _observe(self, reset: torch.Tensor | None = None, obs: torch.Tensor | None = None,
-                 critic_obs: torch.Tensor | None = None) -> TensorDict:
+    def _observe(
+        self, reset: torch.Tensor | None = None, obs: torch.Tensor | None = None, critic_obs: torch.Tensor | None = None
+    ) -> TensorDict:
         """Observations of the current state; only worlds in ``reset`` are recomputed when given."""
         # Computed on every path: a task's observation may draw noise from the env's generator.
         fresh_obs, fresh_critic = self._observations()

@@ -104,8 +104,10 @@ def load_checkpoint(location: str | Path, map_location: str | torch.device = "cp
         payload["path"] = str(path)
         payload["skipped"] = skipped
         return payload
-    raise CheckpointReadError(f"none of the {len(files)} checkpoints in {location} is readable "
-                              f"(newest: {skipped[0][0]}: {skipped[0][1]})", skipped[0][1])
+    raise CheckpointReadError(
+        f"none of the {len(files)} checkpoints in {location} is readable (newest: {skipped[0][0]}: {skipped[0][1]})",
+        skipped[0][1],
+    )
 
 
 def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:

@@ -46,8 +46,12 @@ class StepRecorder(Protocol):
 
 
 @torch.no_grad()
-def evaluate(policy: Callable[[torch.Tensor], torch.Tensor], env: VecEnv, num_steps: int | None = None,
-             recorder: StepRecorder | None = None) -> EvalResult:
+def evaluate(
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    env: VecEnv,
+    num_steps: int | None = None,
+    recorder: StepRecorder | None = None,
+) -> EvalResult:
     """Reset ``env`` and run ``num_steps`` (default: one episode length) steps of ``policy``.
 
     ``policy`` maps raw observations to actions deterministically (``agent.act``, a

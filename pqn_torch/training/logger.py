@@ -14,11 +14,19 @@ from pqn_torch.algo.metrics import TAGS
 class RunLogger:
     """Tensorboard writer (``run_dir/tensorboard``) plus a tqdm bar counted in env steps."""
 
-    def __init__(self, run_dir: Path, total_env_steps: int, initial_env_steps: int = 0,
-                 show_progress: bool = True) -> None:
+    def __init__(
+        self, run_dir: Path, total_env_steps: int, initial_env_steps: int = 0, show_progress: bool = True
+    ) -> None:
         self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
-        self.bar = tqdm(total=total_env_steps, initial=initial_env_steps, unit="step", unit_scale=True,
-                        dynamic_ncols=True, disable=not show_progress, file=sys.stdout)
+        self.bar = tqdm(
+            total=total_env_steps,
+            initial=initial_env_steps,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            disable=not show_progress,
+            file=sys.stdout,
+        )
         self._shown_steps = initial_env_steps
         self._postfix: dict[str, str] = {}
 

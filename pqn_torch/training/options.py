@@ -33,7 +33,6 @@ def parse_options(script: str, argv: list[str], schema: Any) -> Any:
             override = None
         if override is None or "=" not in argument or override.is_sweep_override():
             valid = [field.name for field in dataclasses.fields(schema)]
-            raise UsageError(f"{script}: bad argument {argument!r}: expected key=value (one value) with key in "
-                             f"{valid}")
+            raise UsageError(f"{script}: bad argument {argument!r}: expected key=value (one value) with key in {valid}")
         values[override.key_or_group] = override.value()
     return schema(**typed(schema, values, lambda message: UsageError(f"{script}: {message}")))

@@ -12,9 +12,16 @@ from pqn_torch.training.evaluation import evaluate
 from pqn_torch.training.video import VIDEO_SIZE, VideoRecorder
 
 
-def evaluate_checkpoint(location: str | Path, episodes: int = 10, device: str = "auto", backend: str = "auto",
-                        seed: int = 0, video: bool = False, video_path: Path | None = None,
-                        video_size: tuple[int, int] = VIDEO_SIZE) -> str:
+def evaluate_checkpoint(
+    location: str | Path,
+    episodes: int = 10,
+    device: str = "auto",
+    backend: str = "auto",
+    seed: int = 0,
+    video: bool = False,
+    video_path: Path | None = None,
+    video_size: tuple[int, int] = VIDEO_SIZE,
+) -> str:
     """Run ``episodes`` deterministic episodes (one per env) of the checkpoint's policy; report mean +- std return.
 
     With ``video``, world 0's first episode is rendered into an mp4 (default: ``eval_<step>.mp4``
@@ -29,13 +36,17 @@ def evaluate_checkpoint(location: str | Path, episodes: int = 10, device: str = 
         _check_video_path(Path(video_path))
     torch_device = resolve_device(device)
     policy = Policy.from_checkpoint(location, device=torch_device)
-    env = make_env(policy.task, episodes, torch_device, resolve_backend(backend, torch_device), seed,
-                   **policy.task_overrides)
+    env = make_env(
+        policy.task, episodes, torch_device, resolve_backend(backend, torch_device), seed, **policy.task_overrides
+    )
     recorder = None
     if video:
         assert policy.checkpoint is not None  # from_checkpoint sets it
-        path = Path(video_path) if video_path else _free_name(
-            Path(policy.checkpoint).with_name(f"eval_{policy.env_steps}.mp4"))
+        path = (
+            Path(video_path)
+            if video_path
+            else _free_name(Path(policy.checkpoint).with_name(f"eval_{policy.env_steps}.mp4"))
+        )
         recorder = VideoRecorder(env, path, video_size)
     try:
         result = evaluate(policy, env, recorder=recorder)
@@ -46,9 +57,11 @@ def evaluate_checkpoint(location: str | Path, episodes: int = 10, device: str = 
     if recorder is not None:
         recorder.close()
     lines = [f"warning: {path} is unreadable ({reason}); skipped it" for path, reason in policy.skipped]
-    lines.append(f"{policy.task}, checkpoint {policy.checkpoint} (env step {policy.env_steps:,}): return "
-                 f"{result.mean_return:.1f} ± {result.std_return:.1f} over {result.episodes} episodes "
-                 f"(mean length {result.mean_length:.0f})")
+    lines.append(
+        f"{policy.task}, checkpoint {policy.checkpoint} (env step {policy.env_steps:,}): return "
+        f"{result.mean_return:.1f} ± {result.std_return:.1f} over {result.episodes} episodes "
+        f"(mean length {result.mean_length:.0f})"
+    )
     if recorder is not None:
         lines.append(f"video: {recorder.path} ({recorder.writer.frames} frames at {recorder.fps:.3g} fps)")
     return "\n".join(lines)
@@ -57,12 +70,15 @@ def evaluate_checkpoint(location: str | Path, episodes: int = 10, device: str = 
 def _check_video_path(path: Path) -> None:
     """A video file we may create: its folder exists and is writable, and nothing is there yet."""
     if path.exists():
-        raise ValueError(f"video_path {path} exists already; choose another file (an existing file is never "
-                         "overwritten)")
+        raise ValueError(
+            f"video_path {path} exists already; choose another file (an existing file is never overwritten)"
+        )
     folder = path.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"video_path {path}: the folder {folder} does not exist or is not writable; "
-                         "give a file in a writable folder")
+        raise ValueError(
+            f"video_path {path}: the folder {folder} does not exist or is not writable; "
+            "give a file in a writable folder"
+        )
 
 
 def _free_name(path: Path) -> Path:

@@ -72,13 +72,21 @@ def read_run(run_dir: str | Path) -> RunCurve:
     if not rows:
         raise ValueError(f"{path} holds no evaluation yet")
     try:
-        columns = {name: np.array([float(row[name]) for row in rows]) for name in
-                   ("env_steps", "wall_s", "return_mean", "return_std", "episodes")}
+        columns = {
+            name: np.array([float(row[name]) for row in rows])
+            for name in ("env_steps", "wall_s", "return_mean", "return_std", "episodes")
+        }
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path} is not an eval.csv written by train.py ({error!r})") from None
-    return RunCurve(run_dir=run_dir, task=_task_name(run_dir), env_steps=columns["env_steps"],
-                    wall_s=columns["wall_s"], returns=columns["return_mean"], return_std=columns["return_std"],
-                    episodes=int(columns["episodes"].max()))
+    return RunCurve(
+        run_dir=run_dir,
+        task=_task_name(run_dir),
+        env_steps=columns["env_steps"],
+        wall_s=columns["wall_s"],
+        returns=columns["return_mean"],
+        return_std=columns["return_std"],
+        episodes=int(columns["episodes"].max()),
+    )
 
 
 def aggregate(runs: Sequence[RunCurve]) -> TaskCurve:
@@ -109,8 +117,9 @@ def plot_runs(run_dirs: Sequence[str | Path], output: str | Path) -> Path:
     if output.suffix.lower() != ".png":
         raise ValueError(f"output must be a .png file, got {str(output)!r}")
     if output.exists() and not _made_here(output):
-        raise FileExistsError(f"{output} exists and is not a plot made by pqn-torch; choose another output= "
-                              f"or remove it")
+        raise FileExistsError(
+            f"{output} exists and is not a plot made by pqn-torch; choose another output= or remove it"
+        )
     runs = [read_run(run_dir) for run_dir in run_dirs]
     tasks: dict[str, list[RunCurve]] = {}
     for run in runs:
@@ -123,8 +132,13 @@ def plot_runs(run_dirs: Sequence[str | Path], output: str | Path) -> Path:
         curve = aggregate(group)
         wall_scale, wall_unit = _time_unit(max(run.wall_s[-1] for run in group))
         _draw(steps_axis, curve, curve.env_steps, [run.env_steps for run in group], "env steps")
-        _draw(wall_axis, curve, curve.wall_s / wall_scale, [run.wall_s / wall_scale for run in group],
-              f"wall time ({wall_unit})")
+        _draw(
+            wall_axis,
+            curve,
+            curve.wall_s / wall_scale,
+            [run.wall_s / wall_scale for run in group],
+            f"wall time ({wall_unit})",
+        )
         count = f"{len(group)} runs" if len(group) > 1 else group[0].run_dir.name
         steps_axis.set_title(f"{curve.task} ({count})", loc="left")
     partial = output.with_name(output.name + ".partial")
@@ -140,10 +154,16 @@ def _draw(axis: Axes, curve: TaskCurve, x: np.ndarray, runs_x: list[np.ndarray],
         for run, run_x in zip(curve.runs, runs_x, strict=True):
             axis.plot(run_x, run.returns, color="tab:blue", alpha=0.3, linewidth=0.8)
     spread = "± 1 std across runs" if several else f"± 1 std over {curve.runs[0].episodes} eval episodes"
-    axis.fill_between(x, curve.mean - curve.spread, curve.mean + curve.spread, color="tab:blue", alpha=0.2,
-                      linewidth=0, label=spread)
-    axis.plot(x, curve.mean, color="tab:blue", linewidth=2,
-              label=f"mean of {len(curve.runs)} runs" if several else "eval return")
+    axis.fill_between(
+        x, curve.mean - curve.spread, curve.mean + curve.spread, color="tab:blue", alpha=0.2, linewidth=0, label=spread
+    )
+    axis.plot(
+        x,
+        curve.mean,
+        color="tab:blue",
+        linewidth=2,
+        label=f"mean of {len(curve.runs)} runs" if several else "eval return",
+    )
     axis.set_xlabel(label)
     axis.set_ylabel("eval return (deterministic policy)")
     axis.grid(alpha=0.3)

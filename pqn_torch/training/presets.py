@@ -36,8 +36,14 @@ def choose_preset(config: dict[str, Any], task_preset: str | None, alg_on_comman
     twin = cpu_presets.get(task_preset)
     reason = "device cpu" if torch.cuda.is_available() else "no CUDA here"
     if twin is None:
-        return PresetChoice(None, f"{reason}, and the '{task_preset}' preset of {task} has no CPU-sized twin "
-                                  f"(cpu_presets in configs/config.yaml): running it as configured, sized for a GPU")
-    return PresetChoice(twin, f"{reason}: running {task} with the CPU-sized preset alg={twin} instead of its "
-                              f"GPU-sized '{task_preset}' preset; to run that one anyway: "
-                              f"python scripts/train.py task={task} alg={task_preset}")
+        return PresetChoice(
+            None,
+            f"{reason}, and the '{task_preset}' preset of {task} has no CPU-sized twin "
+            f"(cpu_presets in configs/config.yaml): running it as configured, sized for a GPU",
+        )
+    return PresetChoice(
+        twin,
+        f"{reason}: running {task} with the CPU-sized preset alg={twin} instead of its "
+        f"GPU-sized '{task_preset}' preset; to run that one anyway: "
+        f"python scripts/train.py task={task} alg={task_preset}",
+    )

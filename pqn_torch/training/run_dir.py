@@ -43,15 +43,20 @@ def claim_run_dir(run_dir: str | Path, rename_if_taken: bool) -> Path:
             return candidate
         except FileExistsError:
             if candidate.exists() and not candidate.is_dir():
-                raise RunDirError(f"run dir {candidate} exists and is not a directory; choose another with "
-                                  "hydra.run.dir=<dir>") from None
+                raise RunDirError(
+                    f"run dir {candidate} exists and is not a directory; choose another with hydra.run.dir=<dir>"
+                ) from None
             if not rename_if_taken:
-                raise RunDirError(f"run dir {candidate} already holds the outputs of another run; run in a new "
-                                  f"directory (the default), and to continue that run pass "
-                                  f"resume={candidate}") from None
+                raise RunDirError(
+                    f"run dir {candidate} already holds the outputs of another run; run in a new "
+                    f"directory (the default), and to continue that run pass "
+                    f"resume={candidate}"
+                ) from None
         except OSError as error:
-            raise RunDirError(f"cannot create run dir {candidate}: {error.strerror or error}; choose a writable one "
-                              "with hydra.run.dir=<dir>") from None
+            raise RunDirError(
+                f"cannot create run dir {candidate}: {error.strerror or error}; choose a writable one "
+                "with hydra.run.dir=<dir>"
+            ) from None
     raise RunDirError(f"run dir {requested}: {MAX_RENAMES} taken variants of this name; choose another name")
 
 
@@ -79,19 +84,24 @@ def check_writable(run_dir: Path, checkpoint_bytes: int, checkpoints: int) -> st
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as error:
-        raise RunDirError(f"run dir {run_dir} is not writable ({error.strerror or error}); choose another with "
-                          "hydra.run.dir=<dir>") from None
+        raise RunDirError(
+            f"run dir {run_dir} is not writable ({error.strerror or error}); choose another with hydra.run.dir=<dir>"
+        ) from None
     finally:
         probe.unlink(missing_ok=True)
     free = shutil.disk_usage(run_dir).free
     needed = checkpoint_bytes * checkpoints
     if free < checkpoint_bytes:
-        raise RunDirError(f"run dir {run_dir} has {_megabytes(free)} free, less than one checkpoint "
-                          f"({_megabytes(checkpoint_bytes)}); free some space or choose another dir with "
-                          "hydra.run.dir=<dir>")
+        raise RunDirError(
+            f"run dir {run_dir} has {_megabytes(free)} free, less than one checkpoint "
+            f"({_megabytes(checkpoint_bytes)}); free some space or choose another dir with "
+            "hydra.run.dir=<dir>"
+        )
     if free < needed:
-        return (f"warning: {run_dir} has {_megabytes(free)} free, less than the {checkpoints} checkpoints of this run "
-                f"need ({_megabytes(needed)}); checkpoints that do not fit are reported and skipped")
+        return (
+            f"warning: {run_dir} has {_megabytes(free)} free, less than the {checkpoints} checkpoints of this run "
+            f"need ({_megabytes(needed)}); checkpoints that do not fit are reported and skipped"
+        )
     return None
 
 

@@ -186,8 +186,9 @@ def _described(annotation: Any) -> str:
     if origin in (list, tuple):
         return f"a list of {_described(arguments[0]).removeprefix('an ').removeprefix('a ')}s"
     words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    return words.get(annotation, "a mapping" if origin is dict or dataclasses.is_dataclass(annotation) else
-                     str(annotation))
+    return words.get(
+        annotation, "a mapping" if origin is dict or dataclasses.is_dataclass(annotation) else str(annotation)
+    )
 
 
 def _first_line(error: Exception) -> str:

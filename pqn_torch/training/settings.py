@@ -17,8 +17,7 @@ from pqn_torch.algo.pqn import PQNConfig
 from pqn_torch.envs.tasks import get_task_class
 from pqn_torch.training.schema import RunConfig, typed
 
-MACHINE_KEYS = ("device", "backend", "num_threads", "torch_threads", "split_update", "compile", "cuda_graphs",
-                "resume")
+MACHINE_KEYS = ("device", "backend", "num_threads", "torch_threads", "split_update", "compile", "cuda_graphs", "resume")
 """Keys a resumed run always takes from its own command line (the checkpoint may come from another machine)."""
 RUNTIME_KEYS = (*MACHINE_KEYS, "log_interval", "checkpoint_interval")
 """Keys a resumed run may change; the non-machine ones only when its command line sets them."""
@@ -83,14 +82,18 @@ def settings_from_config(config: dict[str, Any] | DictConfig, world_size: int = 
     steps_per_update = world_size * alg.num_envs * alg.num_steps
     if total_timesteps < steps_per_update:
         ranks = f"{world_size} ranks x " if world_size > 1 else ""
-        raise ConfigError(f"total_timesteps ({total_timesteps:,}) must be at least one update, {ranks}alg.num_envs * "
-                          f"alg.num_steps = {steps_per_update:,}")
+        raise ConfigError(
+            f"total_timesteps ({total_timesteps:,}) must be at least one update, {ranks}alg.num_envs * "
+            f"alg.num_steps = {steps_per_update:,}"
+        )
     num_updates = total_timesteps // steps_per_update
     checkpoint_interval = _fraction("checkpoint_interval", config["checkpoint_interval"], allow_zero=True)
     if 0 < checkpoint_interval * num_updates < 1:
-        raise ConfigError(f"checkpoint_interval={checkpoint_interval} is less than one update of this run "
-                          f"({num_updates} updates); use 0 (final checkpoint only) or a fraction >= "
-                          f"{1 / num_updates:.3g}")
+        raise ConfigError(
+            f"checkpoint_interval={checkpoint_interval} is less than one update of this run "
+            f"({num_updates} updates); use 0 (final checkpoint only) or a fraction >= "
+            f"{1 / num_updates:.3g}"
+        )
     if config["seed"] < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {config['seed']!r}")
     return RunSettings(
@@ -131,8 +134,9 @@ def merge_for_resume(saved: dict[str, Any], current: dict[str, Any], overrides: 
     the run.
     """
     merged = dict(saved)
-    merged.update({key: current[key] for key in RUNTIME_KEYS
-                   if key in current and (key in MACHINE_KEYS or key in overrides)})
+    merged.update(
+        {key: current[key] for key in RUNTIME_KEYS if key in current and (key in MACHINE_KEYS or key in overrides)}
+    )
     conflicts = []
     for key in dict.fromkeys(overrides):
         path = key.split(".")
@@ -144,9 +148,11 @@ def merge_for_resume(saved: dict[str, Any], current: dict[str, Any], overrides: 
         else:
             conflicts += _differences(key, new, old)
     if conflicts:
-        raise ConfigError(f"resume: {', '.join(conflicts)} on the command line; a resumed run keeps its task, alg, "
-                          "seed and eval settings (drop these overrides, or start a new run; total_timesteps may "
-                          "be raised to extend the run)")
+        raise ConfigError(
+            f"resume: {', '.join(conflicts)} on the command line; a resumed run keeps its task, alg, "
+            "seed and eval settings (drop these overrides, or start a new run; total_timesteps may "
+            "be raised to extend the run)"
+        )
     return merged
 
 
@@ -164,8 +170,11 @@ def _lookup(config: dict[str, Any], path: list[str]) -> Any:
 def _differences(key: str, new: Any, old: Any) -> list[str]:
     """``key=new (the run has old)`` for every leaf where two configs differ (groups such as ``alg`` expanded)."""
     if isinstance(new, dict) and isinstance(old, dict):
-        return [line for sub in dict.fromkeys([*old, *new])
-                for line in _differences(f"{key}.{sub}", new.get(sub, _MISSING), old.get(sub, _MISSING))]
+        return [
+            line
+            for sub in dict.fromkeys([*old, *new])
+            for line in _differences(f"{key}.{sub}", new.get(sub, _MISSING), old.get(sub, _MISSING))
+        ]
     return [] if new == old else [f"{key}={_shown(new)} (the run has {_shown(old)})"]
 
 
@@ -187,8 +196,10 @@ def resolve_graphs_switch(value: bool | str, device: torch.device, world_size: i
     if world_size == 1:
         return resolve_switch(value, device)
     if value is True:
-        raise ConfigError(f"cuda_graphs=true is not supported with {world_size} ranks (torchrun): the rollout and "
-                          "update hold NCCL collectives; use cuda_graphs=auto or false")
+        raise ConfigError(
+            f"cuda_graphs=true is not supported with {world_size} ranks (torchrun): the rollout and "
+            "update hold NCCL collectives; use cuda_graphs=auto or false"
+        )
     return False
 
 
@@ -213,5 +224,3 @@ def _fraction(key: str, value: float, allow_zero: bool) -> float:
     if not (0 <= value <= 1) or (value == 0 and not allow_zero):
         raise ConfigError(f"{key} must be a fraction of training, {low} x <= 1, got {value!r}")
     return float(value)
-
-

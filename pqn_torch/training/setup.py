@@ -35,8 +35,7 @@ def start_ranks(settings: RunSettings) -> tuple[distributed.Context, torch.devic
     return ranks, distributed.rank_device(device, ranks)
 
 
-def set_up_agent(settings: RunSettings, ranks: distributed.Context, device: torch.device,
-                 timesteps: int) -> AgentSetup:
+def set_up_agent(settings: RunSettings, ranks: distributed.Context, device: torch.device, timesteps: int) -> AgentSetup:
     """This rank's env and a fresh agent whose schedules span ``timesteps`` env steps of this rank.
 
     The caller restores a checkpoint if any, then ``distributed.broadcast_module(agent)`` (rank 0's weights
@@ -48,9 +47,17 @@ def set_up_agent(settings: RunSettings, ranks: distributed.Context, device: torc
     if device.type == "cpu":
         torch.set_num_threads(settings.torch_threads)
     # Each rank explores its own worlds with its own noise (seed + rank); rank 0's weights are broadcast.
-    env = make_env(settings.task, settings.alg.num_envs, device, backend, settings.seed + ranks.rank,
-                   num_threads=settings.num_threads, **settings.task_overrides)
+    env = make_env(
+        settings.task,
+        settings.alg.num_envs,
+        device,
+        backend,
+        settings.seed + ranks.rank,
+        num_threads=settings.num_threads,
+        **settings.task_overrides,
+    )
     torch.manual_seed(settings.seed + ranks.rank)
-    agent = PQN.for_env(env, settings.alg, timesteps, compile=use_compile, cuda_graphs=use_graphs,
-                        split_update=settings.split_update)
+    agent = PQN.for_env(
+        env, settings.alg, timesteps, compile=use_compile, cuda_graphs=use_graphs, split_update=settings.split_update
+    )
     return AgentSetup(backend, use_compile, use_graphs, env, agent)

@@ -95,8 +95,9 @@ class TrainSummary:
         return self.eval_curve[-1]["return_mean"] if self.eval_curve else float("nan")
 
 
-def run_training(config: dict[str, Any], run_dir: str | Path, alg_preset: str | None = None,
-                 show_progress: bool = True) -> TrainSummary:
+def run_training(
+    config: dict[str, Any], run_dir: str | Path, alg_preset: str | None = None, show_progress: bool = True
+) -> TrainSummary:
     """Train (or resume) the run described by ``config`` and write everything under ``run_dir``."""
     return TrainingRun(config, run_dir, alg_preset, show_progress).run()
 
@@ -113,8 +114,15 @@ class TrainingRun:
     what it created.
     """
 
-    def __init__(self, config: dict[str, Any], run_dir: str | Path, alg_preset: str | None = None,
-                 show_progress: bool = True, overrides: Sequence[str] = (), rename_if_taken: bool = False) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        run_dir: str | Path,
+        alg_preset: str | None = None,
+        show_progress: bool = True,
+        overrides: Sequence[str] = (),
+        rename_if_taken: bool = False,
+    ) -> None:
         self.started = time.perf_counter()
         self.alg_preset = alg_preset
         self._claimed_dir: Path | None = None
@@ -124,8 +132,14 @@ class TrainingRun:
             remove_failed_start(self._claimed_dir, Path(run_dir))
             raise
 
-    def _set_up(self, config: dict[str, Any], requested_dir: Path, show_progress: bool, overrides: Sequence[str],
-                rename_if_taken: bool) -> None:
+    def _set_up(
+        self,
+        config: dict[str, Any],
+        requested_dir: Path,
+        show_progress: bool,
+        overrides: Sequence[str],
+        rename_if_taken: bool,
+    ) -> None:
         checkpoint = None
         schedule_timesteps = None
         if resume_location(config):
@@ -140,12 +154,16 @@ class TrainingRun:
         steps_per_update = ranks.world_size * settings.alg.num_envs * settings.alg.num_steps
         self.num_updates = settings.total_timesteps // steps_per_update
         if checkpoint is not None and checkpoint.get("world_size", 1) != ranks.world_size:
-            raise ConfigError(f"resume: {checkpoint['path']} was trained by {checkpoint.get('world_size', 1)} "
-                              f"rank(s), this run has {ranks.world_size}; resume with the same number of ranks "
-                              f"(torchrun --nproc_per_node=...)")
+            raise ConfigError(
+                f"resume: {checkpoint['path']} was trained by {checkpoint.get('world_size', 1)} "
+                f"rank(s), this run has {ranks.world_size}; resume with the same number of ranks "
+                f"(torchrun --nproc_per_node=...)"
+            )
         if checkpoint is not None and checkpoint["updates"] >= self.num_updates:
-            raise ConfigError(f"resume: {checkpoint['path']} is the end of its run ({checkpoint['env_steps']:,} env "
-                              f"steps); pass a larger total_timesteps to extend it")
+            raise ConfigError(
+                f"resume: {checkpoint['path']} is the end of its run ({checkpoint['env_steps']:,} env "
+                f"steps); pass a larger total_timesteps to extend it"
+            )
         self.schedule_timesteps = int(schedule_timesteps or settings.total_timesteps)
         if ranks.is_main:
             self._claimed_dir = claim_run_dir(requested_dir, rename_if_taken)
@@ -155,15 +173,27 @@ class TrainingRun:
         setup = set_up_agent(settings, ranks, device, self.schedule_timesteps // ranks.world_size)
         self.env, self.agent, agent = setup.env, setup.agent, setup.agent
         backend, use_compile, use_graphs = setup.backend, setup.compile, setup.cuda_graphs
-        self.eval_env = make_env(settings.task, settings.eval_num_envs, device, backend, settings.seed + 1,
-                                 num_threads=settings.num_threads, **settings.task_overrides) \
-            if ranks.is_main else None
+        self.eval_env = (
+            make_env(
+                settings.task,
+                settings.eval_num_envs,
+                device,
+                backend,
+                settings.seed + 1,
+                num_threads=settings.num_threads,
+                **settings.task_overrides,
+            )
+            if ranks.is_main
+            else None
+        )
         if checkpoint is not None:
             agent.load_checkpoint_state(checkpoint["agent"])
             bad = nonfinite_weights(agent)
             if bad:
-                raise ValueError(f"{checkpoint['path']} holds non-finite weights ({listed(bad)}): it comes from a "
-                                 "diverged run; resume from an earlier checkpoint")
+                raise ValueError(
+                    f"{checkpoint['path']} holds non-finite weights ({listed(bad)}): it comes from a "
+                    "diverged run; resume from an earlier checkpoint"
+                )
             _restore_rng(checkpoint.get("rank_rng", [checkpoint["rng"]])[ranks.rank], self.env, self.eval_env)
         distributed.broadcast_module(agent)
         if not ranks.is_main:  # hydra made a run dir for this rank too: only rank 0's (named on all ranks) stays
@@ -194,16 +224,21 @@ class TrainingRun:
         self._stop_signal: int | None = None
         self._signal_received: int | None = None
         self.mujoco_warnings = capture_mujoco_warnings()
-        self.logger = RunLogger(self.run_dir, self.num_updates * steps_per_update, self.env_steps, show_progress) \
-            if ranks.is_main else QuietLogger()
+        self.logger = (
+            RunLogger(self.run_dir, self.num_updates * steps_per_update, self.env_steps, show_progress)
+            if ranks.is_main
+            else QuietLogger()
+        )
         envs = f"{ranks.world_size} ranks x " if ranks.world_size > 1 else ""
         self.logger.message(
             f"pqn-torch: task {settings.task}, device {device}, backend {backend}, {envs}{settings.alg.num_envs} envs, "
             f"compile {'on' if use_compile else 'off'}, CUDA graphs {'on' if use_graphs else 'off'}, "
-            f"{self.num_updates} updates of {steps_per_update} env steps; writing to {self.run_dir}")
+            f"{self.num_updates} updates of {steps_per_update} env steps; writing to {self.run_dir}"
+        )
         if self.run_dir != requested_dir:
-            self.logger.message(f"{requested_dir} belongs to another run (started at the same time); using "
-                                f"{self.run_dir}")
+            self.logger.message(
+                f"{requested_dir} belongs to another run (started at the same time); using {self.run_dir}"
+            )
         if space_note:
             self.logger.message(space_note)
         if checkpoint is not None:
@@ -211,9 +246,11 @@ class TrainingRun:
                 self.logger.message(f"warning: {path} is unreadable ({reason}); skipped it")
             self.logger.message(f"resumed from {checkpoint['path']} at env step {checkpoint['env_steps']:,}")
             if self.num_updates * steps_per_update > self.schedule_timesteps:
-                self.logger.message(f"extending the run to {self.num_updates * steps_per_update:,} env steps; "
-                                    f"learning rate and noise stay at their final values after "
-                                    f"{self.schedule_timesteps:,}")
+                self.logger.message(
+                    f"extending the run to {self.num_updates * steps_per_update:,} env steps; "
+                    f"learning rate and noise stay at their final values after "
+                    f"{self.schedule_timesteps:,}"
+                )
 
     def run(self) -> TrainSummary:
         """Train to ``total_timesteps``, evaluating, logging and checkpointing on the way.
@@ -229,8 +266,13 @@ class TrainingRun:
                 signal.signal(signum, handler)
             self.logger.close()
         self._report_unstable_total()
-        return TrainSummary(run_dir=self.run_dir, env_steps=self.env_steps, updates=self.agent.updates_issued,
-                            checkpoint=self.last_checkpoint, eval_curve=self.eval_curve)
+        return TrainSummary(
+            run_dir=self.run_dir,
+            env_steps=self.env_steps,
+            updates=self.agent.updates_issued,
+            checkpoint=self.last_checkpoint,
+            eval_curve=self.eval_curve,
+        )
 
     @property
     def steps_per_update(self) -> int:
@@ -311,20 +353,31 @@ class TrainingRun:
         distributed.sum_across_ranks(merged)
         for over in ("minibatch", "rollout"):
             merged[metrics.slots_over(over)] /= self.ranks.world_size
-        sums.copy_(merged[:sums.numel()])
-        return dict(zip(counters, merged[sums.numel():], strict=True))
+        sums.copy_(merged[: sums.numel()])
+        return dict(zip(counters, merged[sums.numel() :], strict=True))
 
     def evaluate(self, update: int | None = None) -> EvalResult:
         """Deterministic episodes in the eval env; the weights are checked first (a NaN policy plays 0 actions)."""
         self._check_weights(self.agent.updates_issued if update is None else update)
         assert self.eval_env is not None, "only rank 0 evaluates"
         result = evaluate(self.agent.act, self.eval_env, recorder=_StopWatch(self))
-        point = {"env_steps": self.env_steps, "wall_s": time.perf_counter() - self.started,
-                 "return_mean": result.mean_return, "return_std": result.std_return,
-                 "length_mean": result.mean_length, "episodes": result.episodes}
+        point = {
+            "env_steps": self.env_steps,
+            "wall_s": time.perf_counter() - self.started,
+            "return_mean": result.mean_return,
+            "return_std": result.std_return,
+            "length_mean": result.mean_length,
+            "episodes": result.episodes,
+        }
         self.eval_curve.append(point)
-        self.logger.scalars({"eval/return_mean": result.mean_return, "eval/return_std": result.std_return,
-                             "eval/length_mean": result.mean_length}, self.env_steps)
+        self.logger.scalars(
+            {
+                "eval/return_mean": result.mean_return,
+                "eval/return_std": result.std_return,
+                "eval/length_mean": result.mean_length,
+            },
+            self.env_steps,
+        )
         self.logger.progress(self.env_steps, eval_return=f"{result.mean_return:.1f}")
         _append_csv(self.run_dir / "eval.csv", point)
         return result
@@ -339,21 +392,28 @@ class TrainingRun:
         if not self.ranks.is_main:
             self._saved_update = update
             return None
-        payload = {"agent": self.agent.checkpoint_state(), "config": self.config, "rng": rank_rng[0],
-                   "updates": self.agent.updates_issued, "schedule_timesteps": self.schedule_timesteps,
-                   "world_size": self.ranks.world_size}
+        payload = {
+            "agent": self.agent.checkpoint_state(),
+            "config": self.config,
+            "rng": rank_rng[0],
+            "updates": self.agent.updates_issued,
+            "schedule_timesteps": self.schedule_timesteps,
+            "world_size": self.ranks.world_size,
+        }
         if self.ranks.world_size > 1:
             payload["rank_rng"] = rank_rng
         try:
             path = save_checkpoint(self.checkpoint_dir, self.env_steps, payload)
         except CheckpointWriteError as error:
             if final:
-                raise CheckpointWriteError(f"{error}; the latest checkpoint is {self.last_checkpoint or 'none'}") \
-                    from None
+                raise CheckpointWriteError(
+                    f"{error}; the latest checkpoint is {self.last_checkpoint or 'none'}"
+                ) from None
             if self.ranks.world_size > 1:  # the other ranks count this update as saved: no second try at a stop
                 self._saved_update = update
-            self.logger.message(f"warning: {error}; training goes on, the latest checkpoint stays "
-                                f"{self.last_checkpoint or 'none'}")
+            self.logger.message(
+                f"warning: {error}; training goes on, the latest checkpoint stays {self.last_checkpoint or 'none'}"
+            )
             return None
         self.last_checkpoint, self._saved_update = path, update
         return path
@@ -368,13 +428,17 @@ class TrainingRun:
         evaluations = math.ceil(self.num_updates / self.eval_every)
         eval_steps = evaluations * self.eval_env.episode_length * self.eval_env.num_envs
         estimate = (remaining + eval_steps) / steps_per_second
-        self.logger.message(f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time for the remaining "
-                            f"{remaining:,} steps and {evaluations} evaluations: {_duration(estimate)}")
+        self.logger.message(
+            f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time for the remaining "
+            f"{remaining:,} steps and {evaluations} evaluations: {_duration(estimate)}"
+        )
         cpu_preset = (self.config.get("cpu_presets") or {}).get(self.alg_preset)
         if not torch.cuda.is_available() and cpu_preset:
-            self.logger.message(f"no CUDA here: the '{self.alg_preset}' preset is sized for a GPU. "
-                                f"For a CPU-sized run: "
-                                f"python scripts/train.py task={settings.task} alg={cpu_preset}")
+            self.logger.message(
+                f"no CUDA here: the '{self.alg_preset}' preset is sized for a GPU. "
+                f"For a CPU-sized run: "
+                f"python scripts/train.py task={settings.task} alg={cpu_preset}"
+            )
 
     # ----------------------------------------------------------------- what can go wrong
     def _check_weights(self, update: int) -> None:
@@ -387,7 +451,8 @@ class TrainingRun:
             f"training diverged: non-finite {listed(what)} at update {update} (env step "
             f"{update * self.steps_per_update:,}); everything was finite at update {self._last_finite_update}. "
             f"Nothing non-finite was saved: the latest checkpoint is {self.last_checkpoint or 'none'}. "
-            "Lower alg.lr_start or alg.max_grad_norm, or check the task's physics")
+            "Lower alg.lr_start or alg.max_grad_norm, or check the task's physics"
+        )
 
     def _check_unstable_rate(self, unstable_total: float) -> None:
         """Say so on the console when the share of unstable (reset) world-steps crosses the threshold."""
@@ -397,14 +462,17 @@ class TrainingRun:
             self.logger.message(
                 f"warning: {rate:.2%} of the world-steps from env step {self._steps_at_log:,} to {self.env_steps:,} "
                 f"were unstable (non-finite or beyond MuJoCo's 1e10 limit) and reset ({unstable_total:,.0f} so far; "
-                "tensorboard env/nonfinite_states); check the task's sim_dt and model")
+                "tensorboard env/nonfinite_states); check the task's sim_dt and model"
+            )
         self._unstable_warned = rate >= UNSTABLE_WARNING_RATE
         self._unstable_at_log = unstable_total
 
     def _report_unstable_total(self) -> None:
         if self._unstable_at_log:
-            self.logger.message(f"{self._unstable_at_log:,.0f} unstable world-steps were reset in this run "
-                                f"({self._unstable_at_log / max(self.env_steps, 1):.3%} of its world-steps)")
+            self.logger.message(
+                f"{self._unstable_at_log:,.0f} unstable world-steps were reset in this run "
+                f"({self._unstable_at_log / max(self.env_steps, 1):.3%} of its world-steps)"
+            )
 
     def _catch_stop_signals(self) -> dict[int, Any]:
         """Route SIGINT/SIGTERM to :meth:`_on_signal` (main thread only); returns the handlers to restore."""
@@ -415,16 +483,23 @@ class TrainingRun:
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
         if self._signal_received is not None:
-            raise TrainingInterrupted(signum, f"stopped by a second {name} at once, without saving; the latest "
-                                              f"checkpoint is {self.last_checkpoint or 'none'}")
+            raise TrainingInterrupted(
+                signum,
+                f"stopped by a second {name} at once, without saving; the latest "
+                f"checkpoint is {self.last_checkpoint or 'none'}",
+            )
         self._signal_received = signum
         if self.ranks.world_size > 1:  # the ranks stop together, at the next log point (see log)
-            self.logger.message(f"{name} received: training to the next log point, then saving a checkpoint "
-                                f"(send {name} again to stop at once without saving)")
+            self.logger.message(
+                f"{name} received: training to the next log point, then saving a checkpoint "
+                f"(send {name} again to stop at once without saving)"
+            )
             return
         self._stop_signal = signum
-        self.logger.message(f"{name} received: finishing this update, then saving a checkpoint "
-                            f"(send {name} again to stop at once without saving)")
+        self.logger.message(
+            f"{name} received: finishing this update, then saving a checkpoint "
+            f"(send {name} again to stop at once without saving)"
+        )
 
     def _evaluate_unless_stopped(self, update: int) -> None:
         """Rank 0 evaluates; the other ranks check the (identical) weights and go on to the next collective."""
@@ -450,9 +525,12 @@ class TrainingRun:
                 note = f" ({error})"
         launcher = "python" if self.ranks.world_size == 1 else f"torchrun <{self.ranks.world_size} ranks, as now>"
         resume = f"{launcher} scripts/train.py resume={self.run_dir}" if self.last_checkpoint else "start it again"
-        raise TrainingInterrupted(signum, f"stopped by {signal.Signals(signum).name} at env step {self.env_steps:,}; "
-                                          f"latest checkpoint {self.last_checkpoint or 'none'}{note}; "
-                                          f"to continue: {resume}")
+        raise TrainingInterrupted(
+            signum,
+            f"stopped by {signal.Signals(signum).name} at env step {self.env_steps:,}; "
+            f"latest checkpoint {self.last_checkpoint or 'none'}{note}; "
+            f"to continue: {resume}",
+        )
 
 
 class _StopWatch:

@@ -27,8 +27,10 @@ import numpy as np
 MAX_VIDEO_FPS = 50
 """Frames per second at most; faster control rates keep every ``stride``-th step."""
 VIDEO_SIZE = (640, 480)
-GL_INSTALL_HINT = ("install EGL (apt-get install libegl1 libgl1-mesa-dri) or OSMesa (apt-get install libosmesa6), "
-                   "or set MUJOCO_GL=egl|osmesa|glfw")
+GL_INSTALL_HINT = (
+    "install EGL (apt-get install libegl1 libgl1-mesa-dri) or OSMesa (apt-get install libosmesa6), "
+    "or set MUJOCO_GL=egl|osmesa|glfw"
+)
 
 
 class VideoUnavailable(RuntimeError):
@@ -49,8 +51,9 @@ def gl_backend() -> str:
             return backend
     if os.environ.get("DISPLAY") or platform.system() == "Windows":
         return "glfw"
-    raise VideoUnavailable(f"no OpenGL for offscreen rendering on this machine (no EGL, no OSMesa, no display); "
-                           f"{GL_INSTALL_HINT}")
+    raise VideoUnavailable(
+        f"no OpenGL for offscreen rendering on this machine (no EGL, no OSMesa, no display); {GL_INSTALL_HINT}"
+    )
 
 
 def gl_context(width: int, height: int) -> Any:
@@ -89,8 +92,7 @@ class OffscreenRenderer:
     def render(self, data: mujoco.MjData) -> np.ndarray:
         """The frame [height, width, 3] uint8, top row first."""
         self.context.make_current()
-        mujoco.mjv_updateScene(self.model, data, self.option, None, self.camera, mujoco.mjtCatBit.mjCAT_ALL,
-                               self.scene)
+        mujoco.mjv_updateScene(self.model, data, self.option, None, self.camera, mujoco.mjtCatBit.mjCAT_ALL, self.scene)
         mujoco.mjr_render(self.rect, self.scene, self.mjr_context)
         mujoco.mjr_readPixels(self.pixels, None, self.rect, self.mjr_context)
         return np.flipud(self.pixels)
@@ -108,8 +110,10 @@ class Mp4Writer:
         try:
             import av
         except ImportError:
-            raise VideoUnavailable("video=true encodes mp4 with PyAV, which is not installed; "
-                                   "pip install 'pqn-torch[video]' (or pip install av)") from None
+            raise VideoUnavailable(
+                "video=true encodes mp4 with PyAV, which is not installed; "
+                "pip install 'pqn-torch[video]' (or pip install av)"
+            ) from None
         if width % 2 or height % 2:
             raise ValueError(f"video size must be even for H.264, got {width}x{height}")
         self.path = Path(path)

@@ -21,8 +21,9 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def make_physics(backend: str, mj_model: mujoco.MjModel, num_worlds: int, device: torch.device,
-                 config: PhysicsConfig) -> Physics:
+def make_physics(
+    backend: str, mj_model: mujoco.MjModel, num_worlds: int, device: torch.device, config: PhysicsConfig
+) -> Physics:
     """Build ``num_worlds`` worlds of ``mj_model`` on the named backend (``warp`` or ``mujoco``)."""
     if backend == "warp":
         from pqn_torch.envs.physics.warp_backend import WarpPhysics

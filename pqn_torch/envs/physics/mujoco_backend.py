@@ -56,8 +56,20 @@ class MujocoPhysics(Physics):
         simulated.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
         self._batch = Batch(simulated, num_worlds, nthread=num_threads)
         self._batch.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
-        state = {name: torch.from_numpy(self._batch.bind(name)) for name in
-                 ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "time", "qacc_warmstart", "xfrc_applied")}
+        state = {
+            name: torch.from_numpy(self._batch.bind(name))
+            for name in (
+                "qpos",
+                "qvel",
+                "act",
+                "ctrl",
+                "mocap_pos",
+                "mocap_quat",
+                "time",
+                "qacc_warmstart",
+                "xfrc_applied",
+            )
+        }
         self.qpos, self.qvel, self.act, self.ctrl = state["qpos"], state["qvel"], state["act"], state["ctrl"]
         self.mocap_pos, self.mocap_quat, self.time = state["mocap_pos"], state["mocap_quat"], state["time"]
         self._warmstart = state["qacc_warmstart"]

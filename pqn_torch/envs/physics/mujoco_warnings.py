@@ -46,14 +46,18 @@ class MujocoWarnings:
             self.counts[kind] += 1
             now = time.monotonic()
             if self.counts[kind] == 1:
-                self._print(f"MuJoCo warning: {message.strip()} (further MuJoCo warnings are counted and "
-                            f"summarized at most every {self.interval:.0f} s)")
+                self._print(
+                    f"MuJoCo warning: {message.strip()} (further MuJoCo warnings are counted and "
+                    f"summarized at most every {self.interval:.0f} s)"
+                )
                 self._last_report = now
             else:
                 self._unreported += 1
                 if now - self._last_report >= self.interval:
-                    self._print(f"MuJoCo: {self._unreported:,} more warnings in the last {now - self._last_report:.0f}"
-                                f" s ({self.total:,} in all)")
+                    self._print(
+                        f"MuJoCo: {self._unreported:,} more warnings in the last {now - self._last_report:.0f}"
+                        f" s ({self.total:,} in all)"
+                    )
                     self._unreported = 0
                     self._last_report = now
 

@@ -83,10 +83,13 @@ class WarpPhysics(Physics):
             # Playground's solver settings cap iterations on purpose: hitting the cap is expected, not an
             # error worth a printf from every world; buffer overflows (contacts, constraints) still warn.
             self.model.opt.warn_overflow &= ~int(ITERATION_LIMITS)
-            self.data = mujoco_warp.put_data(mj_model, mj_data, nworld=num_worlds,
-                                             naconmax=contact_capacity(config.naconmax, num_worlds,
-                                                                       config.contacts_per_world),
-                                             njmax=config.njmax)
+            self.data = mujoco_warp.put_data(
+                mj_model,
+                mj_data,
+                nworld=num_worlds,
+                naconmax=contact_capacity(config.naconmax, num_worlds, config.contacts_per_world),
+                njmax=config.njmax,
+            )
         # put_data uploads on warp's own stream; torch's stream must not touch the arrays before it is done.
         wp.synchronize_device(self._wp_device)
         data = self.data
@@ -129,6 +132,7 @@ class WarpPhysics(Physics):
         def run() -> None:
             for _ in range(count):
                 mujoco_warp.step(self.model, self.data)
+
         return run
 
     def _current_stream(self) -> wp.Stream:
@@ -151,8 +155,9 @@ class WarpPhysics(Physics):
                 kernels()
                 return
             with _gc_paused():
-                wp.capture_begin(stream=stream, external=True, force_module_load=False,
-                                 capture_mode=wp.CaptureMode.GLOBAL)
+                wp.capture_begin(
+                    stream=stream, external=True, force_module_load=False, capture_mode=wp.CaptureMode.GLOBAL
+                )
                 try:
                     kernels()
                 finally:

@@ -30,25 +30,35 @@ class Acrobot(Task):
     """Reward: gaussian tolerance of the tip-to-target distance, 1 inside the target sphere."""
 
     default_config = TaskConfig(ctrl_dt=0.01, sim_dt=0.01, naconmax=0, njmax=0)
-    observation_layout = (("x-axis horizontal component of upper_arm, lower_arm", 2),
-                          ("x-axis vertical component of upper_arm, lower_arm", 2),
-                          ("qvel: shoulder, elbow", 2))
+    observation_layout = (
+        ("x-axis horizontal component of upper_arm, lower_arm", 2),
+        ("x-axis vertical component of upper_arm, lower_arm", 2),
+        ("qvel: shoulder, elbow", 2),
+    )
     margin: float = 1.0  # distance beyond the target radius at which the dense reward falls to 0.1
 
     def build_spec(self) -> mujoco.MjSpec:
-        spec = load_dm_suite_spec("acrobot.xml", iterations=2, ls_iterations=4,
-                                  disable=(mujoco.mjtDisableBit.mjDSBL_CONSTRAINT,))
+        spec = load_dm_suite_spec(
+            "acrobot.xml", iterations=2, ls_iterations=4, disable=(mujoco.mjtDisableBit.mjDSBL_CONSTRAINT,)
+        )
         for link in LINKS:
             add_body_sensor(spec, f"{link}_zaxis", mujoco.mjtSensor.mjSENS_FRAMEZAXIS, link)
-        spec.add_sensor(name="tip_from_target", type=mujoco.mjtSensor.mjSENS_FRAMEPOS, objtype=mujoco.mjtObj.mjOBJ_SITE,
-                        objname="tip", reftype=mujoco.mjtObj.mjOBJ_SITE, refname="target")
+        spec.add_sensor(
+            name="tip_from_target",
+            type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
+            objtype=mujoco.mjtObj.mjOBJ_SITE,
+            objname="tip",
+            reftype=mujoco.mjtObj.mjOBJ_SITE,
+            refname="target",
+        )
         return spec
 
     def bind(self, mj_model: mujoco.MjModel) -> None:
         self._target_radius = float(mj_model.site("target").size[0])
         # build_spec adds the two z-axis sensors back to back: 3 columns per link, in LINKS order.
-        self._axes = slice(sensor_slice(mj_model, f"{LINKS[0]}_zaxis").start,
-                           sensor_slice(mj_model, f"{LINKS[-1]}_zaxis").stop)
+        self._axes = slice(
+            sensor_slice(mj_model, f"{LINKS[0]}_zaxis").start, sensor_slice(mj_model, f"{LINKS[-1]}_zaxis").stop
+        )
         if self._axes.stop - self._axes.start != 3 * len(LINKS):
             raise ValueError("acrobot z-axis sensors must be contiguous; another sensor was added between them")
         self._tip_from_target = sensor_slice(mj_model, "tip_from_target")

@@ -34,9 +34,14 @@ class BallInCup(Task):
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_dm_suite_spec("ball_in_cup.xml", iterations=1, ls_iterations=4)
-        spec.add_sensor(name="ball_from_target", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
-                        objtype=mujoco.mjtObj.mjOBJ_XBODY, objname="ball",
-                        reftype=mujoco.mjtObj.mjOBJ_SITE, refname="target")
+        spec.add_sensor(
+            name="ball_from_target",
+            type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
+            objtype=mujoco.mjtObj.mjOBJ_XBODY,
+            objname="ball",
+            reftype=mujoco.mjtObj.mjOBJ_SITE,
+            refname="target",
+        )
         return spec
 
     def bind(self, mj_model: mujoco.MjModel) -> None:

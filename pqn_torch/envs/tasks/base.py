@@ -83,8 +83,9 @@ class TaskConfig:
                 raise ValueError(f"{name} must be an integer >= 0 or null, got {value!r}")
         if not _is_integer(self.action_repeat) or self.action_repeat < 1:
             raise ValueError(f"action_repeat must be a positive integer, got {self.action_repeat!r}")
-        if self.contacts_per_world is not None and (not _is_integer(self.contacts_per_world)
-                                                    or self.contacts_per_world < 0):
+        if self.contacts_per_world is not None and (
+            not _is_integer(self.contacts_per_world) or self.contacts_per_world < 0
+        ):
             raise ValueError(f"contacts_per_world must be an integer >= 0 or null, got {self.contacts_per_world!r}")
 
 
@@ -170,15 +171,17 @@ class Task(ABC):
         ``qvel``). Default: the action is the control."""
         physics.ctrl.copy_(action)
 
-    def transition(self, physics: Physics, action: torch.Tensor, state: TaskState,
-                   generator: torch.Generator) -> Transition:
+    def transition(
+        self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
+    ) -> Transition:
         """Reward, observations and termination after the physics step; updates ``state`` in place."""
         reward = self.reward(physics, action)
         obs, critic_obs = self.observe(physics, state, generator)
         return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=self.terminated(physics))
 
-    def observe(self, physics: Physics, state: TaskState, generator: torch.Generator) -> tuple[torch.Tensor,
-                                                                                               torch.Tensor]:
+    def observe(
+        self, physics: Physics, state: TaskState, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(actor, critic) observations of the current state (at reset and after autoreset)."""
         obs = self.observation(physics)
         return obs, (obs if self.critic_sees_actor_obs else self.critic_observation(physics))
@@ -201,10 +204,10 @@ def _check_option_type(task: str, key: str, value: Any, default: Any) -> None:
         kind = {bool: "bool", int: "int"}.get(type(default), "a number")
         raise ValueError(f"task {task}: option {key} must be {kind}, got {value!r}")
 
+
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-

@@ -36,14 +36,19 @@ class Cartpole(Task):
     """Dense reward: ``upright * centered * small_control * small_velocity``; sparse: pole up and cart centred."""
 
     default_config = TaskConfig(ctrl_dt=0.01, sim_dt=0.01, naconmax=0, njmax=2)
-    observation_layout = (("cart position", 1), ("pole angle cosine", 1), ("pole angle sine", 1),
-                          ("qvel: cart velocity, pole angular velocity", 2))
+    observation_layout = (
+        ("cart position", 1),
+        ("pole angle cosine", 1),
+        ("pole angle sine", 1),
+        ("qvel: cart velocity, pole angular velocity", 2),
+    )
     swing_up: bool = False
     sparse: bool = False
 
     def build_spec(self) -> mujoco.MjSpec:
-        spec = load_dm_suite_spec("cartpole.xml", iterations=1, ls_iterations=4,
-                                  disable=(mujoco.mjtDisableBit.mjDSBL_CONTACT,))
+        spec = load_dm_suite_spec(
+            "cartpole.xml", iterations=1, ls_iterations=4, disable=(mujoco.mjtDisableBit.mjDSBL_CONTACT,)
+        )
         add_body_sensor(spec, "pole_zaxis", mujoco.mjtSensor.mjSENS_FRAMEZAXIS, "pole_1")
         return spec
 
@@ -68,8 +73,15 @@ class Cartpole(Task):
 
     def observation(self, physics: Physics) -> torch.Tensor:
         sensors = physics.sensordata
-        return torch.cat([physics.qpos[:, :1], sensors[:, self._pole_cos : self._pole_cos + 1],
-                          sensors[:, self._pole_sin : self._pole_sin + 1], physics.qvel], dim=-1)
+        return torch.cat(
+            [
+                physics.qpos[:, :1],
+                sensors[:, self._pole_cos : self._pole_cos + 1],
+                sensors[:, self._pole_sin : self._pole_sin + 1],
+                physics.qvel,
+            ],
+            dim=-1,
+        )
 
     def reward(self, physics: Physics, action: torch.Tensor) -> torch.Tensor:
         cart = physics.qpos[:, 0]

@@ -22,8 +22,10 @@ class CheetahRun(Task):
     name = "CheetahRun"
     default_config = TaskConfig(ctrl_dt=0.01, sim_dt=0.01, naconmax=100_000, njmax=100)
     settle_steps = 200
-    observation_layout = (("qpos[1:]: rootz, rooty, bthigh, bshin, bfoot, fthigh, fshin, ffoot", 8),
-                          ("qvel: rootx, rootz, rooty, bthigh, bshin, bfoot, fthigh, fshin, ffoot", 9))
+    observation_layout = (
+        ("qpos[1:]: rootz, rooty, bthigh, bshin, bfoot, fthigh, fshin, ffoot", 8),
+        ("qvel: rootx, rootz, rooty, bthigh, bshin, bfoot, fthigh, fshin, ffoot", 9),
+    )
 
     def build_spec(self) -> mujoco.MjSpec:
         return load_dm_suite_spec("cheetah.xml", iterations=4, ls_iterations=8)
@@ -46,5 +48,6 @@ class CheetahRun(Task):
 
     def reward(self, physics: Physics, action: torch.Tensor) -> torch.Tensor:
         speed = physics.sensordata[:, self._speed][:, 0]
-        return tolerance(speed, bounds=(RUN_SPEED, float("inf")), margin=RUN_SPEED, value_at_margin=0.0,
-                         sigmoid="linear")
+        return tolerance(
+            speed, bounds=(RUN_SPEED, float("inf")), margin=RUN_SPEED, value_at_margin=0.0, sigmoid="linear"
+        )

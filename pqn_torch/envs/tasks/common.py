@@ -17,8 +17,9 @@ def _dm_suite_dir() -> Path:
     """dm_control's ``suite/`` folder, found without importing dm_control (whose import opens GL)."""
     spec = importlib.util.find_spec("dm_control")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("dm_control is not installed; it ships the DM Control Suite MJCF files: "
-                          "pip install dm_control")
+        raise ImportError(
+            "dm_control is not installed; it ships the DM Control Suite MJCF files: pip install dm_control"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "suite"
 
 
@@ -58,7 +59,10 @@ def load_dm_suite_spec(
 
 
 def uniform(
-    generator: torch.Generator, shape: tuple[int, ...], low: torch.Tensor | float, high: torch.Tensor | float,
+    generator: torch.Generator,
+    shape: tuple[int, ...],
+    low: torch.Tensor | float,
+    high: torch.Tensor | float,
     like: torch.Tensor,
 ) -> torch.Tensor:
     """Uniform samples in [low, high) of ``shape`` on ``like``'s device and dtype, from ``generator``.
@@ -70,7 +74,11 @@ def uniform(
 
 
 def normal(
-    generator: torch.Generator, shape: tuple[int, ...], std: float, like: torch.Tensor, mean: float = 0.0,
+    generator: torch.Generator,
+    shape: tuple[int, ...],
+    std: float,
+    like: torch.Tensor,
+    mean: float = 0.0,
 ) -> torch.Tensor:
     """Gaussian samples ``mean + std * N(0, 1)`` of ``shape`` on ``like``'s device and dtype.
 
@@ -81,7 +89,12 @@ def normal(
 
 
 def add_body_sensor(
-    spec: mujoco.MjSpec, name: str, sensor_type: mujoco.mjtSensor, body: str, *, inertial: bool = False,
+    spec: mujoco.MjSpec,
+    name: str,
+    sensor_type: mujoco.mjtSensor,
+    body: str,
+    *,
+    inertial: bool = False,
     relative_to: str | None = None,
 ) -> None:
     """Add a frame sensor (framepos, framexaxis, framequat, ...) of ``body`` to ``spec``.
@@ -98,7 +111,11 @@ def add_body_sensor(
 
 
 def random_planar_qpos(
-    generator: torch.Generator, num: int, joint_low: torch.Tensor, joint_high: torch.Tensor, like: torch.Tensor,
+    generator: torch.Generator,
+    num: int,
+    joint_low: torch.Tensor,
+    joint_high: torch.Tensor,
+    like: torch.Tensor,
 ) -> torch.Tensor:
     """Poses of a planar body: root pitch (``qpos[2]``) uniform in [-pi, pi), hinges ``qpos[3:]`` in range.
 
@@ -118,8 +135,26 @@ def small_control(action: torch.Tensor) -> torch.Tensor:
 
 
 _MOCAP_COPIED_FIELDS = {
-    "geom": ("type", "size", "quat", "material", "rgba", "group", "contype", "conaffinity", "condim", "priority",
-             "friction", "solmix", "solref", "solimp", "margin", "gap", "mass", "density"),
+    "geom": (
+        "type",
+        "size",
+        "quat",
+        "material",
+        "rgba",
+        "group",
+        "contype",
+        "conaffinity",
+        "condim",
+        "priority",
+        "friction",
+        "solmix",
+        "solref",
+        "solimp",
+        "margin",
+        "gap",
+        "mass",
+        "density",
+    ),
     "site": ("type", "size", "quat", "material", "rgba", "group"),
 }
 

@@ -51,7 +51,10 @@ class Finger(Task):
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_dm_suite_spec(
-            "finger.xml", iterations=2, ls_iterations=8, integrator=mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
+            "finger.xml",
+            iterations=2,
+            ls_iterations=8,
+            integrator=mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
             disable=(mujoco.mjtDisableBit.mjDSBL_GRAVITY,),
         )
         spec.option.cone = mujoco.mjtCone.mjCONE_PYRAMIDAL
@@ -150,8 +153,9 @@ class FingerTurn(Finger):
         return torch.linalg.vector_norm(to_target, dim=-1, keepdim=True) - self.target_radius
 
     def observation(self, physics: Physics) -> torch.Tensor:
-        return torch.cat([super().observation(physics), self._target_position(physics),
-                          self._distance_to_target(physics)], dim=-1)
+        return torch.cat(
+            [super().observation(physics), self._target_position(physics), self._distance_to_target(physics)], dim=-1
+        )
 
     def reward(self, physics: Physics, action: torch.Tensor) -> torch.Tensor:
         return (self._distance_to_target(physics)[:, 0] <= 0).to(physics.dtype)

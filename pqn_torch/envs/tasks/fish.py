@@ -54,7 +54,9 @@ class FishSwim(Task):
     def build_spec(self) -> mujoco.MjSpec:
         disabled = mujoco.mjtDisableBit
         spec = load_dm_suite_spec(
-            "fish.xml", iterations=2, ls_iterations=6,
+            "fish.xml",
+            iterations=2,
+            ls_iterations=6,
             disable=(disabled.mjDSBL_GRAVITY, disabled.mjDSBL_CONSTRAINT, disabled.mjDSBL_CONTACT),
         )
         massive = spec.geom("torso_massive")
@@ -62,9 +64,14 @@ class FishSwim(Task):
         massive.size = [MASSIVE_SPHERE_RADIUS, 0.0, 0.0]
         move_into_mocap_body(spec, "target")
         add_body_sensor(spec, "torso_zaxis", mujoco.mjtSensor.mjSENS_FRAMEZAXIS, "torso")
-        spec.add_sensor(name="target_in_mouth_frame", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
-                        objtype=mujoco.mjtObj.mjOBJ_GEOM, objname="target",
-                        reftype=mujoco.mjtObj.mjOBJ_GEOM, refname="mouth")
+        spec.add_sensor(
+            name="target_in_mouth_frame",
+            type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
+            objtype=mujoco.mjtObj.mjOBJ_GEOM,
+            objname="target",
+            reftype=mujoco.mjtObj.mjOBJ_GEOM,
+            refname="mouth",
+        )
         return spec
 
     def bind(self, mj_model: mujoco.MjModel) -> None:

@@ -64,16 +64,41 @@ SCENES = "locomotion/go1/xmls/"
 FEET = ("FR", "FL", "RR", "RL")
 KP, KD = 35.0, 0.5
 FREE_JOINT_QPOS, FREE_JOINT_QVEL = 7, 6
-PROPRIOCEPTION_LAYOUT = (("gyro (noisy)", 3), ("gravity in the IMU frame (noisy)", 3),
-                         ("joint angles - home pose (noisy)", 12), ("joint velocities (noisy)", 12))
+PROPRIOCEPTION_LAYOUT = (
+    ("gyro (noisy)", 3),
+    ("gravity in the IMU frame (noisy)", 3),
+    ("joint angles - home pose (noisy)", 12),
+    ("joint velocities (noisy)", 12),
+)
 LINVEL_LAYOUT = (("local linear velocity (noisy)", 3),)
-IMU_SENSORS = ("gyro", "local_linvel", "accelerometer", "position", "upvector", "forwardvector", "global_linvel",
-               "global_angvel", "gravity_up")
+IMU_SENSORS = (
+    "gyro",
+    "local_linvel",
+    "accelerometer",
+    "position",
+    "upvector",
+    "forwardvector",
+    "global_linvel",
+    "global_angvel",
+    "gravity_up",
+)
 
 JOYSTICK_REWARD_SCALES = {
-    "tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "lin_vel_z": -0.5, "ang_vel_xy": -0.05, "orientation": -5.0,
-    "dof_pos_limits": -1.0, "pose": 0.5, "termination": -1.0, "stand_still": -1.0, "torques": -0.0002,
-    "action_rate": -0.01, "energy": -0.001, "feet_clearance": -2.0, "feet_height": -0.2, "feet_slip": -0.1,
+    "tracking_lin_vel": 1.0,
+    "tracking_ang_vel": 0.5,
+    "lin_vel_z": -0.5,
+    "ang_vel_xy": -0.05,
+    "orientation": -5.0,
+    "dof_pos_limits": -1.0,
+    "pose": 0.5,
+    "termination": -1.0,
+    "stand_still": -1.0,
+    "torques": -0.0002,
+    "action_rate": -0.01,
+    "energy": -0.001,
+    "feet_clearance": -2.0,
+    "feet_height": -0.2,
+    "feet_slip": -0.1,
     "feet_air_time": 0.1,
 }
 TRACKING_SIGMA = 0.25
@@ -205,17 +230,27 @@ class Go1Task(Task):
         """Noisy ``[local linvel], gyro, gravity, joint angles - home, joint velocities`` (Playground's order)."""
         q, qd = self.joints(physics)
         parts = [self.noise(generator, self.read(physics, "local_linvel"), "linvel")] if linvel else []
-        return parts + [self.noise(generator, self.read(physics, "gyro"), "gyro"),
-                        self.noise(generator, self.gravity(physics), "gravity"),
-                        self.noise(generator, q, "joint_pos") - self.const("default_pose", q),
-                        self.noise(generator, qd, "joint_vel")]
+        return parts + [
+            self.noise(generator, self.read(physics, "gyro"), "gyro"),
+            self.noise(generator, self.gravity(physics), "gravity"),
+            self.noise(generator, q, "joint_pos") - self.const("default_pose", q),
+            self.noise(generator, qd, "joint_vel"),
+        ]
 
     def privileged(self, physics: Physics) -> list[torch.Tensor]:
         """What the Getup/Handstand critic adds to the actor's observation, all clean: gyro, accelerometer,
         local linvel, global angvel, joint angles, joint velocities, actuator forces, IMU height."""
         q, qd = self.joints(physics)
-        return [self.read(physics, "gyro"), self.read(physics, "accelerometer"), self.read(physics, "local_linvel"),
-                self.read(physics, "global_angvel"), q, qd, self.actuator_force(physics), self.torso_height(physics)]
+        return [
+            self.read(physics, "gyro"),
+            self.read(physics, "accelerometer"),
+            self.read(physics, "local_linvel"),
+            self.read(physics, "global_angvel"),
+            q,
+            qd,
+            self.actuator_force(physics),
+            self.torso_height(physics),
+        ]
 
     def total_reward(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """Playground's ``clip(dt * sum(scale * term), 0, 1e4)`` over the task's ``reward_scales``."""
@@ -231,21 +266,22 @@ class Go1JoystickFlatTerrain(Go1Task):
     config: Go1JoystickConfig
     name = "Go1JoystickFlatTerrain"
     scene = "scene_mjx_feetonly_flat_terrain.xml"
-    default_config = Go1JoystickConfig(ctrl_dt=0.02, sim_dt=0.004, episode_length=1000, contacts_per_world=4,
-                                       njmax=40)
+    default_config = Go1JoystickConfig(ctrl_dt=0.02, sim_dt=0.004, episode_length=1000, contacts_per_world=4, njmax=40)
     noise_scales = JOYSTICK_NOISE
     reward_scales = JOYSTICK_REWARD_SCALES
-    observation_layout = LINVEL_LAYOUT + PROPRIOCEPTION_LAYOUT + (("last action", 12),
-                                                                  ("command: vx, vy, yaw rate", 3))
+    observation_layout = LINVEL_LAYOUT + PROPRIOCEPTION_LAYOUT + (("last action", 12), ("command: vx, vy, yaw rate", 3))
 
     def bind(self, mj_model: mujoco.MjModel) -> None:
         super().bind(mj_model)
-        self._constants.update({
-            "soft_low": 0.95 * self.joint_low, "soft_high": 0.95 * self.joint_high,  # Playground's scaling
-            "pose_weights": torch.tensor(POSE_WEIGHTS, dtype=torch.float64),
-            "amplitude": torch.tensor(COMMAND_AMPLITUDE, dtype=torch.float64),
-            "nonzero": torch.tensor(COMMAND_NONZERO_PROBABILITY, dtype=torch.float64),
-        })
+        self._constants.update(
+            {
+                "soft_low": 0.95 * self.joint_low,
+                "soft_high": 0.95 * self.joint_high,  # Playground's scaling
+                "pose_weights": torch.tensor(POSE_WEIGHTS, dtype=torch.float64),
+                "amplitude": torch.tensor(COMMAND_AMPLITUDE, dtype=torch.float64),
+                "nonzero": torch.tensor(COMMAND_NONZERO_PROBABILITY, dtype=torch.float64),
+            }
+        )
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         return self.home_start(generator, num, physics)
@@ -301,8 +337,9 @@ class Go1JoystickFlatTerrain(Go1Task):
         seconds = state["pert_duration_seconds"]
         force = 0.5 * torch.sin(math.pi * elapsed / seconds) * self._trunk_mass * state["pert_mag"] / seconds
         physics.xfrc_applied[:, self._trunk].zero_()
-        physics.xfrc_applied[:, self._trunk, :3] = torch.where(pushing.unsqueeze(-1), force.unsqueeze(-1)
-                                                               * state["pert_dir"], 0.0)
+        physics.xfrc_applied[:, self._trunk, :3] = torch.where(
+            pushing.unsqueeze(-1), force.unsqueeze(-1) * state["pert_dir"], 0.0
+        )
         # Pushing worlds: count push steps, restart the wait once the push has lasted its duration.
         finished = pushing & (state["pert_steps"] >= state["pert_duration"])
         state["steps_since_last_pert"].masked_fill_(finished, 0)
@@ -316,8 +353,9 @@ class Go1JoystickFlatTerrain(Go1Task):
         direction = torch.stack([torch.cos(angle), torch.sin(angle), torch.zeros_like(angle)], dim=-1)
         state["pert_dir"].copy_(torch.where(armed.unsqueeze(-1), direction, state["pert_dir"]))
 
-    def transition(self, physics: Physics, action: torch.Tensor, state: TaskState,
-                   generator: torch.Generator) -> Transition:
+    def transition(
+        self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
+    ) -> Transition:
         contact = self.feet_contact(physics)
         first_contact = (state["feet_air_time"] > 0) & (contact | state["last_contact"])
         state["feet_air_time"].add_(self.dt)
@@ -330,8 +368,9 @@ class Go1JoystickFlatTerrain(Go1Task):
         state["last_act"].copy_(action)
         state["steps_until_next_cmd"].sub_(1)
         due = state["steps_until_next_cmd"] <= 0
-        state["command"].copy_(torch.where(due.unsqueeze(-1), self.resample_command(generator, state["command"]),
-                                           state["command"]))
+        state["command"].copy_(
+            torch.where(due.unsqueeze(-1), self.resample_command(generator, state["command"]), state["command"])
+        )
         period = self._command_period(generator, physics.num_worlds, physics.qpos)
         state["steps_until_next_cmd"].copy_(torch.where(due | terminated, period, state["steps_until_next_cmd"]))
         state["feet_air_time"].mul_(~contact)
@@ -339,8 +378,15 @@ class Go1JoystickFlatTerrain(Go1Task):
         state["swing_peak"].mul_(~contact)
         return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated)
 
-    def reward_terms(self, physics: Physics, action: torch.Tensor, state: TaskState, contact: torch.Tensor,
-                     first_contact: torch.Tensor, terminated: torch.Tensor) -> dict[str, torch.Tensor]:
+    def reward_terms(
+        self,
+        physics: Physics,
+        action: torch.Tensor,
+        state: TaskState,
+        contact: torch.Tensor,
+        first_contact: torch.Tensor,
+        terminated: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """Playground's unscaled joystick reward terms [N] (``first_contact``: feet landing this step)."""
         command = state["command"]
         moving = (torch.linalg.vector_norm(command, dim=-1) > MOVING_COMMAND).to(command.dtype)
@@ -353,37 +399,50 @@ class Go1JoystickFlatTerrain(Go1Task):
         landing = first_contact.to(q.dtype)
         return {
             "tracking_lin_vel": torch.exp(-((command[:, :2] - linvel[:, :2]) ** 2).sum(-1) / TRACKING_SIGMA),
-            "tracking_ang_vel": torch.exp(-(command[:, 2] - gyro[:, 2]) ** 2 / TRACKING_SIGMA),
+            "tracking_ang_vel": torch.exp(-((command[:, 2] - gyro[:, 2]) ** 2) / TRACKING_SIGMA),
             "lin_vel_z": self.read(physics, "global_linvel")[:, 2] ** 2,
             "ang_vel_xy": (global_angvel[:, :2] ** 2).sum(-1),
             "orientation": (self.read(physics, "upvector")[:, :2] ** 2).sum(-1),
             "stand_still": offset.abs().sum(-1) * (1.0 - moving),
             "termination": terminated.to(q.dtype),
-            "pose": torch.exp(-(offset ** 2 * self.const("pose_weights", q)).sum(-1)),
+            "pose": torch.exp(-(offset**2 * self.const("pose_weights", q)).sum(-1)),
             "torques": torch.linalg.vector_norm(torques, dim=-1) + torques.abs().sum(-1),
             "action_rate": ((action - state["last_act"]) ** 2).sum(-1),
             "energy": (qd.abs() * torques.abs()).sum(-1),
-            "feet_slip": (feet_speed_xy ** 2 * contact).sum(-1) * moving,
+            "feet_slip": (feet_speed_xy**2 * contact).sum(-1) * moving,
             "feet_clearance": ((self.feet_height(physics) - MAX_FOOT_HEIGHT).abs() * feet_speed_xy.sqrt()).sum(-1),
             "feet_height": (((state["swing_peak"] / MAX_FOOT_HEIGHT - 1.0) ** 2) * landing).sum(-1) * moving,
             "feet_air_time": ((state["feet_air_time"] - 0.1) * landing).sum(-1) * moving,
             "dof_pos_limits": limit_violation(q, self.const("soft_low", q), self.const("soft_high", q)),
         }
 
-    def observe(self, physics: Physics, state: TaskState, generator: torch.Generator) -> tuple[torch.Tensor,
-                                                                                               torch.Tensor]:
-        obs = torch.cat(self.proprioception(physics, generator, linvel=True)
-                        + [state["last_act"], state["command"]], dim=-1)
+    def observe(
+        self, physics: Physics, state: TaskState, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        obs = torch.cat(
+            self.proprioception(physics, generator, linvel=True) + [state["last_act"], state["command"]], dim=-1
+        )
         q, qd = self.joints(physics)
         pushing = state["steps_since_last_pert"] >= state["steps_until_next_pert"]
-        critic_obs = torch.cat([
-            obs, self.read(physics, "gyro"), self.read(physics, "accelerometer"), self.gravity(physics),
-            self.read(physics, "local_linvel"), self.read(physics, "global_angvel"),
-            q - self.const("default_pose", q), qd,
-            self.actuator_force(physics), state["last_contact"].to(q.dtype),
-            self.feet_velocity(physics).flatten(1), state["feet_air_time"],
-            physics.xfrc_applied[:, self._trunk, :3], pushing.to(q.dtype).unsqueeze(-1),
-        ], dim=-1)
+        critic_obs = torch.cat(
+            [
+                obs,
+                self.read(physics, "gyro"),
+                self.read(physics, "accelerometer"),
+                self.gravity(physics),
+                self.read(physics, "local_linvel"),
+                self.read(physics, "global_angvel"),
+                q - self.const("default_pose", q),
+                qd,
+                self.actuator_force(physics),
+                state["last_contact"].to(q.dtype),
+                self.feet_velocity(physics).flatten(1),
+                state["feet_air_time"],
+                physics.xfrc_applied[:, self._trunk, :3],
+                pushing.to(q.dtype).unsqueeze(-1),
+            ],
+            dim=-1,
+        )
         return obs, critic_obs
 
 

@@ -34,8 +34,15 @@ from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robots import limit_violation, soft_limits
 
 GETUP_REWARD_SCALES = {
-    "orientation": 1.0, "torso_height": 1.0, "posture": 1.0, "stand_still": 1.0, "action_rate": -0.001,
-    "dof_pos_limits": -0.1, "torques": -1e-5, "dof_acc": -2.5e-7, "dof_vel": -0.1,
+    "orientation": 1.0,
+    "torso_height": 1.0,
+    "posture": 1.0,
+    "stand_still": 1.0,
+    "action_rate": -0.001,
+    "dof_pos_limits": -0.1,
+    "torques": -1e-5,
+    "dof_acc": -2.5e-7,
+    "dof_vel": -0.1,
 }
 DROP_PROBABILITY = 0.6
 DROP_HEIGHT = 0.5
@@ -65,8 +72,13 @@ class Go1Getup(Go1Task):
     def bind(self, mj_model) -> None:
         super().bind(mj_model)
         soft_low, soft_high = soft_limits(self.joint_low, self.joint_high, 0.95)
-        self._constants.update({"soft_low": soft_low, "soft_high": soft_high,
-                                "straight_down": torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64)})
+        self._constants.update(
+            {
+                "soft_low": soft_low,
+                "soft_high": soft_high,
+                "straight_down": torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64),
+            }
+        )
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         """A drop (probability 0.6) or the home pose, with a random root velocity; settled by the env."""
@@ -76,8 +88,9 @@ class Go1Getup(Go1Task):
         dropped[:, 2] = DROP_HEIGHT
         quaternion = normal(generator, (num, 4), 1.0, like=like)
         dropped[:, 3:7] = quaternion / (torch.linalg.vector_norm(quaternion, dim=-1, keepdim=True) + 1e-6)
-        dropped[:, FREE_JOINT_QPOS:] = uniform(generator, (num, self.joint_low.numel()), self.joint_low.to(like),
-                                               self.joint_high.to(like), like=like)
+        dropped[:, FREE_JOINT_QPOS:] = uniform(
+            generator, (num, self.joint_low.numel()), self.joint_low.to(like), self.joint_high.to(like), like=like
+        )
         qpos = torch.where(drop, dropped, self._home_qpos.to(like).expand(num, -1))
         qvel = torch.zeros(num, physics.qvel.shape[1], dtype=physics.dtype, device=physics.device)
         qvel[:, :FREE_JOINT_QVEL] = uniform(generator, (num, FREE_JOINT_QVEL), -0.5, 0.5, like=qvel)
@@ -89,8 +102,9 @@ class Go1Getup(Go1Task):
     def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:
         physics.ctrl.copy_(physics.qpos[:, FREE_JOINT_QPOS:] + ACTION_SCALE * action)
 
-    def transition(self, physics: Physics, action: torch.Tensor, state: TaskState,
-                   generator: torch.Generator) -> Transition:
+    def transition(
+        self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
+    ) -> Transition:
         obs, critic_obs = self.observe(physics, state, generator)
         reward = self.total_reward(self.reward_terms(physics, action, state))
         state["last_last_act"].copy_(state["last_act"])
@@ -111,7 +125,7 @@ class Go1Getup(Go1Task):
             "orientation": torch.exp(-2.0 * tilt),
             "torso_height": torch.exp(height) - 1.0,
             "posture": upright * torch.exp(-0.5 * ((q - self.const("default_pose", q)) ** 2).sum(-1)),
-            "stand_still": upright * at_height * torch.exp(-0.5 * (action ** 2).sum(-1)),
+            "stand_still": upright * at_height * torch.exp(-0.5 * (action**2).sum(-1)),
             "action_rate": ((action - last) ** 2).sum(-1) + ((action - 2 * last + before_last) ** 2).sum(-1),
             "torques": torch.linalg.vector_norm(torques, dim=-1) + torques.abs().sum(-1),
             "dof_pos_limits": limit_violation(q, self.const("soft_low", q), self.const("soft_high", q)),
@@ -119,7 +133,8 @@ class Go1Getup(Go1Task):
             "dof_vel": ((qd.abs() - MAX_JOINT_SPEED).clamp(min=0.0) ** 2).sum(-1),
         }
 
-    def observe(self, physics: Physics, state: TaskState, generator: torch.Generator) -> tuple[torch.Tensor,
-                                                                                               torch.Tensor]:
+    def observe(
+        self, physics: Physics, state: TaskState, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         obs = torch.cat(self.proprioception(physics, generator, linvel=False) + [state["last_act"]], dim=-1)
         return obs, torch.cat([obs, *self.privileged(physics)], dim=-1)

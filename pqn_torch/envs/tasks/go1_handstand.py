@@ -33,8 +33,20 @@ from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robots import limit_violation, soft_limits
 
 HANDSTAND_REWARD_SCALES = {"height": 1.0, "orientation": 1.0, "contact": -0.1, "dof_pos_limits": -0.5, "pose": -0.1}
-UNWANTED_CONTACTS = ("fl_calf1", "fl_calf2", "fr_calf1", "fr_calf2", "fl_thigh1", "fl_thigh2", "fl_thigh3",
-                     "fr_thigh1", "fr_thigh2", "fr_thigh3", "fl_hip", "fr_hip")
+UNWANTED_CONTACTS = (
+    "fl_calf1",
+    "fl_calf2",
+    "fr_calf1",
+    "fr_calf2",
+    "fl_thigh1",
+    "fl_thigh2",
+    "fl_thigh3",
+    "fr_thigh1",
+    "fr_thigh2",
+    "fr_thigh3",
+    "fl_hip",
+    "fr_hip",
+)
 FALLEN_UP_AXIS = -0.25
 ACTION_SCALE = 0.3
 
@@ -56,8 +68,13 @@ class Go1Handstand(Go1Task):
     def bind(self, mj_model) -> None:
         super().bind(mj_model)
         soft_low, soft_high = soft_limits(self.joint_low, self.joint_high, 0.9)
-        self._constants.update({"soft_low": soft_low, "soft_high": soft_high,
-                                "desired_forward": torch.tensor(self.desired_forward, dtype=torch.float64)})
+        self._constants.update(
+            {
+                "soft_low": soft_low,
+                "soft_high": soft_high,
+                "desired_forward": torch.tensor(self.desired_forward, dtype=torch.float64),
+            }
+        )
         self._unwanted = [sensor_slice(mj_model, f"{geom}_floor_found").start for geom in UNWANTED_CONTACTS]
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
@@ -73,8 +90,9 @@ class Go1Handstand(Go1Task):
         """Whether any front-leg calf, thigh or hip touches the floor, [N] bool."""
         return torch.stack([physics.sensordata[:, column] for column in self._unwanted], dim=-1).gt(0).any(dim=-1)
 
-    def transition(self, physics: Physics, action: torch.Tensor, state: TaskState,
-                   generator: torch.Generator) -> Transition:
+    def transition(
+        self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
+    ) -> Transition:
         obs, critic_obs = self.observe(physics, state, generator)
         terminated = (self.read(physics, "upvector")[:, 2] < FALLEN_UP_AXIS) | self.unwanted_contact(physics)
         reward = self.total_reward(self.reward_terms(physics))
@@ -92,11 +110,12 @@ class Go1Handstand(Go1Task):
             "orientation": (0.5 * alignment + 0.5) ** 2,
             "contact": self.feet_contact(physics).any(dim=-1).to(q.dtype),
             "dof_pos_limits": limit_violation(q, self.const("soft_low", q), self.const("soft_high", q)),
-            "pose": (pose_error ** 2).sum(-1),
+            "pose": (pose_error**2).sum(-1),
         }
 
-    def observe(self, physics: Physics, state: TaskState, generator: torch.Generator) -> tuple[torch.Tensor,
-                                                                                               torch.Tensor]:
+    def observe(
+        self, physics: Physics, state: TaskState, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         obs = torch.cat(self.proprioception(physics, generator, linvel=True) + [state["last_act"]], dim=-1)
         return obs, torch.cat([obs, *self.privileged(physics)], dim=-1)
 

@@ -26,9 +26,11 @@ class Hopper(Task):
     """Obs ``qpos[1:] ++ qvel ++ log1p(toe, heel touch)`` (15); reward: standing times a task term."""
 
     default_config = TaskConfig(ctrl_dt=0.02, sim_dt=0.005, naconmax=50_000, njmax=50)
-    observation_layout = (("qpos[1:]: rootz, rooty, waist, hip, knee, ankle", 6),
-                          ("qvel: rootx, rootz, rooty, waist, hip, knee, ankle", 7),
-                          ("log1p of the touch sensors: toe, heel", 2))
+    observation_layout = (
+        ("qpos[1:]: rootz, rooty, waist, hip, knee, ankle", 6),
+        ("qvel: rootx, rootz, rooty, waist, hip, knee, ankle", 7),
+        ("log1p of the touch sensors: toe, heel", 2),
+    )
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_dm_suite_spec("hopper.xml", iterations=4, ls_iterations=10)
@@ -78,6 +80,7 @@ class HopperHop(Hopper):
 
     def reward(self, physics: Physics, action: torch.Tensor) -> torch.Tensor:
         speed = physics.sensordata[:, self._speed][:, 0]
-        hopping = tolerance(speed, bounds=(HOP_SPEED, float("inf")), margin=HOP_SPEED / 2, value_at_margin=0.5,
-                            sigmoid="linear")
+        hopping = tolerance(
+            speed, bounds=(HOP_SPEED, float("inf")), margin=HOP_SPEED / 2, value_at_margin=0.5, sigmoid="linear"
+        )
         return self.standing(physics) * hopping

@@ -42,8 +42,11 @@ STAND_HEIGHT = 1.4  # head height (m) above which standing is rewarded fully
 WALK_SPEED = 1.0  # horizontal centre-of-mass speeds (m/s) above which moving is rewarded fully
 RUN_SPEED = 10.0
 EXTREMITIES = ("left_hand", "left_foot", "right_hand", "right_foot")
-AXES = ((mujoco.mjtSensor.mjSENS_FRAMEXAXIS, "x"), (mujoco.mjtSensor.mjSENS_FRAMEYAXIS, "y"),
-        (mujoco.mjtSensor.mjSENS_FRAMEZAXIS, "z"))
+AXES = (
+    (mujoco.mjtSensor.mjSENS_FRAMEXAXIS, "x"),
+    (mujoco.mjtSensor.mjSENS_FRAMEYAXIS, "y"),
+    (mujoco.mjtSensor.mjSENS_FRAMEZAXIS, "z"),
+)
 FREE_JOINT_QPOS = 7  # root position (3) and quaternion (4)
 
 
@@ -53,8 +56,7 @@ class Humanoid(Task):
     default_config = TaskConfig(ctrl_dt=0.025, sim_dt=0.005, naconmax=200_000, njmax=250)
 
     def build_spec(self) -> mujoco.MjSpec:
-        spec = load_dm_suite_spec("humanoid.xml", iterations=4, ls_iterations=8,
-                                  solver=mujoco.mjtSolver.mjSOL_NEWTON)
+        spec = load_dm_suite_spec("humanoid.xml", iterations=4, ls_iterations=8, solver=mujoco.mjtSolver.mjSOL_NEWTON)
         for sensor in list(spec.sensors):
             if sensor.type == mujoco.mjtSensor.mjSENS_TOUCH:
                 spec.delete(sensor)
@@ -71,8 +73,10 @@ class Humanoid(Task):
         # build_spec adds the torso's x-, y- and z-axis back to back (9 columns); entry 2 of each is
         # the z-row of xmat, and the last column is xmat[2, 2].
         self._axes = slice(sensor_slice(mj_model, "torso_xaxis").start, sensor_slice(mj_model, "torso_zaxis").stop)
-        self._extremities = slice(sensor_slice(mj_model, f"{EXTREMITIES[0]}_in_torso").start,
-                                  sensor_slice(mj_model, f"{EXTREMITIES[-1]}_in_torso").stop)
+        self._extremities = slice(
+            sensor_slice(mj_model, f"{EXTREMITIES[0]}_in_torso").start,
+            sensor_slice(mj_model, f"{EXTREMITIES[-1]}_in_torso").stop,
+        )
         if self._axes.stop - self._axes.start != 9 or self._extremities.stop - self._extremities.start != 12:
             raise ValueError("humanoid frame sensors must be contiguous; another sensor was added between them")
         self._com_velocity = sensor_slice(mj_model, "torso_subtreelinvel")
@@ -87,24 +91,33 @@ class Humanoid(Task):
         return physics.sensordata[:, self._axes][:, 2::3]
 
     def observation(self, physics: Physics) -> torch.Tensor:
-        return torch.cat([
-            physics.qpos[:, FREE_JOINT_QPOS:],
-            physics.sensordata[:, self._head_z : self._head_z + 1],
-            physics.sensordata[:, self._extremities],
-            self.torso_vertical(physics),
-            physics.sensordata[:, self._com_velocity],
-            physics.qvel,
-        ], dim=-1)
+        return torch.cat(
+            [
+                physics.qpos[:, FREE_JOINT_QPOS:],
+                physics.sensordata[:, self._head_z : self._head_z + 1],
+                physics.sensordata[:, self._extremities],
+                self.torso_vertical(physics),
+                physics.sensordata[:, self._com_velocity],
+                physics.qvel,
+            ],
+            dim=-1,
+        )
 
     @abstractmethod
     def move(self, physics: Physics) -> torch.Tensor:
         """The task's term on the horizontal centre-of-mass velocity, in [0, 1]."""
 
     def reward(self, physics: Physics, action: torch.Tensor) -> torch.Tensor:
-        standing = tolerance(physics.sensordata[:, self._head_z], bounds=(STAND_HEIGHT, float("inf")),
-                             margin=STAND_HEIGHT / 4)
-        upright = tolerance(self.torso_vertical(physics)[:, 2], bounds=(0.9, float("inf")), sigmoid="linear",
-                            margin=1.9, value_at_margin=0)
+        standing = tolerance(
+            physics.sensordata[:, self._head_z], bounds=(STAND_HEIGHT, float("inf")), margin=STAND_HEIGHT / 4
+        )
+        upright = tolerance(
+            self.torso_vertical(physics)[:, 2],
+            bounds=(0.9, float("inf")),
+            sigmoid="linear",
+            margin=1.9,
+            value_at_margin=0,
+        )
         return standing * upright * small_control(action) * self.move(physics)
 
 
@@ -126,8 +139,9 @@ class HumanoidMove(Humanoid):
 
     def move(self, physics: Physics) -> torch.Tensor:
         horizontal_speed = torch.linalg.vector_norm(physics.sensordata[:, self._com_velocity][:, :2], dim=-1)
-        ramp = tolerance(horizontal_speed, bounds=(self.speed, float("inf")), margin=self.speed, value_at_margin=0,
-                         sigmoid="linear")
+        ramp = tolerance(
+            horizontal_speed, bounds=(self.speed, float("inf")), margin=self.speed, value_at_margin=0, sigmoid="linear"
+        )
         return (5 * ramp + 1) / 6
 
 

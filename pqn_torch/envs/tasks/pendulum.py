@@ -34,8 +34,9 @@ class PendulumSwingup(Task):
     observation_layout = (("pole orientation: xmat xz, zz", 2), ("qvel: hinge", 1))
 
     def build_spec(self) -> mujoco.MjSpec:
-        spec = load_dm_suite_spec("pendulum.xml", iterations=4, ls_iterations=8,
-                                  disable=(mujoco.mjtDisableBit.mjDSBL_CONTACT,))
+        spec = load_dm_suite_spec(
+            "pendulum.xml", iterations=4, ls_iterations=8, disable=(mujoco.mjtDisableBit.mjDSBL_CONTACT,)
+        )
         add_body_sensor(spec, "pole_zaxis", mujoco.mjtSensor.mjSENS_FRAMEZAXIS, "pole")
         return spec
 

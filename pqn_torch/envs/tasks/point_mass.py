@@ -29,11 +29,17 @@ class PointMass(Task):
     observation_layout = (("qpos: x, y", 2), ("qvel: x, y", 2))
 
     def build_spec(self) -> mujoco.MjSpec:
-        spec = load_dm_suite_spec("point_mass.xml", iterations=1, ls_iterations=4,
-                                  disable=(mujoco.mjtDisableBit.mjDSBL_CONTACT,))
-        spec.add_sensor(name="mass_from_target", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
-                        objtype=mujoco.mjtObj.mjOBJ_GEOM, objname="pointmass",
-                        reftype=mujoco.mjtObj.mjOBJ_GEOM, refname="target")
+        spec = load_dm_suite_spec(
+            "point_mass.xml", iterations=1, ls_iterations=4, disable=(mujoco.mjtDisableBit.mjDSBL_CONTACT,)
+        )
+        spec.add_sensor(
+            name="mass_from_target",
+            type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
+            objtype=mujoco.mjtObj.mjOBJ_GEOM,
+            objname="pointmass",
+            reftype=mujoco.mjtObj.mjOBJ_GEOM,
+            refname="target",
+        )
         return spec
 
     def bind(self, mj_model: mujoco.MjModel) -> None:

@@ -42,19 +42,23 @@ class Reacher(Task):
     """Reach the target; subclasses set its radius."""
 
     default_config = TaskConfig(ctrl_dt=0.02, sim_dt=0.005, naconmax=0, njmax=WRIST_LIMIT_ROWS)
-    observation_layout = (("qpos: shoulder, wrist", 2), ("finger to target: x, y", 2),
-                          ("qvel: shoulder, wrist", 2))
+    observation_layout = (("qpos: shoulder, wrist", 2), ("finger to target: x, y", 2), ("qvel: shoulder, wrist", 2))
     target_radius: float
 
     def build_spec(self) -> mujoco.MjSpec:
-        spec = load_dm_suite_spec("reacher.xml", iterations=1, ls_iterations=6,
-                                  disable=(mujoco.mjtDisableBit.mjDSBL_CONTACT,))
+        spec = load_dm_suite_spec(
+            "reacher.xml", iterations=1, ls_iterations=6, disable=(mujoco.mjtDisableBit.mjDSBL_CONTACT,)
+        )
         spec.delete(spec.geom("root"))
         move_into_mocap_body(spec, "target")
         spec.geom("target").size[0] = self.target_radius
         for geom in ("finger", "target"):
-            spec.add_sensor(name=f"{geom}_pos", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
-                            objtype=mujoco.mjtObj.mjOBJ_GEOM, objname=geom)
+            spec.add_sensor(
+                name=f"{geom}_pos",
+                type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
+                objtype=mujoco.mjtObj.mjOBJ_GEOM,
+                objname=geom,
+            )
         return spec
 
     def bind(self, mj_model: mujoco.MjModel) -> None:

@@ -88,8 +88,14 @@ def add_gravity_sensor(spec: mujoco.MjSpec, name: str, site: str) -> None:
     Playground computes ``site_xmat.T @ [0, 0, -1]``; the world body's z-axis expressed in the site frame
     is ``site_xmat.T @ [0, 0, 1]``, so the task negates this sensor.
     """
-    spec.add_sensor(name=name, type=mujoco.mjtSensor.mjSENS_FRAMEZAXIS, objtype=mujoco.mjtObj.mjOBJ_XBODY,
-                    objname="world", reftype=mujoco.mjtObj.mjOBJ_SITE, refname=site)
+    spec.add_sensor(
+        name=name,
+        type=mujoco.mjtSensor.mjSENS_FRAMEZAXIS,
+        objtype=mujoco.mjtObj.mjOBJ_XBODY,
+        objname="world",
+        reftype=mujoco.mjtObj.mjOBJ_SITE,
+        refname=site,
+    )
 
 
 def add_actuator_force_sensors(spec: mujoco.MjSpec) -> list[str]:
@@ -97,8 +103,12 @@ def add_actuator_force_sensors(spec: mujoco.MjSpec) -> list[str]:
     names = []
     for actuator in spec.actuators:
         names.append(f"{actuator.name}_force")
-        spec.add_sensor(name=names[-1], type=mujoco.mjtSensor.mjSENS_ACTUATORFRC,
-                        objtype=mujoco.mjtObj.mjOBJ_ACTUATOR, objname=actuator.name)
+        spec.add_sensor(
+            name=names[-1],
+            type=mujoco.mjtSensor.mjSENS_ACTUATORFRC,
+            objtype=mujoco.mjtObj.mjOBJ_ACTUATOR,
+            objname=actuator.name,
+        )
     return names
 
 
@@ -128,10 +138,15 @@ def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Hamilton product of quaternions ``[w, x, y, z]`` (batched over leading dims)."""
     aw, ax, ay, az = a.unbind(-1)
     bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([aw * bw - ax * bx - ay * by - az * bz,
-                        aw * bx + ax * bw + ay * bz - az * by,
-                        aw * by - ax * bz + ay * bw + az * bx,
-                        aw * bz + ax * by - ay * bx + az * bw], dim=-1)
+    return torch.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        dim=-1,
+    )
 
 
 def yaw_quaternion(yaw: torch.Tensor) -> torch.Tensor:

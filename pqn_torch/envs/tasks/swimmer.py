@@ -52,13 +52,17 @@ def add_links(spec: mujoco.MjSpec, num_bodies: int) -> None:
         link.add_geom(inertial, name=f"inertial_{index}")
         site = link.add_site(swimmer, name=f"site_{index}")
         link.add_joint(swimmer, name=f"joint_{index}", range=[-joint_limit, joint_limit])
-        motor = spec.add_actuator(spec.default, name=f"motor_{index}", target=f"joint_{index}",
-                                  trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        motor = spec.add_actuator(
+            spec.default, name=f"motor_{index}", target=f"joint_{index}", trntype=mujoco.mjtTrn.mjTRN_JOINT
+        )
         motor.set_to_motor()
-        for sensor_type, kind in ((mujoco.mjtSensor.mjSENS_VELOCIMETER, "velocimeter"),
-                                  (mujoco.mjtSensor.mjSENS_GYRO, "gyro")):
-            spec.add_sensor(name=f"{kind}_{index}", type=sensor_type, objtype=mujoco.mjtObj.mjOBJ_SITE,
-                            objname=site.name)
+        for sensor_type, kind in (
+            (mujoco.mjtSensor.mjSENS_VELOCIMETER, "velocimeter"),
+            (mujoco.mjtSensor.mjSENS_GYRO, "gyro"),
+        ):
+            spec.add_sensor(
+                name=f"{kind}_{index}", type=sensor_type, objtype=mujoco.mjtObj.mjOBJ_SITE, objname=site.name
+            )
         parent = link
 
 
@@ -69,8 +73,9 @@ class Swimmer(Task):
     num_bodies: int
 
     def build_spec(self) -> mujoco.MjSpec:
-        spec = load_dm_suite_spec("swimmer.xml", iterations=4, ls_iterations=8,
-                                  disable=(mujoco.mjtDisableBit.mjDSBL_CONTACT,))
+        spec = load_dm_suite_spec(
+            "swimmer.xml", iterations=4, ls_iterations=8, disable=(mujoco.mjtDisableBit.mjDSBL_CONTACT,)
+        )
         add_links(spec, self.num_bodies)
         move_into_mocap_body(spec, "target")
         for geom in spec.geoms:
@@ -85,8 +90,9 @@ class Swimmer(Task):
         self._target = sensor_slice(mj_model, "target_pos")
         self._head_axes = [sensor_slice(mj_model, name) for name in ("head_xaxis", "head_yaxis")]
         # (velocimeter, gyro) of the head, then of each link, back to back: 6 columns per body.
-        self._velocities = slice(sensor_slice(mj_model, "head_vel").start,
-                                 sensor_slice(mj_model, f"gyro_{self.num_bodies - 2}").stop)
+        self._velocities = slice(
+            sensor_slice(mj_model, "head_vel").start, sensor_slice(mj_model, f"gyro_{self.num_bodies - 2}").stop
+        )
         if self._velocities.stop - self._velocities.start != 6 * self.num_bodies:
             raise ValueError("swimmer velocity sensors must be contiguous; another sensor was added between them")
         self._target_radius = float(mj_model.geom("target").size[0])
@@ -119,8 +125,9 @@ class Swimmer(Task):
 
     def reward(self, physics: Physics, action: torch.Tensor) -> torch.Tensor:
         distance = torch.linalg.vector_norm(self._nose_to_target(physics), dim=-1)
-        return tolerance(distance, bounds=(0.0, self._target_radius), margin=5 * self._target_radius,
-                         sigmoid="long_tail")
+        return tolerance(
+            distance, bounds=(0.0, self._target_radius), margin=5 * self._target_radius, sigmoid="long_tail"
+        )
 
 
 @register

@@ -48,8 +48,9 @@ class Walker(Task):
         ranges = torch.as_tensor(mj_model.jnt_range[FIRST_HINGE:])
         self._joint_low, self._joint_high = ranges[:, 0], ranges[:, 1]
         # build_spec adds (x-axis, z-axis) per body back to back: 6 columns per body, in BODIES order.
-        self._axes = slice(sensor_slice(mj_model, f"{BODIES[0]}_xaxis").start,
-                           sensor_slice(mj_model, f"{BODIES[-1]}_zaxis").stop)
+        self._axes = slice(
+            sensor_slice(mj_model, f"{BODIES[0]}_xaxis").start, sensor_slice(mj_model, f"{BODIES[-1]}_zaxis").stop
+        )
         if self._axes.stop - self._axes.start != 6 * len(BODIES):
             raise ValueError("walker axis sensors must be contiguous; another sensor was added between them")
         self._torso_zz = sensor_slice(mj_model, "torso_zaxis").start + 2
@@ -75,8 +76,13 @@ class Walker(Task):
         stand = (3 * standing + upright) / 4
         if self.move_speed == 0.0:
             return stand
-        move = tolerance(physics.sensordata[:, self._speed], bounds=(self.move_speed, float("inf")),
-                         margin=self.move_speed / 2, value_at_margin=0.5, sigmoid="linear")
+        move = tolerance(
+            physics.sensordata[:, self._speed],
+            bounds=(self.move_speed, float("inf")),
+            margin=self.move_speed / 2,
+            value_at_margin=0.5,
+            sigmoid="linear",
+        )
         return stand * (5 * move + 1) / 6
 
 
