@@ -36,7 +36,7 @@ setup(
         "tqdm>=4.66",  # training progress bar
     ],
     extras_require={
-        # tests, and the linter/formatter and type checker CI runs first (pinned: their verdicts change between versions)
+        # tests, and the linter/formatter and type checker CI runs first (pinned: verdicts change between versions)
         "dev": ["pytest>=8.0", "ruff==0.17.6", "mypy==2.4.1"],
         # scripts/export.py: torch's ONNX exporter needs onnx and onnxscript; onnxruntime checks the export
         "export": ["onnx>=1.18", "onnxscript>=0.5", "onnxruntime>=1.20"],
