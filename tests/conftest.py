@@ -30,32 +30,16 @@ def trained_run(tmp_path_factory):
     """A short CheetahRun training run (CPU preset, tiny): its run dir, holding checkpoints and eval.csv."""
     from pqn_torch.training import run_training
 
-    alg = dict(
-        num_envs=16,
-        num_steps=8,
-        num_epochs=2,
-        num_minibatches=2,
-        actor_hidden_sizes=[32, 32],
-        critic_hidden_sizes=[32],
-        num_critics=2,
-        lr_start=1e-3,
-        lr_end=1e-4,
+    from training_testing import tiny_config
+
+    config = tiny_config(
+        task="CheetahRun",
+        lr=(1e-3, 1e-4),
+        actor_hidden_sizes=(32, 32),
+        eval={"interval": 0.25, "num_envs": 4},
+        log_interval=2,
+        cuda_graphs=False,
     )
-    config = {
-        "task": {"name": "CheetahRun", "overrides": {"episode_length": 50}},
-        "alg": alg,
-        "seed": 0,
-        "device": "cpu",
-        "backend": "mujoco",
-        "num_threads": 1,
-        "total_timesteps": 512,
-        "compile": False,
-        "cuda_graphs": False,
-        "resume": None,
-        "eval": {"interval": 0.25, "num_envs": 4},
-        "log_interval": 2,
-        "checkpoint_interval": 0.5,
-    }
     run_dir = tmp_path_factory.mktemp("trained_run")
     run_training(config, run_dir, alg_preset="cpu", show_progress=False)
     return run_dir

@@ -7,6 +7,7 @@ def tiny_config(
     episode_length: int = 50,
     eval_envs: int = 4,
     lr: tuple[float, float] = (3e-4, 1e-5),
+    actor_hidden_sizes: tuple[int, ...] = (32,),
     **changes,
 ) -> dict:
     """``num_envs`` x 8 steps per update, 2 epochs x 2 minibatches, 32-unit networks; ``changes`` replace
@@ -16,7 +17,7 @@ def tiny_config(
         num_steps=8,
         num_epochs=2,
         num_minibatches=2,
-        actor_hidden_sizes=[32],
+        actor_hidden_sizes=list(actor_hidden_sizes),
         critic_hidden_sizes=[32],
         num_critics=2,
         lr_start=lr[0],
