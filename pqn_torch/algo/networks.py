@@ -93,8 +93,12 @@ class CriticEnsemble(nn.Module):
             self.biases.append(nn.Parameter(torch.zeros(num_critics, fan_out)))
         self.norm_scales = nn.ParameterList([nn.Parameter(torch.ones(num_critics, h)) for h in hidden_sizes])
         self.norm_shifts = nn.ParameterList([nn.Parameter(torch.zeros(num_critics, h)) for h in hidden_sizes])
-        self._members: list[list[torch.Tensor]] | None = None
-        """Per-critic leaves of (weights, biases, norm_scales, norm_shifts) for the CPU fast path, once split."""
+        self._members: tuple[list[Sequence[torch.Tensor]], ...] | None = None
+        """Per-critic leaves for the CPU fast path once split: like :meth:`_stacked`, each parameter as its K leaves."""
+
+    def _stacked(self) -> tuple[nn.ParameterList, ...]:
+        """The stacked parameters by kind, each per layer: (weights, biases, norm_scales, norm_shifts)."""
+        return self.weights, self.biases, self.norm_scales, self.norm_shifts
 
     def split_members(self) -> None:
         """Give the CPU fast path per-critic leaves that add their gradients in place (``member_leaves``).
@@ -102,13 +106,12 @@ class CriticEnsemble(nn.Module):
         Call once the parameters are flattened (``flatten_parameters``). The CPU fast path then computes on
         these leaves, and the backward pass needs them as its ``inputs``: see :meth:`gradient_inputs`.
         """
-        stacked = (*self.weights, *self.biases, *self.norm_scales, *self.norm_shifts)
-        self._members = [member_leaves(parameter) for parameter in stacked]
+        self._members = tuple([member_leaves(parameter) for parameter in kind] for kind in self._stacked())
 
     def gradient_inputs(self) -> list[torch.Tensor]:
         """The leaves a critic loss's ``backward(inputs=...)`` must name for the way :meth:`forward` computes now."""
         if self._members is not None and cpu_fast_path.is_enabled():
-            return [leaf for leaves in self._members for leaf in leaves]
+            return [leaf for kind in self._members for leaves in kind for leaf in leaves]
         return list(self.parameters())
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -130,12 +133,8 @@ class CriticEnsemble(nn.Module):
         stacked parameter into per-critic views once, so the backward pass stacks each parameter's
         gradient once instead of filling a zero tensor per critic.
         """
-        members = self._members or [
-            parameter.unbind(0) for parameter in (*self.weights, *self.biases, *self.norm_scales, *self.norm_shifts)
-        ]
-        depth = len(self.weights)
-        weights, biases = members[:depth], members[depth : 2 * depth]
-        scales, shifts = members[2 * depth : 2 * depth + depth - 1], members[2 * depth + depth - 1 :]
+        members = self._members or tuple([parameter.unbind(0) for parameter in kind] for kind in self._stacked())
+        weights, biases, scales, shifts = members
         values = []
         for member in range(self.num_critics):
             hidden = inputs
