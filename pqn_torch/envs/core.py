@@ -341,13 +341,14 @@ class BatchedEnv:
     def _observe(
         self, reset: torch.Tensor | None = None, obs: torch.Tensor | None = None, critic_obs: torch.Tensor | None = None
     ) -> TensorDict:
-        """Observations of the current state; only worlds in ``reset`` are recomputed when given."""
-        # Computed on every path: a task's observation may draw noise from the env's generator.
+        """Observations of the current state; only worlds in ``reset`` take the fresh ones when given.
+
+        Computed for every world on every call, with no host shortcut: a task's observation may draw noise
+        from the env's generator, and the stream must not depend on ``host_shortcuts``.
+        """
         fresh_obs, fresh_critic = self._observations()
         if reset is None or obs is None or critic_obs is None:
             new_obs, new_critic = fresh_obs, fresh_critic
-        elif self.host_shortcuts and not bool(reset.any()):
-            new_obs, new_critic = obs, critic_obs
         else:
             column = reset.unsqueeze(-1)
             new_obs = torch.where(column, fresh_obs, obs)
