@@ -9,13 +9,12 @@ train.py's config (the same :mod:`pqn_torch.training.schema` machinery).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
-from pqn_torch.training.schema import typed
+from pqn_torch.training.schema import field_names, typed
 
 
 class UsageError(ValueError):
@@ -32,7 +31,8 @@ def parse_options(script: str, argv: list[str], schema: Any) -> Any:
         except OverrideParseException:
             override = None
         if override is None or "=" not in argument or override.is_sweep_override():
-            valid = [field.name for field in dataclasses.fields(schema)]
-            raise UsageError(f"{script}: bad argument {argument!r}: expected key=value (one value) with key in {valid}")
+            raise UsageError(
+                f"{script}: bad argument {argument!r}: expected key=value (one value) with key in {field_names(schema)}"
+            )
         values[override.key_or_group] = override.value()
     return schema(**typed(schema, values, lambda message: UsageError(f"{script}: {message}")))

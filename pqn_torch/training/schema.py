@@ -106,7 +106,7 @@ def typed(schema: type, values: Mapping[str, Any], error: Callable[[str], Except
     key = None
     try:
         for key, value in values.items():  # key by key: omegaconf names no key when a whole group has a wrong type
-            if key not in _field_names(schema):
+            if key not in field_names(schema):
                 raise error(_unknown(schema, [], key))
             config = OmegaConf.merge(config, {key: value})
         return plain(config, throw_on_missing=True)
@@ -137,7 +137,7 @@ def explain(error: Exception, schema: type) -> str:
     key = re.sub(r"\[\d+\]$", "", error.full_key)  # a list item: described by its list's field
     *parents, name = key.split(".")
     parent = _schema_at(schema, parents)
-    if dataclasses.is_dataclass(parent) and name not in _field_names(parent):
+    if dataclasses.is_dataclass(parent) and name not in field_names(parent):
         return _unknown(parent, parents, name)
     if not dataclasses.is_dataclass(parent):
         return f"{error.full_key}: {_first_line(error)}"
@@ -148,7 +148,7 @@ def explain(error: Exception, schema: type) -> str:
 
 def _unknown(parent: Any, parents: Sequence[str], name: str) -> str:
     group = f"{'.'.join(parents)} " if parents else ""
-    return f"unknown {group}option(s) {[name]}; valid: {_field_names(parent)}"
+    return f"unknown {group}option(s) {[name]}; valid: {field_names(parent)}"
 
 
 def _wrong_value(schema: type, key: str, value: Any) -> str:
@@ -162,7 +162,8 @@ def _valid(schema: Any, name: str) -> str:
     return note or _described(typing.get_type_hints(schema)[name])
 
 
-def _field_names(schema: Any) -> list[str]:
+def field_names(schema: Any) -> list[str]:
+    """The option names of a dataclass schema, in declaration order."""
     return [f.name for f in dataclasses.fields(schema)]
 
 
