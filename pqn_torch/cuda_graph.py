@@ -204,7 +204,7 @@ class CompiledCall:
 
     def __init__(self, fn: Callable[..., Any], phase: str) -> None:
         self.fn = fn
-        self.compiled = torch.compile(fn)
+        self.compiled = torch.compile(fn, dynamic=False)
         self.phase = phase
         self.fallback_error: str | None = None
 

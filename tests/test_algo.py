@@ -1,5 +1,6 @@
 """PQN's algorithm pieces against hand-worked numbers, naive re-implementations, numpy and the physics."""
 
+import os
 import time
 
 import numpy as np
@@ -17,11 +18,14 @@ from pqn_torch.algo import (
     RunningMeanStd,
     actor_loss,
     cpu_fast_path,
+    cpu_gradients,
     critic_loss,
+    flat_params,
     huber,
     q_lambda_targets,
 )
 from pqn_torch.algo.faster_of_two import FasterOfTwo
+from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.envs import make_env
 
 # ----------------------------------------------------------------------------- Q(lambda)
@@ -252,30 +256,77 @@ def test_critic_ensemble_equals_its_members_evaluated_one_by_one(fast_path):
 
 @pytest.mark.skipif(not cpu_fast_path.AVAILABLE, reason="this torch has no oneDNN linear op")
 @pytest.mark.parametrize("bias", [True, False])
-def test_fast_path_matmuls_and_their_gradients_equal_float64_matmuls(bias):
-    """The oneDNN path computes x @ W + b and its gradients, W in the critics' and the actor's layout."""
+def test_fast_path_linear_equals_a_float64_matmul_and_leaves_autograd_to_torch(bias, monkeypatch):
+    """oneDNN computes x @ W.T + b for W [out, in] in either memory layout; whatever needs a gradient stays torch's."""
     torch.manual_seed(0)
-    x = torch.randn(9, 70, requires_grad=True)
-    weight_out_in = torch.randn(cpu_fast_path.MIN_WIDTH, 70, requires_grad=True)
-    b = torch.randn(cpu_fast_path.MIN_WIDTH, requires_grad=True) if bias else None
-    upstream = torch.randn(9, cpu_fast_path.MIN_WIDTH)
-    leaves = [x, weight_out_in] + ([b] if bias else [])
-    as64 = [leaf.detach().double().requires_grad_() for leaf in leaves]
-    expected = as64[0] @ as64[1].T + (as64[2] if bias else 0.0)
-    expected_grads = torch.autograd.grad(expected, as64, upstream.double())
-    weight_in_out = weight_out_in.detach().T.contiguous().requires_grad_()
-    for function, weight in ((cpu_fast_path.linear, weight_out_in), (cpu_fast_path.matmul, weight_in_out)):
+    calls = []
+    onednn = cpu_fast_path._LINEAR
+    monkeypatch.setattr(cpu_fast_path, "_LINEAR", lambda *args: calls.append(1) or onednn(*args))
+    x = torch.randn(cpu_fast_path.MIN_WIDTH, 70)
+    weight = torch.randn(cpu_fast_path.MIN_WIDTH + 3, 70)
+    b = torch.randn(cpu_fast_path.MIN_WIDTH + 3) if bias else None
+    expected = x.double() @ weight.double().T + (b.double() if b is not None else 0.0)
+    for layout in (weight, weight.T.contiguous().T):  # [out, in], and a transposed view of [in, out]
         with cpu_fast_path.enabled():
-            got = function(x, weight, b)
-        assert type(got.grad_fn).__name__ == "_OneDNNLinearBackward"  # really the oneDNN path
-        got_grads = list(torch.autograd.grad(got, [x, weight] + ([b] if bias else []), upstream))
-        assert got_grads[1].shape == weight.shape and got_grads[1].is_contiguous()
-        got_grads[1] = got_grads[1] if weight is weight_out_in else got_grads[1].T
-        for value, reference in zip((got, *got_grads), (expected, *expected_grads), strict=True):
-            torch.testing.assert_close(value.double(), reference, rtol=1e-5, atol=1e-5)
-        plain = function(x, weight, b)  # outside enabled(): torch's own ops
-        assert type(plain.grad_fn).__name__ != "_OneDNNLinearBackward" and not cpu_fast_path.is_enabled()
-        torch.testing.assert_close(plain, got)
+            got = cpu_fast_path.linear(x, layout, b)
+        torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+    assert len(calls) == 2  # really oneDNN
+    leaf = weight.clone().requires_grad_()
+    with cpu_fast_path.enabled():
+        differentiable = cpu_fast_path.linear(x, leaf, b)
+        narrow = cpu_fast_path.linear(x[:, :5], weight[:, :5], b)  # the input layer's width: torch's matmul
+        few_rows = cpu_fast_path.linear(x[:3], weight, b)
+    assert len(calls) == 2 and differentiable.grad_fn is not None
+    torch.testing.assert_close(differentiable.detach().double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(few_rows.double(), expected[:3], rtol=1e-5, atol=1e-5)
+    assert narrow.shape == (cpu_fast_path.MIN_WIDTH, cpu_fast_path.MIN_WIDTH + 3)
+
+
+@pytest.mark.parametrize("width", [8, cpu_fast_path.MIN_WIDTH])  # torch's matmuls; oneDNN's where available
+def test_hand_written_gradients_equal_autograd(width):
+    """cpu_gradients.minibatch_gradients: both losses and both networks' gradients, as autograd computes them."""
+    torch.manual_seed(0)
+    batch_size, obs_dim, low, high = cpu_fast_path.MIN_WIDTH, 5, torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 2.0])
+    actor = Actor(obs_dim, low, high, hidden_sizes=(width, width))
+    critic = CriticEnsemble(obs_dim + 1, 2, hidden_sizes=(width, width), num_critics=3)
+    with torch.no_grad():  # LayerNorm affines and biases away from their initial values, so that any mix-up shows
+        for parameter in (*actor.parameters(), *critic.parameters()):
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    actor_flat, critic_flat = flatten_parameters(actor), flatten_parameters(critic)
+    obs, critic_obs = torch.randn(batch_size, obs_dim), torch.randn(batch_size, obs_dim + 1)
+    action = low + (high - low) * torch.rand(batch_size, 2)
+    with torch.no_grad():  # the rollout's deterministic actions: near the actor's, some beyond the penalty's threshold
+        rollout_action = actor(obs) + 0.1 * (high - low) * torch.randn(batch_size, 2)
+    batch = cpu_gradients.Batch(obs, critic_obs, action, rollout_action, torch.randn(batch_size))
+
+    new_action = actor(obs)
+    expected_actor_loss, expected_fraction = actor_loss(
+        critic.mean_q(critic_obs, new_action),
+        new_action,
+        batch.rollout_action,
+        actor.action_scale,
+        actor.action_bias,
+        0.15,
+        10.0,
+    )
+    expected_actor_loss.backward(inputs=list(actor.parameters()))
+    q_values = critic(critic_obs, action)
+    expected_critic_loss = critic_loss(q_values, batch.target)
+    expected_critic_loss.backward(inputs=list(critic.parameters()))
+    assert 0.1 < expected_fraction < 0.9  # the penalty is active for some samples, not all
+
+    layouts = (flat_params.layout(actor), flat_params.layout(critic))
+    with cpu_fast_path.enabled():
+        losses, actor_gradient, critic_gradient = cpu_gradients.minibatch_gradients(
+            actor, critic, actor_flat.detach(), critic_flat.detach(), layouts, batch, 0.15, 10.0
+        )
+    torch.testing.assert_close(losses.actor_loss, expected_actor_loss.detach())
+    torch.testing.assert_close(losses.penalty_fraction, expected_fraction)
+    torch.testing.assert_close(losses.critic_loss, expected_critic_loss.detach())
+    torch.testing.assert_close(losses.q_values, q_values.detach())
+    torch.testing.assert_close(actor_gradient, actor_flat.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(critic_gradient, critic_flat.grad, rtol=1e-4, atol=1e-6)
+    assert actor_gradient.abs().min() < actor_gradient.abs().max() / 10  # not a constant: real gradients
 
 
 def test_orthogonal_init_and_actor_range():
@@ -576,23 +627,61 @@ def test_training_iterations_equal_the_plain_update(short_env, split_update):
         torch.testing.assert_close(got - start, expected - start, rtol=1e-4, atol=1e-7)
 
 
+def test_the_update_learns_the_same_on_one_thread_and_on_several():
+    """split_update runs the update's ops on several threads; no result may depend on that (nor on the load).
+
+    Sizes where it matters: a 256-wide critic and 128-row minibatches, whose first layer's narrow weight
+    gradient ([6, 128] @ [128, 256]) torch's own matmul sums over the threads in parts."""
+    config = PQNConfig(
+        num_envs=16, num_steps=16, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(64,), critic_hidden_sizes=(256,)
+    )
+    trained = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread outside the split update (the agent's default, torch_threads=1)
+    for split_update in (False, True):
+        env = make_env("CartpoleBalance", 16, device="cpu", backend="mujoco", seed=0, num_threads=1)
+        torch.manual_seed(0)
+        agent = PQN.for_env(env, config, total_timesteps=16 * 16 * 3, split_update=split_update)
+        agent._update_threads = 2  # two threads even where this process may use one core only
+        agent.reset(env)
+        for _ in range(3):
+            agent.train_iteration(env)
+        trained.append(agent.state_dict())
+    torch.set_num_threads(threads)
+    for (name, value), other in zip(trained[0].items(), trained[1].values(), strict=True):
+        assert torch.equal(value, other), name
+
+
 def test_split_update_auto_alternates_with_timing_and_refuses_impossible_settings(short_env, monkeypatch):
     agent = PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240)  # split_update="auto" on the CPU
     seconds = {False: 0.01, True: 0.03}  # the split is slower here, whatever the machine
-    monkeypatch.setattr(agent, "_learn_call", lambda: time.sleep(seconds[agent._split]))
+    threads = []
+
+    def timed_update():
+        threads.append(torch.get_num_threads())
+        time.sleep(seconds[agent._split])
+
+    monkeypatch.setattr(agent, "_learn_call", timed_update)
+    own_threads = torch.get_num_threads()
     for _ in range(5):
         agent.learn()
     assert agent.split_updates == 2  # the warm-up call (split by default) and the split's timing call
+    # the split runs the update's ops on every core this process may use, and gives the threads back afterwards
+    assert agent._update_threads == max(own_threads, len(os.sched_getaffinity(0)))
+    assert threads == [agent._update_threads, own_threads, agent._update_threads, own_threads, own_threads]
+    assert torch.get_num_threads() == own_threads
     seconds.update({False: 0.03, True: 0.01})
     agent._split_chooser.calls = agent._split_chooser.interval  # next call starts a new timing round
     for _ in range(4):
         agent.learn()
     # the round's first call runs serial (the last choice), then one timing each, then the split (now faster)
     assert agent.split_updates == 2 + 2 and agent._split_chooser.choice
-    with pytest.raises(ValueError, match="split_update=true needs the CPU and compile=false"):
-        PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240, compile=True, split_update=True)
+    config = PQNConfig(**SMALL)
+    low, high = short_env.action_low, short_env.action_high
+    with pytest.raises(ValueError, match="split_update=true needs the CPU, got cuda"):
+        PQN(3, 3, low, high, config, total_timesteps=240, device="cuda", split_update=True)
     with pytest.raises(ValueError, match="split_update must be true, false or auto, got 'yes'"):
-        PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240, split_update="yes")
+        PQN.for_env(short_env, config, total_timesteps=240, split_update="yes")
 
 
 def test_faster_of_two_keeps_the_faster_option_between_timings():

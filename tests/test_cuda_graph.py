@@ -223,7 +223,7 @@ class CaptureFailsHere(CapturedCall):
         raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nCUDA kernel errors ...")
 
 
-def small_agent(compile=False, cpu_fast_path=True):
+def small_agent(compile=False):
     env = make_env(
         "CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1, episode_length=6
     )
@@ -232,7 +232,6 @@ def small_agent(compile=False, cpu_fast_path=True):
     )
     torch.manual_seed(0)
     agent = PQN.for_env(env, config, total_timesteps=4 * 4 * 10, compile=compile)
-    agent._cpu_fast_path &= cpu_fast_path
     agent.reset(env)
     for _ in range(5):  # two warm-ups, the capture, two more calls
         agent.train_iteration(env)
@@ -269,9 +268,9 @@ def test_a_failed_capture_runs_that_phase_eagerly_with_one_warning(monkeypatch, 
 
 
 def test_a_failed_compile_runs_that_phase_uncompiled_with_one_warning(monkeypatch, caplog):
-    eager = small_agent(cpu_fast_path=False)  # as with compile: the plain networks, rounding for rounding
+    eager = small_agent()
 
-    def compile_that_fails(fn):
+    def compile_that_fails(fn, **options):
         def compiled(*args, **kwargs):
             raise RuntimeError("backend='inductor' raised:\nInvalidCxxCompiler: No working C++ compiler found")
 

@@ -5,11 +5,13 @@ Two speed tricks, both the same float32 math with a different order of roundings
 - **oneDNN matmuls.** On the CPU torch computes a float32 ``matmul``/``linear`` with MKL's sgemm;
   on the AMD EPYC development machine that reached ~110 GFLOP/s per core at the networks' sizes,
   while oneDNN (shipped inside torch) reached ~200-240 on the same matmuls. torch routes float32 to
-  oneDNN only with reduced precision (``fp32_precision``), so :func:`matmul` and :func:`linear`
-  call oneDNN's linear op directly (``torch.ops.mkldnn._linear_pointwise``, the op torch.compile's
-  CPU backend emits for linear layers) in full float32. The op has no autograd formula, so
-  :class:`_OneDNNLinear` supplies the backward pass with the same op (``dx = g @ W^T``,
-  ``dW = x^T @ g``). Layers narrower than :data:`MIN_WIDTH` stay with torch.
+  oneDNN only with reduced precision (``fp32_precision``), so :func:`linear` calls oneDNN's linear
+  op directly (``torch.ops.mkldnn._linear_pointwise``, the op torch.compile's CPU backend emits for
+  linear layers) in full float32. The op has no autograd formula: the update's backward pass is
+  written by hand (``cpu_gradients.py``) and takes its matmuls through :func:`linear` too, and
+  anything that does need autograd gets ``F.linear``. Products narrower than :data:`MIN_WIDTH` stay
+  with torch. Inside ``torch.compile`` the op is called through the :func:`onednn_linear` custom op,
+  which inductor calls as it is (its own lowering of the op expects prepacked weights).
 - **One critic at a time** (``CriticEnsemble``): each critic's LayerNorm then takes its own scale
   and shift, which torch's kernel fuses; a LayerNorm without affine followed by a separate scale and
   shift of the stacked critics was ~2.5x slower (forward + backward) at the DM preset's sizes.
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,68 +55,56 @@ def enabled(on: bool = True) -> Iterator[None]:
 
 
 def is_enabled() -> bool:
-    """Whether the networks currently take the fast path."""
-    return _enabled
+    """Whether the networks take the fast path now: inside :func:`enabled`, but not while ``torch.compile`` traces.
+
+    Compiled, the networks stay plain torch for inductor to fuse; :func:`linear` itself still routes to oneDNN
+    there (through the :func:`onednn_linear` custom op), which the compiled hand-written update relies on.
+    """
+    return _enabled and not torch.compiler.is_compiling()
 
 
-def matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ weight + bias`` for ``x`` [B, in], ``weight`` [in, out] (the critics' layout), ``bias`` [out] or None."""
-    if _applies(x, weight):
-        return _OneDNNLinear.apply(x, weight, bias, True)
-    return torch.matmul(x, weight) if bias is None else torch.addmm(bias, x, weight)
+def linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, thread_invariant: bool = False
+) -> torch.Tensor:
+    """``F.linear``: ``x @ weight.T + bias`` for ``weight`` [out, in] (``nn.Linear``'s layout, or any view).
 
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear``: ``x @ weight.T + bias`` for ``weight`` [out, in] (``nn.Linear``'s layout)."""
-    if _applies(x, weight):
-        return _OneDNNLinear.apply(x, weight, bias, False)
+    oneDNN where :func:`used_for` says so and nothing needs a gradient (the op has no autograd formula; the
+    update computes its gradients by hand, ``cpu_gradients.py``); ``F.linear`` otherwise. ``thread_invariant``
+    takes oneDNN at any width: MKL splits the long sum of a narrow product (``[6, B] @ [B, 256]``, a weight
+    gradient) over the threads, so its result depends on the thread count, while oneDNN's did not.
+    """
+    if _applies(x, weight, bias, thread_invariant):
+        if torch.compiler.is_compiling():
+            return onednn_linear(x, weight, bias)
+        assert _LINEAR is not None  # used_for() checked AVAILABLE
+        return _LINEAR(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
 
+@torch.library.custom_op("pqn_torch::onednn_linear", mutates_args=())
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """oneDNN's ``x @ weight.T + bias`` as an op that ``torch.compile`` keeps as one opaque call."""
+    assert _LINEAR is not None  # only called where used_for() checked AVAILABLE
+    return _LINEAR(x, weight, bias, "none", [], "")
+
+
+@onednn_linear.register_fake
+def _onednn_linear_shape(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return x.new_empty(x.shape[0], weight.shape[0])
+
+
 def used_for(weight: torch.Tensor) -> bool:
-    """Whether :func:`matmul`/:func:`linear` would take ``weight`` (2-D, CPU, float32) to oneDNN now."""
-    return (
-        _enabled
-        and AVAILABLE
-        and weight.device.type == "cpu"
-        and weight.dtype == torch.float32
-        and min(weight.shape[-2:]) >= MIN_WIDTH
+    """Whether :func:`linear` would take ``weight`` (2-D, CPU, float32) to oneDNN now (for >= MIN_WIDTH rows)."""
+    return _on_cpu(weight) and min(weight.shape[-2:]) >= MIN_WIDTH
+
+
+def _applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, any_width: bool) -> bool:
+    differentiated = torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     )
+    wide = any_width or (x.shape[0] >= MIN_WIDTH and min(weight.shape[-2:]) >= MIN_WIDTH)
+    return x.dim() == 2 and x.dtype == torch.float32 and not differentiated and wide and _on_cpu(weight)
 
 
-def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return x.dim() == 2 and x.dtype == torch.float32 and used_for(weight)
-
-
-class _OneDNNLinear(torch.autograd.Function):
-    """A linear layer whose forward and backward matmuls are oneDNN's (``_linear_pointwise``).
-
-    The op computes ``input @ w.T (+ bias)`` for a ``w`` [out, in] of any strides, so transposes are
-    passed as views, never copied; the weight's gradient is computed in the weight's own layout
-    (``in_out``: [in, out], else [out, in]), so autograd needs no transposed copy either.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, in_out: bool
-    ) -> torch.Tensor:
-        assert _LINEAR is not None  # _applies() checked AVAILABLE
-        ctx.save_for_backward(x, weight)
-        ctx.in_out = in_out
-        ctx.has_bias = bias is not None
-        return _LINEAR(x, weight.T if in_out else weight, bias, "none", [], "")
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        assert _LINEAR is not None  # _applies() checked AVAILABLE
-        x, weight = ctx.saved_tensors
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:  # grad @ W_out_in
-            grad_x = _LINEAR(grad, weight if ctx.in_out else weight.T, None, "none", [], "")
-        if ctx.needs_input_grad[1]:  # x.T @ grad ([in, out]) or grad.T @ x ([out, in])
-            grad_weight = (
-                _LINEAR(x.T, grad.T, None, "none", [], "") if ctx.in_out else _LINEAR(grad.T, x.T, None, "none", [], "")
-            )
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(0)
-        return grad_x, grad_weight, grad_bias, None
+def _on_cpu(weight: torch.Tensor) -> bool:
+    return _enabled and AVAILABLE and weight.device.type == "cpu" and weight.dtype == torch.float32

@@ -1,10 +1,9 @@
 """Run a phase whichever of two equivalent ways is faster right now, re-timing both now and then.
 
-Used for the CPU update's thread split (see ``PQN._minibatch_step``): on an idle 2-core machine,
-running the actor's and the critic's backward passes of each gradient step on two threads made the
-update 1.2x (CPU preset) to 1.8x (DM preset) faster, but on a machine busy with other processes the
-two threads keep waiting for each other (and for Python's GIL) and the split was 15-25% slower than
-one thread. Both ways compute exactly the same, so the choice can follow the machine's load.
+Used for the CPU update's threads (``split_update``, see ``PQN.learn``): on an idle 2-core machine,
+torch's ops on both cores made the CPU preset's update ~1.3x faster than on one, but intra-op threads
+wait for each other at every op, and on a machine busy with other processes that waiting can cost more
+than the second core gains. Both ways compute exactly the same, so the choice can follow the machine's load.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ parameters because they share its storage. Elementwise math is unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -40,21 +42,30 @@ def flatten_parameters(module: nn.Module) -> torch.Tensor:
     return flat
 
 
-def member_leaves(stacked: torch.Tensor) -> list[torch.Tensor]:
-    """Leaf tensors for the members (first dim) of a flattened parameter, sharing its storage and gradient.
+Layout = tuple[tuple[str, torch.Size], ...]
+"""A module's parameters as (name, shape), in the order :func:`flatten_parameters` lays them out."""
 
-    Speed trick (CPU): computing per member through ``stacked.unbind(0)`` makes autograd stack the members'
-    gradients into a new tensor (a copy of the whole parameter) and then add that to ``stacked.grad``. With
-    each member a leaf of its own whose ``.grad`` is a view of ``stacked.grad``, autograd adds each member's
-    gradient in place, with no copy. Pass the leaves as the ``inputs`` of ``backward``. The optimizer still
-    steps the flat tensor, whose storage the leaves view; like the flat tensor, they break if the module's
-    parameters are moved or replaced.
+
+def layout(module: nn.Module) -> Layout:
+    """``module``'s parameter names and shapes, in flat order (static: fixed when the module is built)."""
+    return tuple((name, parameter.shape) for name, parameter in module.named_parameters())
+
+
+def named_views(flat: torch.Tensor, module_layout: Layout) -> dict[str, torch.Tensor]:
+    """Views of ``flat`` (a flat parameter tensor or its gradient) shaped and named as the module's parameters.
+
+    Made from plain Python offsets, so that ``torch.compile`` sees only the flat tensor as an input (the
+    parameters' own ``.grad`` views of the flat gradient are views of views to dynamo, which it guards badly).
     """
-    if stacked.grad is None:
-        raise ValueError("member_leaves needs a parameter with a gradient buffer: call flatten_parameters first")
-    leaves = []
-    for member, grad in zip(stacked.detach().unbind(0), stacked.grad.unbind(0), strict=True):
-        member.requires_grad_(True)
-        member.grad = grad
-        leaves.append(member)
-    return leaves
+    views = {}
+    offset = 0
+    for name, shape in module_layout:
+        size = shape.numel()
+        views[name] = flat[offset : offset + size].view(shape)
+        offset += size
+    return views
+
+
+def flatten_named(tensors: Mapping[str, torch.Tensor], module_layout: Layout) -> torch.Tensor:
+    """The inverse of :func:`named_views`: the named tensors (e.g. gradients) concatenated in flat order."""
+    return torch.cat([tensors[name].reshape(-1) for name, _ in module_layout])

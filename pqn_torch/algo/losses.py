@@ -1,6 +1,8 @@
 """PQN's losses: Huber critic regression over the ensemble, and the actor's -Q plus a gated penalty.
 
-Where they sit in a gradient step: ``docs/algorithm.md#update``.
+Where they sit in a gradient step: ``docs/algorithm.md#update``. Each loss has its derivative written out
+next to it for the CPU update's hand-written backward pass (``cpu_gradients.py``); ``tests/test_algo.py``
+checks them against autograd.
 """
 
 from __future__ import annotations
@@ -14,9 +16,19 @@ def huber(prediction: torch.Tensor, target: torch.Tensor, delta: float = 1.0) ->
     return torch.where(error < delta, 0.5 * error.square() / delta, error - 0.5 * delta)
 
 
+def huber_derivative(prediction: torch.Tensor, target: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
+    """d huber / d prediction: ``x / delta`` inside ``|x| < delta``, else ``sign(x)``; ``x = prediction - target``."""
+    return ((prediction - target) / delta).clamp(-1.0, 1.0)
+
+
 def critic_loss(q_values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Sum over the K critics of each one's mean Huber loss; ``q_values`` [K, B], ``targets`` [B]."""
     return huber(q_values, targets.unsqueeze(0)).mean(dim=-1).sum()
+
+
+def critic_loss_gradient(q_values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """d :func:`critic_loss` / d ``q_values`` [K, B]."""
+    return huber_derivative(q_values, targets.unsqueeze(0)) / q_values.shape[-1]
 
 
 def actor_loss(
@@ -37,8 +49,39 @@ def actor_loss(
     near the data the critic was trained on. As in purejaxql, ``action_bias`` is subtracted from
     the change before scaling (a no-op for symmetric action ranges).
     """
-    change = ((action - rollout_action - action_bias) / action_scale).abs().mean(dim=-1)
     penalty = huber(action, rollout_action).mean(dim=-1)
-    active = change >= threshold
+    active = _penalty_active(action, rollout_action, action_scale, action_bias, threshold)
     loss = (-q_values + torch.where(active, penalty_coeff * penalty, 0.0)).mean()
     return loss, active.float().mean()
+
+
+def actor_loss_gradients(
+    action: torch.Tensor,
+    rollout_action: torch.Tensor,
+    action_scale: torch.Tensor,
+    action_bias: torch.Tensor,
+    threshold: float,
+    penalty_coeff: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The partial derivatives of :func:`actor_loss`'s loss: (d loss / d ``q_values`` [B], d loss / d ``action``).
+
+    ``action`` enters the loss through the critic's ``q_values`` and through the penalty; the second term is the
+    penalty's part only (the gate is a comparison, without a gradient).
+    """
+    batch, action_dim = action.shape
+    active = _penalty_active(action, rollout_action, action_scale, action_bias, threshold)
+    scale = torch.where(active, penalty_coeff / (batch * action_dim), 0.0).unsqueeze(-1)
+    grad_q = torch.full((batch,), -1.0 / batch, dtype=action.dtype, device=action.device)
+    return grad_q, huber_derivative(action, rollout_action) * scale
+
+
+def _penalty_active(
+    action: torch.Tensor,
+    rollout_action: torch.Tensor,
+    action_scale: torch.Tensor,
+    action_bias: torch.Tensor,
+    threshold: float,
+) -> torch.Tensor:
+    """Which samples' actions moved at least ``threshold`` from the rollout's (see :func:`actor_loss`) [B]."""
+    change = ((action - rollout_action - action_bias) / action_scale).abs().mean(dim=-1)
+    return change >= threshold

@@ -12,16 +12,30 @@ take the CPU fast path instead: oneDNN matmuls, and one critic at a time (see ``
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pqn_torch.algo import cpu_fast_path
-from pqn_torch.algo.flat_params import member_leaves
 
 LAYER_NORM_EPS = 1e-6
+
+
+class Dense(NamedTuple):
+    """One layer's tensors, as the CPU update's hand-written backward pass reads and returns them.
+
+    Linear, then (hidden layers) LayerNorm with affine ``norm_weight``/``norm_bias`` and ReLU. ``weight`` is
+    [out, in], possibly a transposed view. The parameters (:meth:`Actor.layers`,
+    :meth:`CriticEnsemble.member_layers`), or their gradients in the same layout (``cpu_gradients.py``).
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    norm_weight: torch.Tensor | None = None
+    norm_bias: torch.Tensor | None = None
 
 
 class Actor(nn.Module):
@@ -50,6 +64,10 @@ class Actor(nn.Module):
             width = hidden
         layers.append(_orthogonal_linear(width, action_low.numel(), init_scale))
         self.body = nn.Sequential(*layers)
+        self._layer_names = [  # static, so that torch.compile never reads the parameters through them
+            tuple(f"body.{index + offset}.{kind}" for offset in (0, 1) for kind in ("weight", "bias"))
+            for index in range(0, len(layers) - 1, 3)
+        ] + [(f"body.{len(layers) - 1}.weight", f"body.{len(layers) - 1}.bias")]
         low = action_low.detach().float().flatten()
         high = action_high.detach().float().flatten()
         self.register_buffer("action_scale", (high - low) / 2)
@@ -68,6 +86,20 @@ class Actor(nn.Module):
         else:
             hidden = self.body(obs)
         return torch.tanh(hidden) * self.action_scale + self.action_bias
+
+    def layers(self, tensors: Mapping[str, torch.Tensor] | None = None) -> list[Dense]:
+        """The layers before the tanh: the parameters, or the same-named ``tensors`` (e.g. views of the gradient)."""
+        tensors = dict(self.named_parameters()) if tensors is None else tensors
+        return [Dense(*(tensors[name] for name in names)) for names in self._layer_names]
+
+    def named(self, layers: Sequence[Dense]) -> dict[str, torch.Tensor]:
+        """The inverse of :meth:`layers`: their tensors by parameter name."""
+        named = {}
+        for names, layer in zip(self._layer_names, layers, strict=True):
+            for name, tensor in zip(names, layer, strict=False):  # the output layer has no norm
+                assert tensor is not None
+                named[name] = tensor
+        return named
 
 
 class CriticEnsemble(nn.Module):
@@ -93,26 +125,28 @@ class CriticEnsemble(nn.Module):
             self.biases.append(nn.Parameter(torch.zeros(num_critics, fan_out)))
         self.norm_scales = nn.ParameterList([nn.Parameter(torch.ones(num_critics, h)) for h in hidden_sizes])
         self.norm_shifts = nn.ParameterList([nn.Parameter(torch.zeros(num_critics, h)) for h in hidden_sizes])
-        self._members: tuple[list[Sequence[torch.Tensor]], ...] | None = None
-        """Per-critic leaves for the CPU fast path once split: like :meth:`_stacked`, each parameter as its K leaves."""
+        self._layer_names = [  # static, so that torch.compile never reads the parameters through them
+            (f"weights.{layer}", f"biases.{layer}", f"norm_scales.{layer}", f"norm_shifts.{layer}")
+            for layer in range(len(hidden_sizes))
+        ] + [(f"weights.{len(hidden_sizes)}", f"biases.{len(hidden_sizes)}")]
 
-    def _stacked(self) -> tuple[nn.ParameterList, ...]:
-        """The stacked parameters by kind, each per layer: (weights, biases, norm_scales, norm_shifts)."""
-        return self.weights, self.biases, self.norm_scales, self.norm_shifts
+    def member_layers(self, member: int, tensors: Mapping[str, torch.Tensor] | None = None) -> list[Dense]:
+        """Critic ``member``'s layers as views of the stacked parameters, or of the same-named ``tensors``."""
+        tensors = dict(self.named_parameters()) if tensors is None else tensors
+        layers = []
+        for names in self._layer_names:
+            weight, bias, *norm = (tensors[name][member] for name in names)
+            layers.append(Dense(weight.T, bias, *norm))
+        return layers
 
-    def split_members(self) -> None:
-        """Give the CPU fast path per-critic leaves that add their gradients in place (``member_leaves``).
-
-        Call once the parameters are flattened (``flatten_parameters``). The CPU fast path then computes on
-        these leaves, and the backward pass needs them as its ``inputs``: see :meth:`gradient_inputs`.
-        """
-        self._members = tuple([member_leaves(parameter) for parameter in kind] for kind in self._stacked())
-
-    def gradient_inputs(self) -> list[torch.Tensor]:
-        """The leaves a critic loss's ``backward(inputs=...)`` must name for the way :meth:`forward` computes now."""
-        if self._members is not None and cpu_fast_path.is_enabled():
-            return [leaf for kind in self._members for leaves in kind for leaf in leaves]
-        return list(self.parameters())
+    def named(self, members: Sequence[Sequence[Dense]]) -> dict[str, torch.Tensor]:
+        """The inverse of :meth:`member_layers`: every member's layers stacked, by parameter name."""
+        named = {}
+        for index, names in enumerate(self._layer_names):
+            for field, name in enumerate(names):
+                tensors = [cast(torch.Tensor, member[index][field]) for member in members]
+                named[name] = torch.stack([tensor.T for tensor in tensors] if field == 0 else tensors)  # [in, out]
+        return named
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q-values [K, B] of every critic for observations [B, obs_dim] and actions [B, action_dim]."""
@@ -127,25 +161,17 @@ class CriticEnsemble(nn.Module):
         return output.squeeze(-1)
 
     def _one_critic_at_a_time(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The CPU fast path of :meth:`forward`: each critic's layers separately (see ``cpu_fast_path.py``).
-
-        On the per-critic leaves of :meth:`split_members` when split; otherwise ``unbind`` splits each
-        stacked parameter into per-critic views once, so the backward pass stacks each parameter's
-        gradient once instead of filling a zero tensor per critic.
-        """
-        members = self._members or tuple([parameter.unbind(0) for parameter in kind] for kind in self._stacked())
-        weights, biases, scales, shifts = members
+        """The CPU fast path of :meth:`forward`: each critic's layers separately (see ``cpu_fast_path.py``)."""
         values = []
         for member in range(self.num_critics):
             hidden = inputs
-            for layer in range(len(self.norm_scales)):
-                hidden = cpu_fast_path.matmul(hidden, weights[layer][member], biases[layer][member])
+            *hidden_layers, output = self.member_layers(member)
+            for layer in hidden_layers:
+                hidden = cpu_fast_path.linear(hidden, layer.weight, layer.bias)
                 hidden = torch.relu(
-                    F.layer_norm(
-                        hidden, hidden.shape[-1:], scales[layer][member], shifts[layer][member], eps=LAYER_NORM_EPS
-                    )
+                    F.layer_norm(hidden, hidden.shape[-1:], layer.norm_weight, layer.norm_bias, eps=LAYER_NORM_EPS)
                 )
-            values.append(cpu_fast_path.matmul(hidden, weights[-1][member], biases[-1][member]).squeeze(-1))
+            values.append(cpu_fast_path.linear(hidden, output.weight, output.bias).squeeze(-1))
         return torch.stack(values)
 
     def mean_q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

@@ -21,21 +21,22 @@ CPU speed (see the README's "CPU speed"): (1) each network's parameters and grad
 one flat tensor, making the optimizer step, the clipping and the zeroing a few ops per network
 (``flat_params.py``); the optimizers are foreach RAdam, which works in place; (2) inside the agent's
 phases the networks take their CPU fast path (``cpu_fast_path.py``: oneDNN matmuls, one critic at a
-time with fused LayerNorm affines); (3) each gradient step's actor backward pass (its loss through the
-critic) can run on a second thread next to the critic's (``split_update``), where that is faster
-(``faster_of_two.py``). None changes the math beyond the order of roundings: same ops, the
-critic steps after the actor's backward pass through it, same random draws (``tests/test_algo.py``
-checks the weights against a plain update). torch's intra-op threads stay at one (``torch_threads``):
-on the 2-core machine two intra-op threads made the CPU preset's update slower, and any update 2-5x
-slower while other processes were running.
+time with fused LayerNorm affines); (3) the update's gradients come from a hand-written backward pass
+(``cpu_gradients.py``: no autograd, one pass per critic for both losses), which ``compile=true``
+compiles; (4) the update can run torch's ops on all cores (``split_update``), where that is faster
+(``faster_of_two.py``). None changes the math beyond the order of roundings: the critic steps after
+the actor's loss is differentiated through it, and the random draws are the same
+(``tests/test_algo.py`` checks the gradients against autograd and the weights against a plain
+update). Outside the update torch's intra-op threads stay at ``torch_threads`` (default one): the
+rollout's small ops gain nothing from more, and MuJoCo's own threads step the physics.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -43,7 +44,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from pqn_torch.algo import cpu_fast_path, metrics
+from pqn_torch.algo import cpu_fast_path, cpu_gradients, flat_params, metrics
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.algo.losses import actor_loss, critic_loss
@@ -193,7 +194,6 @@ class PQN(nn.Module):
     obs_normalizer: RunningMeanStd | None
     critic_obs_normalizer: RunningMeanStd | None
     reward_normalizer: RewardNormalizer | None
-    _actor_thread: ThreadPoolExecutor | None
     _rollout_env: VecEnv | None
     _rollout_call: CapturedCall | None
     _learn_call: CapturedCall
@@ -218,6 +218,8 @@ class PQN(nn.Module):
         self.device = torch.device(device)
         if cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"cuda_graphs=true needs a CUDA device, got {self.device}; use cuda_graphs=false or auto")
+        if split_update is True and self.device.type != "cpu":
+            raise ValueError(f"split_update=true needs the CPU, got {self.device}; use split_update=auto or false")
         self.cuda_graphs = cuda_graphs
         steps_per_update = config.num_envs * config.num_steps
         if (
@@ -256,7 +258,6 @@ class PQN(nn.Module):
         # every optimizer step, gradient zeroing and clipping is a few ops on one tensor, not a few per tensor.
         self._actor_flat = flatten_parameters(self.actor)
         self._critic_flat = flatten_parameters(self.critic)
-        self.critic.split_members()  # speed (CPU fast path): per-critic gradients added in place, no stacking copy
         # capturable: the step counters stay on the GPU and no step reads one back to the host.
         # foreach (torch's default on CUDA; on the CPU its default is the per-tensor loop): the step updates its
         # moments and parameters in place with one scratch tensor, where the loop allocates ~6 temporaries of the
@@ -285,31 +286,24 @@ class PQN(nn.Module):
         """Updates run so far, counted on the host (``updates_done`` is the same count on device)."""
         self._minibatches_since_pop = 0
         self._updates_since_pop = 0
-        self.policy_step = CompiledCall(self._policy_step, "rollout") if compile else self._policy_step
-        self.minibatch_step = CompiledCall(self._minibatch_step, "update") if compile else self._minibatch_step
         # Speed (CPU): the networks' CPU fast path (oneDNN matmuls, one critic at a time with fused LayerNorms;
-        # cpu_fast_path.py) in the rollout, the update and act().
-        eager_cpu = self.device.type == "cpu" and not compile
-        self._cpu_fast_path = eager_cpu
-        # Speed (CPU): each gradient step's actor backward pass on a second thread (see _minibatch_step); "auto"
-        # times both ways now and then and keeps the faster, since which wins depends on the machine's load.
-        if split_update is True and not eager_cpu:
-            raise ValueError(
-                f"split_update=true needs the CPU and compile=false (device {self.device}, compile "
-                f"{compile}); use split_update=auto or false"
-            )
-        self._actor_thread = None
-        if eager_cpu and split_update is not False:  # the thread keeps this thread's torch thread count
-            self._actor_thread = ThreadPoolExecutor(
-                1,
-                thread_name_prefix="pqn-actor-step",
-                initializer=torch.set_num_threads,
-                initargs=(torch.get_num_threads(),),
-            )
-        self._split_chooser = FasterOfTwo() if self._actor_thread is not None and split_update == "auto" else None
-        self._split = self._actor_thread is not None
+        # cpu_fast_path.py) in the rollout, the update and act(), and the update's hand-written backward pass
+        # (cpu_gradients.py), which is what compile=true compiles on the CPU.
+        self._cpu_fast_path = self.device.type == "cpu"
+        self.policy_step = CompiledCall(self._policy_step, "rollout") if compile else self._policy_step
+        compile_step = compile and not self._cpu_fast_path
+        self.minibatch_step = CompiledCall(self._minibatch_step, "update") if compile_step else self._minibatch_step
+        gradients = cpu_gradients.minibatch_gradients
+        self._cpu_gradients = CompiledCall(gradients, "update") if compile and self._cpu_fast_path else gradients
+        self._layouts = (flat_params.layout(self.actor), flat_params.layout(self.critic))
+        # Speed (CPU): the update's matmuls on all cores; "auto" times both ways now and then and keeps the faster,
+        # since which wins depends on the machine's load.
+        cpu = self.device.type == "cpu"
+        self._split_chooser = FasterOfTwo() if cpu and split_update == "auto" else None
+        self._split = cpu and split_update is not False
+        self._update_threads = max(torch.get_num_threads(), _available_cores())
         self.split_updates = 0
-        """Updates run so far with the actor's backward passes on the second thread."""
+        """Updates run so far with torch's intra-op threads on all cores."""
         self._drop_graphs()
 
     @classmethod
@@ -457,16 +451,21 @@ class PQN(nn.Module):
             if self._split_chooser is not None:
                 self._split_chooser(self._learn_split)
             else:
-                self._learn_call()
+                self._learn_split(self._split)
         self.split_updates += self._split
         self.updates_issued += 1
         self._minibatches_since_pop += self.config.num_epochs * self.config.num_minibatches
         self._updates_since_pop += 1
 
     def _learn_split(self, split: bool) -> None:
-        """The update with (``split``) or without the actor's backward passes on the second thread."""
+        """The update with torch's intra-op threads on all available cores (``split``) or as many as now."""
         self._split = split
-        self._learn_call()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self._update_threads if split else threads)
+        try:
+            self._learn_call()
+        finally:
+            torch.set_num_threads(threads)
 
     def _learn(self) -> None:
         """The body of :meth:`learn` (graph-capturable); shuffles with an argsort of uniform keys on device."""
@@ -489,16 +488,21 @@ class PQN(nn.Module):
         lr = self.lr_schedule(self.grad_steps)
         self.actor_optimizer.param_groups[0]["lr"].copy_(lr)
         self.critic_optimizer.param_groups[0]["lr"].copy_(lr)
-        if self._split and self._actor_thread is not None:
-            # Speed (CPU): the actor's and the critic's backward passes write disjoint gradients and only read
-            # the critic's parameters, so the actor's runs on a second thread while this one runs the critic's.
-            # They cost about the same, and torch releases the GIL inside its ops.
-            actor_half = self._actor_thread.submit(self._actor_gradient, indices)
-            value_loss, q_values = self._critic_gradient(indices)
-            policy_loss, penalty_fraction = actor_half.result()
+        if self._cpu_fast_path:  # speed (CPU): the hand-written backward pass (cpu_gradients.py)
+            losses, actor_gradient, critic_gradient = self._cpu_gradients(
+                self.actor,
+                self.critic,
+                self._actor_flat.detach(),
+                self._critic_flat.detach(),
+                self._layouts,
+                self._minibatch(indices),
+                self.config.penalty_threshold,
+                self.config.penalty_coeff,
+            )
+            cast(torch.Tensor, self._actor_flat.grad).copy_(actor_gradient)
+            cast(torch.Tensor, self._critic_flat.grad).copy_(critic_gradient)
         else:
-            policy_loss, penalty_fraction = self._actor_gradient(indices)
-            value_loss, q_values = self._critic_gradient(indices)
+            losses = self._autograd_gradients(indices)
         # On this thread and in this order: the ranks of a data-parallel run must issue their collectives alike.
         average_gradients([cast(torch.Tensor, self._actor_flat.grad)])  # flat tensors always have a .grad
         average_gradients([cast(torch.Tensor, self._critic_flat.grad)])
@@ -508,45 +512,49 @@ class PQN(nn.Module):
         self.critic_optimizer.step()  # only after the actor's backward pass through the critic's old parameters
         self.grad_steps += 1
         values = {
-            "critic_loss": value_loss,
-            "actor_loss": policy_loss,
-            "q_mean": q_values.mean(),
+            "critic_loss": losses.critic_loss,
+            "actor_loss": losses.actor_loss,
+            "q_mean": losses.q_values.mean(),
             "critic_grad_norm": critic_norm,
             "actor_grad_norm": actor_norm,
-            "penalty_fraction": penalty_fraction,
+            "penalty_fraction": losses.penalty_fraction,
         }
         return {name: value.detach() for name, value in values.items()}
 
-    def _actor_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The actor's loss through the current critic and its gradient (the actor's parameters only).
+    def _minibatch(self, indices: torch.Tensor) -> cpu_gradients.Batch:
+        batch = self._batch
+        return cpu_gradients.Batch(
+            batch["obs"][indices],
+            batch["critic_obs"][indices],
+            batch["action"][indices],
+            batch["original_action"][indices],
+            batch["target"][indices],
+        )
 
-        Returns (loss, penalty fraction).
+    def _autograd_gradients(self, indices: torch.Tensor) -> cpu_gradients.Losses:
+        """The gradients of :func:`cpu_gradients.minibatch_gradients` by autograd (CUDA, or outside the fast path).
+
+        The actor's loss is differentiated first, through the critic's current parameters; then the critic's.
         """
         config = self.config
-        batch = self._batch
-        critic_obs = batch["critic_obs"][indices]
+        batch = self._minibatch(indices)
         self.actor_optimizer.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views of it
-        new_action = self.actor(batch["obs"][indices])
+        self.critic_optimizer.zero_grad(set_to_none=False)
+        new_action = self.actor(batch.obs)
         policy_loss, penalty_fraction = actor_loss(
-            self.critic.mean_q(critic_obs, new_action),
+            self.critic.mean_q(batch.critic_obs, new_action),
             new_action,
-            batch["original_action"][indices],
+            batch.rollout_action,
             self.actor.action_scale,
             self.actor.action_bias,
             config.penalty_threshold,
             config.penalty_coeff,
         )
         policy_loss.backward(inputs=list(self.actor.parameters()))
-        return policy_loss, penalty_fraction
-
-    def _critic_gradient(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The critic's loss on the rollout actions and its gradient; returns (loss, Q-values [K, B])."""
-        batch = self._batch
-        self.critic_optimizer.zero_grad(set_to_none=False)
-        q_values = self.critic(batch["critic_obs"][indices], batch["action"][indices])
-        value_loss = critic_loss(q_values, batch["target"][indices])
-        value_loss.backward(inputs=self.critic.gradient_inputs())
-        return value_loss, q_values
+        q_values = self.critic(batch.critic_obs, batch.action)
+        value_loss = critic_loss(q_values, batch.target)
+        value_loss.backward(inputs=list(self.critic.parameters()))
+        return cpu_gradients.Losses(value_loss, q_values, policy_loss, penalty_fraction)
 
     def train_iteration(self, env: VecEnv) -> None:
         """One rollout in ``env`` followed by its update."""
@@ -650,7 +658,7 @@ class PQN(nn.Module):
             "rollout graph": self._rollout_call,
             "update graph": self._learn_call,
             "rollout compile": self.policy_step,
-            "update compile": self.minibatch_step,
+            "update compile": self._cpu_gradients if self._cpu_fast_path else self.minibatch_step,
         }
         errors = {name: getattr(call, "fallback_error", None) for name, call in calls.items()}
         return {name: error for name, error in errors.items() if error is not None}
@@ -699,6 +707,11 @@ def _clip_gradients(module: nn.Module, flat: torch.Tensor, max_norm: float) -> t
     )  # all of them: views of flat.grad
     nn.utils.clip_grads_with_norm_([flat], max_norm, total_norm)
     return total_norm
+
+
+def _available_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. a container's share), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _is_number(value: Any) -> bool:

@@ -1,0 +1,187 @@
+"""The CPU update's gradients by a hand-written backward pass instead of autograd.
+
+Speed trick (CPU): a gradient step of the CPU preset runs hundreds of small ops, and on the CPU each
+costs a few microseconds of dispatch besides its arithmetic; autograd adds a graph node, saved
+tensors and a gradient accumulation for most of them. Here each layer's backward pass is written out
+with the aten kernels autograd would call (``native_layer_norm_backward``, ``threshold_backward``,
+``tanh_backward``; matmuls through :func:`cpu_fast_path.linear`), everything runs under ``no_grad``,
+and gradients nobody reads are never computed: the critic's parameter gradients on the actor's
+path, a network's gradient with respect to its own input. Each critic evaluates the rollout actions
+and the actor's actions together, in one pass of 2B rows (the actor's loss needs the critic's
+current parameters, which the critic's loss of the same step leaves unchanged), so a gradient step
+is one forward and one backward pass per critic, and the actor's. The function is pure (flat
+parameters in, flat gradients out), which is what lets ``compile=true`` compile it on the CPU.
+
+Same math as autograd on :mod:`pqn_torch.algo.losses` and :mod:`pqn_torch.algo.networks`, up to the
+order of roundings; ``tests/test_algo.py`` compares the gradients with autograd's. The agent uses it
+for its CPU update (:class:`pqn_torch.algo.pqn.PQN`); on CUDA it uses autograd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+from pqn_torch.algo import cpu_fast_path
+from pqn_torch.algo.flat_params import Layout, flatten_named, named_views
+from pqn_torch.algo.losses import actor_loss, actor_loss_gradients, critic_loss, critic_loss_gradient
+from pqn_torch.algo.networks import LAYER_NORM_EPS, Actor, CriticEnsemble, Dense
+
+_aten = torch.ops.aten
+
+
+class Batch(NamedTuple):
+    """A minibatch of the rollout, as a gradient step reads it."""
+
+    obs: torch.Tensor
+    critic_obs: torch.Tensor
+    action: torch.Tensor  # the explored action the rollout took
+    rollout_action: torch.Tensor  # the actor's deterministic action during the rollout
+    target: torch.Tensor
+
+
+class Losses(NamedTuple):
+    """A gradient step's losses and what its metrics need."""
+
+    critic_loss: torch.Tensor
+    q_values: torch.Tensor  # [K, B], of the rollout actions
+    actor_loss: torch.Tensor
+    penalty_fraction: torch.Tensor
+
+
+class _Saved(NamedTuple):
+    """What one hidden layer's backward pass needs from its forward pass."""
+
+    inputs: torch.Tensor
+    pre_norm: torch.Tensor
+    mean: torch.Tensor
+    rstd: torch.Tensor
+    outputs: torch.Tensor  # after the ReLU
+
+
+@torch.no_grad()
+def minibatch_gradients(
+    actor: Actor,
+    critic: CriticEnsemble,
+    actor_flat: torch.Tensor,
+    critic_flat: torch.Tensor,
+    layouts: tuple[Layout, Layout],
+    batch: Batch,
+    penalty_threshold: float,
+    penalty_coeff: float,
+) -> tuple[Losses, torch.Tensor, torch.Tensor]:
+    """A gradient step's losses and their gradients: (losses, actor gradient, critic gradient).
+
+    ``actor_flat``/``critic_flat``: each network's flat parameters, laid out as ``layouts`` says
+    (``flat_params.py``); the gradients come back laid out alike. The actor's loss is differentiated
+    through the critic's current parameters and gives the critic no gradient; the critic's gradient
+    is of its loss on the rollout actions.
+    """
+    actor_params = named_views(actor_flat, layouts[0])
+    critic_params = named_views(critic_flat, layouts[1])
+    size = batch.obs.shape[0]
+    scale, bias = actor.action_scale, actor.action_bias
+    actor_layers = actor.layers(actor_params)
+    pre_tanh, actor_saved, actor_last_inputs = _forward(batch.obs, actor_layers)
+    squashed = torch.tanh(pre_tanh)
+    action = squashed * scale + bias
+    # rows [0, B): the rollout's actions (the critic's loss); rows [B, 2B): the actor's (the actor's loss)
+    inputs = torch.cat([torch.cat([batch.critic_obs, batch.action], -1), torch.cat([batch.critic_obs, action], -1)])
+    members = [critic.member_layers(member, critic_params) for member in range(critic.num_critics)]
+    passes = [_forward(inputs, layers) for layers in members]
+    q_both = torch.stack([output.squeeze(-1) for output, _, _ in passes])
+    q_values, q_actor = q_both[:, :size], q_both[:, size:]
+    value_loss = critic_loss(q_values, batch.target)
+    policy_loss, penalty_fraction = actor_loss(
+        q_actor.mean(0), action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
+    )
+    grad_mean_q, grad_action = actor_loss_gradients(
+        action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
+    )
+    grad_q_actor = (grad_mean_q / critic.num_critics).expand(critic.num_critics, size)  # d mean / d member = 1/K
+    grad_q = torch.cat([critic_loss_gradient(q_values, batch.target), grad_q_actor], dim=1)
+    member_gradients = []
+    obs_width = batch.critic_obs.shape[-1]
+    for layers, (_, saved, last_inputs), grad in zip(members, passes, grad_q, strict=True):
+        gradients, grad_inputs = _backward(grad.unsqueeze(-1), layers, saved, last_inputs, parameter_rows=size)
+        assert grad_inputs is not None  # input_gradient=True
+        member_gradients.append(gradients)
+        grad_action = grad_action + grad_inputs[size:, obs_width:]
+    grad_pre_tanh = _aten.tanh_backward(grad_action * scale, squashed)
+    actor_gradients, _ = _backward(grad_pre_tanh, actor_layers, actor_saved, actor_last_inputs, input_gradient=False)
+    return (
+        Losses(value_loss, q_values, policy_loss, penalty_fraction),
+        flatten_named(actor.named(actor_gradients), layouts[0]),
+        flatten_named(critic.named(member_gradients), layouts[1]),
+    )
+
+
+def _forward(x: torch.Tensor, layers: Sequence[Dense]) -> tuple[torch.Tensor, list[_Saved], torch.Tensor]:
+    """The layers' output for ``x`` [B, in] and what :func:`_backward` needs: (output, hidden layers', last input)."""
+    saved = []
+    hidden = x
+    for layer in layers[:-1]:
+        pre_norm = cpu_fast_path.linear(hidden, layer.weight, layer.bias)
+        normed, mean, rstd = torch.native_layer_norm(
+            pre_norm, pre_norm.shape[-1:], layer.norm_weight, layer.norm_bias, LAYER_NORM_EPS
+        )
+        outputs = torch.relu(normed)
+        saved.append(_Saved(hidden, pre_norm, mean, rstd, outputs))
+        hidden = outputs
+    return cpu_fast_path.linear(hidden, layers[-1].weight, layers[-1].bias), saved, hidden
+
+
+def _backward(
+    grad_output: torch.Tensor,
+    layers: Sequence[Dense],
+    saved: Sequence[_Saved],
+    last_inputs: torch.Tensor,
+    parameter_rows: int | None = None,
+    input_gradient: bool = True,
+) -> tuple[list[Dense], torch.Tensor | None]:
+    """Backpropagate ``grad_output`` (d loss / d output [B, out]) through the layers of :func:`_forward`.
+
+    Returns the parameters' gradients from the first ``parameter_rows`` rows (all if ``None``), each in
+    its parameter's memory layout, and d loss / d ``x`` if ``input_gradient`` (else ``None``: the first
+    layer's input gradient is not computed).
+    """
+    rows = slice(parameter_rows)
+    grad = grad_output
+    inputs = last_inputs
+    gradients: list[Dense] = []
+    for index in reversed(range(len(layers))):
+        layer = layers[index]
+        norm_gradients: list[torch.Tensor] = []
+        if index < len(layers) - 1:  # a hidden layer: back through the ReLU and the LayerNorm
+            record = saved[index]
+            inputs = record.inputs
+            grad_normed = _aten.threshold_backward(grad, record.outputs, 0)
+            grad = _aten.native_layer_norm_backward(
+                grad_normed,
+                record.pre_norm,
+                record.pre_norm.shape[-1:],
+                record.mean,
+                record.rstd,
+                layer.norm_weight,
+                layer.norm_bias,
+                [True, False, False],
+            )[0]
+            # The affine's gradients by hand, from the first rows only: torch's kernel sums them over per-thread
+            # partial sums, so its result would depend on the thread count (split_update), and this does not.
+            normalized = (record.pre_norm[rows] - record.mean[rows]) * record.rstd[rows]
+            norm_gradients = [(grad_normed[rows] * normalized).sum(0), grad_normed[rows].sum(0)]
+        weight = _weight_gradient(layer.weight, grad[rows], inputs[rows])
+        gradients.insert(0, Dense(weight, grad[rows].sum(0), *norm_gradients))
+        if index > 0 or input_gradient:
+            grad = cpu_fast_path.linear(grad, layer.weight.T)
+    return gradients, grad if input_gradient else None
+
+
+def _weight_gradient(weight: torch.Tensor, grad: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """d loss / d ``weight`` [out, in] = ``grad.T @ inputs``, computed in ``weight``'s memory layout."""
+    if weight.is_contiguous():
+        return cpu_fast_path.linear(grad.T, inputs.T, thread_invariant=True)
+    # a transposed view, as the critics' [in, out] weights give
+    return cpu_fast_path.linear(inputs.T, grad.T, thread_invariant=True).T
