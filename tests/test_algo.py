@@ -1,6 +1,5 @@
 """PQN's algorithm pieces against hand-worked numbers, naive re-implementations, numpy and the physics."""
 
-import os
 import time
 
 import numpy as np
@@ -593,8 +592,8 @@ def plain_update(actor, critic, optimizers, batch, config, lr_schedule, grad_ste
 
 @pytest.mark.parametrize("split_update", [False, True])
 def test_training_iterations_equal_the_plain_update(short_env, split_update):
-    """The agent's optimized update (flat parameters; the actor's half of each step on a second
-    thread or not) learns what the plain update learns: same rollouts, same shuffles, same weights."""
+    """The agent's optimized update (flat parameters, hand-written gradients; a critic's passes on a
+    second thread or not) learns what the plain update learns: same rollouts, same shuffles, same weights."""
     torch.manual_seed(2)
     config = PQNConfig(**SMALL, lr_start=1e-2, lr_end=1e-3)  # steps large enough that any change shows
     agent = PQN.for_env(short_env, config, total_timesteps=240, split_update=split_update)
@@ -627,27 +626,21 @@ def test_training_iterations_equal_the_plain_update(short_env, split_update):
         torch.testing.assert_close(got - start, expected - start, rtol=1e-4, atol=1e-7)
 
 
-def test_the_update_learns_the_same_on_one_thread_and_on_several():
-    """split_update runs the update's ops on several threads; no result may depend on that (nor on the load).
-
-    Sizes where it matters: a 256-wide critic and 128-row minibatches, whose first layer's narrow weight
-    gradient ([6, 128] @ [128, 256]) torch's own matmul sums over the threads in parts."""
+def test_the_update_learns_the_same_with_and_without_the_second_thread():
+    """split_update runs a critic's passes on a second thread; no result may depend on that (nor on the load)."""
     config = PQNConfig(
         num_envs=16, num_steps=16, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(64,), critic_hidden_sizes=(256,)
     )
     trained = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread outside the split update (the agent's default, torch_threads=1)
     for split_update in (False, True):
         env = make_env("CartpoleBalance", 16, device="cpu", backend="mujoco", seed=0, num_threads=1)
         torch.manual_seed(0)
         agent = PQN.for_env(env, config, total_timesteps=16 * 16 * 3, split_update=split_update)
-        agent._update_threads = 2  # two threads even where this process may use one core only
         agent.reset(env)
         for _ in range(3):
             agent.train_iteration(env)
+        assert agent.split_updates == (3 if split_update else 0)
         trained.append(agent.state_dict())
-    torch.set_num_threads(threads)
     for (name, value), other in zip(trained[0].items(), trained[1].values(), strict=True):
         assert torch.equal(value, other), name
 
@@ -655,33 +648,20 @@ def test_the_update_learns_the_same_on_one_thread_and_on_several():
 def test_split_update_auto_alternates_with_timing_and_refuses_impossible_settings(short_env, monkeypatch):
     agent = PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240)  # split_update="auto" on the CPU
     seconds = {False: 0.01, True: 0.03}  # the split is slower here, whatever the machine
-    threads = []
-
-    def timed_update():
-        threads.append(torch.get_num_threads())
-        time.sleep(seconds[agent._split])
-
-    monkeypatch.setattr(agent, "_learn_call", timed_update)
-    own_threads = torch.get_num_threads()
+    monkeypatch.setattr(agent, "_learn_call", lambda: time.sleep(seconds[agent._split]))
     for _ in range(5):
         agent.learn()
     assert agent.split_updates == 2  # the warm-up call (split by default) and the split's timing call
-    # the split runs the update's ops on every core this process may use, and gives the threads back afterwards
-    assert agent._update_threads == max(own_threads, len(os.sched_getaffinity(0)))
-    assert threads == [agent._update_threads, own_threads, agent._update_threads, own_threads, own_threads]
-    assert torch.get_num_threads() == own_threads
     seconds.update({False: 0.03, True: 0.01})
     agent._split_chooser.calls = agent._split_chooser.interval  # next call starts a new timing round
     for _ in range(4):
         agent.learn()
     # the round's first call runs serial (the last choice), then one timing each, then the split (now faster)
     assert agent.split_updates == 2 + 2 and agent._split_chooser.choice
-    config = PQNConfig(**SMALL)
-    low, high = short_env.action_low, short_env.action_high
-    with pytest.raises(ValueError, match="split_update=true needs the CPU, got cuda"):
-        PQN(3, 3, low, high, config, total_timesteps=240, device="cuda", split_update=True)
+    with pytest.raises(ValueError, match="split_update=true needs the CPU and compile=false"):
+        PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240, compile=True, split_update=True)
     with pytest.raises(ValueError, match="split_update must be true, false or auto, got 'yes'"):
-        PQN.for_env(short_env, config, total_timesteps=240, split_update="yes")
+        PQN.for_env(short_env, PQNConfig(**SMALL), total_timesteps=240, split_update="yes")
 
 
 def test_faster_of_two_keeps_the_faster_option_between_timings():

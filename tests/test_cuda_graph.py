@@ -14,7 +14,17 @@ import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
 from pqn_torch import cuda_graph
-from pqn_torch.algo import PQN, PQNConfig, pqn as pqn_module
+from pqn_torch.algo import (
+    PQN,
+    Actor,
+    CriticEnsemble,
+    PQNConfig,
+    cpu_fast_path,
+    cpu_gradients,
+    flat_params,
+    pqn as pqn_module,
+)
+from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, HostSyncError, describe_error, forbid_host_syncs
 from pqn_torch.envs import list_tasks, make_env
 
@@ -286,6 +296,29 @@ def test_a_failed_compile_runs_that_phase_uncompiled_with_one_warning(monkeypatc
         for phase in ("rollout", "update")
     ]
     assert fallen_back.fallbacks == {"rollout compile": error, "update compile": error}
+
+
+@pytest.mark.slow
+def test_the_compiled_cpu_update_computes_the_eager_gradients():
+    """compile=true on the CPU compiles the hand-written gradients, oneDNN's matmul inside as a custom op;
+    inductor fuses with other roundings, so the gradients agree closely, not bit for bit."""
+    agent = small_agent(compile=True)
+    assert agent.fallbacks == {}  # really compiled, nothing fell back
+    torch.manual_seed(1)
+    actor = Actor(5, -torch.ones(2), torch.ones(2), hidden_sizes=(64, 64))
+    critic = CriticEnsemble(5, 2, hidden_sizes=(64, 64), num_critics=2)
+    flats = [flatten_parameters(actor).detach(), flatten_parameters(critic).detach()]
+    layouts = (flat_params.layout(actor), flat_params.layout(critic))
+    batch = cpu_gradients.Batch(
+        torch.randn(64, 5), torch.randn(64, 5), torch.rand(64, 2) * 2 - 1, torch.rand(64, 2) * 2 - 1, torch.randn(64)
+    )
+    compiled = torch.compile(cpu_gradients.minibatch_gradients, dynamic=False)
+    with cpu_fast_path.enabled():
+        expected = cpu_gradients.minibatch_gradients(actor, critic, *flats, layouts, batch, 0.15, 10.0)
+        got = compiled(actor, critic, *flats, layouts, batch, 0.15, 10.0)
+    for value, reference in zip(got[1:], expected[1:], strict=True):
+        torch.testing.assert_close(value, reference, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(got[0].critic_loss, expected[0].critic_loss)
 
 
 def test_error_descriptions_fit_one_line():

@@ -63,17 +63,13 @@ def is_enabled() -> bool:
     return _enabled and not torch.compiler.is_compiling()
 
 
-def linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, thread_invariant: bool = False
-) -> torch.Tensor:
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear``: ``x @ weight.T + bias`` for ``weight`` [out, in] (``nn.Linear``'s layout, or any view).
 
     oneDNN where :func:`used_for` says so and nothing needs a gradient (the op has no autograd formula; the
-    update computes its gradients by hand, ``cpu_gradients.py``); ``F.linear`` otherwise. ``thread_invariant``
-    takes oneDNN at any width: MKL splits the long sum of a narrow product (``[6, B] @ [B, 256]``, a weight
-    gradient) over the threads, so its result depends on the thread count, while oneDNN's did not.
+    update computes its gradients by hand, ``cpu_gradients.py``); ``F.linear`` otherwise.
     """
-    if _applies(x, weight, bias, thread_invariant):
+    if _applies(x, weight, bias):
         if torch.compiler.is_compiling():
             return onednn_linear(x, weight, bias)
         assert _LINEAR is not None  # used_for() checked AVAILABLE
@@ -95,16 +91,23 @@ def _onednn_linear_shape(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 
 def used_for(weight: torch.Tensor) -> bool:
     """Whether :func:`linear` would take ``weight`` (2-D, CPU, float32) to oneDNN now (for >= MIN_WIDTH rows)."""
-    return _on_cpu(weight) and min(weight.shape[-2:]) >= MIN_WIDTH
+    return (
+        _enabled
+        and AVAILABLE
+        and weight.device.type == "cpu"
+        and weight.dtype == torch.float32
+        and min(weight.shape[-2:]) >= MIN_WIDTH
+    )
 
 
-def _applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, any_width: bool) -> bool:
+def _applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     differentiated = torch.is_grad_enabled() and (
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     )
-    wide = any_width or (x.shape[0] >= MIN_WIDTH and min(weight.shape[-2:]) >= MIN_WIDTH)
-    return x.dim() == 2 and x.dtype == torch.float32 and not differentiated and wide and _on_cpu(weight)
-
-
-def _on_cpu(weight: torch.Tensor) -> bool:
-    return _enabled and AVAILABLE and weight.device.type == "cpu" and weight.dtype == torch.float32
+    return (
+        x.dim() == 2
+        and x.dtype == torch.float32
+        and x.shape[0] >= MIN_WIDTH  # the gradients' products: [out, B] @ [B, in] is as narrow as the layer
+        and not differentiated
+        and used_for(weight)
+    )

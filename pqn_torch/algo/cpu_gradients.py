@@ -20,6 +20,7 @@ for its CPU update (:class:`pqn_torch.algo.pqn.PQN`); on CUDA it uses autograd.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import NamedTuple
 
 import torch
@@ -71,6 +72,7 @@ def minibatch_gradients(
     batch: Batch,
     penalty_threshold: float,
     penalty_coeff: float,
+    second_thread: Executor | None = None,
 ) -> tuple[Losses, torch.Tensor, torch.Tensor]:
     """A gradient step's losses and their gradients: (losses, actor gradient, critic gradient).
 
@@ -89,32 +91,43 @@ def minibatch_gradients(
     action = squashed * scale + bias
     # rows [0, B): the rollout's actions (the critic's loss); rows [B, 2B): the actor's (the actor's loss)
     inputs = torch.cat([torch.cat([batch.critic_obs, batch.action], -1), torch.cat([batch.critic_obs, action], -1)])
-    members = [critic.member_layers(member, critic_params) for member in range(critic.num_critics)]
-    passes = [_forward(inputs, layers) for layers in members]
-    q_both = torch.stack([output.squeeze(-1) for output, _, _ in passes])
+    grad_mean_q, grad_action = actor_loss_gradients(
+        action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
+    )
+    grad_q_actor = grad_mean_q / critic.num_critics  # d mean / d member = 1/K
+
+    def critic_member(member: int) -> tuple[torch.Tensor, list[Dense], torch.Tensor]:
+        """One critic's pass over both row blocks: (its Q-values [2B], its gradients, d loss / d inputs)."""
+        layers = critic.member_layers(member, critic_params)
+        with torch.no_grad():  # grad mode is per thread
+            output, saved, last_inputs = _forward(inputs, layers)
+            q = output.squeeze(-1)
+            grad_q = torch.cat([critic_loss_gradient(q[None, :size], batch.target)[0], grad_q_actor])
+            gradients, grad_inputs = _backward(grad_q.unsqueeze(-1), layers, saved, last_inputs, parameter_rows=size)
+        assert grad_inputs is not None  # input_gradient=True
+        return q, gradients, grad_inputs
+
+    members = range(critic.num_critics)
+    if second_thread is None:
+        passes = [critic_member(member) for member in members]
+    else:  # speed (CPU): the critics are independent given the inputs; the first one here, the others there
+        others = [second_thread.submit(critic_member, member) for member in members[1:]]
+        passes = [critic_member(0), *(future.result() for future in others)]
+    q_both = torch.stack([q for q, _, _ in passes])
     q_values, q_actor = q_both[:, :size], q_both[:, size:]
     value_loss = critic_loss(q_values, batch.target)
     policy_loss, penalty_fraction = actor_loss(
         q_actor.mean(0), action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
     )
-    grad_mean_q, grad_action = actor_loss_gradients(
-        action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
-    )
-    grad_q_actor = (grad_mean_q / critic.num_critics).expand(critic.num_critics, size)  # d mean / d member = 1/K
-    grad_q = torch.cat([critic_loss_gradient(q_values, batch.target), grad_q_actor], dim=1)
-    member_gradients = []
     obs_width = batch.critic_obs.shape[-1]
-    for layers, (_, saved, last_inputs), grad in zip(members, passes, grad_q, strict=True):
-        gradients, grad_inputs = _backward(grad.unsqueeze(-1), layers, saved, last_inputs, parameter_rows=size)
-        assert grad_inputs is not None  # input_gradient=True
-        member_gradients.append(gradients)
+    for _, _, grad_inputs in passes:
         grad_action = grad_action + grad_inputs[size:, obs_width:]
     grad_pre_tanh = _aten.tanh_backward(grad_action * scale, squashed)
     actor_gradients, _ = _backward(grad_pre_tanh, actor_layers, actor_saved, actor_last_inputs, input_gradient=False)
     return (
         Losses(value_loss, q_values, policy_loss, penalty_fraction),
         flatten_named(actor.named(actor_gradients), layouts[0]),
-        flatten_named(critic.named(member_gradients), layouts[1]),
+        flatten_named(critic.named([gradients for _, gradients, _ in passes]), layouts[1]),
     )
 
 
@@ -148,6 +161,7 @@ def _backward(
     layer's input gradient is not computed).
     """
     rows = slice(parameter_rows)
+    whole = parameter_rows is None
     grad = grad_output
     inputs = last_inputs
     gradients: list[Dense] = []
@@ -158,7 +172,7 @@ def _backward(
             record = saved[index]
             inputs = record.inputs
             grad_normed = _aten.threshold_backward(grad, record.outputs, 0)
-            grad = _aten.native_layer_norm_backward(
+            grad, *norm_gradients = _aten.native_layer_norm_backward(
                 grad_normed,
                 record.pre_norm,
                 record.pre_norm.shape[-1:],
@@ -166,12 +180,22 @@ def _backward(
                 record.rstd,
                 layer.norm_weight,
                 layer.norm_bias,
-                [True, False, False],
-            )[0]
-            # The affine's gradients by hand, from the first rows only: torch's kernel sums them over per-thread
-            # partial sums, so its result would depend on the thread count (split_update), and this does not.
-            normalized = (record.pre_norm[rows] - record.mean[rows]) * record.rstd[rows]
-            norm_gradients = [(grad_normed[rows] * normalized).sum(0), grad_normed[rows].sum(0)]
+                [True, whole, whole],
+            )
+            if not whole:  # the affine's gradients from the first rows only
+                grad_normed, pre_norm, mean, rstd = (
+                    tensor[rows] for tensor in (grad_normed, record.pre_norm, record.mean, record.rstd)
+                )
+                _, *norm_gradients = _aten.native_layer_norm_backward(
+                    grad_normed,
+                    pre_norm,
+                    pre_norm.shape[-1:],
+                    mean,
+                    rstd,
+                    layer.norm_weight,
+                    layer.norm_bias,
+                    [False, True, True],
+                )
         weight = _weight_gradient(layer.weight, grad[rows], inputs[rows])
         gradients.insert(0, Dense(weight, grad[rows].sum(0), *norm_gradients))
         if index > 0 or input_gradient:
@@ -182,6 +206,5 @@ def _backward(
 def _weight_gradient(weight: torch.Tensor, grad: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """d loss / d ``weight`` [out, in] = ``grad.T @ inputs``, computed in ``weight``'s memory layout."""
     if weight.is_contiguous():
-        return cpu_fast_path.linear(grad.T, inputs.T, thread_invariant=True)
-    # a transposed view, as the critics' [in, out] weights give
-    return cpu_fast_path.linear(inputs.T, grad.T, thread_invariant=True).T
+        return cpu_fast_path.linear(grad.T, inputs.T)
+    return cpu_fast_path.linear(inputs.T, grad.T).T  # a transposed view, as the critics' [in, out] weights give

@@ -1,9 +1,10 @@
 """Run a phase whichever of two equivalent ways is faster right now, re-timing both now and then.
 
-Used for the CPU update's threads (``split_update``, see ``PQN.learn``): on an idle 2-core machine,
-torch's ops on both cores made the CPU preset's update ~1.3x faster than on one, but intra-op threads
-wait for each other at every op, and on a machine busy with other processes that waiting can cost more
-than the second core gains. Both ways compute exactly the same, so the choice can follow the machine's load.
+Used for the CPU update's thread split (see ``cpu_gradients.minibatch_gradients``): on an idle 2-core
+machine, running one critic's forward and backward pass of each gradient step on a second thread made
+the DM preset's gradient step ~1.6x faster, but where the ops are small (the CPU preset) or the machine
+is busy with other processes the two threads keep waiting for each other (and for Python's GIL). Both
+ways compute exactly the same, so the choice can follow the machine's load.
 """
 
 from __future__ import annotations

@@ -23,20 +23,21 @@ one flat tensor, making the optimizer step, the clipping and the zeroing a few o
 phases the networks take their CPU fast path (``cpu_fast_path.py``: oneDNN matmuls, one critic at a
 time with fused LayerNorm affines); (3) the update's gradients come from a hand-written backward pass
 (``cpu_gradients.py``: no autograd, one pass per critic for both losses), which ``compile=true``
-compiles; (4) the update can run torch's ops on all cores (``split_update``), where that is faster
-(``faster_of_two.py``). None changes the math beyond the order of roundings: the critic steps after
-the actor's loss is differentiated through it, and the random draws are the same
-(``tests/test_algo.py`` checks the gradients against autograd and the weights against a plain
-update). Outside the update torch's intra-op threads stay at ``torch_threads`` (default one): the
-rollout's small ops gain nothing from more, and MuJoCo's own threads step the physics.
+compiles; (4) in each gradient step one critic's passes can run on a second thread next to the
+other's (``split_update``), where that is faster (``faster_of_two.py``). None changes the math
+beyond the order of roundings: the critic steps after the actor's loss is differentiated through
+it, and the random draws are the same (``tests/test_algo.py`` checks the gradients against autograd
+and the weights against a plain update). torch's intra-op threads stay at one (``torch_threads``): on
+the 2-core machine two intra-op threads made the CPU preset's update slower, the DM preset's matmuls and
+LayerNorms too, and any update 2-5x slower while other processes were running.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -170,10 +171,11 @@ class PQN(nn.Module):
     """The PQN agent: networks, optimizers, normalizers, schedules and the rollout buffer.
 
     ``cuda_graphs`` (CUDA only) captures the rollout and the update as CUDA graphs after two eager
-    warm-up iterations; ``compile`` wraps the policy and minibatch steps in ``torch.compile``.
-    ``split_update`` (CPU without ``compile`` only) runs each gradient step's actor loss and backward
-    pass on a second thread: ``True`` always, ``False`` never, ``"auto"`` whenever the last timing of
-    both ways (every 100 updates) found it faster.
+    warm-up iterations; ``compile`` wraps the policy and minibatch steps in ``torch.compile`` (on the CPU,
+    the policy step and the update's hand-written gradients). ``split_update`` (CPU without ``compile``
+    only) runs one critic's forward and backward pass of each gradient step on a second thread:
+    ``True`` always, ``False`` never, ``"auto"`` whenever the last timing of both ways (every 100
+    updates) found it faster; the results are the same bits either way.
 
     Typical use (see the README for a complete example)::
 
@@ -194,6 +196,7 @@ class PQN(nn.Module):
     obs_normalizer: RunningMeanStd | None
     critic_obs_normalizer: RunningMeanStd | None
     reward_normalizer: RewardNormalizer | None
+    _second_thread: ThreadPoolExecutor | None
     _rollout_env: VecEnv | None
     _rollout_call: CapturedCall | None
     _learn_call: CapturedCall
@@ -218,8 +221,6 @@ class PQN(nn.Module):
         self.device = torch.device(device)
         if cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"cuda_graphs=true needs a CUDA device, got {self.device}; use cuda_graphs=false or auto")
-        if split_update is True and self.device.type != "cpu":
-            raise ValueError(f"split_update=true needs the CPU, got {self.device}; use split_update=auto or false")
         self.cuda_graphs = cuda_graphs
         steps_per_update = config.num_envs * config.num_steps
         if (
@@ -296,14 +297,27 @@ class PQN(nn.Module):
         gradients = cpu_gradients.minibatch_gradients
         self._cpu_gradients = CompiledCall(gradients, "update") if compile and self._cpu_fast_path else gradients
         self._layouts = (flat_params.layout(self.actor), flat_params.layout(self.critic))
-        # Speed (CPU): the update's matmuls on all cores; "auto" times both ways now and then and keeps the faster,
-        # since which wins depends on the machine's load.
-        cpu = self.device.type == "cpu"
-        self._split_chooser = FasterOfTwo() if cpu and split_update == "auto" else None
-        self._split = cpu and split_update is not False
-        self._update_threads = max(torch.get_num_threads(), _available_cores())
+        # Speed (CPU): in each gradient step one critic's forward and backward pass on a second thread while this
+        # one runs the other's (cpu_gradients.py); "auto" times both ways now and then and keeps the faster, since
+        # which wins depends on the machine's load.
+        eager_cpu = self._cpu_fast_path and not compile
+        if split_update is True and not eager_cpu:
+            raise ValueError(
+                f"split_update=true needs the CPU and compile=false (device {self.device}, compile "
+                f"{compile}); use split_update=auto or false"
+            )
+        self._second_thread = None
+        if eager_cpu and split_update is not False:  # the thread keeps this thread's torch thread count
+            self._second_thread = ThreadPoolExecutor(
+                1,
+                thread_name_prefix="pqn-critic-step",
+                initializer=torch.set_num_threads,
+                initargs=(torch.get_num_threads(),),
+            )
+        self._split_chooser = FasterOfTwo() if self._second_thread is not None and split_update == "auto" else None
+        self._split = self._second_thread is not None
         self.split_updates = 0
-        """Updates run so far with torch's intra-op threads on all cores."""
+        """Updates run so far with a critic's passes on the second thread."""
         self._drop_graphs()
 
     @classmethod
@@ -451,21 +465,16 @@ class PQN(nn.Module):
             if self._split_chooser is not None:
                 self._split_chooser(self._learn_split)
             else:
-                self._learn_split(self._split)
+                self._learn_call()
         self.split_updates += self._split
         self.updates_issued += 1
         self._minibatches_since_pop += self.config.num_epochs * self.config.num_minibatches
         self._updates_since_pop += 1
 
     def _learn_split(self, split: bool) -> None:
-        """The update with torch's intra-op threads on all available cores (``split``) or as many as now."""
+        """The update with (``split``) or without a critic's passes on the second thread."""
         self._split = split
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self._update_threads if split else threads)
-        try:
-            self._learn_call()
-        finally:
-            torch.set_num_threads(threads)
+        self._learn_call()
 
     def _learn(self) -> None:
         """The body of :meth:`learn` (graph-capturable); shuffles with an argsort of uniform keys on device."""
@@ -498,6 +507,7 @@ class PQN(nn.Module):
                 self._minibatch(indices),
                 self.config.penalty_threshold,
                 self.config.penalty_coeff,
+                *((self._second_thread,) if self._split else ()),  # never an argument to the compiled function
             )
             cast(torch.Tensor, self._actor_flat.grad).copy_(actor_gradient)
             cast(torch.Tensor, self._critic_flat.grad).copy_(critic_gradient)
@@ -707,11 +717,6 @@ def _clip_gradients(module: nn.Module, flat: torch.Tensor, max_norm: float) -> t
     )  # all of them: views of flat.grad
     nn.utils.clip_grads_with_norm_([flat], max_norm, total_norm)
     return total_norm
-
-
-def _available_cores() -> int:
-    """The cores this process may run on (its affinity, e.g. a container's share), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _is_number(value: Any) -> bool:
