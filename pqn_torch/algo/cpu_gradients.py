@@ -83,52 +83,56 @@ def minibatch_gradients(
     """
     actor_params = named_views(actor_flat, layouts[0])
     critic_params = named_views(critic_flat, layouts[1])
-    size = batch.obs.shape[0]
-    scale, bias = actor.action_scale, actor.action_bias
-    actor_layers = actor.layers(actor_params)
-    pre_tanh, actor_saved, actor_last_inputs = _forward(batch.obs, actor_layers)
-    squashed = torch.tanh(pre_tanh)
-    action = squashed * scale + bias
-    # rows [0, B): the rollout's actions (the critic's loss); rows [B, 2B): the actor's (the actor's loss)
-    inputs = torch.cat([torch.cat([batch.critic_obs, batch.action], -1), torch.cat([batch.critic_obs, action], -1)])
-    grad_mean_q, grad_action = actor_loss_gradients(
-        action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
-    )
-    grad_q_actor = grad_mean_q / critic.num_critics  # d mean / d member = 1/K
+    members = [critic.member_layers(member, critic_params) for member in range(critic.num_critics)]
 
-    def critic_member(member: int) -> tuple[torch.Tensor, list[Dense], torch.Tensor]:
-        """One critic's pass over both row blocks: (its Q-values [2B], its gradients, d loss / d inputs)."""
-        layers = critic.member_layers(member, critic_params)
+    def critic_half() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The critic's loss on the rollout actions: (loss, Q-values [K, B], flat gradient)."""
         with torch.no_grad():  # grad mode is per thread
-            output, saved, last_inputs = _forward(inputs, layers)
-            q = output.squeeze(-1)
-            grad_q = torch.cat([critic_loss_gradient(q[None, :size], batch.target)[0], grad_q_actor])
-            gradients, grad_inputs = _backward(grad_q.unsqueeze(-1), layers, saved, last_inputs, parameter_rows=size)
-        assert grad_inputs is not None  # input_gradient=True
-        return q, gradients, grad_inputs
+            inputs = torch.cat([batch.critic_obs, batch.action], -1)
+            passes = [_forward(inputs, layers) for layers in members]
+            q_values = torch.stack([output.squeeze(-1) for output, _, _ in passes])
+            grad_q = critic_loss_gradient(q_values, batch.target)
+            gradients = [
+                _backward(grad.unsqueeze(-1), layers, saved, last_inputs, input_gradient=False)[0]
+                for layers, (_, saved, last_inputs), grad in zip(members, passes, grad_q, strict=True)
+            ]
+            return critic_loss(q_values, batch.target), q_values, flatten_named(critic.named(gradients), layouts[1])
 
-    members = range(critic.num_critics)
+    def actor_half() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The actor's loss through the critic: (loss, penalty fraction, flat gradient); no critic gradient."""
+        with torch.no_grad():
+            scale, bias = actor.action_scale, actor.action_bias
+            layers = actor.layers(actor_params)
+            pre_tanh, saved, last_inputs = _forward(batch.obs, layers)
+            squashed = torch.tanh(pre_tanh)
+            action = squashed * scale + bias
+            inputs = torch.cat([batch.critic_obs, action], -1)
+            passes = [_forward(inputs, member) for member in members]
+            q_mean = torch.stack([output.squeeze(-1) for output, _, _ in passes]).mean(0)
+            loss, penalty_fraction = actor_loss(
+                q_mean, action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
+            )
+            grad_mean_q, grad_action = actor_loss_gradients(
+                action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
+            )
+            grad_q = (grad_mean_q / critic.num_critics).unsqueeze(-1)  # d mean / d member = 1/K
+            obs_width = batch.critic_obs.shape[-1]
+            for member, (_, member_saved, member_inputs) in zip(members, passes, strict=True):
+                grad_inputs = _backward(grad_q, member, member_saved, member_inputs, parameters=False)[1]
+                assert grad_inputs is not None  # input_gradient=True
+                grad_action = grad_action + grad_inputs[:, obs_width:]
+            grad_pre_tanh = _aten.tanh_backward(grad_action * scale, squashed)
+            gradients = _backward(grad_pre_tanh, layers, saved, last_inputs, input_gradient=False)[0]
+            return loss, penalty_fraction, flatten_named(actor.named(gradients), layouts[0])
+
     if second_thread is None:
-        passes = [critic_member(member) for member in members]
-    else:  # speed (CPU): the critics are independent given the inputs; the first one here, the others there
-        others = [second_thread.submit(critic_member, member) for member in members[1:]]
-        passes = [critic_member(0), *(future.result() for future in others)]
-    q_both = torch.stack([q for q, _, _ in passes])
-    q_values, q_actor = q_both[:, :size], q_both[:, size:]
-    value_loss = critic_loss(q_values, batch.target)
-    policy_loss, penalty_fraction = actor_loss(
-        q_actor.mean(0), action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
-    )
-    obs_width = batch.critic_obs.shape[-1]
-    for _, _, grad_inputs in passes:
-        grad_action = grad_action + grad_inputs[size:, obs_width:]
-    grad_pre_tanh = _aten.tanh_backward(grad_action * scale, squashed)
-    actor_gradients, _ = _backward(grad_pre_tanh, actor_layers, actor_saved, actor_last_inputs, input_gradient=False)
-    return (
-        Losses(value_loss, q_values, policy_loss, penalty_fraction),
-        flatten_named(actor.named(actor_gradients), layouts[0]),
-        flatten_named(critic.named([gradients for _, gradients, _ in passes]), layouts[1]),
-    )
+        policy_loss, penalty_fraction, actor_gradient = actor_half()
+        value_loss, q_values, critic_gradient = critic_half()
+    else:  # speed (CPU): the halves write disjoint gradients and only read the parameters; the actor's there
+        actor_future = second_thread.submit(actor_half)
+        value_loss, q_values, critic_gradient = critic_half()
+        policy_loss, penalty_fraction, actor_gradient = actor_future.result()
+    return Losses(value_loss, q_values, policy_loss, penalty_fraction), actor_gradient, critic_gradient
 
 
 def _forward(x: torch.Tensor, layers: Sequence[Dense]) -> tuple[torch.Tensor, list[_Saved], torch.Tensor]:
@@ -151,17 +155,15 @@ def _backward(
     layers: Sequence[Dense],
     saved: Sequence[_Saved],
     last_inputs: torch.Tensor,
-    parameter_rows: int | None = None,
+    parameters: bool = True,
     input_gradient: bool = True,
 ) -> tuple[list[Dense], torch.Tensor | None]:
     """Backpropagate ``grad_output`` (d loss / d output [B, out]) through the layers of :func:`_forward`.
 
-    Returns the parameters' gradients from the first ``parameter_rows`` rows (all if ``None``), each in
-    its parameter's memory layout, and d loss / d ``x`` if ``input_gradient`` (else ``None``: the first
-    layer's input gradient is not computed).
+    Returns the parameters' gradients (if ``parameters``; else none are computed and the list is empty),
+    each in its parameter's memory layout, and d loss / d ``x`` if ``input_gradient`` (else ``None``: the
+    first layer's input gradient is not computed).
     """
-    rows = slice(parameter_rows)
-    whole = parameter_rows is None
     grad = grad_output
     inputs = last_inputs
     gradients: list[Dense] = []
@@ -180,24 +182,11 @@ def _backward(
                 record.rstd,
                 layer.norm_weight,
                 layer.norm_bias,
-                [True, whole, whole],
+                [True, parameters, parameters],
             )
-            if not whole:  # the affine's gradients from the first rows only
-                grad_normed, pre_norm, mean, rstd = (
-                    tensor[rows] for tensor in (grad_normed, record.pre_norm, record.mean, record.rstd)
-                )
-                _, *norm_gradients = _aten.native_layer_norm_backward(
-                    grad_normed,
-                    pre_norm,
-                    pre_norm.shape[-1:],
-                    mean,
-                    rstd,
-                    layer.norm_weight,
-                    layer.norm_bias,
-                    [False, True, True],
-                )
-        weight = _weight_gradient(layer.weight, grad[rows], inputs[rows])
-        gradients.insert(0, Dense(weight, grad[rows].sum(0), *norm_gradients))
+        if parameters:
+            weight = _weight_gradient(layer.weight, grad, inputs)
+            gradients.insert(0, Dense(weight, grad.sum(0), *norm_gradients))
         if index > 0 or input_gradient:
             grad = cpu_fast_path.linear(grad, layer.weight.T)
     return gradients, grad if input_gradient else None
