@@ -1,10 +1,10 @@
 """Run a phase whichever of two equivalent ways is faster right now, re-timing both now and then.
 
 Used for the CPU update's thread split (see ``cpu_gradients.minibatch_gradients``): on an idle 2-core
-machine, running one critic's forward and backward pass of each gradient step on a second thread made
-the DM preset's gradient step ~1.6x faster, but where the ops are small (the CPU preset) or the machine
-is busy with other processes the two threads keep waiting for each other (and for Python's GIL). Both
-ways compute exactly the same, so the choice can follow the machine's load.
+machine, running the actor's half of each gradient step on a second thread next to the critic's made
+the update faster, ~1.6x at the DM preset's sizes, but on a machine busy with other processes the two
+threads keep waiting for each other (and for Python's GIL) and the split can be slower than one thread.
+Both ways compute exactly the same, so the choice can follow the machine's load.
 """
 
 from __future__ import annotations

@@ -22,14 +22,14 @@ one flat tensor, making the optimizer step, the clipping and the zeroing a few o
 (``flat_params.py``); the optimizers are foreach RAdam, which works in place; (2) inside the agent's
 phases the networks take their CPU fast path (``cpu_fast_path.py``: oneDNN matmuls, one critic at a
 time with fused LayerNorm affines); (3) the update's gradients come from a hand-written backward pass
-(``cpu_gradients.py``: no autograd, one pass per critic for both losses), which ``compile=true``
-compiles; (4) in each gradient step one critic's passes can run on a second thread next to the
-other's (``split_update``), where that is faster (``faster_of_two.py``). None changes the math
-beyond the order of roundings: the critic steps after the actor's loss is differentiated through
-it, and the random draws are the same (``tests/test_algo.py`` checks the gradients against autograd
-and the weights against a plain update). torch's intra-op threads stay at one (``torch_threads``): on
-the 2-core machine two intra-op threads made the CPU preset's update slower, the DM preset's matmuls and
-LayerNorms too, and any update 2-5x slower while other processes were running.
+(``cpu_gradients.py``: no autograd, no gradient computed only to be dropped), which ``compile=true``
+compiles; (4) in each gradient step the actor's half (its loss through the critic) can run on a
+second thread next to the critic's (``split_update``), where that is faster (``faster_of_two.py``).
+None changes the math beyond the order of roundings: the critic steps after the actor's loss is
+differentiated through it, and the random draws are the same (``tests/test_algo.py`` checks the
+gradients against autograd and the weights against a plain update). torch's intra-op threads stay at
+one (``torch_threads``): on the 2-core machine two intra-op threads made the CPU preset's update slower,
+the DM preset's matmuls and LayerNorms too, and any update 2-5x slower while other processes were running.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class PQN(nn.Module):
     ``cuda_graphs`` (CUDA only) captures the rollout and the update as CUDA graphs after two eager
     warm-up iterations; ``compile`` wraps the policy and minibatch steps in ``torch.compile`` (on the CPU,
     the policy step and the update's hand-written gradients). ``split_update`` (CPU without ``compile``
-    only) runs one critic's forward and backward pass of each gradient step on a second thread:
+    only) runs the actor's half of each gradient step (its loss through the critic) on a second thread:
     ``True`` always, ``False`` never, ``"auto"`` whenever the last timing of both ways (every 100
     updates) found it faster; the results are the same bits either way.
 
@@ -297,9 +297,9 @@ class PQN(nn.Module):
         gradients = cpu_gradients.minibatch_gradients
         self._cpu_gradients = CompiledCall(gradients, "update") if compile and self._cpu_fast_path else gradients
         self._layouts = (flat_params.layout(self.actor), flat_params.layout(self.critic))
-        # Speed (CPU): in each gradient step one critic's forward and backward pass on a second thread while this
-        # one runs the other's (cpu_gradients.py); "auto" times both ways now and then and keeps the faster, since
-        # which wins depends on the machine's load.
+        # Speed (CPU): in each gradient step the actor's half on a second thread while this one runs the critic's
+        # (cpu_gradients.py); "auto" times both ways now and then and keeps the faster, since which wins depends on
+        # the machine's load.
         eager_cpu = self._cpu_fast_path and not compile
         if split_update is True and not eager_cpu:
             raise ValueError(
@@ -310,14 +310,14 @@ class PQN(nn.Module):
         if eager_cpu and split_update is not False:  # the thread keeps this thread's torch thread count
             self._second_thread = ThreadPoolExecutor(
                 1,
-                thread_name_prefix="pqn-critic-step",
+                thread_name_prefix="pqn-actor-step",
                 initializer=torch.set_num_threads,
                 initargs=(torch.get_num_threads(),),
             )
         self._split_chooser = FasterOfTwo() if self._second_thread is not None and split_update == "auto" else None
         self._split = self._second_thread is not None
         self.split_updates = 0
-        """Updates run so far with a critic's passes on the second thread."""
+        """Updates run so far with the actor's half of each gradient step on the second thread."""
         self._drop_graphs()
 
     @classmethod
@@ -472,7 +472,7 @@ class PQN(nn.Module):
         self._updates_since_pop += 1
 
     def _learn_split(self, split: bool) -> None:
-        """The update with (``split``) or without a critic's passes on the second thread."""
+        """The update with (``split``) or without the actor's halves on the second thread."""
         self._split = split
         self._learn_call()
 
