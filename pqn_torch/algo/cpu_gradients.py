@@ -33,7 +33,13 @@ import torch
 
 from pqn_torch.algo import cpu_fast_path
 from pqn_torch.algo.flat_params import Layout, flatten_named, named_views
-from pqn_torch.algo.losses import actor_loss, actor_loss_gradients, critic_loss, critic_loss_gradient
+from pqn_torch.algo.losses import (
+    actor_loss,
+    actor_loss_gradients,
+    critic_loss,
+    critic_loss_gradient,
+    penalty_active,
+)
 from pqn_torch.algo.networks import LAYER_NORM_EPS, Actor, CriticEnsemble, Dense
 
 _aten = torch.ops.aten
@@ -119,9 +125,8 @@ def minibatch_gradients(
             loss, penalty_fraction = actor_loss(
                 q_mean, action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
             )
-            grad_mean_q, grad_action = actor_loss_gradients(
-                action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
-            )
+            active = penalty_active(action, batch.rollout_action, scale, bias, penalty_threshold)
+            grad_mean_q, grad_action = actor_loss_gradients(action, batch.rollout_action, active, penalty_coeff)
             grad_q = (grad_mean_q / critic.num_critics).unsqueeze(-1)  # d mean / d member = 1/K
             obs_width = batch.critic_obs.shape[-1]
             for member, (_, member_saved, member_inputs) in zip(members, passes, strict=True):

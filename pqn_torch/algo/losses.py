@@ -50,32 +50,27 @@ def actor_loss(
     the change before scaling (a no-op for symmetric action ranges).
     """
     penalty = huber(action, rollout_action).mean(dim=-1)
-    active = _penalty_active(action, rollout_action, action_scale, action_bias, threshold)
+    active = penalty_active(action, rollout_action, action_scale, action_bias, threshold)
     loss = (-q_values + torch.where(active, penalty_coeff * penalty, 0.0)).mean()
     return loss, active.float().mean()
 
 
 def actor_loss_gradients(
-    action: torch.Tensor,
-    rollout_action: torch.Tensor,
-    action_scale: torch.Tensor,
-    action_bias: torch.Tensor,
-    threshold: float,
-    penalty_coeff: float,
+    action: torch.Tensor, rollout_action: torch.Tensor, active: torch.Tensor, penalty_coeff: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The partial derivatives of :func:`actor_loss`'s loss: (d loss / d ``q_values`` [B], d loss / d ``action``).
 
     ``action`` enters the loss through the critic's ``q_values`` and through the penalty; the second term is the
-    penalty's part only (the gate is a comparison, without a gradient).
+    penalty's part only, on the samples where it is ``active`` (:func:`penalty_active`; the gate is a comparison,
+    without a gradient).
     """
     batch, action_dim = action.shape
-    active = _penalty_active(action, rollout_action, action_scale, action_bias, threshold)
     scale = torch.where(active, penalty_coeff / (batch * action_dim), 0.0).unsqueeze(-1)
     grad_q = torch.full((batch,), -1.0 / batch, dtype=action.dtype, device=action.device)
     return grad_q, huber_derivative(action, rollout_action) * scale
 
 
-def _penalty_active(
+def penalty_active(
     action: torch.Tensor,
     rollout_action: torch.Tensor,
     action_scale: torch.Tensor,
