@@ -627,7 +627,7 @@ def test_training_iterations_equal_the_plain_update(short_env, split_update):
 
 
 def test_the_update_learns_the_same_with_and_without_the_second_thread():
-    """split_update runs a critic's passes on a second thread; no result may depend on that (nor on the load)."""
+    """split_update runs the actor's half of each step on a second thread; no result may depend on that."""
     config = PQNConfig(
         num_envs=16, num_steps=16, num_epochs=2, num_minibatches=2, actor_hidden_sizes=(64,), critic_hidden_sizes=(256,)
     )
