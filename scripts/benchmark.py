@@ -19,7 +19,7 @@ device sync around each rollout and each update: ``rollout_steps_per_s``, ``upda
 then ``updates`` more back to back with one sync at the end (``total_steps_per_s``, what a training
 run sees minus evaluation). Memory: the GPU peak (torch's reserved pool plus MuJoCo Warp's pool) on
 CUDA, the process's peak resident set on the host. ``split_fraction``: the share of timed updates that
-ran on all cores (``split_update``, CPU only); ``load_average``: the
+ran the actor's half of each gradient step on a second thread (``split_update``, CPU only); ``load_average``: the
 machine's 1-minute load at the end, since other processes skew every CPU number. Under ``torchrun``
 every rank runs ``num_envs`` worlds and trains the one agent data-parallel (``pqn_torch.distributed``);
 rank 0 prints the line, whose rates count all ranks' env steps (``ranks``; memory is rank 0's).

@@ -81,8 +81,9 @@ class RunConfig:
     # torch intra-op threads on the CPU outside the update (split_update): the rollout's small ops lose more to
     # thread sync than they gain, and far more while other processes keep the cores busy (null = 1)
     torch_threads: Optional[int] = option(1, "a positive integer")
-    # CPU: the update's ops on all cores (bit for bit the same results as on one thread);
-    # auto = whichever of all cores/torch_threads was faster when last timed (every 100 updates)
+    # CPU: each gradient step's actor half (its loss through the critic) on a second thread next to the critic's
+    # half (bit for bit the same results); auto = whichever of split/one thread was faster when last timed
+    # (every 100 updates)
     split_update: Any = option("auto", SWITCH)
     total_timesteps: float = option("${alg.total_timesteps}", "a positive integer (2e6 allowed)")
     compile: Any = option("auto", SWITCH)  # torch.compile of the policy and minibatch steps; auto = on with CUDA
