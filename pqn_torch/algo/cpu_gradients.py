@@ -40,7 +40,7 @@ from pqn_torch.algo.losses import (
     critic_loss_gradient,
     penalty_active,
 )
-from pqn_torch.algo.networks import LAYER_NORM_EPS, Actor, CriticEnsemble, Dense
+from pqn_torch.algo.networks import Actor, CriticEnsemble, Dense, Saved, fast_forward
 
 _aten = torch.ops.aten
 
@@ -62,16 +62,6 @@ class Losses(NamedTuple):
     q_values: torch.Tensor  # [K, B], of the rollout actions
     actor_loss: torch.Tensor
     penalty_fraction: torch.Tensor
-
-
-class _Saved(NamedTuple):
-    """What one hidden layer's backward pass needs from its forward pass."""
-
-    inputs: torch.Tensor
-    pre_norm: torch.Tensor
-    mean: torch.Tensor
-    rstd: torch.Tensor
-    outputs: torch.Tensor  # after the ReLU
 
 
 @torch.no_grad()
@@ -100,27 +90,26 @@ def minibatch_gradients(
 
     def critic_half() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The critic's loss on the rollout actions: (loss, Q-values [K, B], flat gradient)."""
-        with torch.no_grad():  # grad mode is per thread
-            inputs = torch.cat([batch.critic_obs, batch.action], -1)
-            passes = [_forward(inputs, layers) for layers in members]
-            q_values = torch.stack([output.squeeze(-1) for output, _, _ in passes])
-            grad_q = critic_loss_gradient(q_values, batch.target)
-            gradients = [
-                _backward(grad.unsqueeze(-1), layers, saved, last_inputs, input_gradient=False)[0]
-                for layers, (_, saved, last_inputs), grad in zip(members, passes, grad_q, strict=True)
-            ]
-            return critic_loss(q_values, batch.target), q_values, flatten_named(critic.named(gradients), layouts[1])
+        inputs = torch.cat([batch.critic_obs, batch.action], -1)
+        passes = [fast_forward(inputs, layers) for layers in members]
+        q_values = torch.stack([output.squeeze(-1) for output, _, _ in passes])
+        grad_q = critic_loss_gradient(q_values, batch.target)
+        gradients = [
+            _backward(grad.unsqueeze(-1), layers, saved, last_inputs, input_gradient=False)[0]
+            for layers, (_, saved, last_inputs), grad in zip(members, passes, grad_q, strict=True)
+        ]
+        return critic_loss(q_values, batch.target), q_values, flatten_named(critic.named(gradients), layouts[1])
 
     def actor_half() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The actor's loss through the critic: (loss, penalty fraction, flat gradient); no critic gradient."""
-        with torch.no_grad():
+        with torch.no_grad():  # grad mode is per thread, and this may run on the second one
             scale, bias = actor.action_scale, actor.action_bias
             layers = actor.layers(actor_params)
-            pre_tanh, saved, last_inputs = _forward(batch.obs, layers)
+            pre_tanh, saved, last_inputs = fast_forward(batch.obs, layers)
             squashed = torch.tanh(pre_tanh)
             action = squashed * scale + bias
             inputs = torch.cat([batch.critic_obs, action], -1)
-            passes = [_forward(inputs, member) for member in members]
+            passes = [fast_forward(inputs, member) for member in members]
             q_mean = torch.stack([output.squeeze(-1) for output, _, _ in passes]).mean(0)
             loss, penalty_fraction = actor_loss(
                 q_mean, action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
@@ -147,30 +136,15 @@ def minibatch_gradients(
     return Losses(value_loss, q_values, policy_loss, penalty_fraction), actor_gradient, critic_gradient
 
 
-def _forward(x: torch.Tensor, layers: Sequence[Dense]) -> tuple[torch.Tensor, list[_Saved], torch.Tensor]:
-    """The layers' output for ``x`` [B, in] and what :func:`_backward` needs: (output, hidden layers', last input)."""
-    saved = []
-    hidden = x
-    for layer in layers[:-1]:
-        pre_norm = cpu_fast_path.linear(hidden, layer.weight, layer.bias)
-        normed, mean, rstd = torch.native_layer_norm(
-            pre_norm, pre_norm.shape[-1:], layer.norm_weight, layer.norm_bias, LAYER_NORM_EPS
-        )
-        outputs = torch.relu(normed)
-        saved.append(_Saved(hidden, pre_norm, mean, rstd, outputs))
-        hidden = outputs
-    return cpu_fast_path.linear(hidden, layers[-1].weight, layers[-1].bias), saved, hidden
-
-
 def _backward(
     grad_output: torch.Tensor,
     layers: Sequence[Dense],
-    saved: Sequence[_Saved],
+    saved: Sequence[Saved],
     last_inputs: torch.Tensor,
     parameters: bool = True,
     input_gradient: bool = True,
 ) -> tuple[list[Dense], torch.Tensor | None]:
-    """Backpropagate ``grad_output`` (d loss / d output [B, out]) through the layers of :func:`_forward`.
+    """Backpropagate ``grad_output`` (d loss / d output [B, out]) through the layers of :func:`networks.fast_forward`.
 
     Returns the parameters' gradients (if ``parameters``; else none are computed and the list is empty),
     each in its parameter's memory layout, and d loss / d ``x`` if ``input_gradient`` (else ``None``: the

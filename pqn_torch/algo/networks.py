@@ -6,7 +6,8 @@ weights of all ``num_critics`` critics in stacked tensors [K, in, out], so one b
 layer evaluates every critic: no Python loop per critic in the rollout or the update, and a fixed
 kernel count for CUDA graphs.
 Inside :func:`pqn_torch.algo.cpu_fast_path.enabled` (the agent's phases on the CPU) both networks
-take the CPU fast path instead: oneDNN matmuls, and one critic at a time (see ``cpu_fast_path.py``).
+take the CPU fast path instead (:func:`fast_forward`): oneDNN matmuls, and one critic at a time (see
+``cpu_fast_path.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,35 @@ class Dense(NamedTuple):
     bias: torch.Tensor
     norm_weight: torch.Tensor | None = None
     norm_bias: torch.Tensor | None = None
+
+
+class Saved(NamedTuple):
+    """What one hidden layer's backward pass needs from its forward pass (``cpu_gradients.py``)."""
+
+    inputs: torch.Tensor
+    pre_norm: torch.Tensor
+    mean: torch.Tensor
+    rstd: torch.Tensor
+    outputs: torch.Tensor  # after the ReLU
+
+
+def fast_forward(x: torch.Tensor, layers: Sequence[Dense]) -> tuple[torch.Tensor, list[Saved], torch.Tensor]:
+    """The CPU fast path through ``layers`` for ``x`` [B, in]: (output, each hidden layer's :class:`Saved`, last input).
+
+    The networks' fast path and the update's hand-written backward pass both run it, so that both compute the
+    same forward pass; matmuls through :func:`cpu_fast_path.linear`.
+    """
+    saved = []
+    hidden = x
+    for layer in layers[:-1]:
+        pre_norm = cpu_fast_path.linear(hidden, layer.weight, layer.bias)
+        normed, mean, rstd = torch.native_layer_norm(
+            pre_norm, pre_norm.shape[-1:], layer.norm_weight, layer.norm_bias, LAYER_NORM_EPS
+        )
+        outputs = torch.relu(normed)
+        saved.append(Saved(hidden, pre_norm, mean, rstd, outputs))
+        hidden = outputs
+    return cpu_fast_path.linear(hidden, layers[-1].weight, layers[-1].bias), saved, hidden
 
 
 class Actor(nn.Module):
@@ -76,13 +106,7 @@ class Actor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Actions [B, action_dim] for observations [B, obs_dim]."""
         if cpu_fast_path.is_enabled():
-            hidden = obs
-            for layer in self.body:
-                hidden = (
-                    cpu_fast_path.linear(hidden, layer.weight, layer.bias)
-                    if isinstance(layer, nn.Linear)
-                    else layer(hidden)
-                )
+            hidden = fast_forward(obs, self.layers())[0]
         else:
             hidden = self.body(obs)
         return torch.tanh(hidden) * self.action_scale + self.action_bias
@@ -162,16 +186,11 @@ class CriticEnsemble(nn.Module):
 
     def _one_critic_at_a_time(self, inputs: torch.Tensor) -> torch.Tensor:
         """The CPU fast path of :meth:`forward`: each critic's layers separately (see ``cpu_fast_path.py``)."""
-        values = []
-        for member in range(self.num_critics):
-            hidden = inputs
-            *hidden_layers, output = self.member_layers(member)
-            for layer in hidden_layers:
-                hidden = cpu_fast_path.linear(hidden, layer.weight, layer.bias)
-                hidden = torch.relu(
-                    F.layer_norm(hidden, hidden.shape[-1:], layer.norm_weight, layer.norm_bias, eps=LAYER_NORM_EPS)
-                )
-            values.append(cpu_fast_path.linear(hidden, output.weight, output.bias).squeeze(-1))
+        parameters = dict(self.named_parameters())
+        values = [
+            fast_forward(inputs, self.member_layers(member, parameters))[0].squeeze(-1)
+            for member in range(self.num_critics)
+        ]
         return torch.stack(values)
 
     def mean_q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
