@@ -534,17 +534,8 @@ def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(
     agent.minibatch_step(indices)
     batch = agent.storage.reshape(-1)[indices]
 
-    new_action = old_actor(batch["obs"])
-    policy_loss, _ = actor_loss(
-        old_critic.mean_q(batch["critic_obs"], new_action),
-        new_action,
-        batch["original_action"],
-        old_actor.action_scale,
-        old_actor.action_bias,
-        0.15,
-        10.0,
-    )
-    value_loss = critic_loss(old_critic(batch["critic_obs"], batch["action"]), batch["target"])
+    assert (agent.config.penalty_threshold, agent.config.penalty_coeff) == (0.15, 10.0)
+    policy_loss, value_loss = plain_losses(old_actor, old_critic, batch, agent.config)
     for module, loss, trained in ((old_actor, policy_loss, agent.actor), (old_critic, value_loss, agent.critic)):
         grads = torch.autograd.grad(loss, list(module.parameters()))
         norm = torch.sqrt(sum((g**2).sum() for g in grads)).item()
@@ -553,6 +544,23 @@ def test_minibatch_step_gradients_actor_against_the_critic_from_before_its_step(
         for param, grad in zip(trained.parameters(), grads, strict=True):
             torch.testing.assert_close(param.grad, grad * clip)
         assert not all(torch.equal(a, b) for a, b in zip(module.parameters(), trained.parameters(), strict=True))
+
+
+def plain_losses(actor, critic, minibatch, config):
+    """(actor loss, critic loss) of one gradient step on ``minibatch``, the plain way: autograd graphs, the
+    actor scored by the critic as given, the critic on the rollout's actions."""
+    new_action = actor(minibatch["obs"])
+    policy_loss, _ = actor_loss(
+        critic.mean_q(minibatch["critic_obs"], new_action),
+        new_action,
+        minibatch["original_action"],
+        actor.action_scale,
+        actor.action_bias,
+        config.penalty_threshold,
+        config.penalty_coeff,
+    )
+    value_loss = critic_loss(critic(minibatch["critic_obs"], minibatch["action"]), minibatch["target"])
+    return policy_loss, value_loss
 
 
 def plain_update(actor, critic, optimizers, batch, config, lr_schedule, grad_steps):
@@ -569,17 +577,7 @@ def plain_update(actor, critic, optimizers, batch, config, lr_schedule, grad_ste
             for optimizer in optimizers:
                 optimizer.param_groups[0]["lr"].copy_(lr_schedule(torch.tensor(grad_steps)))
             grad_steps += 1
-            new_action = actor(minibatch["obs"])
-            policy_loss, _ = actor_loss(
-                critic.mean_q(minibatch["critic_obs"], new_action),
-                new_action,
-                minibatch["original_action"],
-                actor.action_scale,
-                actor.action_bias,
-                config.penalty_threshold,
-                config.penalty_coeff,
-            )
-            value_loss = critic_loss(critic(minibatch["critic_obs"], minibatch["action"]), minibatch["target"])
+            policy_loss, value_loss = plain_losses(actor, critic, minibatch, config)
             for module, loss in ((actor, policy_loss), (critic, value_loss)):
                 parameters = list(module.parameters())
                 for parameter, grad in zip(parameters, torch.autograd.grad(loss, parameters), strict=True):
