@@ -1,5 +1,6 @@
 """PQN's algorithm pieces against hand-worked numbers, naive re-implementations, numpy and the physics."""
 
+import copy
 import time
 
 import numpy as np
@@ -25,6 +26,7 @@ from pqn_torch.algo import (
 )
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.algo.flat_params import flatten_parameters
+from pqn_torch.algo.flat_radam import ClippedRAdam
 from pqn_torch.envs import make_env
 
 # ----------------------------------------------------------------------------- Q(lambda)
@@ -253,6 +255,38 @@ def test_critic_ensemble_equals_its_members_evaluated_one_by_one(fast_path):
     torch.testing.assert_close(critic.mean_q(obs, action), got.mean(0))
 
 
+def test_clip_and_step_is_clip_grad_norm_then_radam_and_keeps_radams_state():
+    """The CPU update's fused step against torch's: clipped and unclipped gradients, RAdam's first
+    (unrectified) steps and its rectified ones, the clipped gradient left in .grad, and a state_dict that
+    torch's RAdam loads to go on alike."""
+    torch.manual_seed(0)
+    fused_flat = torch.randn(3000, requires_grad=True)
+    plain_flat = fused_flat.detach().clone().requires_grad_(True)
+    initial = plain_flat.detach().clone()
+    fused = ClippedRAdam(fused_flat, torch.tensor(1e-2))
+    plain = torch.optim.RAdam([plain_flat], lr=torch.tensor(1e-2), foreach=True)
+    for step in range(12):  # RAdam rectifies from its 6th step on
+        gradient = torch.randn(3000) * (10.0 if step % 2 else 1e-3)  # norms ~550 (clipped) and ~0.05 (not)
+        fused_flat.grad, plain_flat.grad = gradient.clone(), gradient.clone()
+        norm = fused.clip_and_step(max_norm=1.0)
+        expected_norm = torch.nn.utils.clip_grad_norm_([plain_flat], 1.0)
+        plain.step()
+        torch.testing.assert_close(norm, expected_norm)
+        torch.testing.assert_close(fused_flat.grad, plain_flat.grad)
+        torch.testing.assert_close(fused_flat, plain_flat, rtol=1e-6, atol=1e-7)
+    assert (fused_flat - initial).abs().min() > 0  # every entry moved
+    state = copy.deepcopy(fused.state_dict())  # a state_dict's tensors are the live ones
+    assert set(state["state"][0]) == set(plain.state_dict()["state"][0]) and float(state["state"][0]["step"]) == 12
+    resumed_flat = fused_flat.detach().clone().requires_grad_(True)
+    resumed = torch.optim.RAdam([resumed_flat], lr=torch.tensor(1e-2), foreach=True)
+    resumed.load_state_dict(state)
+    gradient = torch.randn(3000) * 1e-3
+    fused_flat.grad, resumed_flat.grad = gradient.clone(), gradient.clone()
+    fused.clip_and_step(max_norm=1.0)
+    resumed.step()
+    torch.testing.assert_close(fused_flat, resumed_flat, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.skipif(not cpu_fast_path.AVAILABLE, reason="this torch has no oneDNN linear op")
 @pytest.mark.parametrize("bias", [True, False])
 def test_fast_path_linear_equals_a_float64_matmul_and_leaves_autograd_to_torch(bias, monkeypatch):
@@ -315,10 +349,12 @@ def test_hand_written_gradients_equal_autograd(width):
     assert 0.1 < expected_fraction < 0.9  # the penalty is active for some samples, not all
 
     layouts = (flat_params.layout(actor), flat_params.layout(critic))
+    parameters = cpu_gradients.network_views(actor, critic, actor_flat.detach(), critic_flat.detach(), layouts)
     with cpu_fast_path.enabled():
-        losses, actor_gradient, critic_gradient = cpu_gradients.minibatch_gradients(
-            actor, critic, actor_flat.detach(), critic_flat.detach(), layouts, batch, 0.15, 10.0
-        )
+        losses, gradients = cpu_gradients.minibatch_gradients(actor, critic, parameters, batch, 0.15, 10.0)
+    actor_gradient, critic_gradient = torch.zeros_like(actor_flat), torch.zeros_like(critic_flat)
+    views = cpu_gradients.network_views(actor, critic, actor_gradient, critic_gradient, layouts)
+    torch._foreach_copy_(cpu_gradients.tensors(views), cpu_gradients.tensors(gradients))  # as the agent writes them
     torch.testing.assert_close(losses.actor_loss, expected_actor_loss.detach())
     torch.testing.assert_close(losses.penalty_fraction, expected_fraction)
     torch.testing.assert_close(losses.critic_loss, expected_critic_loss.detach())

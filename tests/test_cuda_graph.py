@@ -151,8 +151,13 @@ def test_training_is_the_same_with_and_without_host_shortcuts(task):
     assert {k: int(v) for k, v in fast_stats.items()} == {k: int(v) for k, v in masked_stats.items()}
 
 
-def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypatch):
-    """Rollout and update are capturable: no host sync, and no tensor they use is ever rebound."""
+@pytest.mark.parametrize("cpu_code_path", [False, True])
+def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypatch, cpu_code_path):
+    """Rollout and update are capturable: no host sync, and no tensor they use is ever rebound.
+
+    Checked for the CUDA code path (autograd, clipping, RAdam's step) and for the CPU one (the hand-written
+    backward pass and the fused clip-and-step); the optimizer steps are exempt (see below).
+    """
     env = make_env(
         "CartpoleBalance", 4, device="cpu", backend="mujoco", seed=0, reset_pool_size=8, num_threads=1, episode_length=3
     )
@@ -168,17 +173,20 @@ def test_agent_phases_make_no_host_sync_and_keep_every_tensor_in_place(monkeypat
     )
     # the CUDA code path: no host shortcuts, one thread (the check sees this thread's ops only)
     agent = PQN.for_env(env, config, total_timesteps=200, split_update=False)
+    agent._cpu_fast_path = cpu_code_path  # the device picks the path; here both run on the CPU
     env.host_shortcuts = False  # the env owns the switch; the agent's rollout follows it
     for optimizer in (agent.actor_optimizer, agent.critic_optimizer):
         # RAdam's capturable=True (what the agent uses on CUDA) is CUDA-only; its CPU path reads the step
-        # count with .item(). Torch vouches for the capturable path, so the optimizer step is exempt here.
-        eager_step = optimizer.step
+        # count with .item(). Torch vouches for the capturable path, so the optimizer step is exempt here; the
+        # CPU path's clip_and_step reads the norm and the step on the host by design and is never captured.
+        for method in ("step", "clip_and_step"):
+            eager_step = getattr(optimizer, method)
 
-        def step_outside_the_check(eager_step=eager_step):
-            with _disable_current_modes():
-                return eager_step()
+            def step_outside_the_check(*args, eager_step=eager_step):
+                with _disable_current_modes():
+                    return eager_step(*args)
 
-        monkeypatch.setattr(optimizer, "step", step_outside_the_check)
+            monkeypatch.setattr(optimizer, method, step_outside_the_check)
     agent.reset(env)
     agent.train_iteration(env)  # a warm-up creates the optimizer state, as before a capture
     before = {name: (tensor.data_ptr(), tuple(tensor.shape)) for name, tensor in agent_tensors(agent, env).items()}
@@ -312,13 +320,15 @@ def test_the_compiled_cpu_update_computes_the_eager_gradients():
     batch = cpu_gradients.Batch(
         torch.randn(64, 5), torch.randn(64, 5), torch.rand(64, 2) * 2 - 1, torch.rand(64, 2) * 2 - 1, torch.randn(64)
     )
-    compiled = torch.compile(cpu_gradients.minibatch_gradients, dynamic=False)
+    compiled = torch.compile(cpu_gradients.flat_minibatch_gradients, dynamic=False)
+    parameters = cpu_gradients.network_views(actor, critic, *flats, layouts)
     with cpu_fast_path.enabled():
-        expected = cpu_gradients.minibatch_gradients(actor, critic, *flats, layouts, batch, 0.15, 10.0)
+        expected = cpu_gradients.minibatch_gradients(actor, critic, parameters, batch, 0.15, 10.0)
         got = compiled(actor, critic, *flats, layouts, batch, 0.15, 10.0)
-    for value, reference in zip(got[1:], expected[1:], strict=True):
+    gradient_pairs = zip(cpu_gradients.tensors(got[1]), cpu_gradients.tensors(expected[1]), strict=True)
+    for value, reference in gradient_pairs:
         torch.testing.assert_close(value, reference, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(got[0].critic_loss, expected[0].critic_loss)
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-4, atol=1e-6)
 
 
 def test_error_descriptions_fit_one_line():

@@ -10,8 +10,9 @@ path (autograd computed and dropped them, 2 of a gradient step's 15 large matmul
 gradient with respect to its own input. The actor's half (its loss through the critic) and the
 critic's half (its loss on the rollout actions) write disjoint gradients and only read the
 parameters, so ``second_thread`` can run the actor's half next to the critic's (``split_update``);
-each half runs the same ops either way. The function is pure (flat parameters in, flat gradients
-out), which is what lets ``compile=true`` compile it on the CPU (without the second thread).
+each half runs the same ops either way. The function is pure (parameters in, gradients out), which
+is what lets ``compile=true`` compile it on the CPU (:func:`flat_minibatch_gradients`, without the
+second thread).
 
 Tried and not kept: one pass per critic over the rollout actions and the actor's actions together
 (2B rows, parameter gradients from the first B): ~7 % faster on one thread at the CPU preset's sizes,
@@ -32,7 +33,7 @@ from typing import NamedTuple
 import torch
 
 from pqn_torch.algo import cpu_fast_path
-from pqn_torch.algo.flat_params import Layout, flatten_named, named_views
+from pqn_torch.algo.flat_params import Layout, named_views
 from pqn_torch.algo.losses import (
     actor_loss,
     actor_loss_gradients,
@@ -64,32 +65,59 @@ class Losses(NamedTuple):
     penalty_fraction: torch.Tensor
 
 
-@torch.no_grad()
-def minibatch_gradients(
+class Networks(NamedTuple):
+    """Both networks' layers (:class:`Dense`): the parameters a gradient step reads, or the gradients it returns.
+
+    Speed (CPU): built once as views of each network's flat parameters and flat gradient
+    (:func:`network_views`), they spare each gradient step slicing its inputs out of the flat tensors and
+    concatenating its gradients into them; one ``_foreach_copy_`` writes a step's gradients (:func:`tensors`).
+    """
+
+    actor: list[Dense]  # the layers before the tanh
+    critics: list[list[Dense]]  # each critic's layers
+
+
+def network_views(
     actor: Actor,
     critic: CriticEnsemble,
     actor_flat: torch.Tensor,
     critic_flat: torch.Tensor,
     layouts: tuple[Layout, Layout],
+) -> Networks:
+    """The layers as views of ``actor_flat``/``critic_flat``: flat parameters or gradients, laid out as ``layouts``."""
+    critic_tensors = named_views(critic_flat, layouts[1])
+    members = [critic.member_layers(member, critic_tensors) for member in range(critic.num_critics)]
+    return Networks(actor.layers(named_views(actor_flat, layouts[0])), members)
+
+
+def tensors(networks: Networks) -> list[torch.Tensor]:
+    """Every tensor of ``networks``, in one fixed order (two :class:`Networks` of the same shapes pair up)."""
+    layers = [*networks.actor, *(layer for member in networks.critics for layer in member)]
+    return [tensor for layer in layers for tensor in layer if tensor is not None]
+
+
+@torch.no_grad()
+def minibatch_gradients(
+    actor: Actor,
+    critic: CriticEnsemble,
+    parameters: Networks,
     batch: Batch,
     penalty_threshold: float,
     penalty_coeff: float,
     second_thread: Executor | None = None,
-) -> tuple[Losses, torch.Tensor, torch.Tensor]:
-    """A gradient step's losses and their gradients: (losses, actor gradient, critic gradient).
+) -> tuple[Losses, Networks]:
+    """A gradient step's losses and their gradients, laid out as ``parameters`` (:func:`network_views`).
 
-    ``actor_flat``/``critic_flat``: each network's flat parameters, laid out as ``layouts`` says
-    (``flat_params.py``); the gradients come back laid out alike. The actor's loss is differentiated
-    through the critic's current parameters and gives the critic no gradient; the critic's gradient
-    is of its loss on the rollout actions. ``second_thread`` (an executor with one torch thread) runs
-    the actor's half.
+    The actor's loss is differentiated through the critic's current parameters and gives the critic no
+    gradient; the critic's gradient is of its loss on the rollout actions. ``actor``/``critic`` give the
+    action range and the ensemble size. ``second_thread`` (an executor with one torch thread) runs the
+    actor's half.
     """
-    actor_params = named_views(actor_flat, layouts[0])
-    critic_params = named_views(critic_flat, layouts[1])
-    members = [critic.member_layers(member, critic_params) for member in range(critic.num_critics)]
+    members = parameters.critics
+    num_critics = len(members)
 
-    def critic_half() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The critic's loss on the rollout actions: (loss, Q-values [K, B], flat gradient)."""
+    def critic_half() -> tuple[torch.Tensor, torch.Tensor, list[list[Dense]]]:
+        """The critic's loss on the rollout actions: (loss, Q-values [K, B], each critic's gradients)."""
         inputs = torch.cat([batch.critic_obs, batch.action], -1)
         passes = [fast_forward(inputs, layers) for layers in members]
         q_values = torch.stack([output.squeeze(-1) for output, _, _ in passes])
@@ -98,13 +126,13 @@ def minibatch_gradients(
             _backward(grad.unsqueeze(-1), layers, saved, last_inputs, input_gradient=False)[0]
             for layers, (_, saved, last_inputs), grad in zip(members, passes, grad_q, strict=True)
         ]
-        return critic_loss(q_values, batch.target), q_values, flatten_named(critic.named(gradients), layouts[1])
+        return critic_loss(q_values, batch.target), q_values, gradients
 
-    def actor_half() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The actor's loss through the critic: (loss, penalty fraction, flat gradient); no critic gradient."""
+    def actor_half() -> tuple[torch.Tensor, torch.Tensor, list[Dense]]:
+        """The actor's loss through the critic: (loss, penalty fraction, its gradients); no critic gradient."""
         with torch.no_grad():  # grad mode is per thread, and this may run on the second one
             scale, bias = actor.action_scale, actor.action_bias
-            layers = actor.layers(actor_params)
+            layers = parameters.actor
             pre_tanh, saved, last_inputs = fast_forward(batch.obs, layers)
             squashed = torch.tanh(pre_tanh)
             action = squashed * scale + bias
@@ -116,7 +144,7 @@ def minibatch_gradients(
             )
             active = penalty_active(action, batch.rollout_action, scale, bias, penalty_threshold)
             grad_mean_q, grad_action = actor_loss_gradients(action, batch.rollout_action, active, penalty_coeff)
-            grad_q = (grad_mean_q / critic.num_critics).unsqueeze(-1)  # d mean / d member = 1/K
+            grad_q = (grad_mean_q / num_critics).unsqueeze(-1)  # d mean / d member = 1/K
             obs_width = batch.critic_obs.shape[-1]
             for member, (_, member_saved, member_inputs) in zip(members, passes, strict=True):
                 grad_inputs = _backward(grad_q, member, member_saved, member_inputs, parameters=False)[1]
@@ -124,16 +152,35 @@ def minibatch_gradients(
                 grad_action = grad_action + grad_inputs[:, obs_width:]
             grad_pre_tanh = _aten.tanh_backward(grad_action * scale, squashed)
             gradients = _backward(grad_pre_tanh, layers, saved, last_inputs, input_gradient=False)[0]
-            return loss, penalty_fraction, flatten_named(actor.named(gradients), layouts[0])
+            return loss, penalty_fraction, gradients
 
     if second_thread is None:
-        policy_loss, penalty_fraction, actor_gradient = actor_half()
-        value_loss, q_values, critic_gradient = critic_half()
+        policy_loss, penalty_fraction, actor_gradients = actor_half()
+        value_loss, q_values, critic_gradients = critic_half()
     else:  # speed (CPU): the halves write disjoint gradients and only read the parameters; the actor's there
         actor_future = second_thread.submit(actor_half)
-        value_loss, q_values, critic_gradient = critic_half()
-        policy_loss, penalty_fraction, actor_gradient = actor_future.result()
-    return Losses(value_loss, q_values, policy_loss, penalty_fraction), actor_gradient, critic_gradient
+        value_loss, q_values, critic_gradients = critic_half()
+        policy_loss, penalty_fraction, actor_gradients = actor_future.result()
+    losses = Losses(value_loss, q_values, policy_loss, penalty_fraction)
+    return losses, Networks(actor_gradients, critic_gradients)
+
+
+def flat_minibatch_gradients(
+    actor: Actor,
+    critic: CriticEnsemble,
+    actor_flat: torch.Tensor,
+    critic_flat: torch.Tensor,
+    layouts: tuple[Layout, Layout],
+    batch: Batch,
+    penalty_threshold: float,
+    penalty_coeff: float,
+) -> tuple[Losses, Networks]:
+    """:func:`minibatch_gradients` of the flat parameters: what ``compile=true`` compiles, a pure function.
+
+    Its only tensor inputs are the flat tensors and the batch (dynamo guards views of views badly).
+    """
+    parameters = network_views(actor, critic, actor_flat, critic_flat, layouts)
+    return minibatch_gradients(actor, critic, parameters, batch, penalty_threshold, penalty_coeff)
 
 
 def _backward(

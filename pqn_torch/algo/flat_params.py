@@ -12,8 +12,6 @@ parameters because they share its storage. Elementwise math is unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from torch import nn
 
@@ -64,8 +62,3 @@ def named_views(flat: torch.Tensor, module_layout: Layout) -> dict[str, torch.Te
         views[name] = flat[offset : offset + size].view(shape)
         offset += size
     return views
-
-
-def flatten_named(tensors: Mapping[str, torch.Tensor], module_layout: Layout) -> torch.Tensor:
-    """The inverse of :func:`named_views`: the named tensors (e.g. gradients) concatenated in flat order."""
-    return torch.cat([tensors[name].reshape(-1) for name, _ in module_layout])

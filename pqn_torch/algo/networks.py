@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -116,15 +116,6 @@ class Actor(nn.Module):
         tensors = dict(self.named_parameters()) if tensors is None else tensors
         return [Dense(*(tensors[name] for name in names)) for names in self._layer_names]
 
-    def named(self, layers: Sequence[Dense]) -> dict[str, torch.Tensor]:
-        """The inverse of :meth:`layers`: their tensors by parameter name."""
-        named = {}
-        for names, layer in zip(self._layer_names, layers, strict=True):
-            for name, tensor in zip(names, layer, strict=False):  # the output layer has no norm
-                assert tensor is not None
-                named[name] = tensor
-        return named
-
 
 class CriticEnsemble(nn.Module):
     """``num_critics`` independent Q(s, a) MLPs evaluated in one batched call.
@@ -162,15 +153,6 @@ class CriticEnsemble(nn.Module):
             weight, bias, *norm = (tensors[name][member] for name in names)
             layers.append(Dense(weight.T, bias, *norm))
         return layers
-
-    def named(self, members: Sequence[Sequence[Dense]]) -> dict[str, torch.Tensor]:
-        """The inverse of :meth:`member_layers`: every member's layers stacked, by parameter name."""
-        named = {}
-        for index, names in enumerate(self._layer_names):
-            for field, name in enumerate(names):
-                tensors = [cast(torch.Tensor, member[index][field]) for member in members]
-                named[name] = torch.stack([tensor.T for tensor in tensors] if field == 0 else tensors)  # [in, out]
-        return named
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q-values [K, B] of every critic for observations [B, obs_dim] and actions [B, action_dim]."""

@@ -48,6 +48,7 @@ from torch import nn
 from pqn_torch.algo import cpu_fast_path, cpu_gradients, flat_params, metrics
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.algo.flat_params import flatten_parameters
+from pqn_torch.algo.flat_radam import ClippedRAdam
 from pqn_torch.algo.losses import actor_loss, critic_loss
 from pqn_torch.algo.networks import Actor, CriticEnsemble
 from pqn_torch.algo.normalizers import RewardNormalizer, RunningMeanStd
@@ -259,24 +260,14 @@ class PQN(nn.Module):
         # every optimizer step, gradient zeroing and clipping is a few ops on one tensor, not a few per tensor.
         self._actor_flat = flatten_parameters(self.actor)
         self._critic_flat = flatten_parameters(self.critic)
-        # capturable: the step counters stay on the GPU and no step reads one back to the host.
-        # foreach (torch's default on CUDA; on the CPU its default is the per-tensor loop): the step updates its
-        # moments and parameters in place with one scratch tensor, where the loop allocates ~6 temporaries of the
-        # parameters' size per step; with the critic's 0.5 MB of parameters that made a CPU step ~5x slower.
+        # RAdam (flat_radam.py: torch's, plus the CPU update's fused clip-and-step). capturable: the step counters
+        # stay on the GPU and no step reads one back to the host. foreach (torch's default on CUDA; on the CPU its
+        # default is the per-tensor loop): the step updates its moments and parameters in place with one scratch
+        # tensor, where the loop allocates ~6 temporaries of the parameters' size per step.
         capturable = self.device.type == "cuda"
-        self.actor_optimizer = torch.optim.RAdam(
-            [self._actor_flat],
-            capturable=capturable,
-            foreach=True,
-            lr=torch.tensor(config.lr_start, device=self.device),
-        )
-        self.critic_optimizer = torch.optim.RAdam(
-            [self._critic_flat],
-            capturable=capturable,
-            foreach=True,
-            lr=torch.tensor(config.lr_start, device=self.device),
-        )
-
+        lr = torch.tensor(config.lr_start, device=self.device)
+        self.actor_optimizer = ClippedRAdam(self._actor_flat, lr.clone(), capturable)
+        self.critic_optimizer = ClippedRAdam(self._critic_flat, lr.clone(), capturable)
         self._sigma = torch.zeros(config.num_envs, device=self.device)
         self._storage = self._allocate_storage(obs_dim, critic_obs_dim, action_low.numel())
         self._batch = self._storage.reshape(-1)
@@ -294,9 +285,18 @@ class PQN(nn.Module):
         self.policy_step = CompiledCall(self._policy_step, "rollout") if compile else self._policy_step
         compile_step = compile and not self._cpu_fast_path
         self.minibatch_step = CompiledCall(self._minibatch_step, "update") if compile_step else self._minibatch_step
-        gradients = cpu_gradients.minibatch_gradients
-        self._cpu_gradients = CompiledCall(gradients, "update") if compile and self._cpu_fast_path else gradients
-        self._layouts = (flat_params.layout(self.actor), flat_params.layout(self.critic))
+        layouts = (flat_params.layout(self.actor), flat_params.layout(self.critic))
+        self._compiled_gradients: CompiledCall | None = None
+        if compile and self._cpu_fast_path:
+            self._compiled_gradients = CompiledCall(cpu_gradients.flat_minibatch_gradients, "update")
+        self._layouts = layouts
+        # the networks' layers as views of the flat parameters and of the flat gradients, for the eager CPU update
+        flats = (self._actor_flat.detach(), self._critic_flat.detach())
+        self._parameter_views = cpu_gradients.network_views(self.actor, self.critic, *flats, layouts)
+        gradient_flats = (cast(torch.Tensor, self._actor_flat.grad), cast(torch.Tensor, self._critic_flat.grad))
+        self._gradient_views = cpu_gradients.tensors(
+            cpu_gradients.network_views(self.actor, self.critic, *gradient_flats, layouts)
+        )
         # Speed (CPU): in each gradient step the actor's half on a second thread while this one runs the critic's
         # (cpu_gradients.py); "auto" times both ways now and then and keeps the faster, since which wins depends on
         # the machine's load.
@@ -498,28 +498,38 @@ class PQN(nn.Module):
         self.actor_optimizer.param_groups[0]["lr"].copy_(lr)
         self.critic_optimizer.param_groups[0]["lr"].copy_(lr)
         if self._cpu_fast_path:  # speed (CPU): the hand-written backward pass (cpu_gradients.py)
-            losses, actor_gradient, critic_gradient = self._cpu_gradients(
-                self.actor,
-                self.critic,
-                self._actor_flat.detach(),
-                self._critic_flat.detach(),
-                self._layouts,
-                self._minibatch(indices),
-                self.config.penalty_threshold,
-                self.config.penalty_coeff,
-                *((self._second_thread,) if self._split else ()),  # never an argument to the compiled function
-            )
-            cast(torch.Tensor, self._actor_flat.grad).copy_(actor_gradient)
-            cast(torch.Tensor, self._critic_flat.grad).copy_(critic_gradient)
+            batch, config = self._minibatch(indices), self.config
+            if self._compiled_gradients is not None:
+                flats = (self._actor_flat.detach(), self._critic_flat.detach())
+                penalty = (config.penalty_threshold, config.penalty_coeff)
+                losses, gradients = self._compiled_gradients(
+                    self.actor, self.critic, *flats, self._layouts, batch, *penalty
+                )
+            else:
+                losses, gradients = cpu_gradients.minibatch_gradients(
+                    self.actor,
+                    self.critic,
+                    self._parameter_views,
+                    batch,
+                    config.penalty_threshold,
+                    config.penalty_coeff,
+                    self._second_thread if self._split else None,
+                )
+            torch._foreach_copy_(self._gradient_views, cpu_gradients.tensors(gradients))
         else:
             losses = self._autograd_gradients(indices)
         # On this thread and in this order: the ranks of a data-parallel run must issue their collectives alike.
         average_gradients([cast(torch.Tensor, self._actor_flat.grad)])  # flat tensors always have a .grad
         average_gradients([cast(torch.Tensor, self._critic_flat.grad)])
-        actor_norm = _clip_gradients(self.actor, self._actor_flat, self.config.max_grad_norm)
-        critic_norm = _clip_gradients(self.critic, self._critic_flat, self.config.max_grad_norm)
-        self.actor_optimizer.step()
-        self.critic_optimizer.step()  # only after the actor's backward pass through the critic's old parameters
+        max_norm = self.config.max_grad_norm
+        if self._cpu_fast_path:  # speed (CPU): clipping folded into a fused RAdam step (flat_radam.py)
+            actor_norm = self.actor_optimizer.clip_and_step(max_norm)
+            critic_norm = self.critic_optimizer.clip_and_step(max_norm)  # after the actor's pass through the critic
+        else:
+            actor_norm = _clip_gradients(self.actor, self._actor_flat, max_norm)
+            critic_norm = _clip_gradients(self.critic, self._critic_flat, max_norm)
+            self.actor_optimizer.step()
+            self.critic_optimizer.step()  # only after the actor's backward pass through the critic's old parameters
         self.grad_steps += 1
         values = {
             "critic_loss": losses.critic_loss,
@@ -668,7 +678,7 @@ class PQN(nn.Module):
             "rollout graph": self._rollout_call,
             "update graph": self._learn_call,
             "rollout compile": self.policy_step,
-            "update compile": self._cpu_gradients if self._cpu_fast_path else self.minibatch_step,
+            "update compile": self._compiled_gradients if self._cpu_fast_path else self.minibatch_step,
         }
         errors = {name: getattr(call, "fallback_error", None) for name, call in calls.items()}
         return {name: error for name, error in errors.items() if error is not None}
