@@ -2,6 +2,7 @@
 
 import copy
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -354,7 +355,7 @@ def test_hand_written_gradients_equal_autograd(width):
         losses, gradients = cpu_gradients.minibatch_gradients(actor, critic, parameters, batch, 0.15, 10.0)
     actor_gradient, critic_gradient = torch.zeros_like(actor_flat), torch.zeros_like(critic_flat)
     views = cpu_gradients.network_views(actor, critic, actor_gradient, critic_gradient, layouts)
-    torch._foreach_copy_(cpu_gradients.tensors(views), cpu_gradients.tensors(gradients))  # as the agent writes them
+    torch._foreach_copy_(cpu_gradients.tensors(views), gradients)  # as the agent writes them
     torch.testing.assert_close(losses.actor_loss, expected_actor_loss.detach())
     torch.testing.assert_close(losses.penalty_fraction, expected_fraction)
     torch.testing.assert_close(losses.critic_loss, expected_critic_loss.detach())
@@ -362,6 +363,17 @@ def test_hand_written_gradients_equal_autograd(width):
     torch.testing.assert_close(actor_gradient, actor_flat.grad, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(critic_gradient, critic_flat.grad, rtol=1e-4, atol=1e-6)
     assert actor_gradient.abs().min() < actor_gradient.abs().max() / 10  # not a constant: real gradients
+
+    # The agent's TorchScript halves: the same bits as the Python ones, on one thread and on two
+    halves = cpu_gradients.scripted_halves()
+    assert (halves is not None) == cpu_fast_path.AVAILABLE
+    if halves is not None:
+        second_thread = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
+        with second_thread, cpu_fast_path.enabled():
+            for thread in (None, second_thread):
+                got = cpu_gradients.minibatch_gradients(actor, critic, parameters, batch, 0.15, 10.0, thread, halves)
+                pairs = zip([*losses, *gradients], [*got[0], *got[1]], strict=True)
+                assert all(torch.equal(python, scripted) for python, scripted in pairs)
 
 
 def test_orthogonal_init_and_actor_range():

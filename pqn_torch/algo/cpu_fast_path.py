@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import List, Optional, Union  # TorchScript's spelling, for fast_linear  # noqa: UP035
 
 import torch
 import torch.nn.functional as F
@@ -66,14 +67,48 @@ def is_enabled() -> bool:
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear``: ``x @ weight.T + bias`` for ``weight`` [out, in] (``nn.Linear``'s layout, or any view).
 
-    oneDNN where :func:`used_for` says so and nothing needs a gradient (the op has no autograd formula; the
-    update computes its gradients by hand, ``cpu_gradients.py``); ``F.linear`` otherwise.
+    Inside :func:`enabled` :func:`fast_linear`; ``F.linear`` otherwise.
     """
-    if _applies(x, weight, bias):
-        if torch.compiler.is_compiling():
-            return onednn_linear(x, weight, bias)
-        assert _LINEAR is not None  # used_for() checked AVAILABLE
-        return _LINEAR(x, weight, bias, "none", [], "")
+    return fast_linear(x, weight, bias) if _enabled else F.linear(x, weight, bias)
+
+
+def fast_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,  # noqa: UP045
+    min_width: int = MIN_WIDTH,  # a parameter: TorchScript reads no module globals
+) -> torch.Tensor:
+    """:func:`linear` on the fast path: oneDNN for large enough float32 CPU products, ``F.linear`` otherwise.
+
+    oneDNN where the layer is at least :data:`MIN_WIDTH` wide both ways, ``x`` has at least as many rows
+    (the gradients' products: [out, B] @ [B, in] is as narrow as the layer) and nothing needs a gradient
+    (the op has no autograd formula; the update computes its gradients by hand, ``cpu_gradients.py``).
+    The code that only runs on the fast path calls it directly: the networks' :func:`networks.fast_forward`
+    and the hand-written backward pass, which TorchScript compiles (``cpu_gradients.py``), so it is written
+    in TorchScript's subset (``typing.Optional``, the op's empty ``Scalar?[]`` typed).
+    """
+    differentiated = torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    )
+    wide = (
+        not differentiated
+        and x.dim() == 2
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and x.device.type == "cpu"
+        and x.shape[0] >= min_width
+        and min(weight.shape[-2], weight.shape[-1]) >= min_width
+    )
+    if not torch.jit.is_scripting():  # eager or torch.compile
+        if wide and AVAILABLE:
+            if torch.compiler.is_compiling():
+                return onednn_linear(x, weight, bias)
+            assert _LINEAR is not None  # AVAILABLE
+            return _LINEAR(x, weight, bias, "none", [], "")
+        return F.linear(x, weight, bias)
+    if wide:  # TorchScript: only compiled where oneDNN is AVAILABLE (cpu_gradients.scripted_halves)
+        no_scalars: List[Optional[Union[float, int, complex]]] = []  # noqa: UP006, UP007, UP045
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", no_scalars, "")
     return F.linear(x, weight, bias)
 
 
@@ -97,17 +132,4 @@ def used_for(weight: torch.Tensor) -> bool:
         and weight.device.type == "cpu"
         and weight.dtype == torch.float32
         and min(weight.shape[-2:]) >= MIN_WIDTH
-    )
-
-
-def _applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    differentiated = torch.is_grad_enabled() and (
-        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
-    )
-    return (
-        x.dim() == 2
-        and x.dtype == torch.float32
-        and x.shape[0] >= MIN_WIDTH  # the gradients' products: [out, B] @ [B, in] is as narrow as the layer
-        and not differentiated
-        and used_for(weight)
     )

@@ -24,9 +24,8 @@ order of roundings; ``tests/test_algo.py`` compares the gradients with autograd'
 for its CPU update (:class:`pqn_torch.algo.pqn.PQN`); on CUDA it uses autograd.
 """
 
-from __future__ import annotations
-
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import NamedTuple
 
@@ -42,8 +41,6 @@ from pqn_torch.algo.losses import (
     penalty_active,
 )
 from pqn_torch.algo.networks import Actor, CriticEnsemble, Dense, Saved, fast_forward
-
-_aten = torch.ops.aten
 
 
 class Batch(NamedTuple):
@@ -66,11 +63,12 @@ class Losses(NamedTuple):
 
 
 class Networks(NamedTuple):
-    """Both networks' layers (:class:`Dense`): the parameters a gradient step reads, or the gradients it returns.
+    """Both networks' layers (:class:`Dense`): the parameters a gradient step reads, or views of the gradients.
 
     Speed (CPU): built once as views of each network's flat parameters and flat gradient
     (:func:`network_views`), they spare each gradient step slicing its inputs out of the flat tensors and
-    concatenating its gradients into them; one ``_foreach_copy_`` writes a step's gradients (:func:`tensors`).
+    concatenating its gradients into them; one ``_foreach_copy_`` writes a step's gradients, which it
+    returns as one list of tensors in the order of :func:`tensors`.
     """
 
     actor: list[Dense]  # the layers before the tanh
@@ -91,9 +89,90 @@ def network_views(
 
 
 def tensors(networks: Networks) -> list[torch.Tensor]:
-    """Every tensor of ``networks``, in one fixed order (two :class:`Networks` of the same shapes pair up)."""
-    layers = [*networks.actor, *(layer for member in networks.critics for layer in member)]
-    return [tensor for layer in layers for tensor in layer if tensor is not None]
+    """Every tensor of ``networks``, in one fixed order: the actor's layers, then each critic's."""
+    return layer_tensors(networks.actor) + [tensor for member in networks.critics for tensor in layer_tensors(member)]
+
+
+def layer_tensors(layers: list[Dense]) -> list[torch.Tensor]:
+    """The tensors of ``layers`` in order, each layer's weight, bias and (hidden layers) LayerNorm affine."""
+    flat: list[torch.Tensor] = []
+    for layer in layers:
+        flat += [layer.weight, layer.bias]
+        norm_weight, norm_bias = layer.norm_weight, layer.norm_bias  # locals: TorchScript refines their Optional
+        if norm_weight is not None and norm_bias is not None:
+            flat += [norm_weight, norm_bias]
+    return flat
+
+
+class Halves(NamedTuple):
+    """The two halves of a gradient step: :func:`critic_half` and :func:`actor_half`, or their TorchScript."""
+
+    critic: Callable[..., tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]]
+    actor: Callable[..., tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]]
+
+
+def critic_half(members: list[list[Dense]], batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """The critic's loss on the rollout actions: (loss, Q-values [K, B], each critic's gradients in turn).
+
+    The gradients come as one list (:func:`layer_tensors` of each critic): from TorchScript, a list of
+    tensors returns to Python in ~1 us, a list of NamedTuples in ~10 us per tuple.
+    """
+    inputs = torch.cat([batch.critic_obs, batch.action], -1)
+    q_values: list[torch.Tensor] = []
+    passes: list[tuple[list[Saved], torch.Tensor]] = []
+    for layers in members:
+        output, saved, last_inputs = fast_forward(inputs, layers)
+        q_values.append(output.squeeze(-1))
+        passes.append((saved, last_inputs))
+    stacked = torch.stack(q_values)
+    grad_q = critic_loss_gradient(stacked, batch.target)
+    gradients: list[torch.Tensor] = []
+    for member, layers in enumerate(members):
+        saved, last_inputs = passes[member]
+        gradients += layer_tensors(_backward(grad_q[member].unsqueeze(-1), layers, saved, last_inputs, True, False)[0])
+    return critic_loss(stacked, batch.target), stacked, gradients
+
+
+def actor_half(
+    layers: list[Dense],
+    members: list[list[Dense]],
+    batch: Batch,
+    action_scale: torch.Tensor,
+    action_bias: torch.Tensor,
+    penalty_threshold: float,
+    penalty_coeff: float,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """The actor's loss through the critic: (loss, penalty fraction, its gradients as :func:`layer_tensors`).
+
+    The critic gets no gradient.
+    """
+    with torch.no_grad():  # grad mode is per thread, and this may run on the second one
+        pre_tanh, saved, last_inputs = fast_forward(batch.obs, layers)
+        squashed = torch.tanh(pre_tanh)
+        action = squashed * action_scale + action_bias
+        inputs = torch.cat([batch.critic_obs, action], -1)
+        q_values: list[torch.Tensor] = []
+        passes: list[tuple[list[Saved], torch.Tensor]] = []
+        for member in members:
+            output, member_saved, member_inputs = fast_forward(inputs, member)
+            q_values.append(output.squeeze(-1))
+            passes.append((member_saved, member_inputs))
+        q_mean = torch.stack(q_values).mean(0)
+        loss, penalty_fraction = actor_loss(
+            q_mean, action, batch.rollout_action, action_scale, action_bias, penalty_threshold, penalty_coeff
+        )
+        active = penalty_active(action, batch.rollout_action, action_scale, action_bias, penalty_threshold)
+        grad_mean_q, grad_action = actor_loss_gradients(action, batch.rollout_action, active, penalty_coeff)
+        grad_q = (grad_mean_q / len(members)).unsqueeze(-1)  # d mean / d member = 1/K
+        obs_width = batch.critic_obs.shape[-1]
+        for index, member in enumerate(members):
+            member_saved, member_inputs = passes[index]
+            grad_inputs = _backward(grad_q, member, member_saved, member_inputs, False, True)[1]
+            assert grad_inputs is not None  # input_gradient=True
+            grad_action = grad_action + grad_inputs[:, obs_width:]
+        grad_pre_tanh = torch.ops.aten.tanh_backward(grad_action * action_scale, squashed)
+        gradients = _backward(grad_pre_tanh, layers, saved, last_inputs, True, False)[0]
+        return loss, penalty_fraction, layer_tensors(gradients)
 
 
 @torch.no_grad()
@@ -105,64 +184,61 @@ def minibatch_gradients(
     penalty_threshold: float,
     penalty_coeff: float,
     second_thread: Executor | None = None,
-) -> tuple[Losses, Networks]:
-    """A gradient step's losses and their gradients, laid out as ``parameters`` (:func:`network_views`).
+    halves: Halves | None = None,
+) -> tuple[Losses, list[torch.Tensor]]:
+    """A gradient step's losses and their gradients, as the tensors of ``parameters`` (:func:`tensors`).
 
     The actor's loss is differentiated through the critic's current parameters and gives the critic no
     gradient; the critic's gradient is of its loss on the rollout actions. ``actor``/``critic`` give the
     action range and the ensemble size. ``second_thread`` (an executor with one torch thread) runs the
-    actor's half.
+    actor's half. ``halves`` are :func:`critic_half` and :func:`actor_half` as given (:func:`scripted_halves`);
+    by default these Python functions.
     """
-    members = parameters.critics
-    num_critics = len(members)
-
-    def critic_half() -> tuple[torch.Tensor, torch.Tensor, list[list[Dense]]]:
-        """The critic's loss on the rollout actions: (loss, Q-values [K, B], each critic's gradients)."""
-        inputs = torch.cat([batch.critic_obs, batch.action], -1)
-        passes = [fast_forward(inputs, layers) for layers in members]
-        q_values = torch.stack([output.squeeze(-1) for output, _, _ in passes])
-        grad_q = critic_loss_gradient(q_values, batch.target)
-        gradients = [
-            _backward(grad.unsqueeze(-1), layers, saved, last_inputs, input_gradient=False)[0]
-            for layers, (_, saved, last_inputs), grad in zip(members, passes, grad_q, strict=True)
-        ]
-        return critic_loss(q_values, batch.target), q_values, gradients
-
-    def actor_half() -> tuple[torch.Tensor, torch.Tensor, list[Dense]]:
-        """The actor's loss through the critic: (loss, penalty fraction, its gradients); no critic gradient."""
-        with torch.no_grad():  # grad mode is per thread, and this may run on the second one
-            scale, bias = actor.action_scale, actor.action_bias
-            layers = parameters.actor
-            pre_tanh, saved, last_inputs = fast_forward(batch.obs, layers)
-            squashed = torch.tanh(pre_tanh)
-            action = squashed * scale + bias
-            inputs = torch.cat([batch.critic_obs, action], -1)
-            passes = [fast_forward(inputs, member) for member in members]
-            q_mean = torch.stack([output.squeeze(-1) for output, _, _ in passes]).mean(0)
-            loss, penalty_fraction = actor_loss(
-                q_mean, action, batch.rollout_action, scale, bias, penalty_threshold, penalty_coeff
-            )
-            active = penalty_active(action, batch.rollout_action, scale, bias, penalty_threshold)
-            grad_mean_q, grad_action = actor_loss_gradients(action, batch.rollout_action, active, penalty_coeff)
-            grad_q = (grad_mean_q / num_critics).unsqueeze(-1)  # d mean / d member = 1/K
-            obs_width = batch.critic_obs.shape[-1]
-            for member, (_, member_saved, member_inputs) in zip(members, passes, strict=True):
-                grad_inputs = _backward(grad_q, member, member_saved, member_inputs, parameters=False)[1]
-                assert grad_inputs is not None  # input_gradient=True
-                grad_action = grad_action + grad_inputs[:, obs_width:]
-            grad_pre_tanh = _aten.tanh_backward(grad_action * scale, squashed)
-            gradients = _backward(grad_pre_tanh, layers, saved, last_inputs, input_gradient=False)[0]
-            return loss, penalty_fraction, gradients
-
+    critic_step, actor_step = halves if halves is not None else Halves(critic_half, actor_half)
+    actor_arguments = (
+        parameters.actor,
+        parameters.critics,
+        batch,
+        actor.action_scale,
+        actor.action_bias,
+        penalty_threshold,
+        penalty_coeff,
+    )
     if second_thread is None:
-        policy_loss, penalty_fraction, actor_gradients = actor_half()
-        value_loss, q_values, critic_gradients = critic_half()
+        policy_loss, penalty_fraction, actor_gradients = actor_step(*actor_arguments)
+        value_loss, q_values, critic_gradients = critic_step(parameters.critics, batch)
     else:  # speed (CPU): the halves write disjoint gradients and only read the parameters; the actor's there
-        actor_future = second_thread.submit(actor_half)
-        value_loss, q_values, critic_gradients = critic_half()
+        actor_future = second_thread.submit(actor_step, *actor_arguments)
+        value_loss, q_values, critic_gradients = critic_step(parameters.critics, batch)
         policy_loss, penalty_fraction, actor_gradients = actor_future.result()
     losses = Losses(value_loss, q_values, policy_loss, penalty_fraction)
-    return losses, Networks(actor_gradients, critic_gradients)
+    return losses, actor_gradients + critic_gradients
+
+
+def scripted_halves() -> Halves | None:
+    """:func:`critic_half` and :func:`actor_half` compiled by TorchScript, or ``None`` where that fails.
+
+    Speed trick (CPU): a gradient step is ~100 small ops per half besides its 10 large matmuls, and
+    from Python each op holds the GIL while it is dispatched: on the second thread the two halves kept
+    waiting for each other, and the split step took ~1.4 ms where each half alone took ~1 ms.
+    TorchScript runs a half in C++ with the GIL released, the same aten kernels in the same order
+    (the same bits; ``tests/test_algo.py`` compares them): ~10 % less per half, and the two halves
+    side by side no longer slow each other. TorchScript is deprecated in favour of ``torch.compile``,
+    whose CPU kernels hold the GIL, so no substitute exists yet; where scripting fails (a future torch,
+    a build without the oneDNN op) the Python halves run, with one warning.
+    """
+    if not cpu_fast_path.AVAILABLE:  # the halves' matmuls would be torch's: nothing to gain
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
+            return Halves(torch.jit.script(critic_half), torch.jit.script(actor_half))
+    except Exception as error:  # noqa: BLE001 - any failure leaves the Python functions, which compute the same
+        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+        warnings.warn(
+            f"TorchScript could not compile the CPU update's halves, they run in Python ({reason})", stacklevel=2
+        )
+        return None
 
 
 def flat_minibatch_gradients(
@@ -174,7 +250,7 @@ def flat_minibatch_gradients(
     batch: Batch,
     penalty_threshold: float,
     penalty_coeff: float,
-) -> tuple[Losses, Networks]:
+) -> tuple[Losses, list[torch.Tensor]]:
     """:func:`minibatch_gradients` of the flat parameters: what ``compile=true`` compiles, a pure function.
 
     Its only tensor inputs are the flat tensors and the batch (dynamo guards views of views badly).
@@ -185,11 +261,11 @@ def flat_minibatch_gradients(
 
 def _backward(
     grad_output: torch.Tensor,
-    layers: Sequence[Dense],
-    saved: Sequence[Saved],
+    layers: list[Dense],
+    saved: list[Saved],
     last_inputs: torch.Tensor,
-    parameters: bool = True,
-    input_gradient: bool = True,
+    parameters: bool,
+    input_gradient: bool,
 ) -> tuple[list[Dense], torch.Tensor | None]:
     """Backpropagate ``grad_output`` (d loss / d output [B, out]) through the layers of :func:`networks.fast_forward`.
 
@@ -200,14 +276,15 @@ def _backward(
     grad = grad_output
     inputs = last_inputs
     gradients: list[Dense] = []
-    for index in reversed(range(len(layers))):
+    for index in range(len(layers) - 1, -1, -1):
         layer = layers[index]
-        norm_gradients: list[torch.Tensor] = []
+        norm_weight: torch.Tensor | None = None
+        norm_bias: torch.Tensor | None = None
         if index < len(layers) - 1:  # a hidden layer: back through the ReLU and the LayerNorm
             record = saved[index]
             inputs = record.inputs
-            grad_normed = _aten.threshold_backward(grad, record.outputs, 0)
-            grad, *norm_gradients = _aten.native_layer_norm_backward(
+            grad_normed = torch.ops.aten.threshold_backward(grad, record.outputs, 0)
+            grad, norm_weight, norm_bias = torch.ops.aten.native_layer_norm_backward(
                 grad_normed,
                 record.pre_norm,
                 record.pre_norm.shape[-1:],
@@ -219,14 +296,14 @@ def _backward(
             )
         if parameters:
             weight = _weight_gradient(layer.weight, grad, inputs)
-            gradients.insert(0, Dense(weight, grad.sum(0), *norm_gradients))
+            gradients.insert(0, Dense(weight, grad.sum(0), norm_weight, norm_bias))
         if index > 0 or input_gradient:
-            grad = cpu_fast_path.linear(grad, layer.weight.T)
+            grad = cpu_fast_path.fast_linear(grad, layer.weight.T)
     return gradients, grad if input_gradient else None
 
 
 def _weight_gradient(weight: torch.Tensor, grad: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """d loss / d ``weight`` [out, in] = ``grad.T @ inputs``, computed in ``weight``'s memory layout."""
     if weight.is_contiguous():
-        return cpu_fast_path.linear(grad.T, inputs.T)
-    return cpu_fast_path.linear(inputs.T, grad.T).T  # a transposed view, as the critics' [in, out] weights give
+        return cpu_fast_path.fast_linear(grad.T, inputs.T)
+    return cpu_fast_path.fast_linear(inputs.T, grad.T).T  # a transposed view, as the critics' [in, out] weights give

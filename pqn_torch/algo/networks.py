@@ -10,8 +10,6 @@ take the CPU fast path instead (:func:`fast_forward`): oneDNN matmuls, and one c
 ``cpu_fast_path.py``).
 """
 
-from __future__ import annotations
-
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -49,23 +47,28 @@ class Saved(NamedTuple):
     outputs: torch.Tensor  # after the ReLU
 
 
-def fast_forward(x: torch.Tensor, layers: Sequence[Dense]) -> tuple[torch.Tensor, list[Saved], torch.Tensor]:
+def fast_forward(
+    x: torch.Tensor,
+    layers: list[Dense],
+    eps: float = LAYER_NORM_EPS,  # a parameter: TorchScript reads no globals
+) -> tuple[torch.Tensor, list[Saved], torch.Tensor]:
     """The CPU fast path through ``layers`` for ``x`` [B, in]: (output, each hidden layer's :class:`Saved`, last input).
 
     The networks' fast path and the update's hand-written backward pass both run it, so that both compute the
-    same forward pass; matmuls through :func:`cpu_fast_path.linear`.
+    same forward pass; matmuls through :func:`cpu_fast_path.fast_linear`. TorchScript compiles it with
+    the update's halves (``cpu_gradients.py``).
     """
-    saved = []
+    saved: list[Saved] = []
     hidden = x
     for layer in layers[:-1]:
-        pre_norm = cpu_fast_path.linear(hidden, layer.weight, layer.bias)
+        pre_norm = cpu_fast_path.fast_linear(hidden, layer.weight, layer.bias)
         normed, mean, rstd = torch.native_layer_norm(
-            pre_norm, pre_norm.shape[-1:], layer.norm_weight, layer.norm_bias, LAYER_NORM_EPS
+            pre_norm, pre_norm.shape[-1:], layer.norm_weight, layer.norm_bias, eps
         )
         outputs = torch.relu(normed)
         saved.append(Saved(hidden, pre_norm, mean, rstd, outputs))
         hidden = outputs
-    return cpu_fast_path.linear(hidden, layers[-1].weight, layers[-1].bias), saved, hidden
+    return cpu_fast_path.fast_linear(hidden, layers[-1].weight, layers[-1].bias), saved, hidden
 
 
 class Actor(nn.Module):
@@ -103,10 +106,13 @@ class Actor(nn.Module):
         self.register_buffer("action_scale", (high - low) / 2)
         self.register_buffer("action_bias", (high + low) / 2)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Actions [B, action_dim] for observations [B, obs_dim]."""
+    def forward(self, obs: torch.Tensor, layers: list[Dense] | None = None) -> torch.Tensor:
+        """Actions [B, action_dim] for observations [B, obs_dim].
+
+        On the CPU fast path ``layers`` may give :meth:`layers` built beforehand (the agent keeps them: speed).
+        """
         if cpu_fast_path.is_enabled():
-            hidden = fast_forward(obs, self.layers())[0]
+            hidden = fast_forward(obs, self.layers() if layers is None else layers)[0]
         else:
             hidden = self.body(obs)
         return torch.tanh(hidden) * self.action_scale + self.action_bias
@@ -154,11 +160,19 @@ class CriticEnsemble(nn.Module):
             layers.append(Dense(weight.T, bias, *norm))
         return layers
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Q-values [K, B] of every critic for observations [B, obs_dim] and actions [B, action_dim]."""
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, members: list[list[Dense]] | None = None
+    ) -> torch.Tensor:
+        """Q-values [K, B] of every critic for observations [B, obs_dim] and actions [B, action_dim].
+
+        On the CPU fast path ``members`` may give each critic's :meth:`member_layers` built beforehand (speed).
+        """
         hidden = torch.cat([obs, action], dim=-1)
         if cpu_fast_path.is_enabled():
-            return self._one_critic_at_a_time(hidden)
+            if members is None:
+                parameters = dict(self.named_parameters())
+                members = [self.member_layers(member, parameters) for member in range(self.num_critics)]
+            return torch.stack([fast_forward(hidden, layers)[0].squeeze(-1) for layers in members])
         for layer, (scale, shift) in enumerate(zip(self.norm_scales, self.norm_shifts, strict=True)):
             hidden = torch.matmul(hidden, self.weights[layer]) + self.biases[layer].unsqueeze(1)
             hidden = F.layer_norm(hidden, hidden.shape[-1:], eps=LAYER_NORM_EPS)
@@ -166,18 +180,9 @@ class CriticEnsemble(nn.Module):
         output = torch.matmul(hidden, self.weights[-1]) + self.biases[-1].unsqueeze(1)
         return output.squeeze(-1)
 
-    def _one_critic_at_a_time(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The CPU fast path of :meth:`forward`: each critic's layers separately (see ``cpu_fast_path.py``)."""
-        parameters = dict(self.named_parameters())
-        values = [
-            fast_forward(inputs, self.member_layers(member, parameters))[0].squeeze(-1)
-            for member in range(self.num_critics)
-        ]
-        return torch.stack(values)
-
-    def mean_q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Ensemble mean Q [B]: the value PQN acts on and bootstraps from."""
-        return self(obs, action).mean(dim=0)
+    def mean_q(self, obs: torch.Tensor, action: torch.Tensor, members: list[list[Dense]] | None = None) -> torch.Tensor:
+        """Ensemble mean Q [B]: the value PQN acts on and bootstraps from (``members``: as :meth:`forward`)."""
+        return self(obs, action, members).mean(dim=0)
 
 
 def _orthogonal_linear(fan_in: int, fan_out: int, gain: float) -> nn.Linear:
