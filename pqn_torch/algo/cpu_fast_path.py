@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import List, Optional, Union  # TorchScript's spelling, for fast_linear  # noqa: UP035
+from typing import List, Optional, Union  # TorchScript's spelling, for linear  # noqa: UP035
 
 import torch
 import torch.nn.functional as F
@@ -64,28 +64,20 @@ def is_enabled() -> bool:
     return _enabled and not torch.compiler.is_compiling()
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear``: ``x @ weight.T + bias`` for ``weight`` [out, in] (``nn.Linear``'s layout, or any view).
-
-    Inside :func:`enabled` :func:`fast_linear`; ``F.linear`` otherwise.
-    """
-    return fast_linear(x, weight, bias) if _enabled else F.linear(x, weight, bias)
-
-
-def fast_linear(
+def linear(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: Optional[torch.Tensor] = None,  # noqa: UP045
     min_width: int = MIN_WIDTH,  # a parameter: TorchScript reads no module globals
 ) -> torch.Tensor:
-    """:func:`linear` on the fast path: oneDNN for large enough float32 CPU products, ``F.linear`` otherwise.
+    """``F.linear`` (``x @ weight.T + bias`` for ``weight`` [out, in], any view) on the fast path.
 
     oneDNN where the layer is at least :data:`MIN_WIDTH` wide both ways, ``x`` has at least as many rows
     (the gradients' products: [out, B] @ [B, in] is as narrow as the layer) and nothing needs a gradient
-    (the op has no autograd formula; the update computes its gradients by hand, ``cpu_gradients.py``).
-    The code that only runs on the fast path calls it directly: the networks' :func:`networks.fast_forward`
-    and the hand-written backward pass, which TorchScript compiles (``cpu_gradients.py``), so it is written
-    in TorchScript's subset (``typing.Optional``, the op's empty ``Scalar?[]`` typed).
+    (the op has no autograd formula; the update computes its gradients by hand, ``cpu_gradients.py``);
+    ``F.linear`` otherwise. Only the fast path calls it (:func:`networks.fast_forward` and the
+    hand-written backward pass), and TorchScript compiles it with the update's halves, so it is written
+    in TorchScript's subset (``typing.Optional``, the op's empty ``Scalar?[]`` typed, no globals read).
     """
     differentiated = torch.is_grad_enabled() and (
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
@@ -115,21 +107,10 @@ def fast_linear(
 @torch.library.custom_op("pqn_torch::onednn_linear", mutates_args=())
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """oneDNN's ``x @ weight.T + bias`` as an op that ``torch.compile`` keeps as one opaque call."""
-    assert _LINEAR is not None  # only called where used_for() checked AVAILABLE
+    assert _LINEAR is not None  # only called where linear() checked AVAILABLE
     return _LINEAR(x, weight, bias, "none", [], "")
 
 
 @onednn_linear.register_fake
 def _onednn_linear_shape(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return x.new_empty(x.shape[0], weight.shape[0])
-
-
-def used_for(weight: torch.Tensor) -> bool:
-    """Whether :func:`linear` would take ``weight`` (2-D, CPU, float32) to oneDNN now (for >= MIN_WIDTH rows)."""
-    return (
-        _enabled
-        and AVAILABLE
-        and weight.device.type == "cpu"
-        and weight.dtype == torch.float32
-        and min(weight.shape[-2:]) >= MIN_WIDTH
-    )

@@ -10,9 +10,10 @@ path (autograd computed and dropped them, 2 of a gradient step's 15 large matmul
 gradient with respect to its own input. The actor's half (its loss through the critic) and the
 critic's half (its loss on the rollout actions) write disjoint gradients and only read the
 parameters, so ``second_thread`` can run the actor's half next to the critic's (``split_update``);
-each half runs the same ops either way. The function is pure (parameters in, gradients out), which
-is what lets ``compile=true`` compile it on the CPU (:func:`flat_minibatch_gradients`, without the
-second thread).
+each half runs the same ops either way. The eager agent runs both halves compiled by TorchScript
+(:func:`scripted_halves`): C++ without the GIL, so that the two threads stop waiting on each other's
+dispatch. The function is pure (parameters in, gradients out), which is what lets ``compile=true``
+compile it on the CPU (:func:`flat_minibatch_gradients`, the Python halves, without the second thread).
 
 Tried and not kept: one pass per critic over the rollout actions and the actor's actions together
 (2B rows, parameter gradients from the first B): ~7 % faster on one thread at the CPU preset's sizes,
@@ -216,18 +217,18 @@ def minibatch_gradients(
 
 
 def scripted_halves() -> Halves | None:
-    """:func:`critic_half` and :func:`actor_half` compiled by TorchScript, or ``None`` where that fails.
+    """:func:`critic_half` and :func:`actor_half` compiled by TorchScript; ``None`` without oneDNN or if that fails.
 
-    Speed trick (CPU): a gradient step is ~100 small ops per half besides its 10 large matmuls, and
-    from Python each op holds the GIL while it is dispatched: on the second thread the two halves kept
-    waiting for each other, and the split step took ~1.4 ms where each half alone took ~1 ms.
-    TorchScript runs a half in C++ with the GIL released, the same aten kernels in the same order
-    (the same bits; ``tests/test_algo.py`` compares them): ~10 % less per half, and the two halves
-    side by side no longer slow each other. TorchScript is deprecated in favour of ``torch.compile``,
-    whose CPU kernels hold the GIL, so no substitute exists yet; where scripting fails (a future torch,
-    a build without the oneDNN op) the Python halves run, with one warning.
+    Speed trick (CPU): besides its 10 large matmuls a gradient step is ~100 small ops, and from Python
+    each op holds the GIL while it is dispatched: with the actor's half on the second thread the two
+    halves kept waiting for each other, and the split step took ~1.5 ms where each half alone took
+    ~0.9 ms (CPU preset, 2-core dev VM). TorchScript runs a half in C++ with the GIL released, the same
+    aten kernels in the same order (the same bits; ``tests/test_algo.py`` compares them): each half
+    ~10 % faster alone, and the split step ~1.0 ms. TorchScript is deprecated in favour of
+    ``torch.compile``, whose generated CPU kernels are called with the GIL held, so nothing replaces it
+    yet; where scripting fails (a future torch) the Python halves run, with one warning.
     """
-    if not cpu_fast_path.AVAILABLE:  # the halves' matmuls would be torch's: nothing to gain
+    if not cpu_fast_path.AVAILABLE:  # linear's TorchScript branch calls the oneDNN op unconditionally
         return None
     try:
         with warnings.catch_warnings():
@@ -298,12 +299,12 @@ def _backward(
             weight = _weight_gradient(layer.weight, grad, inputs)
             gradients.insert(0, Dense(weight, grad.sum(0), norm_weight, norm_bias))
         if index > 0 or input_gradient:
-            grad = cpu_fast_path.fast_linear(grad, layer.weight.T)
+            grad = cpu_fast_path.linear(grad, layer.weight.T)
     return gradients, grad if input_gradient else None
 
 
 def _weight_gradient(weight: torch.Tensor, grad: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """d loss / d ``weight`` [out, in] = ``grad.T @ inputs``, computed in ``weight``'s memory layout."""
     if weight.is_contiguous():
-        return cpu_fast_path.fast_linear(grad.T, inputs.T)
-    return cpu_fast_path.fast_linear(inputs.T, grad.T).T  # a transposed view, as the critics' [in, out] weights give
+        return cpu_fast_path.linear(grad.T, inputs.T)
+    return cpu_fast_path.linear(inputs.T, grad.T).T  # a transposed view, as the critics' [in, out] weights give

@@ -55,20 +55,20 @@ def fast_forward(
     """The CPU fast path through ``layers`` for ``x`` [B, in]: (output, each hidden layer's :class:`Saved`, last input).
 
     The networks' fast path and the update's hand-written backward pass both run it, so that both compute the
-    same forward pass; matmuls through :func:`cpu_fast_path.fast_linear`. TorchScript compiles it with
+    same forward pass; matmuls through :func:`cpu_fast_path.linear`. TorchScript compiles it with
     the update's halves (``cpu_gradients.py``).
     """
     saved: list[Saved] = []
     hidden = x
     for layer in layers[:-1]:
-        pre_norm = cpu_fast_path.fast_linear(hidden, layer.weight, layer.bias)
+        pre_norm = cpu_fast_path.linear(hidden, layer.weight, layer.bias)
         normed, mean, rstd = torch.native_layer_norm(
             pre_norm, pre_norm.shape[-1:], layer.norm_weight, layer.norm_bias, eps
         )
         outputs = torch.relu(normed)
         saved.append(Saved(hidden, pre_norm, mean, rstd, outputs))
         hidden = outputs
-    return cpu_fast_path.fast_linear(hidden, layers[-1].weight, layers[-1].bias), saved, hidden
+    return cpu_fast_path.linear(hidden, layers[-1].weight, layers[-1].bias), saved, hidden
 
 
 class Actor(nn.Module):

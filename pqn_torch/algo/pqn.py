@@ -19,12 +19,14 @@ instead, with one warning (:attr:`PQN.fallbacks` lists them). The one host check
 
 CPU speed (see the README's "CPU speed"): (1) each network's parameters and gradients are views of
 one flat tensor, making the optimizer step, the clipping and the zeroing a few ops per network
-(``flat_params.py``); the optimizers are foreach RAdam, which works in place; (2) inside the agent's
-phases the networks take their CPU fast path (``cpu_fast_path.py``: oneDNN matmuls, one critic at a
-time with fused LayerNorm affines); (3) the update's gradients come from a hand-written backward pass
-(``cpu_gradients.py``: no autograd, no gradient computed only to be dropped), which ``compile=true``
-compiles; (4) in each gradient step the actor's half (its loss through the critic) can run on a
-second thread next to the critic's (``split_update``), where that is faster (``faster_of_two.py``).
+(``flat_params.py``); on the CPU the clipping is folded into the RAdam step, whose rectified steps run
+as one fused Adam kernel (``flat_radam.py``); (2) inside the agent's phases the networks take their CPU
+fast path (``cpu_fast_path.py``: oneDNN matmuls, one critic at a time with fused LayerNorm affines),
+reading layer views built once; (3) the update's gradients come from a hand-written backward pass
+(``cpu_gradients.py``: no autograd, no gradient computed only to be dropped), its two halves compiled
+by TorchScript (C++ without the GIL), or by ``compile=true``; (4) in each gradient step the actor's
+half (its loss through the critic) can run on a second thread next to the critic's (``split_update``),
+where that is faster (``faster_of_two.py``).
 None changes the math beyond the order of roundings: the critic steps after the actor's loss is
 differentiated through it, and the random draws are the same (``tests/test_algo.py`` checks the
 gradients against autograd and the weights against a plain update). torch's intra-op threads stay at
