@@ -202,15 +202,15 @@ def test_cpu_preset_holds_cartpole_balance_to_the_end_of_training(tmp_path):
     """The late-collapse regression (README, "Learning parity"): the issue's setting, one of its seeds.
 
     ``alg=cpu`` on CartpoleBalance for the preset's 3e5 steps with the reference's truncation handling,
-    seed 4 of the README's table: with every env's time limit in the same step (``alg.stagger_episodes=false``,
-    as before the fix) this run's final evaluation falls to 228; staggered it ends at 998.
+    seed 9 of the README's table: with every env's time limit in the same step (``alg.stagger_episodes=false``,
+    as before the fix) this run's final evaluation falls to 142; staggered it ends at 997.
     """
     alg = _preset("cpu")
     alg["bootstrap_truncation"] = False
     config = {
         "task": {"name": "CartpoleBalance", "overrides": {}},
         "alg": alg,
-        "seed": 4,
+        "seed": 9,
         "device": "cpu",
         "backend": "mujoco",
         "num_threads": 1,
