@@ -381,6 +381,16 @@ def test_hand_written_gradients_equal_autograd(width):
                 assert all(torch.equal(python, scripted) for python, scripted in pairs)
 
 
+@pytest.mark.skipif(not cpu_fast_path.AVAILABLE, reason="without oneDNN the halves are never scripted")
+def test_the_update_keeps_the_python_halves_where_torchscript_fails(monkeypatch):
+    def no_torchscript(function):
+        raise RuntimeError("TorchScript is gone\nsecond line")
+
+    monkeypatch.setattr(torch.jit, "script", no_torchscript)
+    with pytest.warns(UserWarning, match=r"run in Python \(RuntimeError: TorchScript is gone\)$"):
+        assert cpu_gradients.scripted_halves() is None
+
+
 def test_orthogonal_init_and_actor_range():
     torch.manual_seed(0)
     critic = CriticEnsemble(obs_dim=10, action_dim=6, hidden_sizes=(16,), num_critics=2, init_scale=2.0)
