@@ -41,7 +41,7 @@ from pqn_torch.algo.losses import (
     critic_loss_gradient,
     penalty_active,
 )
-from pqn_torch.algo.networks import Actor, CriticEnsemble, Dense, Saved, fast_forward
+from pqn_torch.algo.networks import Actor, CriticEnsemble, Dense, Saved, critic_passes, fast_forward
 
 
 class Batch(NamedTuple):
@@ -118,26 +118,13 @@ def critic_half(members: list[list[Dense]], batch: Batch) -> tuple[torch.Tensor,
     The gradients come as one list (:func:`layer_tensors` of each critic): from TorchScript, a list of
     tensors returns to Python in ~1 us, a list of NamedTuples in ~10 us per tuple.
     """
-    stacked, passes = _critic_passes(torch.cat([batch.critic_obs, batch.action], -1), members)
+    stacked, passes = critic_passes(torch.cat([batch.critic_obs, batch.action], -1), members)
     grad_q = critic_loss_gradient(stacked, batch.target)
     gradients: list[torch.Tensor] = []
     for member, layers in enumerate(members):
         saved, last_inputs = passes[member]
         gradients += layer_tensors(_backward(grad_q[member].unsqueeze(-1), layers, saved, last_inputs, True, False)[0])
     return critic_loss(stacked, batch.target), stacked, gradients
-
-
-def _critic_passes(
-    inputs: torch.Tensor, members: list[list[Dense]]
-) -> tuple[torch.Tensor, list[tuple[list[Saved], torch.Tensor]]]:
-    """Each critic's forward pass on ``inputs``: (Q-values [K, B], each pass's saved tensors and last input)."""
-    q_values: list[torch.Tensor] = []
-    passes: list[tuple[list[Saved], torch.Tensor]] = []
-    for layers in members:
-        output, saved, last_inputs = fast_forward(inputs, layers)
-        q_values.append(output.squeeze(-1))
-        passes.append((saved, last_inputs))
-    return torch.stack(q_values), passes
 
 
 def actor_half(
@@ -157,7 +144,7 @@ def actor_half(
         pre_tanh, saved, last_inputs = fast_forward(batch.obs, layers)
         squashed = torch.tanh(pre_tanh)
         action = squashed * action_scale + action_bias
-        q_values, passes = _critic_passes(torch.cat([batch.critic_obs, action], -1), members)
+        q_values, passes = critic_passes(torch.cat([batch.critic_obs, action], -1), members)
         q_mean = q_values.mean(0)
         loss, penalty_fraction = actor_loss(
             q_mean, action, batch.rollout_action, action_scale, action_bias, penalty_threshold, penalty_coeff

@@ -61,8 +61,9 @@ class ClippedRAdam(torch.optim.RAdam):
         rho = rho_inf - 2 * step * beta2**step / bias_correction2
         if rho > 5:  # the variance is tractable: the rectified adaptive step, as one fused Adam pass
             rectification = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+            grad_scale = None
             if coefficient < 1:  # the kernel divides the gradient by this scale in place
-                self._inverse_clip.fill_(1 / coefficient)
+                grad_scale = self._inverse_clip.fill_(1 / coefficient)
             torch._fused_adam_(
                 [flat.detach()],
                 [grad],
@@ -77,7 +78,7 @@ class ClippedRAdam(torch.optim.RAdam):
                 eps=group["eps"] / math.sqrt(bias_correction2),
                 amsgrad=False,
                 maximize=False,
-                grad_scale=self._inverse_clip if coefficient < 1 else None,
+                grad_scale=grad_scale,
             )
         else:  # the first steps: SGD with momentum
             if coefficient < 1:

@@ -71,6 +71,19 @@ def fast_forward(
     return cpu_fast_path.linear(hidden, layers[-1].weight, layers[-1].bias), saved, hidden
 
 
+def critic_passes(
+    x: torch.Tensor, members: list[list[Dense]]
+) -> tuple[torch.Tensor, list[tuple[list[Saved], torch.Tensor]]]:
+    """Each critic's :func:`fast_forward` on ``x``: (Q-values [K, B], each pass's saved tensors and last input)."""
+    q_values: list[torch.Tensor] = []
+    passes: list[tuple[list[Saved], torch.Tensor]] = []
+    for layers in members:
+        output, saved, last_inputs = fast_forward(x, layers)
+        q_values.append(output.squeeze(-1))
+        passes.append((saved, last_inputs))
+    return torch.stack(q_values), passes
+
+
 class Actor(nn.Module):
     """Deterministic policy: MLP -> tanh, scaled and shifted onto the action range [low, high]."""
 
@@ -172,7 +185,7 @@ class CriticEnsemble(nn.Module):
             if members is None:
                 parameters = dict(self.named_parameters())
                 members = [self.member_layers(member, parameters) for member in range(self.num_critics)]
-            return torch.stack([fast_forward(hidden, layers)[0].squeeze(-1) for layers in members])
+            return critic_passes(hidden, members)[0]
         for layer, (scale, shift) in enumerate(zip(self.norm_scales, self.norm_shifts, strict=True)):
             hidden = torch.matmul(hidden, self.weights[layer]) + self.biases[layer].unsqueeze(1)
             hidden = F.layer_norm(hidden, hidden.shape[-1:], eps=LAYER_NORM_EPS)
