@@ -1,9 +1,54 @@
-"""Fixtures shared by the task tests."""
+"""Fixtures shared by the tests, and a guard that keeps torch tensors out of `pytest.approx`."""
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import mujoco
 import pytest
+import torch
+
+_pytest_approx = pytest.approx
+
+
+def _holds_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_tensor(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(item) for item in value)
+    return False
+
+
+class _FloatsOnlyApprox:
+    """`pytest.approx` that refuses torch tensors on either side of the comparison.
+
+    How approx treats a tensor has changed between pytest releases (9.2 iterates over it, which fails for
+    a 0-d tensor); comparing Python floats, or tensors with `torch.testing.assert_close`, keeps a new
+    pytest release from turning the suite red by itself.
+    """
+
+    def __init__(self, expected: Any, *args: Any, **kwargs: Any) -> None:
+        if _holds_tensor(expected):
+            raise TypeError("pytest.approx got a torch tensor: use .item() or use torch.testing.assert_close")
+        self._approx = _pytest_approx(expected, *args, **kwargs)
+
+    def __eq__(self, actual: object) -> bool:
+        if _holds_tensor(actual):
+            raise TypeError("pytest.approx compared with a torch tensor: use .item() or torch.testing.assert_close")
+        return bool(self._approx == actual)
+
+    def __ne__(self, actual: object) -> bool:
+        return not self == actual
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._approx)
+
+
+pytest.approx = _FloatsOnlyApprox  # type: ignore[assignment]
 
 
 @pytest.fixture(scope="session")

@@ -136,7 +136,7 @@ def test_views_write_through_and_stay_the_same_objects(cheetah_model):
     mujoco.mj_step(cheetah_model, data, 4)
     np.testing.assert_array_equal(physics.qpos[1].numpy(), data.qpos)
     assert not np.array_equal(physics.qpos[0].numpy(), data.qpos)
-    assert physics.time[0] == pytest.approx(4 * cheetah_model.opt.timestep)
+    assert physics.time[0].item() == pytest.approx(4 * cheetah_model.opt.timestep)
     assert all(getattr(physics, name) is view for name, view in views.items())
 
 
