@@ -3,10 +3,10 @@
 A robot family's file (``locomotion/go1.py``, ...) adds its scene, its sensors and its task logic; this
 base does the generic half:
 
-- **Actions to controls**: actions live in [-1, 1]; ``ctrl = reference + action_scale * action``, where the
-  reference is named by :attr:`RobotTask.action_reference`: ``"home"`` (the home keyframe's joint angles:
-  Go1 joystick), ``"joints"`` (the current joint angles: Go1Getup) or ``"ctrl"`` (the current ``ctrl``, so
-  the position targets integrate the actions: Go1Handstand).
+- **Actions to controls** (:class:`ActionMapping`, the task's :attr:`RobotTask.action_mapping`): actions live
+  in [-1, 1]; ``ctrl = reference + scale * action``, where the reference is ``"home"`` (the home keyframe's
+  joint angles: Go1 joystick), ``"joints"`` (the current joint angles: Go1Getup) or ``"ctrl"`` (the current
+  ``ctrl``, so the position targets integrate the actions: Go1Handstand).
 - **Constants** (home pose, joint limits, anything a subclass adds with :meth:`RobotTask.constant`) are put
   on the physics device and dtype in :meth:`RobotTask.bind`: a captured step reads no host data.
 - **Readings** by sensor name (:meth:`RobotTask.read`; the names in :attr:`RobotTask.sensors`), the
@@ -40,6 +40,23 @@ ACTION_REFERENCES = ("home", "joints", "ctrl")
 FREE_JOINT_QPOS, FREE_JOINT_QVEL = 7, 6
 
 
+@dataclass(frozen=True)
+class ActionMapping:
+    """How an action in [-1, 1] becomes the position targets: ``ctrl = reference + scale * action``.
+
+    ``reference``: ``"home"`` (the home keyframe's joint angles), ``"joints"`` (the joint angles before the
+    step) or ``"ctrl"`` (the targets before the step: the policy integrates them). A description a deployed
+    policy needs as much as the task: the same numbers turn a policy's output into motor targets on a robot.
+    """
+
+    scale: float
+    reference: str
+
+    def __post_init__(self) -> None:
+        if self.reference not in ACTION_REFERENCES:
+            raise ValueError(f"action reference must be one of {ACTION_REFERENCES}, got {self.reference!r}")
+
+
 @dataclass
 class RobotConfig(TaskConfig):
     """Robot task options: ``obs_noise_level`` scales the actor observation's noise (0 = clean)."""
@@ -53,10 +70,7 @@ class RobotTask(Task):
     default_config: ClassVar[RobotConfig]
     config: RobotConfig
     normalized_actions = True
-    action_scale: ClassVar[float]
-    """``ctrl = reference + action_scale * action``."""
-    action_reference: ClassVar[str]
-    """What the scaled action is added to: ``"home"``, ``"joints"`` or ``"ctrl"`` (see the module docstring)."""
+    action_mapping: ClassVar[ActionMapping]
     home_keyframe: ClassVar[str] = "home"
     sensors: ClassVar[tuple[str, ...]] = ()
     """Sensors :meth:`read` returns by name (Playground's ``gyro``, ``local_linvel``, ...)."""
@@ -73,8 +87,6 @@ class RobotTask(Task):
         super().__init__(**overrides)
         if self.config.obs_noise_level < 0:
             raise ValueError(f"obs_noise_level must be >= 0 (0 = no noise), got {self.config.obs_noise_level!r}")
-        if self.action_reference not in ACTION_REFERENCES:
-            raise ValueError(f"task {self.name}: action_reference must be one of {ACTION_REFERENCES}")
         self.dt = self.config.ctrl_dt
         self.reward_term_names = tuple(self.reward_scales) + (("clipping",) if self.reward_clip else ())
 
@@ -167,14 +179,15 @@ class RobotTask(Task):
         physics.ctrl.copy_(self.motor_targets(physics, action))
 
     def motor_targets(self, physics: Physics, action: torch.Tensor) -> torch.Tensor:
-        """``reference + action_scale * action`` with the reference named by :attr:`action_reference`."""
-        if self.action_reference == "home":
+        """``reference + scale * action`` as :attr:`action_mapping` says."""
+        mapping = self.action_mapping
+        if mapping.reference == "home":
             reference = self.default_pose
-        elif self.action_reference == "joints":
+        elif mapping.reference == "joints":
             reference = physics.qpos[:, self.joint_qpos]
         else:
             reference = physics.ctrl
-        return reference + self.action_scale * action
+        return reference + mapping.scale * action
 
     def remember_action(self, state: TaskState, action: torch.Tensor) -> None:
         """Shift the last actions (after the reward, which compares ``action`` with them)."""

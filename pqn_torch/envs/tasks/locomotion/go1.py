@@ -51,6 +51,7 @@ from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robot_task import (
+    ActionMapping,
     FeetAirTime,
     PushRanges,
     RobotConfig,
@@ -69,6 +70,7 @@ from pqn_torch.envs.tasks.robots import (
 SCENES = "locomotion/go1/xmls/"
 FEET = ("FR", "FL", "RR", "RL")
 KP, KD = 35.0, 0.5
+CTRL_DT, SIM_DT = 0.02, 0.004  # 5 physics steps per control step
 PROPRIOCEPTION_LAYOUT = (
     ("gyro (noisy)", 3),
     ("gravity in the IMU frame (noisy)", 3),
@@ -114,7 +116,7 @@ COMMAND_NONZERO_PROBABILITY = (0.9, 0.25, 0.5)
 COMMAND_MEAN_PERIOD = 5.0  # seconds between command resamplings, exponentially distributed
 MOVING_COMMAND = 0.01  # |command| above which the robot is asked to move
 PUSHES = PushRanges(wait=(1.0, 3.0), duration=(0.05, 0.2), velocity=(0.0, 3.0))  # seconds, seconds, m/s
-JOYSTICK_NOISE = {"joint_pos": 0.03, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05, "linvel": 0.1}
+GO1_NOISE = {"joint_pos": 0.03, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05, "linvel": 0.1}
 
 
 @dataclass
@@ -128,6 +130,7 @@ class Go1Task(RobotTask):
     """Model, sensors and shared observation parts of the Go1 tasks (see the module docstring)."""
 
     scene: ClassVar[str]
+    noise_scales = GO1_NOISE
     sensors = IMU_SENSORS
     feet = FEET
 
@@ -183,10 +186,9 @@ class Go1JoystickFlatTerrain(Go1Task):
     config: Go1JoystickConfig
     name = "Go1JoystickFlatTerrain"
     scene = "scene_mjx_feetonly_flat_terrain.xml"
-    default_config = Go1JoystickConfig(ctrl_dt=0.02, sim_dt=0.004, episode_length=1000, contacts_per_world=4, njmax=40)
-    action_scale, action_reference = 0.5, "home"
+    default_config = Go1JoystickConfig(CTRL_DT, SIM_DT, episode_length=1000, contacts_per_world=4, njmax=40)
+    action_mapping = ActionMapping(scale=0.5, reference="home")
     remembered_actions = 2
-    noise_scales = JOYSTICK_NOISE
     reward_scales = JOYSTICK_REWARD_SCALES
     observation_layout = LINVEL_LAYOUT + PROPRIOCEPTION_LAYOUT + (("last action", 12), ("command: vx, vy, yaw rate", 3))
 

@@ -31,9 +31,9 @@ from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import normal, uniform
-from pqn_torch.envs.tasks.locomotion.go1 import PROPRIOCEPTION_LAYOUT, Go1Task
+from pqn_torch.envs.tasks.locomotion.go1 import CTRL_DT, PROPRIOCEPTION_LAYOUT, SIM_DT, Go1Task
 from pqn_torch.envs.tasks.registry import register
-from pqn_torch.envs.tasks.robot_task import RobotConfig
+from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig
 from pqn_torch.envs.tasks.robots import soft_limits
 
 GETUP_REWARD_SCALES = {
@@ -62,10 +62,9 @@ class Go1Getup(Go1Task):
 
     name = "Go1Getup"
     scene = "scene_mjx_fullcollisions_flat_terrain.xml"
-    default_config = RobotConfig(ctrl_dt=0.02, sim_dt=0.004, episode_length=300, contacts_per_world=30, njmax=250)
-    action_scale, action_reference = 0.5, "joints"
+    default_config = RobotConfig(CTRL_DT, SIM_DT, episode_length=300, contacts_per_world=30, njmax=250)
+    action_mapping = ActionMapping(scale=0.5, reference="joints")
     remembered_actions = 2
-    noise_scales = {"joint_pos": 0.03, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05}
     reward_scales = GETUP_REWARD_SCALES
     observation_layout = PROPRIOCEPTION_LAYOUT + (("last action", 12),)
 

@@ -30,9 +30,16 @@ import torch
 from pqn_torch.envs.physics.base import Physics, sensor_slice
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
-from pqn_torch.envs.tasks.locomotion.go1 import LINVEL_LAYOUT, PROPRIOCEPTION_LAYOUT, Go1Task
+from pqn_torch.envs.tasks.locomotion.go1 import (
+    CTRL_DT,
+    GO1_NOISE,
+    LINVEL_LAYOUT,
+    PROPRIOCEPTION_LAYOUT,
+    SIM_DT,
+    Go1Task,
+)
 from pqn_torch.envs.tasks.registry import register
-from pqn_torch.envs.tasks.robot_task import RobotConfig
+from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig
 from pqn_torch.envs.tasks.robots import soft_limits
 
 HANDSTAND_REWARD_SCALES = {"height": 1.0, "orientation": 1.0, "contact": -0.1, "dof_pos_limits": -0.5, "pose": -0.1}
@@ -59,9 +66,9 @@ class Go1Handstand(Go1Task):
 
     name = "Go1Handstand"
     scene = "scene_mjx_flat_terrain.xml"
-    default_config = RobotConfig(ctrl_dt=0.02, sim_dt=0.004, episode_length=500, contacts_per_world=30, njmax=200)
-    action_scale, action_reference = 0.3, "ctrl"
-    noise_scales = {"joint_pos": 0.01, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05, "linvel": 0.1}
+    default_config = RobotConfig(CTRL_DT, SIM_DT, episode_length=500, contacts_per_world=30, njmax=200)
+    action_mapping = ActionMapping(scale=0.3, reference="ctrl")
+    noise_scales = {**GO1_NOISE, "joint_pos": 0.01}
     reward_scales = HANDSTAND_REWARD_SCALES
     observation_layout = LINVEL_LAYOUT + PROPRIOCEPTION_LAYOUT + (("last action", 12),)
     desired_height = 0.55
