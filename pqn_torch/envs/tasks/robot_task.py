@@ -105,10 +105,7 @@ class RobotTask(Task):
         """Joint limits in float64 on the host, to derive constants from (soft limits, ...)."""
         self.joint_low, self.joint_high = self.constant(ranges[:, 0]), self.constant(ranges[:, 1])
         self._columns = {name: sensor_slice(mj_model, name) for name in self.sensors}
-        forces = [sensor_slice(mj_model, f"{mj_model.actuator(i).name}_force") for i in range(mj_model.nu)]
-        self._forces = slice(forces[0].start, forces[-1].stop) if forces else slice(0, 0)
-        if self._forces.stop - self._forces.start != mj_model.nu:
-            raise ValueError("actuator force sensors must be contiguous, one per actuator")
+        self._forces = _actuator_force_columns(mj_model)
         self._feet_found = [sensor_slice(mj_model, f"{foot}_floor_found").start for foot in self.feet]
         self._feet_z = [sensor_slice(mj_model, f"{foot}_world_pos").start + 2 for foot in self.feet]
         self._feet_velocity = [sensor_slice(mj_model, f"{foot}_global_linvel") for foot in self.feet]
@@ -128,6 +125,8 @@ class RobotTask(Task):
 
     def actuator_force(self, physics: Physics) -> torch.Tensor:
         """Force of each actuator [N, nu] (Playground's ``data.actuator_force``)."""
+        if self._forces is None:
+            raise ValueError(f"task {self.name}: call add_actuator_force_sensors(spec) in build_spec to read forces")
         return physics.sensordata[:, self._forces]
 
     def feet_contact(self, physics: Physics) -> torch.Tensor:
@@ -148,7 +147,8 @@ class RobotTask(Task):
 
     # ----------------------------------------------------------------- reset
     def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor:
-        """Playground starts these episodes with the position targets at the joint angles."""
+        """The position targets at the joint angles, as Playground's Go1 starts; a task whose Playground
+        original leaves ``ctrl`` at 0 (Spot, Barkour, H1, OP3, Apollo) returns ``None``."""
         return qpos[:, self.joint_qpos].clone()
 
     def home_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
@@ -326,6 +326,18 @@ class TrunkPushes:
         angle = uniform(generator, (physics.num_worlds,), 0.0, 2 * math.pi, like=state["pert_dir"])
         direction = torch.stack([torch.cos(angle), torch.sin(angle), torch.zeros_like(angle)], dim=-1)
         state["pert_dir"].copy_(torch.where(armed.unsqueeze(-1), direction, state["pert_dir"]))
+
+
+def _actuator_force_columns(mj_model: mujoco.MjModel) -> slice | None:
+    """The ``sensordata`` columns of the ``<actuator>_force`` sensors (one per actuator, in actuator order), or
+    ``None`` when the model has none."""
+    names = [f"{mj_model.actuator(i).name}_force" for i in range(mj_model.nu)]
+    if mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_SENSOR, names[0]) < 0:
+        return None
+    forces = [sensor_slice(mj_model, name) for name in names]
+    if forces[-1].stop - forces[0].start != mj_model.nu:
+        raise ValueError("the actuator force sensors must be consecutive, one per actuator in actuator order")
+    return slice(forces[0].start, forces[-1].stop)
 
 
 def _contiguous(addresses: np.ndarray, what: str) -> slice:
