@@ -11,6 +11,7 @@ from pqn_torch.envs import BatchedEnv
 from pqn_torch.envs.physics import PhysicsConfig, make_physics
 from pqn_torch.envs.tasks.base import StartStates, Task, TaskConfig, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
+from pqn_torch.envs.tasks.robot_task import ActionMapping
 from pqn_torch.training import evaluate, run_training
 
 from task_testing import make_task_env, random_actions
@@ -214,3 +215,9 @@ def test_training_logs_reward_term_means_that_add_up_to_the_episode_return(tmp_p
     for step, episode_return in returns.items():
         total = sum(next(e.value for e in events.Scalars(tag) if e.step == step) for tag in term_tags)
         assert total == pytest.approx(episode_return, abs=1e-4)
+
+
+def test_action_mapping_names_one_of_the_three_references():
+    assert ActionMapping(scale=0.3, reference="ctrl").reference == "ctrl"
+    with pytest.raises(ValueError, match=r"action reference must be one of \('home', 'joints', 'ctrl'\), got 'pose'"):
+        ActionMapping(scale=0.5, reference="pose")

@@ -71,7 +71,9 @@ class RobotTask(Task):
     config: RobotConfig
     normalized_actions = True
     action_mapping: ClassVar[ActionMapping]
+    """How :meth:`control` turns an action into ``ctrl``; read it to describe a policy's outputs elsewhere."""
     home_keyframe: ClassVar[str] = "home"
+    """The keyframe whose joint angles are the home pose (``default_pose``) and whose ``qpos`` starts episodes."""
     sensors: ClassVar[tuple[str, ...]] = ()
     """Sensors :meth:`read` returns by name (Playground's ``gyro``, ``local_linvel``, ...)."""
     feet: ClassVar[tuple[str, ...]] = ()
