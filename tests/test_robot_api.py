@@ -13,6 +13,7 @@ from pqn_torch.envs.tasks.base import StartStates, Task, TaskConfig, TaskState, 
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.robot_task import ActionMapping
 from pqn_torch.training import evaluate, run_training
+from pqn_torch.training.playback import evaluate_checkpoint
 
 from task_testing import make_task_env, random_actions
 from training_testing import tiny_config
@@ -215,6 +216,9 @@ def test_training_logs_reward_term_means_that_add_up_to_the_episode_return(tmp_p
     for step, episode_return in returns.items():
         total = sum(next(e.value for e in events.Scalars(tag) if e.step == step) for tag in term_tags)
         assert total == pytest.approx(episode_return, abs=1e-4)
+    report = evaluate_checkpoint(tmp_path, episodes=2)
+    assert "over 2 episodes (mean length 8)" in report
+    assert "\nreward terms (mean per episode): tracking_lin_vel " in report and ", clipping " in report
 
 
 def test_action_mapping_names_one_of_the_three_references():
