@@ -78,9 +78,9 @@ def test_warp_counts_a_constraint_overflow_per_world():
 @pytest.mark.slow
 @pytest.mark.warp
 def test_a_warp_run_logs_overflows_to_tensorboard_and_says_how_to_fix_them(tmp_path, capsys):
-    """WalkerWalk with njmax=4: its start states fit (measured: at most 4 rows), a falling walker needs ~20."""
+    """WalkerWalk with njmax=12: its start states fit (measured: at most 8 rows), falling walkers need ~20."""
     config = tiny_config("WalkerWalk", num_envs=8, backend="warp")
-    config["task"]["overrides"]["njmax"] = 4
+    config["task"]["overrides"]["njmax"] = 12
     run_training(config, tmp_path, show_progress=False)
     out = capsys.readouterr().out
     events = EventAccumulator(str(next((tmp_path / "tensorboard").glob("events.*"))))
