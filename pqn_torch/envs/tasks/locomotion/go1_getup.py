@@ -1,7 +1,7 @@
 """Go1Getup (MuJoCo Playground 0.2.0 semantics): recover from a fall and stand at the home pose.
 
 Model: Playground's full-collision Go1 scene (capsule/cylinder legs and trunk collide with the floor),
-with the Go1 edits of :class:`~pqn_torch.envs.tasks.go1.Go1Task`. Episodes of 300 steps (6 s).
+with the Go1 edits of :class:`~pqn_torch.envs.tasks.locomotion.go1.Go1Task`. Episodes of 300 steps (6 s).
 
 - Reset: with probability 0.6 a drop: trunk at 0.5 m with a uniformly random orientation (a normalized
   Gaussian quaternion) and joints uniform in their ranges; otherwise the home keyframe. Root velocity
@@ -29,7 +29,13 @@ import torch
 from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import normal, uniform
-from pqn_torch.envs.tasks.go1 import FREE_JOINT_QPOS, FREE_JOINT_QVEL, PROPRIOCEPTION_LAYOUT, Go1Config, Go1Task
+from pqn_torch.envs.tasks.locomotion.go1 import (
+    FREE_JOINT_QPOS,
+    FREE_JOINT_QVEL,
+    PROPRIOCEPTION_LAYOUT,
+    Go1Config,
+    Go1Task,
+)
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robots import limit_violation, soft_limits
 

@@ -1,7 +1,7 @@
 """Go1Handstand and Go1Footstand (MuJoCo Playground 0.2.0 semantics): balance on the front or the rear legs.
 
 Model: Playground's Go1 scene with leg collisions and 12 floor-contact sensors on the front legs'
-calves, thighs and hips, with the Go1 edits of :class:`~pqn_torch.envs.tasks.go1.Go1Task`. Episodes of
+calves, thighs and hips, with the Go1 edits of :class:`~pqn_torch.envs.tasks.locomotion.go1.Go1Task`. Episodes of
 500 steps (10 s).
 
 - Reset: the home keyframe, x and y shifted by U(-0.5, 0.5), yaw U(-3.14, 3.14), root velocity
@@ -28,7 +28,7 @@ import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
-from pqn_torch.envs.tasks.go1 import LINVEL_LAYOUT, PROPRIOCEPTION_LAYOUT, Go1Config, Go1Task
+from pqn_torch.envs.tasks.locomotion.go1 import LINVEL_LAYOUT, PROPRIOCEPTION_LAYOUT, Go1Config, Go1Task
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robots import limit_violation, soft_limits
 
