@@ -151,9 +151,9 @@ def test_warp_sweep_quick_cpu_check_is_a_table_and_one_json_line():
 
 def test_sweep_problems_are_non_finite_observations_and_buffer_overflows_only():
     quiet = dict.fromkeys(OVERFLOW_COUNTERS, 0)
-    fine = SweepResult("A", 1.0, 10.0, True, 0, {**quiet, "solver_iteration_limit": 120}, 5e-2, 0.3)
+    fine = SweepResult("A", 1.0, 10.0, True, 0, 40, 16, {**quiet, "solver_iteration_limit": 120}, 5e-2, 0.3)
     assert sweep_problems(fine) == []  # iteration limits and a landing step's error are for a human to read
-    broken = SweepResult("B", 1.0, 10.0, False, 2, {**quiet, "overflow_contacts": 7}, None, None)
+    broken = SweepResult("B", 1.0, 10.0, False, 2, 40, 16, {**quiet, "overflow_contacts": 7}, None, None)
     assert sweep_problems(broken) == [
         "B: non-finite observations",
         "B: 7 world-steps counted in overflow_contacts with the task's defaults",

@@ -11,6 +11,7 @@ from pqn_torch.envs import make_env
 from pqn_torch.envs.backend_sweep import SweepResult, backend_sweep, sweep_table
 from pqn_torch.envs.core import OVERFLOW_COUNTERS
 from pqn_torch.envs.physics import PhysicsConfig
+from pqn_torch.envs.physics.warp_backend import contact_capacity
 from pqn_torch.envs.tasks import get_task_class
 from pqn_torch.envs.tasks.base import TaskConfig
 from pqn_torch.training import run_training
@@ -108,6 +109,10 @@ def test_every_task_builds_steps_and_agrees_on_warp(monkeypatch):
     print("\n" + sweep_table(results))
     for result in results:
         assert result.finite and result.steps_per_s > 0, result
+        config = get_task_class(result.task).default_config
+        # The buffers are the task's stated figures (a task must state them: None would fail here).
+        assert result.njmax == config.njmax, result
+        assert result.contact_buffer == contact_capacity(config.naconmax, 4, config.contacts_per_world), result
         assert not any(result.overflows[name] for name in OVERFLOW_COUNTERS if name.startswith("overflow_")), result
         if result.task not in LANDING_STEP:
             assert result.median_rel_error is not None and result.median_rel_error <= 1e-3, result
@@ -127,14 +132,14 @@ def test_every_task_builds_steps_and_agrees_on_warp(monkeypatch):
 
 def test_sweep_table_shows_counted_buffer_kinds_only():
     """The table a GPU user reads: one row per task, columns for the buffer kinds that overflowed anywhere."""
-    quiet = SweepResult("A", 1.0, 100.0, True, 0, dict.fromkeys(OVERFLOW_COUNTERS, 0), 1e-8, 2e-4)
-    full = SweepResult("B", 2.5, 1234.0, False, 3, {**quiet.overflows, "overflow_contacts": 7}, None, None)
+    quiet = SweepResult("A", 1.0, 100.0, True, 0, 40, 16, dict.fromkeys(OVERFLOW_COUNTERS, 0), 1e-8, 2e-4)
+    full = SweepResult("B", 2.5, 1234.0, False, 3, 60, 32, {**quiet.overflows, "overflow_contacts": 7}, None, None)
     lines = sweep_table([quiet, full]).splitlines()
     assert lines[0] == (
-        "| task | build s | env-steps/s | finite | unstable | median rel err | max rel err | overflow_contacts "
-        "| solver_iteration_limit |"
+        "| task | build s | env-steps/s | finite | unstable | njmax | contacts | median rel err | max rel err "
+        "| overflow_contacts | solver_iteration_limit |"
     )
-    assert lines[2] == "| A | 1.0 | 100 | yes | 0 | 1.0e-08 | 2.0e-04 | 0 | 0 |"
-    assert lines[3] == "| B | 2.5 | 1,234 | NO | 3 | - | - | 7 | 0 |"
+    assert lines[2] == "| A | 1.0 | 100 | yes | 0 | 40 | 16 | 1.0e-08 | 2.0e-04 | 0 | 0 |"
+    assert lines[3] == "| B | 2.5 | 1,234 | NO | 3 | 60 | 32 | - | - | 7 | 0 |"
     assert sweep_table([quiet]).splitlines()[0].endswith("| buffer overflows | solver_iteration_limit |")
     assert math.isclose(full.build_s, 2.5)

@@ -5,7 +5,8 @@ One function for the slow test (CPU) and for ``scripts/benchmark.py warp-sweep``
 - build ``make_env(task, num_envs, device, backend="warp")`` with the task's defaults (timed: the first
   build of a model compiles MuJoCo Warp's kernels, later ones load them from warp's cache);
 - reset, then ``steps`` steps of uniformly random actions (timed: env-steps per second), observations finite;
-- the overflow counters of those steps (``BatchedEnv.stats``);
+- the buffers MuJoCo Warp allocated (``njmax``, the batch's contact buffer) and the overflow counters of
+  those steps (``BatchedEnv.stats``);
 - on a CPU, one step from a shared state against the native backend: both envs reset to the same start
   state and task state (drawn by the native env), their generators reseeded alike, the same action; the
   relative observation error ``|warp - native| / (1 + |native|)`` per entry, as median and max. A GPU
@@ -23,6 +24,7 @@ import torch
 from pqn_torch.cuda_graph import synchronize
 from pqn_torch.envs import list_tasks, make_env
 from pqn_torch.envs.core import OVERFLOW_COUNTERS, BatchedEnv
+from pqn_torch.envs.physics.warp_backend import WarpPhysics
 
 
 @dataclass
@@ -35,6 +37,10 @@ class SweepResult:
     finite: bool
     unstable: int
     """World-steps the env reset as unstable during the random steps."""
+    njmax: int = 0
+    """Constraint rows per world that MuJoCo Warp allocated."""
+    contact_buffer: int = 0
+    """Contacts MuJoCo Warp allocated for the whole batch (``naconmax``)."""
     overflows: dict[str, int] = field(default_factory=dict)
     """``OVERFLOW_COUNTERS`` -> world-steps counted during the random steps."""
     median_rel_error: float | None = None
@@ -47,6 +53,8 @@ def sweep_task(task: str, device: torch.device, num_envs: int = 4, steps: int = 
     env = make_env(task, num_envs, device, "warp", seed, reset_pool_size=num_envs)
     synchronize(env.device)
     build_s = time.perf_counter() - start
+    physics = env.physics
+    assert isinstance(physics, WarpPhysics)
     actions = random_actions(env, steps, seed)
     env.reset()
     finite = True
@@ -61,6 +69,8 @@ def sweep_task(task: str, device: torch.device, num_envs: int = 4, steps: int = 
         steps_per_s=round(num_envs * steps / (time.perf_counter() - start), 1),
         finite=finite,
         unstable=int(env.stats["nonfinite_states"]),
+        njmax=physics.data.njmax,
+        contact_buffer=physics.data.naconmax,
         overflows={name: int(env.stats[name]) for name in OVERFLOW_COUNTERS},
     )
     if env.device.type == "cpu":
@@ -115,7 +125,8 @@ def sweep_table(results: Iterable[SweepResult]) -> str:
     results = list(results)
     buffer_counters = [name for name in OVERFLOW_COUNTERS if name.startswith("overflow_")]
     seen = [name for name in buffer_counters if any(row.overflows.get(name) for row in results)]
-    header = ["task", "build s", "env-steps/s", "finite", "unstable", "median rel err", "max rel err"]
+    header = ["task", "build s", "env-steps/s", "finite", "unstable", "njmax", "contacts"]
+    header += ["median rel err", "max rel err"]
     header += [*seen, "solver_iteration_limit"] if seen else ["buffer overflows", "solver_iteration_limit"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in results:
@@ -125,6 +136,8 @@ def sweep_table(results: Iterable[SweepResult]) -> str:
             f"{row.steps_per_s:,.0f}",
             "yes" if row.finite else "NO",
             str(row.unstable),
+            str(row.njmax),
+            str(row.contact_buffer),
             _error(row.median_rel_error),
             _error(row.max_rel_error),
         ]
