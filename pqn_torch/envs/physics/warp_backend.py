@@ -98,7 +98,7 @@ class WarpPhysics(Physics):
         with wp.ScopedDevice(self._wp_device):
             self.model = mujoco_warp.put_model(mj_model)
             # Playground's solver settings cap iterations on purpose: hitting the cap is expected, not an
-            # error worth a printf from every world; buffer overflows (contacts, constraints) still warn.
+            # error worth a printf from every world; buffer overflows still print (and are counted: take_overflow).
             self.model.opt.warn_overflow &= ~int(ITERATION_LIMITS)
             self.data = mujoco_warp.put_data(
                 mj_model,
@@ -120,9 +120,9 @@ class WarpPhysics(Physics):
         self._contacts, self._candidates = wp.to_torch(data.nacon), wp.to_torch(data.ncollision)
         self._kind_bits = torch.tensor([int(OVERFLOW_BITS[kind]) for kind in OVERFLOW_KINDS], device=self.device)
         self._peak_rows = torch.zeros((), dtype=self._rows.dtype, device=self.device)
-        """The most constraint rows a world asked for in any step or forward so far (for ``overflow_fix``)."""
+        """The most constraint rows a world asked for, sampled at each ``take_overflow`` (for ``overflow_fix``)."""
         self._peak_contacts = torch.zeros((), dtype=self._contacts.dtype, device=self.device)
-        """The most contacts (or collision candidates) the batch asked for so far."""
+        """The most contacts (or collision candidates) the batch asked for, sampled likewise."""
 
         self._warp_streams: dict[int, wp.Stream] = {}
         self._external_captures: list[wp.Graph] = []
