@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -12,6 +13,7 @@ from pqn_torch.envs.interface import VecEnv
 from pqn_torch.envs.physics import PhysicsConfig, make_physics, resolve_backend
 from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
 from pqn_torch.envs.tasks import TASKS, get_task_class
+from pqn_torch.envs.tasks.base import TaskConfig
 
 
 def list_tasks() -> list[str]:
@@ -37,6 +39,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type != "cpu":
         raise ValueError(f"unsupported device {str(device)!r}; valid: auto, cpu, cuda, cuda:<index>")
     return resolved
+
+
+def physics_config(task_config: TaskConfig, substeps: int, num_threads: int | None = None) -> PhysicsConfig:
+    """The backend's config: every ``PhysicsConfig`` field that a task config also has, plus the two that only
+    the env knows (``substeps``, from ``ctrl_dt / sim_dt``, and the native backend's ``num_threads``)."""
+    task_fields = {field.name for field in dataclasses.fields(task_config)}
+    shared = {
+        field.name: getattr(task_config, field.name)
+        for field in dataclasses.fields(PhysicsConfig)
+        if field.name in task_fields
+    }
+    return PhysicsConfig(substeps=substeps, num_threads=num_threads, **shared)
 
 
 def make_env(
@@ -73,12 +87,7 @@ def make_env(
         # The DM suite's cheetah.xml uses `settotalmass`, which MuJoCo 4 flags as deprecated; harmless here.
         warnings.filterwarnings("ignore", message=".*settotalmass.*")
         mj_model = spec.compile()
-    config = PhysicsConfig(
-        substeps=task_instance.substeps,
-        naconmax=task_instance.config.naconmax,
-        njmax=task_instance.config.njmax,
-        num_threads=num_threads,
-    )
+    config = physics_config(task_instance.config, task_instance.substeps, num_threads)
     physics = make_physics(backend_name, mj_model, num_envs, torch_device, config)
     task_instance.bind(mj_model, physics.device, physics.dtype)
     return BatchedEnv(task_instance, physics, seed=seed, reset_pool_size=reset_pool_size, host_shortcuts=host_shortcuts)

@@ -7,6 +7,11 @@ MuJoCo Warp arrays (zero-copy ``warp.to_torch`` views) or in numpy buffers stepp
 the same quantities with the same timing: after ``step()`` the sensors hold the values MuJoCo computed
 at the start of the last physics step (as ``mjx.step``/``mj_step`` leave ``xpos`` etc.), after
 ``forward()`` they match the current state.
+
+Buffer overflows. MuJoCo Warp preallocates its contact and constraint buffers; what does not fit is dropped
+from the step. :meth:`Physics.take_overflow` reports, per world and per kind (``OVERFLOW_KINDS``), whether
+that happened since the last call, as a tensor op; the env counts it. Native MuJoCo has no such buffers
+(its arena fills only far beyond these tasks, and says so through MuJoCo's own warnings), so it reports none.
 """
 
 from __future__ import annotations
@@ -16,6 +21,13 @@ from dataclasses import dataclass
 
 import mujoco
 import torch
+
+OVERFLOW_KINDS = ("constraints", "contacts", "broadphase", "hfield", "other", "solver_iterations")
+"""What a step can run out of: constraint rows (``njmax``), contacts (narrowphase and CCD) and collision
+candidates (broadphase), both held in the contact buffer, heightfield collisions, other MuJoCo Warp buffers
+(EPA horizon, islands, contact-match and tactile sensors), and solver (or line-search) iterations. The last
+is expected with Playground's capped iterations: counted apart, never warned about (``BUFFER_KINDS`` are)."""
+BUFFER_KINDS = OVERFLOW_KINDS[:-1]
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,8 @@ class PhysicsConfig:
         contacts_per_world: contact buffer per world (MuJoCo Warp only); when set, it replaces ``naconmax``.
         njmax: constraint rows per world (MuJoCo Warp only; ``None`` = backend default).
         num_threads: worker threads (native MuJoCo backend only; ``None`` = all available cores).
+
+    ``naconmax``, ``contacts_per_world`` and ``njmax`` are a task's ``TaskConfig`` fields of the same names.
     """
 
     substeps: int = 1
@@ -67,6 +81,7 @@ class Physics(ABC):
     time: torch.Tensor
     xfrc_applied: torch.Tensor
     qacc: torch.Tensor
+    _no_overflow: torch.Tensor | None = None
 
     @abstractmethod
     def step(self, num_substeps: int | None = None) -> None:
@@ -82,6 +97,19 @@ class Physics(ABC):
 
         Must be a pure tensor op (no host sync) so it can live inside a captured CUDA graph.
         """
+
+    def take_overflow(self) -> torch.Tensor:
+        """[N, len(OVERFLOW_KINDS)] bool: which worlds overflowed what since the last call; then forgets it.
+
+        A pure tensor op (no host sync, graph-safe). This default is the native backend's: never.
+        """
+        if self._no_overflow is None:
+            self._no_overflow = torch.zeros(self.num_worlds, len(OVERFLOW_KINDS), dtype=torch.bool, device=self.device)
+        return self._no_overflow
+
+    def overflow_fix(self, kind: str) -> str:
+        """What to change so that ``kind`` (one of ``BUFFER_KINDS``) stops overflowing, for a message."""
+        return f"no {kind} buffer to overflow on this backend"
 
     def sensor(self, name: str) -> torch.Tensor:
         """The ``sensordata`` columns of the sensor called ``name`` ([N, dim] view)."""
