@@ -89,6 +89,38 @@ class TaskConfig:
             raise ValueError(f"contacts_per_world must be an integer >= 0 or null, got {self.contacts_per_world!r}")
 
 
+CONTROL_FORMULAS = {
+    "action": "ctrl = clip(action, action_low, action_high)",
+    "default_pose_offset": "ctrl = default_joint_pos + {scale:g} * action",
+    "joint_pos_offset": "ctrl = joint_pos + {scale:g} * action",
+    "ctrl_increment": "ctrl = previous ctrl + {scale:g} * action (the first previous ctrl: joint_pos at the start)",
+}
+"""How an action becomes the actuators' ``ctrl``, per :attr:`ControlMapping.mode`. ``joint_pos``: the actuated
+joints' current angles; MuJoCo clamps a ``ctrl`` outside the actuators' ``ctrlrange`` where they are limited."""
+
+
+@dataclass(frozen=True)
+class ControlMapping:
+    """How a task turns an action into controls, described for a program that runs the policy without the env.
+
+    ``mode`` names a :data:`CONTROL_FORMULAS` entry, ``scale`` its action scale, ``default_pose_keyframe``
+    the keyframe holding the robot's default joint pose (robot tasks).
+    """
+
+    mode: str = "action"
+    scale: float = 1.0
+    default_pose_keyframe: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in CONTROL_FORMULAS:
+            raise ValueError(f"control mode must be one of {sorted(CONTROL_FORMULAS)}, got {self.mode!r}")
+
+    @property
+    def formula(self) -> str:
+        """The mapping in words, e.g. ``ctrl = default_joint_pos + 0.5 * action``."""
+        return CONTROL_FORMULAS[self.mode].format(scale=self.scale)
+
+
 class Task(ABC):
     """Base class of every task. Subclasses set ``name`` and ``default_config`` and fill the hooks.
 
@@ -108,6 +140,8 @@ class Task(ABC):
     normalized_actions: ClassVar[bool] = False
     """True: actions live in [-1, 1] and :meth:`control` maps them to controls (robot tasks); False: actions
     are the controls, clipped to the actuators' ``ctrlrange``."""
+    control_mapping: ClassVar[ControlMapping] = ControlMapping()
+    """What :meth:`control` computes, for an exported policy's metadata (a test checks the two agree)."""
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.default_config)}

@@ -45,7 +45,7 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
-from pqn_torch.envs.tasks.base import StartStates, Task, TaskConfig, TaskState, Transition
+from pqn_torch.envs.tasks.base import ControlMapping, StartStates, Task, TaskConfig, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robots import (
@@ -270,6 +270,7 @@ class Go1JoystickFlatTerrain(Go1Task):
     noise_scales = JOYSTICK_NOISE
     reward_scales = JOYSTICK_REWARD_SCALES
     observation_layout = LINVEL_LAYOUT + PROPRIOCEPTION_LAYOUT + (("last action", 12), ("command: vx, vy, yaw rate", 3))
+    control_mapping = ControlMapping("default_pose_offset", 0.5, default_pose_keyframe="home")
 
     def bind(self, mj_model: mujoco.MjModel) -> None:
         super().bind(mj_model)

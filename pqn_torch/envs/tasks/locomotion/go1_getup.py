@@ -27,7 +27,7 @@ import math
 import torch
 
 from pqn_torch.envs.physics.base import Physics
-from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
+from pqn_torch.envs.tasks.base import ControlMapping, StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import normal, uniform
 from pqn_torch.envs.tasks.locomotion.go1 import (
     FREE_JOINT_QPOS,
@@ -67,6 +67,7 @@ class Go1Getup(Go1Task):
     name = "Go1Getup"
     scene = "scene_mjx_fullcollisions_flat_terrain.xml"
     default_config = Go1Config(ctrl_dt=0.02, sim_dt=0.004, episode_length=300, contacts_per_world=30, njmax=250)
+    control_mapping = ControlMapping("joint_pos_offset", ACTION_SCALE, default_pose_keyframe="home")
     noise_scales = {"joint_pos": 0.03, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05}
     reward_scales = GETUP_REWARD_SCALES
     observation_layout = PROPRIOCEPTION_LAYOUT + (("last action", 12),)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
-from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
+from pqn_torch.envs.tasks.base import ControlMapping, StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.locomotion.go1 import LINVEL_LAYOUT, PROPRIOCEPTION_LAYOUT, Go1Config, Go1Task
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robots import limit_violation, soft_limits
@@ -58,6 +58,7 @@ class Go1Handstand(Go1Task):
     name = "Go1Handstand"
     scene = "scene_mjx_flat_terrain.xml"
     default_config = Go1Config(ctrl_dt=0.02, sim_dt=0.004, episode_length=500, contacts_per_world=30, njmax=200)
+    control_mapping = ControlMapping("ctrl_increment", ACTION_SCALE, default_pose_keyframe="home")
     noise_scales = {"joint_pos": 0.01, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05, "linvel": 0.1}
     reward_scales = HANDSTAND_REWARD_SCALES
     observation_layout = LINVEL_LAYOUT + PROPRIOCEPTION_LAYOUT + (("last action", 12),)
