@@ -24,6 +24,7 @@ import torch
 from tensordict import TensorDict
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import DomainRandomizer
 from pqn_torch.envs.tasks.base import Task, TaskState
 
 STATE_FIELDS = ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "sensordata", "time")
@@ -61,6 +62,11 @@ class BatchedEnv:
         self.ctrl_dt = task.config.ctrl_dt
         self.action_repeat = task.config.action_repeat
         self.host_shortcuts = self.device.type == "cpu" if host_shortcuts is None else host_shortcuts
+        self.randomizer = DomainRandomizer(task.randomization, physics) if task.config.randomize else None
+        self._redraw_at_reset = self.randomizer if task.config.randomize_every_reset else None
+        if self.randomizer is not None:  # before the start states: settling runs in the worlds as trained
+            everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+            self.randomizer.write(self.randomizer.draw(self.generator), everyone)
         """Skip masked per-world work after a scalar host check (default: on the CPU); off on CUDA (no sync,
         graph-capturable). Same random draws either way. The agent's rollout follows this switch too."""
 
@@ -145,8 +151,12 @@ class BatchedEnv:
         pool_size = self._pool["qpos"].shape[0]
         index = torch.randint(pool_size, (self.num_envs,), generator=self.generator, device=self.device)
         fresh = self._fresh_task_state({})
+        redraw = self._redraw_at_reset
+        parameters = redraw.draw(self.generator) if redraw is not None else {}
         if self.host_shortcuts and not bool(done.any()):
             return
+        if redraw is not None:
+            redraw.write(parameters, done)
         for name in STATE_FIELDS:
             view = getattr(self.physics, name)
             view.copy_(torch.where(_expand_mask(done, view), self._pool[name][index], view))

@@ -27,6 +27,7 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import Draw
 
 
 @dataclass
@@ -60,6 +61,8 @@ class TaskConfig:
     ``action_repeat``: task steps (each ``ctrl_dt`` long, with its own reward) per agent step; the env
     sums their rewards. ``episode_length`` counts agent steps. ``contacts_per_world``: MuJoCo Warp contact
     buffer per world (robot tasks); when ``None`` the DM-suite reading of ``naconmax`` applies.
+    ``randomize``: draw each world's model parameters from the task's :attr:`Task.randomization` table
+    (tasks that have one); ``randomize_every_reset``: draw them again whenever a world resets.
     """
 
     ctrl_dt: float
@@ -69,6 +72,8 @@ class TaskConfig:
     njmax: int | None = None
     action_repeat: int = 1
     contacts_per_world: int | None = None
+    randomize: bool = False
+    randomize_every_reset: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ctrl_dt", "sim_dt"):
@@ -87,6 +92,11 @@ class TaskConfig:
             not _is_integer(self.contacts_per_world) or self.contacts_per_world < 0
         ):
             raise ValueError(f"contacts_per_world must be an integer >= 0 or null, got {self.contacts_per_world!r}")
+        for name in ("randomize", "randomize_every_reset"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.randomize_every_reset and not self.randomize:
+            raise ValueError("randomize_every_reset=true needs randomize=true")
 
 
 CONTROL_FORMULAS = {
@@ -140,6 +150,8 @@ class Task(ABC):
     normalized_actions: ClassVar[bool] = False
     """True: actions live in [-1, 1] and :meth:`control` maps them to controls (robot tasks); False: actions
     are the controls, clipped to the actuators' ``ctrlrange``."""
+    randomization: ClassVar[tuple[Draw, ...]] = ()
+    """Domain randomization table (``randomize=true``), see :mod:`pqn_torch.envs.randomization`."""
     control_mapping: ClassVar[ControlMapping] = ControlMapping()
     """What :meth:`control` computes, for an exported policy's metadata (a test checks the two agree)."""
 
@@ -153,6 +165,8 @@ class Task(ABC):
             if key not in common:
                 _check_option_type(self.name, key, value, getattr(self.default_config, key))
         self.config = dataclasses.replace(self.default_config, **overrides)
+        if self.config.randomize and not self.randomization:
+            raise ValueError(f"task {self.name} has no domain randomization; randomize must be false")
         substeps = self.config.ctrl_dt / self.config.sim_dt
         if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
             raise ValueError(

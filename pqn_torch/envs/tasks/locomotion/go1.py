@@ -45,6 +45,7 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
+from pqn_torch.envs.randomization import Draw
 from pqn_torch.envs.tasks.base import ControlMapping, StartStates, Task, TaskConfig, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.registry import register
@@ -454,3 +455,17 @@ class Go1JoystickRoughTerrain(Go1JoystickFlatTerrain):
     name = "Go1JoystickRoughTerrain"
     scene = "scene_mjx_feetonly_rough_terrain.xml"
     default_config = dataclasses.replace(Go1JoystickFlatTerrain.default_config, contacts_per_world=8, njmax=60)
+
+
+# Domain randomization (randomize=true): MuJoCo Playground 0.2.0's Go1 randomizer, per world. Off by default: purejaxql
+# trains the Go1 tasks without it.
+GO1_RANDOMIZATION = (
+    Draw("geom_friction", "set", 0.4, 1.0, rows="floor", column=0),  # floor sliding friction
+    Draw("dof_frictionloss", "scale", 0.9, 1.1, rows=slice(FREE_JOINT_QVEL, None)),  # joint friction loss
+    Draw("dof_armature", "scale", 1.0, 1.05, rows=slice(FREE_JOINT_QVEL, None)),
+    Draw("body_ipos", "add", -0.05, 0.05, rows="trunk"),  # torso centre of mass, m
+    Draw("body_mass", "scale", 0.9, 1.1),  # every link
+    Draw("body_mass", "add", -1.0, 1.0, rows="trunk"),  # torso, kg
+    Draw("qpos0", "add", -0.05, 0.05, rows=slice(FREE_JOINT_QPOS, None)),  # joints' reference pose
+)
+Go1Task.randomization = GO1_RANDOMIZATION
