@@ -13,8 +13,10 @@ import torch
 from pqn_torch.algo import PQN, CriticEnsemble, PQNConfig
 from pqn_torch.envs import BatchedEnv, list_tasks, make_env
 from pqn_torch.envs.tasks import get_task_class
+from pqn_torch.export import export_policy
 from pqn_torch.policy import Policy
 from pqn_torch.training import load_checkpoint, settings_from_config
+from pqn_torch.training.playback import evaluate_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -200,8 +202,6 @@ def controls_from_metadata(meta, action, joint_pos, previous_ctrl):
 def test_onnx_metadata_alone_rebuilds_the_envs_controls(task, formula, tmp_path):
     """Read back with onnxruntime, the metadata maps the ONNX policy's actions to the env's own ``ctrl``."""
     onnxruntime = pytest.importorskip("onnxruntime", reason="needs the 'export' extra")
-    from pqn_torch.export import export_policy
-
     env = make_env(task, 4, "cpu", "mujoco", seed=5, reset_pool_size=4, num_threads=1)
     export_policy(untrained_policy(task, env, seed=1), tmp_path / "policy.onnx")
     session = onnxruntime.InferenceSession(str(tmp_path / "policy.onnx"), providers=["CPUExecutionProvider"])
@@ -231,3 +231,10 @@ def test_onnx_metadata_alone_rebuilds_the_envs_controls(task, formula, tmp_path)
         previous = np.where(kept[:, None], expected, physics.qpos[:, qpos_columns].numpy())
         obs = step["obs"].numpy()
     assert moved > 0.1  # the actions are not all near zero: a wrong scale would show
+
+
+def test_evaluation_runs_nominal_or_refuses_randomized_worlds_for_a_task_without_a_randomizer(trained_run):
+    report = evaluate_checkpoint(trained_run, episodes=2, device="cpu", backend="mujoco", randomize=False)
+    assert report.startswith("CheetahRun, checkpoint") and "over 2 episodes" in report
+    with pytest.raises(ValueError, match="task CheetahRun has no domain randomization; randomize must be false"):
+        evaluate_checkpoint(trained_run, episodes=2, device="cpu", backend="mujoco", randomize=True)
