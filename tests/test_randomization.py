@@ -132,10 +132,13 @@ def test_env_draws_once_per_env_or_again_at_each_reset():
     options = dict(seed=3, reset_pool_size=4, num_threads=1, randomize=True, episode_length=3)
     once = make_env("Go1JoystickFlatTerrain", 4, "cpu", "mujoco", **options)
     every = make_env("Go1JoystickFlatTerrain", 4, "cpu", "mujoco", randomize_every_reset=True, **options)
+    masked = make_env(  # the GPU's path: no host check, the masked writes run at every step
+        "Go1JoystickFlatTerrain", 4, "cpu", "mujoco", randomize_every_reset=True, host_shortcuts=False, **options
+    )
     first = trunk_masses(once)
     assert torch.equal(first, trunk_masses(every))  # the same draws from the same seed
     assert len(set(first.tolist())) == 4
-    for env in (once, every):
+    for env in (once, every, masked):
         env.reset(staggered=True)
     actions = torch.zeros(4, 12)
     resets = 0
@@ -143,7 +146,9 @@ def test_env_draws_once_per_env_or_again_at_each_reset():
         before = trunk_masses(every)
         done = every.step(actions)["done"]
         once.step(actions)
+        masked.step(actions)
         after = trunk_masses(every)
+        assert torch.equal(trunk_masses(masked), after)
         assert torch.equal(after[~done], before[~done]) and bool((after[done] != before[done]).all())
         assert torch.equal(trunk_masses(once), first)
         resets += int(done.sum())

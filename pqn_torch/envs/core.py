@@ -16,6 +16,9 @@ task's start ``ctrl``) and a ``forward`` on them, and stores the complete physic
 ctrl, mocap, sensordata, time). Resetting a world copies a uniformly drawn pool entry into it, zeroes its
 applied forces and draws fresh task state (commands, timers, ...): no physics call at reset, identical
 observations to a fresh reset, and the same code path on every backend.
+
+Domain randomization (task option ``randomize``): before the pool is built, every world draws its model
+parameters (``pqn_torch.envs.randomization``); with ``randomize_every_reset`` a resetting world draws anew.
 """
 
 from __future__ import annotations
@@ -62,13 +65,13 @@ class BatchedEnv:
         self.ctrl_dt = task.config.ctrl_dt
         self.action_repeat = task.config.action_repeat
         self.host_shortcuts = self.device.type == "cpu" if host_shortcuts is None else host_shortcuts
+        """Skip masked per-world work after a scalar host check (default: on the CPU); off on CUDA (no sync,
+        graph-capturable). Same random draws either way. The agent's rollout follows this switch too."""
         self.randomizer = DomainRandomizer(task.randomization, physics) if task.config.randomize else None
         self._redraw_at_reset = self.randomizer if task.config.randomize_every_reset else None
         if self.randomizer is not None:  # before the start states: settling runs in the worlds as trained
             everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
             self.randomizer.write(self.randomizer.draw(self.generator), everyone)
-        """Skip masked per-world work after a scalar host check (default: on the CPU); off on CUDA (no sync,
-        graph-capturable). Same random draws either way. The agent's rollout follows this switch too."""
 
         self._episode_step = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._time_limit = torch.full((self.num_envs,), self.episode_length, dtype=torch.int64, device=self.device)
