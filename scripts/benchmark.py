@@ -206,6 +206,7 @@ class EnvOptions(TaskOptions):
     num_threads: int = option(0, THREADS)
     cuda_graphs: Any = option("auto", SWITCH)
     torch_threads: int = 1
+    randomize: bool = False  # domain-randomized worlds (tasks with a randomizer); the bare rate stays nominal
 
 
 def benchmark_env(options: EnvOptions) -> dict[str, Any]:
@@ -226,6 +227,7 @@ def benchmark_env(options: EnvOptions) -> dict[str, Any]:
         seed=options.seed,
         reset_pool_size=options.num_envs,
         num_threads=num_threads,
+        randomize=options.randomize,
     )
     native = isinstance(env.physics, MujocoPhysics)
     cuda_graphs = resolve_switch(check_switch("cuda_graphs", options.cuda_graphs), env.device)
@@ -234,6 +236,7 @@ def benchmark_env(options: EnvOptions) -> dict[str, Any]:
     return {
         "mode": "env",
         "task": options.task,
+        "randomize": options.randomize,
         "backend": "mujoco" if native else "warp",
         "device": device_name(env.device),
         "num_envs": options.num_envs,

@@ -12,6 +12,7 @@ from pqn_torch.envs.core import BatchedEnv
 from pqn_torch.envs.interface import VecEnv
 from pqn_torch.envs.physics import PhysicsConfig, make_physics, resolve_backend
 from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
+from pqn_torch.envs.randomization import randomized_fields
 from pqn_torch.envs.tasks import TASKS, get_task_class
 from pqn_torch.envs.tasks.base import TaskConfig
 
@@ -68,7 +69,8 @@ def make_env(
     """``num_envs`` worlds of ``task`` on ``device`` with physics ``backend`` (``auto``, ``warp``, ``mujoco``).
 
     ``task_overrides`` change the task's config (``episode_length``, ``ctrl_dt``, ``action_repeat``, ...; robot
-    tasks also ``obs_noise_level`` and, for the joystick tasks, ``perturbations``).
+    tasks also ``obs_noise_level``, ``randomize``, ``randomize_every_reset`` and, for the joystick tasks,
+    ``perturbations``).
     ``reset_pool_size`` sets how many start states are pre-sampled (default ``max(num_envs, 1024)``),
     ``num_threads`` the native MuJoCo backend's worker threads (default: all cores), ``host_shortcuts``
     whether steps may skip masked per-world work after a host check (default: on the CPU; off is the
@@ -88,6 +90,8 @@ def make_env(
         warnings.filterwarnings("ignore", message=".*settotalmass.*")
         mj_model = spec.compile()
     config = physics_config(task_instance.config, task_instance.substeps, num_threads)
+    if task_instance.config.randomize:
+        config = dataclasses.replace(config, per_world_fields=randomized_fields(task_instance.randomization))
     physics = make_physics(backend_name, mj_model, num_envs, torch_device, config)
     task_instance.bind(mj_model, physics.device, physics.dtype)
     return BatchedEnv(task_instance, physics, seed=seed, reset_pool_size=reset_pool_size, host_shortcuts=host_shortcuts)

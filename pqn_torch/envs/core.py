@@ -30,6 +30,9 @@ did not fit, which is an inaccuracy, not an instability (one that blows up is ca
 resetting would cut episodes short without telling anyone more, and a shared contact buffer overflows for
 every world at once. The counts reach tensorboard and the run summary, with the override that fixes them.
 Start states are checked too: a task whose start states do not fit its buffers does not build.
+
+Domain randomization (task option ``randomize``): before the pool is built, every world draws its model
+parameters (``pqn_torch.envs.randomization``); with ``randomize_every_reset`` a resetting world draws anew.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import torch
 from tensordict import TensorDict
 
 from pqn_torch.envs.physics.base import BUFFER_KINDS, OVERFLOW_KINDS, Physics
+from pqn_torch.envs.randomization import DomainRandomizer
 from pqn_torch.envs.tasks.base import Task, TaskState
 
 STATE_FIELDS = ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "sensordata", "time")
@@ -81,6 +85,11 @@ class BatchedEnv:
         self.host_shortcuts = self.device.type == "cpu" if host_shortcuts is None else host_shortcuts
         """Skip masked per-world work after a scalar host check (default: on the CPU); off on CUDA (no sync,
         graph-capturable). Same random draws either way. The agent's rollout follows this switch too."""
+        self.randomizer = DomainRandomizer(task.randomization, physics) if task.config.randomize else None
+        self._redraw_at_reset = self.randomizer if task.config.randomize_every_reset else None
+        if self.randomizer is not None:  # before the start states: settling runs in the worlds as trained
+            everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+            self.randomizer.write(self.randomizer.draw(self.generator), everyone)
 
         self._episode_step = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._time_limit = torch.full((self.num_envs,), self.episode_length, dtype=torch.int64, device=self.device)
@@ -191,7 +200,11 @@ class BatchedEnv:
             self.physics.xfrc_applied.masked_fill_(_expand_mask(done, self.physics.xfrc_applied), 0.0)
             self.physics.clear_warmstart(done)
         fresh = self._fresh_task_state({})
+        redraw = self._redraw_at_reset
+        parameters = redraw.draw(self.generator) if redraw is not None else {}
         if resetting:
+            if redraw is not None:
+                redraw.write(parameters, done)
             self._write_task_state(done, fresh)
             self._episode_step.masked_fill_(done, 0)
             self._episode_return.masked_fill_(done, 0.0)

@@ -62,7 +62,13 @@ from pqn_torch.training.checkpoint import (
 from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import QuietLogger, RunLogger
 from pqn_torch.training.run_dir import check_writable, claim_run_dir, remove_failed_start
-from pqn_torch.training.settings import ConfigError, merge_for_resume, resume_location, settings_from_config
+from pqn_torch.training.settings import (
+    ConfigError,
+    interval_updates,
+    merge_for_resume,
+    resume_location,
+    settings_from_config,
+)
 from pqn_torch.training.setup import set_up_agent, start_ranks
 
 UNSTABLE_WARNING_RATE = 1e-3
@@ -155,7 +161,7 @@ class TrainingRun:
             config = merge_for_resume(checkpoint["config"], config, overrides)
             schedule_timesteps = checkpoint.get("schedule_timesteps", checkpoint["config"]["total_timesteps"])
         self.config = config
-        self.settings = settings = settings_from_config(config, distributed.launched_world_size())
+        self.settings = settings = settings_from_config(config, distributed.launched_world_size(), overrides)
         ranks, device = start_ranks(settings)
         self.ranks = ranks
         # alg.num_envs is per rank; total_timesteps counts the env steps of all ranks together.
@@ -213,8 +219,8 @@ class TrainingRun:
         # The speed report times the first update after warm-up: compilation (compile) and the two eager
         # iterations plus the capture (cuda_graphs) would make the estimate far too slow.
         self.warmup_updates = WARMUP_CALLS + 1 if use_graphs else 1 if use_compile else 0
-        self.eval_every = max(1, int(self.num_updates * settings.eval_interval))
-        self.checkpoint_every = int(self.num_updates * settings.checkpoint_interval)
+        self.eval_every = interval_updates(settings.eval_interval, self.num_updates)
+        self.checkpoint_every = interval_updates(settings.checkpoint_interval, self.num_updates)
         checkpoints = 1 + (self.num_updates // self.checkpoint_every if self.checkpoint_every else 0)
         space_note = check_writable(self.run_dir, _checkpoint_bytes(agent), checkpoints) if ranks.is_main else None
         if ranks.is_main:
@@ -251,8 +257,9 @@ class TrainingRun:
             self.logger.message(
                 f"{requested_dir} belongs to another run (started at the same time); using {self.run_dir}"
             )
-        if space_note:
-            self.logger.message(space_note)
+        for note in (space_note, *settings.notes):
+            if note:
+                self.logger.message(note)
         if checkpoint is not None:
             for path, reason in checkpoint["skipped"]:
                 self.logger.message(f"warning: {path} is unreadable ({reason}); skipped it")

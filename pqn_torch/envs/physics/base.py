@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import mujoco
+import numpy as np
 import torch
 
 OVERFLOW_KINDS = ("constraints", "contacts", "broadphase", "hfield", "other", "solver_iterations")
@@ -40,6 +41,8 @@ class PhysicsConfig:
         contacts_per_world: contact buffer per world (MuJoCo Warp only); when set, it replaces ``naconmax``.
         njmax: constraint rows per world (MuJoCo Warp only; ``None`` = backend default).
         num_threads: worker threads (native MuJoCo backend only; ``None`` = all available cores).
+        per_world_fields: ``MjModel`` array fields that get per-world values (domain randomization), see
+            :meth:`Physics.model_field`; every other model field stays shared by all worlds.
 
     ``naconmax``, ``contacts_per_world`` and ``njmax`` are a task's ``TaskConfig`` fields of the same names.
     """
@@ -49,6 +52,7 @@ class PhysicsConfig:
     contacts_per_world: int | None = None
     njmax: int | None = None
     num_threads: int | None = None
+    per_world_fields: tuple[str, ...] = ()
 
 
 class Physics(ABC):
@@ -111,6 +115,19 @@ class Physics(ABC):
         """What to change so that ``kind`` (one of ``BUFFER_KINDS``) stops overflowing, for a message."""
         return f"no {kind} buffer to overflow on this backend"
 
+    @abstractmethod
+    def model_field(self, name: str) -> torch.Tensor:
+        """Writable per-world values [N, ...] of ``MjModel`` field ``name`` (one of ``config.per_world_fields``).
+
+        A write changes that world's model from its next physics call; where MuJoCo derives constants from
+        the field (``mj_setConst``: masses, ``qpos0``, armature, ...), call :meth:`recompute_constants` next.
+        """
+
+    @abstractmethod
+    def recompute_constants(self, mask: torch.Tensor) -> None:
+        """Recompute the model constants MuJoCo derives (``mj_setConst``) for the worlds in ``mask`` [N] from
+        their per-world fields; the other worlds' constants stay bit for bit as they are."""
+
     def sensor(self, name: str) -> torch.Tensor:
         """The ``sensordata`` columns of the sensor called ``name`` ([N, dim] view)."""
         return self.sensordata[:, sensor_slice(self.mj_model, name)]
@@ -125,3 +142,11 @@ def sensor_slice(mj_model: mujoco.MjModel, name: str) -> slice:
         raise KeyError(f"model has no sensor {name!r}; sensors: {names}") from None
     start = int(sensor.adr[0])
     return slice(start, start + int(sensor.dim[0]))
+
+
+def check_per_world_fields(mj_model: mujoco.MjModel, names: tuple[str, ...]) -> None:
+    """One clear error for a per-world field name that is not a numeric ``MjModel`` array."""
+    for name in names:
+        value = getattr(mj_model, name, None)
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise ValueError(f"per-world model field {name!r} is not a floating-point MjModel array")

@@ -42,7 +42,7 @@ import mujoco_warp
 import torch
 import warp as wp
 
-from pqn_torch.envs.physics.base import OVERFLOW_KINDS, Physics, PhysicsConfig
+from pqn_torch.envs.physics.base import OVERFLOW_KINDS, Physics, PhysicsConfig, check_per_world_fields
 
 Overflow = mujoco_warp.OverflowType
 ITERATION_LIMITS = Overflow.ITERATIONS | Overflow.LS_ITERATIONS
@@ -55,6 +55,25 @@ OVERFLOW_BITS = {
     "solver_iterations": ITERATION_LIMITS,
 }
 """The ``mujoco_warp.OverflowType`` bits of each of ``OVERFLOW_KINDS``."""
+SET_CONST_OUTPUTS = (
+    "body_subtreemass",
+    "body_invweight0",
+    "dof_invweight0",
+    "tendon_invweight0",
+    "tendon_length0",
+    "actuator_acc0",
+    "eq_data",
+    "geom_aabb",
+    "geom_rbound",
+    "cam_pos0",
+    "cam_poscom0",
+    "cam_mat0",
+    "light_pos0",
+    "light_poscom0",
+    "light_dir0",
+)
+"""The per-world model constants ``mujoco_warp.set_const`` writes: batched with any per-world field, so that each
+world keeps its own (a shared row would be written by every world at once)."""
 REFERENCE_WORLDS = 1024
 """The batch that MuJoCo Playground's per-task ``naconmax`` totals are read against (the DM-suite ``num_envs``)."""
 
@@ -95,8 +114,10 @@ class WarpPhysics(Physics):
         self._wp_device = wp.device_from_torch(self.device)
 
         empty = mujoco.MjData(mj_model)  # no forward: no contacts or rows to check against the buffers
+        check_per_world_fields(mj_model, config.per_world_fields)
+        per_world = (*config.per_world_fields, *SET_CONST_OUTPUTS) if config.per_world_fields else ()
         with wp.ScopedDevice(self._wp_device):
-            self.model = mujoco_warp.put_model(mj_model)
+            self.model = mujoco_warp.put_model(mj_model, batch_sizes=dict.fromkeys(per_world, num_worlds))
             # Playground's solver settings cap iterations on purpose: hitting the cap is expected, not an
             # error worth a printf from every world; buffer overflows still print (and are counted: take_overflow).
             self.model.opt.warn_overflow &= ~int(ITERATION_LIMITS)
@@ -192,6 +213,23 @@ class WarpPhysics(Physics):
     def clear_warmstart(self, mask: torch.Tensor) -> None:
         """Zero ``qacc_warmstart`` of the worlds in ``mask`` with one torch op (graph-safe, no host sync)."""
         self._warmstart.masked_fill_(mask.view(-1, 1), 0.0)
+
+    # ----------------------------------------------------------------- per-world model fields
+    def model_field(self, name: str) -> torch.Tensor:
+        """``warp.to_torch`` of the model's batched array ``name`` (float32, [N, ...], vectors as a last dim)."""
+        if name not in self.config.per_world_fields:
+            raise KeyError(f"model field {name!r} is shared by all worlds; list it in PhysicsConfig.per_world_fields")
+        return wp.to_torch(getattr(self.model, name))
+
+    def recompute_constants(self, mask: torch.Tensor) -> None:
+        """``mujoco_warp.set_const`` (all worlds, no host sync), then the worlds outside ``mask`` get their
+        previous constants back: MuJoCo Warp's float32 recomputation would differ from MuJoCo C's in the last bits."""
+        kept = {name: wp.to_torch(getattr(self.model, name)).clone() for name in SET_CONST_OUTPUTS}
+        self._launch(lambda: mujoco_warp.set_const(self.model, self.data, restore=False))
+        for name, before in kept.items():
+            view = wp.to_torch(getattr(self.model, name))
+            if view.numel():
+                view.copy_(torch.where(mask.view(-1, *[1] * (view.dim() - 1)), view, before))
 
     # ----------------------------------------------------------------- launching
     def _substeps(self, count: int) -> Callable[[], None]:

@@ -32,11 +32,13 @@ import numpy as np
 import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
-from pqn_torch.envs.tasks.base import StartStates, Task, TaskConfig, TaskState
+from pqn_torch.envs.tasks.base import ControlMapping, StartStates, Task, TaskConfig, TaskState
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.robots import noisy, quat_multiply, yaw_quaternion
 
 ACTION_REFERENCES = ("home", "joints", "ctrl")
+CONTROL_MODES = {"home": "default_pose_offset", "joints": "joint_pos_offset", "ctrl": "ctrl_increment"}
+"""The exported metadata's ``control_mode`` of each action reference."""
 FREE_JOINT_QPOS, FREE_JOINT_QVEL = 7, 6
 
 
@@ -55,6 +57,10 @@ class ActionMapping:
     def __post_init__(self) -> None:
         if self.reference not in ACTION_REFERENCES:
             raise ValueError(f"action reference must be one of {ACTION_REFERENCES}, got {self.reference!r}")
+
+    def described(self, home_keyframe: str) -> ControlMapping:
+        """The same mapping as an exported policy's metadata states it (a ``ControlMapping``)."""
+        return ControlMapping(CONTROL_MODES[self.reference], self.scale, default_pose_keyframe=home_keyframe)
 
 
 @dataclass
@@ -93,6 +99,9 @@ class RobotTask(Task):
         self.reward_term_names = tuple(self.reward_scales) + (("clipping",) if self.reward_clip else ())
 
     # ----------------------------------------------------------------- model
+    def control_mapping(self) -> ControlMapping:
+        return self.action_mapping.described(self.home_keyframe)
+
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         self.device, self.dtype = device, dtype
         transmissions = zip(mj_model.actuator_trnid[:, 0], mj_model.actuator_trntype, strict=True)
