@@ -10,6 +10,7 @@ import torch
 
 from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs.tasks import reward_terms
+from pqn_torch.envs.tasks.locomotion.berkeley_humanoid import BerkeleyHumanoidJoystickFlatTerrain
 from pqn_torch.training import run_training
 
 from task_testing import make_task_env, random_actions
@@ -349,8 +350,24 @@ def test_training_smoke_run(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.warp
-def test_warp_matches_native_for_one_step():
-    """MuJoCo Warp (float32, CPU) vs native MuJoCo (float64) from the same state, ctrl and task state."""
+@pytest.mark.parametrize("solver_iterations", [None, 30])
+def test_warp_matches_native_for_one_step(solver_iterations, monkeypatch):
+    """MuJoCo Warp (float32, CPU) vs native MuJoCo (float64) for one step from the same state, ctrl and task state.
+
+    With a converged solver (30 iterations) the two agree to float32 precision on every critic observation
+    (measured: 4e-5 relative) and on the reward (7e-8). With Playground's 3 iterations the solvers stop at
+    different points (measured: joint velocities 2 % apart), so there the rewards are held to a small gap
+    (measured: 1e-4 on rewards of ~0.02).
+    """
+    if solver_iterations is not None:
+        build_spec = BerkeleyHumanoidJoystickFlatTerrain.build_spec
+
+        def converged(task):
+            spec = build_spec(task)
+            spec.option.iterations = spec.option.ls_iterations = solver_iterations
+            return spec
+
+        monkeypatch.setattr(BerkeleyHumanoidJoystickFlatTerrain, "build_spec", converged)
     options = {"num_envs": 4, "obs_noise_level": 0.0, "perturbations": False}
     native = make_task_env(FLAT, **options)
     warp = make_task_env(FLAT, backend="warp", **options)
@@ -363,6 +380,11 @@ def test_warp_matches_native_for_one_step():
         torch.testing.assert_close(before[1][:, columns], before[0][:, columns], atol=1e-4, rtol=1e-4)
     action = (torch.rand(4, 12, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 0.5
     after = [env.step(action) for env in (native, warp)]
-    assert (after[1]["reward"] - after[0]["reward"]).abs().max() < 5e-3
-    for name in ("phase", "step", "command", "last_act", "last_contact"):
+    reward_gap = (after[1]["reward"] - after[0]["reward"]).abs().max().item()
+    relative = (after[1]["critic_obs"] - after[0]["critic_obs"]).abs() / (1 + after[0]["critic_obs"].abs())
+    if solver_iterations is None:
+        assert reward_gap < 1e-3, reward_gap
+    else:
+        assert reward_gap < 1e-6 and relative.max() < 1e-3, (reward_gap, relative.max())
+    for name in ("phase", "step", "command", "last_act", "last_contact", "feet_air_time"):
         torch.testing.assert_close(warp.task_state[name].double(), native.task_state[name].double())

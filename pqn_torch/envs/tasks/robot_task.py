@@ -13,7 +13,9 @@ base does the generic half:
   actuated joints, actuator forces (``<actuator>_force`` sensors) and, for legged robots, the feet (floor
   contact, height, velocity; :attr:`RobotTask.feet`).
 - **Task state bookkeeping**: the last actions (``last_act``, with ``remembered_actions=2`` also
-  ``last_last_act``), :class:`FeetAirTime` and :class:`TrunkPushes` for legged robots.
+  ``last_last_act``), :class:`FeetAirTime`, :class:`TrunkPushes` (force kicks: Go1) and
+  :class:`VelocityPushes` (root velocity pushes: the humanoids) for legged robots, and
+  :func:`advance_gait_phase` (the humanoids' gait clock).
 - **Observation noise** ``x + U(-1, 1) * obs_noise_level * noise_scales[kind]`` (Playground's).
 - **Reward**: :meth:`RobotTask.total_reward` turns the task's unscaled terms into Playground's
   ``dt * sum(scale * term)``, clipped to :attr:`RobotTask.reward_clip`, and reports each term's share
