@@ -21,7 +21,9 @@ actuator's force.
   clean gyro, accelerometer, gravity, local linear velocity, global angular velocity, joint angles - home, joint
   velocities, root height, actuator forces, feet contacts, feet linear velocities and feet air time.
 - Reward: ``clip(dt * sum(scale * term), 0, 1e4)`` with Playground's 14 terms of non-zero scale
-  (:data:`REWARD_SCALES`); termination when the trunk's up axis points down.
+  (:data:`REWARD_SCALES`); termination when the trunk's up axis points down. Kept as Playground has them:
+  ``feet_slip`` costs the trunk's horizontal speed times the feet on the floor (not the feet's speed), and
+  ``feet_phase`` pays at a zero command too.
 
 Task state (``env.task_state``, Playground's ``state.info`` names): ``command`` [N, 3], ``step`` (steps since
 the last command), ``last_act`` [N, 12], ``feet_air_time``, ``last_contact``, ``swing_peak``, ``phase`` [N, 2],
