@@ -119,7 +119,7 @@ class PandaPickCube(RobotTask):
         mocap_quat[..., 0] = 1.0
         if self.sample_orientation:
             mocap_quat[:, self.target_mocap] = random_turn(generator, num, TARGET_MAX_ANGLE, like=qpos)
-        qvel = torch.zeros_like(physics.qvel[:num])
+        qvel = physics.qvel.new_zeros(num, physics.qvel.shape[1])
         return StartStates(qpos=qpos, qvel=qvel, mocap_pos=mocap_pos, mocap_quat=mocap_quat)
 
     def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:
@@ -151,10 +151,14 @@ class PandaPickCube(RobotTask):
         reached = torch.linalg.vector_norm(self.gripper_to_box(physics), dim=-1) < REACHED_BOX_DISTANCE
         torch.maximum(state["reached_box"], reached.to(state["reached_box"].dtype), out=state["reached_box"])
         reward, shares = self.total_reward(self.reward_terms(physics, state))
-        box = self.read(physics, "box_pos")
-        terminated = (box.abs() > OUT_OF_BOUNDS).any(dim=-1) | (box[:, 2] < 0.0)
         obs, critic_obs = self.observe(physics, state, generator)
+        terminated = self.out_of_bounds(physics)
         return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated, reward_terms=shares)
+
+    def out_of_bounds(self, physics: Physics) -> torch.Tensor:
+        """Whether the box is beyond 1 m of the origin along an axis or below the floor, [N] bool."""
+        box = self.read(physics, "box_pos")
+        return (box.abs() > OUT_OF_BOUNDS).any(dim=-1) | (box[:, 2] < 0.0)
 
     def reward_terms(self, physics: Physics, state: TaskState) -> dict[str, torch.Tensor]:
         """Playground's unscaled terms [N]: ``1 - tanh(5 |box - gripper|)``; ``(1 - tanh(5 (0.9 |target - box| +
