@@ -245,7 +245,11 @@ def test_termination_when_the_box_leaves_the_workspace(pick):
 @pytest.mark.warp
 def test_warp_matches_native_for_one_step():
     """MuJoCo Warp (float32, CPU) vs native MuJoCo (float64) for one step from the same state, ctrl and target,
-    with the gripper at the box in two worlds (the latch) and the box resting on the floor in the others."""
+    with the gripper at the box in two worlds (the latch) and the box resting on the floor in the others.
+
+    Measured: rewards (0.8-7) within 1e-6, observations within 5e-6 relative (float32 precision), with
+    Playground's 5 solver iterations.
+    """
     options = {"num_envs": 4, "seed": 3}
     native = make_task_env(ORIENTATION, **options)
     warp = make_task_env(ORIENTATION, backend="warp", **options)
@@ -258,7 +262,7 @@ def test_warp_matches_native_for_one_step():
     after = [env.step(action) for env in (native, warp)]
     reward_gap = (after[1]["reward"] - after[0]["reward"]).abs().max().item()
     relative = (after[1]["obs"] - after[0]["obs"]).abs() / (1 + after[0]["obs"].abs())
-    assert reward_gap < 1e-3 and relative.max() < 1e-3, (reward_gap, relative.max())
+    assert reward_gap < 1e-4 and relative.max() < 1e-4, (reward_gap, relative.max())
     assert warp.task_state["reached_box"].tolist() == native.task_state["reached_box"].tolist() == [1, 1, 0, 0]
 
 
