@@ -36,7 +36,7 @@ import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
-from pqn_torch.envs.tasks.common import add_body_sensor, model_mocap_positions, uniform
+from pqn_torch.envs.tasks.common import model_mocap_positions, uniform
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig, RobotTask
 from pqn_torch.envs.tasks.robots import load_playground_scene
@@ -49,7 +49,7 @@ TARGET_MAX_ANGLE = math.radians(45.0)
 REACHED_BOX_DISTANCE = 0.012
 OUT_OF_BOUNDS = 1.0
 FLOOR_CONTACTS = ("left_finger_pad", "right_finger_pad", "hand_capsule")
-FRAMES = {  # frame sensors: name -> (object type, object)
+FRAMES = {  # frame sensors (position and axes): name -> (object type, object); XBODY: the body's own frame
     "gripper": (mujoco.mjtObj.mjOBJ_SITE, "gripper"),
     "box": (mujoco.mjtObj.mjOBJ_XBODY, "box"),
     "target": (mujoco.mjtObj.mjOBJ_XBODY, "mocap_target"),
@@ -91,11 +91,7 @@ class PandaPickCube(RobotTask):
         spec = load_playground_scene(SCENE, "franka_emika_panda", menagerie_includes=("mjx_panda.xml",))
         for frame, (objtype, objname) in FRAMES.items():
             for axis, sensor_type in AXES.items():
-                name = f"{frame}_{axis}"
-                if objtype == mujoco.mjtObj.mjOBJ_XBODY:
-                    add_body_sensor(spec, name, sensor_type, objname)
-                else:
-                    spec.add_sensor(name=name, type=sensor_type, objtype=objtype, objname=objname)
+                spec.add_sensor(name=f"{frame}_{axis}", type=sensor_type, objtype=objtype, objname=objname)
         return spec
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
