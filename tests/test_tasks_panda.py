@@ -230,7 +230,7 @@ def test_reset_distribution(name):
     torch.testing.assert_close(td["obs"][:, 49:52].double(), drawn, atol=1e-6, rtol=0)
 
 
-def test_termination_when_the_box_leaves_the_workspace(pick):
+def test_termination_when_the_box_leaves_the_workspace_and_the_latch_after_it(pick):
     env = pick
     qpos, qvel, mocap_pos, mocap_quat = home_state(env)
     qpos[:, 9:12] = double([[0.7, 0.0, 0.03], [1.05, 0.0, 0.03], [0.5, -1.1, 0.03], [0.5, 0.0, 1.1]])
@@ -239,6 +239,12 @@ def test_termination_when_the_box_leaves_the_workspace(pick):
     qpos[:, 9:12] = double([[0.7, 0.0, 0.03], [0.7, 0.0, -0.001], [0.7, 0.0, 0.99], [-0.99, 0.99, 0.5]])
     env.reset_to(qpos, qvel, None, mocap_pos, mocap_quat)
     assert env.task.out_of_bounds(env.physics).tolist() == [False, True, False, False]
+
+    # A terminated world starts its next episode without the latch; the others keep theirs.
+    qpos[:, 9:12] = double([[0.7, 0.0, 0.03], [1.05, 0.0, 0.03], [0.7, 0.1, 0.03], [0.7, -0.1, 0.03]])
+    env.reset_to(qpos, qvel, None, mocap_pos, mocap_quat, task_state={"reached_box": torch.ones(4)})
+    assert env.step(torch.zeros(4, 8))["done"].tolist() == [False, True, False, False]
+    assert env.task_state["reached_box"].tolist() == [1, 0, 1, 1]
 
 
 @pytest.mark.slow
