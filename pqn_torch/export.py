@@ -131,10 +131,10 @@ def policy_metadata(policy: Policy, task: Task, mj_model: mujoco.MjModel) -> dic
     ``obs_dim``, ``observation_names`` and ``observation_sizes`` (null where the task documents no layout),
     ``action_dim``, ``action_low``, ``action_high``, ``control_mode`` (a key of
     :data:`~pqn_torch.envs.tasks.base.CONTROL_FORMULAS`), ``action_scale``, ``control`` (the formula in
-    words), ``actuator_names``, ``ctrl_low``, ``ctrl_high`` (the actuators' ``ctrlrange``, where MuJoCo
-    clamps ``ctrl``); robot tasks add ``joint_names`` (the actuated joints, in action order),
-    ``default_joint_pos``, ``joint_stiffness`` and ``joint_damping`` (torque = stiffness * (ctrl - q) -
-    damping * qdot).
+    words), ``control_clipped`` (the result clipped to ``ctrlrange``), ``actuator_names``, ``ctrl_low``,
+    ``ctrl_high`` (the actuators' ``ctrlrange``, where MuJoCo clamps ``ctrl``); robot tasks add ``joint_names``
+    (the actuated joints, in action order), ``default_joint_pos``, ``joint_stiffness`` and ``joint_damping``
+    (torque = stiffness * (ctrl - q) - damping * qdot).
     """
     mapping = task.control_mapping()
     layout = task.observation_layout
@@ -153,6 +153,7 @@ def policy_metadata(policy: Policy, task: Task, mj_model: mujoco.MjModel) -> dic
         "control_mode": mapping.mode,
         "action_scale": mapping.scale,
         "control": mapping.formula,
+        "control_clipped": mapping.clipped,
         "actuator_names": [mj_model.actuator(i).name for i in range(mj_model.nu)],
         "ctrl_low": mj_model.actuator_ctrlrange[:, 0].tolist(),
         "ctrl_high": mj_model.actuator_ctrlrange[:, 1].tolist(),

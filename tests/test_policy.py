@@ -183,7 +183,8 @@ def controls_from_metadata(meta, action, joint_pos, previous_ctrl):
     if meta["control_mode"] == "joint_pos_offset":
         return joint_pos + scale * action
     assert meta["control_mode"] == "ctrl_increment"
-    return previous_ctrl + scale * action
+    ctrl = previous_ctrl + scale * action
+    return np.clip(ctrl, meta["ctrl_low"], meta["ctrl_high"]) if meta["control_clipped"] else ctrl
 
 
 @pytest.mark.parametrize(
@@ -197,6 +198,11 @@ def controls_from_metadata(meta, action, joint_pos, previous_ctrl):
             marks=pytest.mark.slow,
         ),
         pytest.param("CartpoleBalance", "ctrl = clip(action, action_low, action_high)", marks=pytest.mark.slow),
+        (
+            "PandaPickCube",
+            "ctrl = previous ctrl + 0.04 * action (the first previous ctrl: joint_pos at the start), "
+            "clipped to [ctrl_low, ctrl_high]",
+        ),
     ],
 )
 def test_onnx_metadata_alone_rebuilds_the_envs_controls(task, formula, tmp_path):
@@ -214,6 +220,7 @@ def test_onnx_metadata_alone_rebuilds_the_envs_controls(task, formula, tmp_path)
         np.testing.assert_allclose(meta["default_joint_pos"], model.keyframe("home").qpos[7:])
         assert meta["joint_stiffness"] == [35.0] * 12 and meta["joint_damping"] == [0.5] * 12  # Playground's Kp, Kd
         assert sum(meta["observation_sizes"]) == env.obs_dim
+    if "joint_names" in meta:
         qpos_columns = [model.joint(name).qposadr[0] for name in meta["joint_names"]]
     else:
         qpos_columns = []

@@ -121,12 +121,14 @@ class ControlMapping:
     """How a task turns an action into controls, described for a program that runs the policy without the env.
 
     ``mode`` names a :data:`CONTROL_FORMULAS` entry, ``scale`` its action scale, ``default_pose_keyframe``
-    the keyframe holding the robot's default joint pose (robot tasks).
+    the keyframe holding the robot's default joint pose (robot tasks); ``clipped``: the result is clipped to
+    the actuators' ``ctrlrange`` (``ctrl_low``, ``ctrl_high``) before it is applied and remembered.
     """
 
     mode: str = "action"
     scale: float = 1.0
     default_pose_keyframe: str | None = None
+    clipped: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in CONTROL_FORMULAS:
@@ -135,7 +137,8 @@ class ControlMapping:
     @property
     def formula(self) -> str:
         """The mapping in words, e.g. ``ctrl = default_joint_pos + 0.5 * action``."""
-        return CONTROL_FORMULAS[self.mode].format(scale=self.scale)
+        formula = CONTROL_FORMULAS[self.mode].format(scale=self.scale)
+        return formula + ", clipped to [ctrl_low, ctrl_high]" if self.clipped else formula
 
 
 class Task(ABC):

@@ -49,12 +49,15 @@ class ActionMapping:
     """How an action in [-1, 1] becomes the position targets: ``ctrl = reference + scale * action``.
 
     ``reference``: ``"home"`` (the home keyframe's joint angles), ``"joints"`` (the joint angles before the
-    step) or ``"ctrl"`` (the targets before the step: the policy integrates them). A description a deployed
-    policy needs as much as the task: the same numbers turn a policy's output into motor targets on a robot.
+    step) or ``"ctrl"`` (the targets before the step: the policy integrates them). ``clip``: the targets are
+    clipped to the actuators' ``ctrlrange`` (Panda: an integrated target must not wind up past the limits).
+    A description a deployed policy needs as much as the task: the same numbers turn a policy's output into
+    motor targets on a robot.
     """
 
     scale: float
     reference: str
+    clip: bool = False
 
     def __post_init__(self) -> None:
         if self.reference not in ACTION_REFERENCES:
@@ -62,7 +65,8 @@ class ActionMapping:
 
     def described(self, home_keyframe: str) -> ControlMapping:
         """The same mapping as an exported policy's metadata states it (a ``ControlMapping``)."""
-        return ControlMapping(CONTROL_MODES[self.reference], self.scale, default_pose_keyframe=home_keyframe)
+        mode = CONTROL_MODES[self.reference]
+        return ControlMapping(mode, self.scale, default_pose_keyframe=home_keyframe, clipped=self.clip)
 
 
 @dataclass
@@ -122,6 +126,7 @@ class RobotTask(Task):
         self.joint_range = ranges[:, 0], ranges[:, 1]
         """Joint limits in float64 on the host, to derive constants from (soft limits, ...)."""
         self.joint_low, self.joint_high = self.constant(ranges[:, 0]), self.constant(ranges[:, 1])
+        self.ctrl_low, self.ctrl_high = (self.constant(limits) for limits in mj_model.actuator_ctrlrange.T)
         self._columns = {name: sensor_slice(mj_model, name) for name in self.sensors}
         self._forces = _actuator_force_columns(mj_model)
         contacts = self.foot_geoms or self.feet
@@ -195,7 +200,10 @@ class RobotTask(Task):
 
     # ----------------------------------------------------------------- step
     def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:
-        physics.ctrl.copy_(self.motor_targets(physics, action))
+        targets = self.motor_targets(physics, action)
+        if self.action_mapping.clip:
+            targets = torch.clamp(targets, self.ctrl_low, self.ctrl_high)
+        physics.ctrl.copy_(targets)
 
     def motor_targets(self, physics: Physics, action: torch.Tensor) -> torch.Tensor:
         """``reference + scale * action`` as :attr:`action_mapping` says."""

@@ -68,7 +68,7 @@ class PandaPickCube(RobotTask):
 
     name = "PandaPickCube"
     default_config = RobotConfig(ctrl_dt=0.02, sim_dt=0.005, episode_length=150, contacts_per_world=24, njmax=128)
-    action_mapping = ActionMapping(scale=0.04, reference="ctrl")
+    action_mapping = ActionMapping(scale=0.04, reference="ctrl", clip=True)
     sensors = tuple(f"{frame}_{axis}" for frame in FRAMES for axis in AXES)
     noise_scales: ClassVar[dict[str, float]] = {}
     reward_scales = {"gripper_box": 4.0, "box_target": 8.0, "no_floor_collision": 0.25, "robot_target_qpos": 0.3}
@@ -96,7 +96,6 @@ class PandaPickCube(RobotTask):
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
-        self.ctrl_low, self.ctrl_high = (self.constant(limits) for limits in mj_model.actuator_ctrlrange.T)
         self.box_qpos = int(mj_model.joint(mj_model.body("box").jntadr[0]).qposadr[0])
         self.box_home = self.home_qpos[self.box_qpos : self.box_qpos + 3]
         self.target_mocap = int(mj_model.body("mocap_target").mocapid[0])
@@ -138,9 +137,6 @@ class PandaPickCube(RobotTask):
         return (found > 0).any(dim=-1)
 
     # ----------------------------------------------------------------- step
-    def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:
-        physics.ctrl.copy_(torch.clamp(self.motor_targets(physics, action), self.ctrl_low, self.ctrl_high))
-
     def transition(
         self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
     ) -> Transition:
