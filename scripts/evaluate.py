@@ -3,7 +3,8 @@
     python scripts/evaluate.py checkpoint=outputs/CheetahRun/<run dir> [episodes=10] [video=true]
         [video_path=<file.mp4>] [device=auto] [backend=auto] [seed=0]
 
-``checkpoint`` is a checkpoint file or a run dir (its latest checkpoint is used).
+``checkpoint`` is a checkpoint file or a run dir (its latest checkpoint is used). Progress (steps done, video
+frames rendered) goes to stderr every tenth of the episode; the result to stdout.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main(argv: list[str]) -> int:
             seed=options.seed,
             video_path=(Path(options.video_path) if options.video_path else None),
             video=options.video,
+            report=lambda line: print(f"evaluate.py: {line}", file=sys.stderr, flush=True),
         )
     except (ValueError, FileNotFoundError, FileExistsError, VideoUnavailable) as error:
         print(f"evaluate.py: {error}", file=sys.stderr)

@@ -131,6 +131,13 @@ def test_bad_training_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args
     assert list(tmp_path.iterdir()) == []  # no outputs/ (hydra's run dir is removed again)
 
 
+def test_a_refused_multirun_leaves_nothing_not_even_multirun_yaml(tmp_path):
+    result = script("train.py", "-m", *TINY, "alg.num_envs=0", "seed=0,1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert one_line(result.stderr).startswith("train.py: ")
+    assert list(tmp_path.iterdir()) == []  # hydra wrote multirun/<task>/<time>/multirun.yaml before the first job
+
+
 def test_unwritable_run_dir_is_refused_before_anything_starts(tmp_path):
     (tmp_path / "a_file").write_text("not a directory")
     result = script("train.py", *TINY, f"hydra.run.dir={tmp_path / 'a_file' / 'run'}", cwd=tmp_path)

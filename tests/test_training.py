@@ -14,6 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from pqn_torch.algo import PQN, PQNConfig
 from pqn_torch.envs import make_env
 from pqn_torch.training import TrainingRun, evaluate, load_checkpoint, run_training, save_checkpoint
+from pqn_torch.training.checkpoint import SavedCheckpoint, checkpoints_to_keep
+from pqn_torch.training.playback import evaluate_checkpoint
+from pqn_torch.training.remaining import RemainingTime
 from pqn_torch.training.run_dir import RunDirError, claim_run_dir
 
 from training_testing import tiny_config
@@ -113,6 +116,24 @@ def test_without_alg_a_cpu_run_takes_the_cpu_sized_twin_and_says_so_first(tmp_pa
         assert saved["num_envs"] == 16  # the command line's alg.* values still apply on top
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU-sized twin is chosen where there is no CUDA")
+def test_cfg_job_prints_the_config_that_runs():
+    """``--cfg job`` on a CPU shows the CPU-sized twin a run takes (configs/alg/cpu.yaml), not the GPU preset."""
+    cpu = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "alg" / "cpu.yaml"))
+    printed = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), "task=CheetahRun", "--cfg", "job"],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert printed.returncode == 0, printed.stderr
+    job = OmegaConf.to_container(OmegaConf.create(printed.stdout), resolve=True)  # stdout stays the YAML alone
+    assert job["alg"] == cpu and job["total_timesteps"] == cpu["total_timesteps"]
+    assert "with the CPU-sized preset alg=cpu" in printed.stderr
+
+
 def test_invalid_value_fails_at_start_with_one_line(tmp_path):
     result = train_cli("alg.num_envs=0", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
@@ -163,6 +184,56 @@ def test_checkpoints_are_never_overwritten(tmp_path):
     assert load_checkpoint(tmp_path)["marker"] == 1
     with pytest.raises(RunDirError, match="already holds the outputs of another run"):
         claim_run_dir(tmp_path, rename_if_taken=False)
+
+
+def test_checkpoints_to_keep_are_the_latest_few_and_the_best_evaluated():
+    returns = [10.0, 80.0, None, 50.0, float("nan"), 30.0, None, 20.0]
+    saved = [SavedCheckpoint(Path(f"step_{index}.pt"), value) for index, value in enumerate(returns)]
+    kept = [entry.path.name for entry in checkpoints_to_keep(saved, keep_last=3)]
+    assert kept == ["step_1.pt", "step_5.pt", "step_6.pt", "step_7.pt"]  # 80.0 is the best; NaN never counts
+    assert [entry.path.name for entry in checkpoints_to_keep(saved, keep_last=1)] == ["step_1.pt", "step_7.pt"]
+    assert checkpoints_to_keep(saved, keep_last=None) == saved
+    tie = [SavedCheckpoint(Path("a.pt"), 5.0), SavedCheckpoint(Path("b.pt"), 5.0), SavedCheckpoint(Path("c.pt"))]
+    assert [entry.path.name for entry in checkpoints_to_keep(tie, keep_last=1)] == ["b.pt", "c.pt"]
+
+
+def test_a_twenty_update_run_keeps_four_checkpoints_and_resumes_and_evaluates_from_the_latest(tmp_path):
+    config = tiny_config(total_timesteps=20 * 128, checkpoint_interval=0.1, eval={"interval": 0.1, "num_envs": 4})
+    summary = run_training(config, tmp_path / "run", show_progress=False)
+    assert summary.updates == 20
+    files = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    # written every 2 updates (10 files); kept: the latest 3 (keep_checkpoints' default) and the best evaluated
+    returns = {int(point["env_steps"]): point["return_mean"] for point in summary.eval_curve}
+    best_step = max((value, step) for step, value in returns.items() if step > 0)[1]
+    latest = [f"step_{steps:012d}.pt" for steps in (2048, 2304, 2560)]
+    assert files == sorted({*latest, f"step_{best_step:012d}.pt"}) and len(files) <= 4
+    assert summary.best is not None and summary.best.path.name == f"step_{best_step:012d}.pt"
+    assert summary.checkpoint is not None and summary.checkpoint.name == latest[-1]
+
+    report = evaluate_checkpoint(tmp_path / "run", episodes=2, device="cpu")  # what evaluate.py runs
+    assert f"checkpoint {summary.checkpoint} (env step 2,560)" in report
+    extended = TrainingRun(
+        {**config, "resume": str(tmp_path / "run"), "total_timesteps": 22 * 128},
+        tmp_path / "more",
+        show_progress=False,
+        overrides=["total_timesteps"],
+    ).run()
+    assert extended.updates == 22  # resumed from the latest checkpoint (update 20)
+
+
+def test_remaining_time_leaves_out_start_up_and_averages_recent_updates():
+    remaining = RemainingTime(num_updates=20, eval_every=2, startup_updates=1, window=3)
+    assert remaining.seconds_after(0) is None
+    remaining.evaluation_done(0.5)
+    remaining.update_done(9.0)  # start-up: not counted
+    assert remaining.seconds_after(1) is None
+    for seconds in (1.0, 2.0, 3.0, 4.0):  # the window keeps 2, 3, 4: 3 s per update
+        remaining.update_done(seconds)
+    # 15 updates left at 3 s, and the evaluations after updates 6, 8, ..., 20 (8 of them) at 0.5 s
+    assert remaining.evaluations_after(5) == 8
+    assert remaining.seconds_after(5) == 15 * 3.0 + 8 * 0.5
+    uneven = RemainingTime(num_updates=10, eval_every=3)
+    assert [uneven.evaluations_after(update) for update in (0, 2, 3, 9, 10)] == [4, 4, 3, 1, 0]  # 3, 6, 9, and 10
 
 
 def random_policy_return(episodes: int = 16) -> float:

@@ -96,6 +96,8 @@ class RunConfig:
     log_interval: int = option(10, "a positive integer")  # updates between tensorboard logs / progress refreshes
     # periodic checkpoint every this fraction of training (0 = final checkpoint only)
     checkpoint_interval: float = option(0.1, "a fraction of training, 0 <= x <= 1")
+    # checkpoints a run keeps: the latest this many (the final one among them) and the best by eval return
+    keep_checkpoints: Optional[int] = option(3, "a positive integer, or null to keep every checkpoint")
 
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)

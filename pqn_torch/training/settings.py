@@ -19,7 +19,7 @@ from pqn_torch.training.schema import RunConfig, typed
 
 MACHINE_KEYS = ("device", "backend", "num_threads", "torch_threads", "split_update", "compile", "cuda_graphs", "resume")
 """Keys a resumed run always takes from its own command line (the checkpoint may come from another machine)."""
-RUNTIME_KEYS = (*MACHINE_KEYS, "log_interval", "checkpoint_interval")
+RUNTIME_KEYS = (*MACHINE_KEYS, "log_interval", "checkpoint_interval", "keep_checkpoints")
 """Keys a resumed run may change; the non-machine ones only when its command line sets them."""
 
 
@@ -48,6 +48,7 @@ class RunSettings:
     eval_num_envs: int
     log_interval: int
     checkpoint_interval: float
+    keep_checkpoints: int | None
 
 
 def settings_from_config(config: dict[str, Any] | DictConfig, world_size: int = 1) -> RunSettings:
@@ -94,6 +95,7 @@ def settings_from_config(config: dict[str, Any] | DictConfig, world_size: int = 
             f"({num_updates} updates); use 0 (final checkpoint only) or a fraction >= "
             f"{1 / num_updates:.3g}"
         )
+    keep = config["keep_checkpoints"]
     if config["seed"] < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {config['seed']!r}")
     return RunSettings(
@@ -114,6 +116,7 @@ def settings_from_config(config: dict[str, Any] | DictConfig, world_size: int = 
         eval_num_envs=_positive_int("eval.num_envs", eval_num_envs),
         log_interval=_positive_int("log_interval", config["log_interval"]),
         checkpoint_interval=checkpoint_interval,
+        keep_checkpoints=None if keep is None else _positive_int("keep_checkpoints", keep),
     )
 
 
