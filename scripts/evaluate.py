@@ -1,7 +1,7 @@
 """Evaluate a trained PQN checkpoint: N deterministic episodes, optionally an mp4 of one of them (headless).
 
-    python scripts/evaluate.py checkpoint=outputs/CheetahRun/<run dir> [episodes=10] [video=true]
-        [video_path=<file.mp4>] [device=auto] [backend=auto] [seed=0]
+    python scripts/evaluate.py checkpoint=$RUN [episodes=10] [video=true] [video_path=FILE.mp4]
+        [device=auto] [backend=auto] [seed=0]
 
 ``checkpoint`` is a checkpoint file or a run dir (its latest checkpoint is used). Progress (steps done, video
 frames rendered) goes to stderr every tenth of the episode; the result to stdout.

@@ -4,14 +4,14 @@
     python scripts/train.py task=CheetahRun alg=dm_suite          # the GPU-sized preset, whatever the machine
     python scripts/train.py task=CheetahRun alg.num_envs=256 total_timesteps=2e6
     python scripts/train.py -m seed=0,1,2                         # one run per seed
-    python scripts/train.py resume=outputs/CheetahRun/<run dir>   # continue a run (in a new run dir)
+    python scripts/train.py resume=$RUN                           # continue a run (RUN: its run dir)
     torchrun --nproc_per_node=4 scripts/train.py task=CheetahRun  # one agent on 4 GPUs (or CPU processes)
 
 Everything goes to the run dir: config.yaml (what really ran), tensorboard events, eval.csv, checkpoints/,
 eval.png (the learning curve). Without ``alg=`` on the command line, a run on the CPU uses the CPU-sized twin
 of the task's preset (``cpu_presets`` in configs/config.yaml) and says so on its first line. Under torchrun,
 ``alg.num_envs`` is per rank, ``total_timesteps`` counts all ranks' env steps, and rank 0 alone prints, logs
-and writes the run dir (README, "Several processes, GPUs and machines").
+and writes the run dir (docs/training.md, "Several processes, GPUs and machines").
 Exit codes: 0 done, 1 diverged or final checkpoint not written, 2 invalid input (nothing left on
 disk), 128 + signal number after Ctrl-C (130) or SIGTERM (143), with a checkpoint to resume from.
 """

@@ -248,7 +248,7 @@ def random_policy_return(episodes: int = 16) -> float:
 
 
 def test_cpu_preset_learns_cartpole_balance_well_above_a_random_policy():
-    """The CI-sized cut of the README's CPU run: alg=cpu's 300k-step schedules, stopped after 200k steps.
+    """The CI-sized cut of the CPU run in docs/benchmarks.md: alg=cpu's 300k-step schedules, stopped after 200k steps.
 
     (Compressing the schedules into 200k steps decays noise and learning rate too early to learn.)
     """
@@ -270,10 +270,10 @@ def test_cpu_preset_learns_cartpole_balance_well_above_a_random_policy():
 
 
 def test_cpu_preset_holds_cartpole_balance_to_the_end_of_training(tmp_path):
-    """The late-collapse regression (README, "Learning parity"): the issue's setting, one of its seeds.
+    """The late-collapse regression (docs/benchmarks.md, "Learning parity"): the issue's setting, one of its seeds.
 
     ``alg=cpu`` on CartpoleBalance for the preset's 3e5 steps with the reference's truncation handling,
-    seed 9 of the README's table: with every env's time limit in the same step (``alg.stagger_episodes=false``,
+    seed 9 of its table: with every env's time limit in the same step (``alg.stagger_episodes=false``,
     as before the fix) this run's final evaluation falls to 142; staggered it ends at 997.
     """
     alg = _preset("cpu")
