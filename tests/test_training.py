@@ -39,9 +39,9 @@ TINY_CLI = [
 ]
 
 
-def train_cli(*args, flags=()):
+def train_cli(*args, flags=(), base=TINY_CLI):
     return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *flags, *TINY_CLI, *args],
+        [sys.executable, str(REPO / "scripts" / "train.py"), *flags, *base, *args],
         cwd=REPO,
         env=ENV,
         capture_output=True,
@@ -92,14 +92,7 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
 
 def test_without_alg_a_cpu_run_takes_the_cpu_sized_twin_and_says_so_first(tmp_path):
     arguments = [argument for argument in TINY_CLI if argument != "alg=cpu"]
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *arguments, "device=cpu", f"hydra.run.dir={tmp_path}"],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = train_cli("device=cpu", f"hydra.run.dir={tmp_path}", base=arguments)
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.endswith(
@@ -120,14 +113,7 @@ def test_without_alg_a_cpu_run_takes_the_cpu_sized_twin_and_says_so_first(tmp_pa
 def test_cfg_job_prints_the_config_that_runs():
     """``--cfg job`` on a CPU shows the CPU-sized twin a run takes (configs/alg/cpu.yaml), not the GPU preset."""
     cpu = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "alg" / "cpu.yaml"))
-    printed = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), "task=CheetahRun", "--cfg", "job"],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    printed = train_cli("task=CheetahRun", "--cfg", "job", base=())
     assert printed.returncode == 0, printed.stderr
     job = OmegaConf.to_container(OmegaConf.create(printed.stdout), resolve=True)  # stdout stays the YAML alone
     assert job["alg"] == cpu and job["total_timesteps"] == cpu["total_timesteps"]

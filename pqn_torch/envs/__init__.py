@@ -73,7 +73,6 @@ def make_env(
         # The DM suite's cheetah.xml uses `settotalmass`, which MuJoCo 4 flags as deprecated; harmless here.
         warnings.filterwarnings("ignore", message=".*settotalmass.*")
         mj_model = spec.compile()
-    task_instance.bind(mj_model)
     config = PhysicsConfig(
         substeps=task_instance.substeps,
         naconmax=task_instance.config.naconmax,
@@ -81,6 +80,7 @@ def make_env(
         num_threads=num_threads,
     )
     physics = make_physics(backend_name, mj_model, num_envs, torch_device, config)
+    task_instance.bind(mj_model, physics.device, physics.dtype)
     return BatchedEnv(task_instance, physics, seed=seed, reset_pool_size=reset_pool_size, host_shortcuts=host_shortcuts)
 
 

@@ -25,7 +25,8 @@ def evaluate_checkpoint(
     video_size: tuple[int, int] = VIDEO_SIZE,
     report: Callable[[str], None] | None = None,
 ) -> str:
-    """Run ``episodes`` deterministic episodes (one per env) of the checkpoint's policy; report mean +- std return.
+    """Run ``episodes`` deterministic episodes (one per env) of the checkpoint's policy; report mean +- std return
+    and, for tasks with reward terms, each term's mean per episode.
 
     With ``video``, world 0's first episode is rendered into an mp4 (default: ``eval_<step>.mp4``
     beside the checkpoint, or ``eval_<step>_2.mp4``, ... if taken; an existing file is never replaced).
@@ -68,6 +69,9 @@ def evaluate_checkpoint(
         f"{result.mean_return:.1f} ± {result.std_return:.1f} over {result.episodes} episodes "
         f"(mean length {result.mean_length:.0f})"
     )
+    if result.mean_reward_terms:
+        shares = ", ".join(f"{name} {value:.2f}" for name, value in result.mean_reward_terms.items())
+        lines.append(f"reward terms (mean per episode): {shares}")
     if recorder is not None:
         lines.append(f"video: {recorder.path} ({recorder.writer.frames} frames at {recorder.fps:.3g} fps)")
     return "\n".join(lines)

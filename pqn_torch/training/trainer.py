@@ -66,6 +66,8 @@ from pqn_torch.training.setup import set_up_agent, start_ranks
 UNSTABLE_WARNING_RATE = 1e-3
 """Fraction of world-steps reset as unstable, over one log interval, above which the console warns."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REWARD_TERMS = "reward_terms"
+"""Tensorboard section of the per-episode reward-term means (``reward_terms/<name>``)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -230,6 +232,8 @@ class TrainingRun:
         self._last_finite_update = agent.updates_issued
         self._unstable_at_log = 0.0
         self._unstable_warned = False
+        self._reward_terms_at_log: dict[str, float] = {}
+        self._episodes_at_log = 0.0
         self._stop_signal: int | None = None
         self._signal_received: int | None = None
         self.mujoco_warnings = capture_mujoco_warnings()
@@ -324,12 +328,15 @@ class TrainingRun:
     def log(self, update: int) -> None:
         """Tensorboard scalars and the progress bar; the loop's one device-to-host copy per log interval.
 
-        The same copy carries the count of non-finite weights: a diverged run stops here.
+        The same copy carries the count of non-finite weights (a diverged run stops here) and the env's
+        reward-term totals, logged as ``reward_terms/<name>``: each term's mean sum per episode finished in the
+        interval (the terms of a step add up to its reward, so they add up to ``train/episode_return``).
         """
         synchronize(self.agent.device)
         seconds, self._train_seconds = self._train_seconds, 0.0
         steps_per_second = (self.env_steps - self._steps_at_log) / max(seconds, 1e-9)
         counters = {f"env/{name}": value for name, value in self.env.stats.items()}
+        counters.update({f"{REWARD_TERMS}/{name}": total for name, total in self.env.reward_term_totals.items()})
         nonfinite = [~torch.isfinite(tensor).all() for _, tensor in weight_tensors(self.agent)]
         counters["nonfinite_weights"] = torch.stack(nonfinite).sum()
         if self.ranks.world_size > 1:
@@ -344,8 +351,9 @@ class TrainingRun:
             self._diverged(update, bad)
         self._last_finite_update = update
         self._logged_update = update
+        reward_terms = self._reward_term_means(metrics)
         self.logger.agent_metrics(metrics, self.env_steps)
-        scalars = {"perf/env_steps_per_s": steps_per_second}
+        scalars = {"perf/env_steps_per_s": steps_per_second, **reward_terms}
         if self.mujoco_warnings is not None:
             scalars["env/mujoco_warnings"] = self.mujoco_warnings.total
         self.logger.scalars(scalars, self.env_steps)
@@ -475,6 +483,19 @@ class TrainingRun:
             f"Nothing non-finite was saved: the latest checkpoint is {self.last_checkpoint or 'none'}. "
             "Lower alg.lr_start or alg.max_grad_norm, or check the task's physics"
         )
+
+    def _reward_term_means(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Take the env's cumulative reward-term totals out of ``metrics``; their means per episode finished since
+        the last log (none when no episode finished)."""
+        totals = {name: metrics.pop(name) for name in list(metrics) if name.startswith(f"{REWARD_TERMS}/")}
+        finished = metrics["env/episodes"] - self._episodes_at_log
+        means = {
+            name: (total - self._reward_terms_at_log.get(name, 0.0)) / finished
+            for name, total in totals.items()
+            if finished
+        }
+        self._reward_terms_at_log, self._episodes_at_log = totals, metrics["env/episodes"]
+        return means
 
     def _check_unstable_rate(self, unstable_total: float) -> None:
         """Say so on the console when the share of unstable (reset) world-steps crosses the threshold."""

@@ -9,10 +9,12 @@ Two levels of hooks. The DM Control Suite tasks implement the stateless ones (``
 per-world *task state* (commands, timers, last actions, ...) that :meth:`Task.initial_state` samples and
 the env keeps, replaces at autoreset and passes to every hook; :meth:`Task.control` (actions in [-1, 1]
 mapped to controls, perturbations written before the physics step); :meth:`Task.transition` (reward,
-observations and termination of one step, in whatever order the task needs, updating the state in
-place); :meth:`Task.observe`. Their defaults reduce to the stateless hooks, so a DM task is unchanged.
-Randomness inside a step (observation noise, command resampling) comes from the env's ``generator``,
-which every stateful hook receives.
+its terms, observations and termination of one step, in whatever order the task needs, updating the
+state in place); :meth:`Task.after_reset` (task state seeded from the state a world resets to);
+:meth:`Task.observe` (reads task state, never writes it). Their defaults reduce to the stateless hooks,
+so a DM task is unchanged. Randomness inside a step (observation noise, command resampling) comes from
+the env's ``generator``, which every stateful hook receives. ``docs/adding_a_task.md`` gives the order of
+the hooks in a step and a reset and the rules they follow.
 """
 
 from __future__ import annotations
@@ -41,12 +43,17 @@ class StartStates:
 
 @dataclass
 class Transition:
-    """What one task step produces (all [N], observations [N, dim])."""
+    """What one task step produces (all [N], observations [N, dim]).
+
+    ``reward_terms``: the reward's parts, name -> [N], in the order of :attr:`Task.reward_term_names`,
+    adding up to ``reward`` (the env sums them per episode for the ``reward_terms/<name>`` logs).
+    """
 
     reward: torch.Tensor
     obs: torch.Tensor
     critic_obs: torch.Tensor
     terminated: torch.Tensor
+    reward_terms: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
 
 TaskState = dict[str, torch.Tensor]
@@ -108,6 +115,9 @@ class Task(ABC):
     normalized_actions: ClassVar[bool] = False
     """True: actions live in [-1, 1] and :meth:`control` maps them to controls (robot tasks); False: actions
     are the controls, clipped to the actuators' ``ctrlrange``."""
+    reward_term_names: tuple[str, ...] = ()
+    """The names of the parts of the reward that :meth:`transition` reports in ``Transition.reward_terms``;
+    none for the DM tasks, whose reward is one product of tolerances (the episode return says it all)."""
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.default_config)}
@@ -133,8 +143,11 @@ class Task(ABC):
         ``opt.timestep`` is set to ``config.sim_dt`` by the env after this returns.
         """
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:  # noqa: B027 (optional hook: a no-op for tasks without ids)
-        """Look up ids and sensor slices in the compiled model (called once, before any other hook)."""
+    def bind(  # noqa: B027 (optional hook: a no-op for tasks without ids)
+        self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        """Look up ids and sensor slices in the compiled model and put the task's constants on ``device`` in the
+        physics ``dtype`` (called once, before any other hook): a captured step then reads no host data."""
 
     @abstractmethod
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
@@ -179,10 +192,23 @@ class Task(ABC):
         obs, critic_obs = self.observe(physics, state, generator)
         return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=self.terminated(physics))
 
+    def after_reset(  # noqa: B027 (optional hook: most tasks draw all their state in initial_state)
+        self, physics: Physics, state: TaskState, reset: torch.Tensor, generator: torch.Generator
+    ) -> None:
+        """Seed task state from the state the worlds in ``reset`` [N] bool start from (an observation history
+        filled with the first frame, ...); runs after their physics state and fresh :meth:`initial_state`
+        are written, before their first observation.
+
+        Write only the rows of ``reset`` (``torch.where``), compute on every world with fixed shapes, no host
+        sync: the env calls it on every step (an all-false ``reset`` when no world finished), so the random
+        numbers drawn here must not depend on ``reset`` either.
+        """
+
     def observe(
         self, physics: Physics, state: TaskState, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(actor, critic) observations of the current state (at reset and after autoreset)."""
+        """(actor, critic) observations of the current state (at reset and after autoreset). Runs for every
+        world on every step and at every reset, so it reads task state and never writes it."""
         obs = self.observation(physics)
         return obs, (obs if self.critic_sees_actor_obs else self.critic_observation(physics))
 
