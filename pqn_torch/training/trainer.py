@@ -458,9 +458,11 @@ class TrainingRun:
         assert seconds is not None, "reported after timed updates"
         steps_per_second = self.steps_per_update * remaining.measured_updates / sum(remaining.durations)
         steps_left = (self.num_updates - update) * self.steps_per_update
+        evaluations = remaining.evaluations_after(update)
+        untimed = " (not timed yet: left out)" if remaining.eval_seconds is None and evaluations else ""
         self.logger.message(
             f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time left: {duration(seconds)} "
-            f"({steps_left:,} env steps and {remaining.evaluations_after(update)} evaluations)"
+            f"({steps_left:,} env steps and {evaluations} evaluations{untimed})"
         )
         cpu_preset = (self.config.get("cpu_presets") or {}).get(self.alg_preset)
         if not torch.cuda.is_available() and cpu_preset:
