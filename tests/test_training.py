@@ -222,6 +222,12 @@ def test_remaining_time_leaves_out_start_up_and_averages_recent_updates():
     assert [uneven.evaluations_after(update) for update in (0, 2, 3, 9, 10)] == [4, 4, 3, 1, 0]  # 3, 6, 9, and 10
 
 
+def test_a_one_update_run_finishes_without_a_time_estimate(tmp_path, capsys):
+    """Start-up is never timed, so a one-update run has nothing to estimate from (it used to fail an assertion)."""
+    summary = run_training(tiny_config(total_timesteps=128, checkpoint_interval=0), tmp_path, show_progress=False)
+    assert summary.updates == 1 and "estimated time" not in capsys.readouterr().out
+
+
 def random_policy_return(episodes: int = 16) -> float:
     """Mean undiscounted CartpoleBalance return of uniformly random actions (the baseline to beat)."""
     env = make_env("CartpoleBalance", episodes, device="cpu", backend="mujoco", seed=123, num_threads=2)

@@ -455,15 +455,15 @@ class TrainingRun:
             return
         settings, remaining = self.settings, self.remaining
         seconds = remaining.seconds_after(update)
-        assert seconds is not None, "reported after timed updates"
-        steps_per_second = self.steps_per_update * remaining.measured_updates / sum(remaining.durations)
-        steps_left = (self.num_updates - update) * self.steps_per_update
-        evaluations = remaining.evaluations_after(update)
-        untimed = " (not timed yet: left out)" if remaining.eval_seconds is None and evaluations else ""
-        self.logger.message(
-            f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time left: {duration(seconds)} "
-            f"({steps_left:,} env steps and {evaluations} evaluations{untimed})"
-        )
+        if seconds is not None:  # None: a run too short to time an update after start-up
+            steps_per_second = self.steps_per_update * remaining.measured_updates / sum(remaining.durations)
+            steps_left = (self.num_updates - update) * self.steps_per_update
+            evaluations = remaining.evaluations_after(update)
+            untimed = " (not timed yet: left out)" if remaining.eval_seconds is None and evaluations else ""
+            self.logger.message(
+                f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time left: {duration(seconds)} "
+                f"({steps_left:,} env steps and {evaluations} evaluations{untimed})"
+            )
         cpu_preset = (self.config.get("cpu_presets") or {}).get(self.alg_preset)
         if not torch.cuda.is_available() and cpu_preset:
             self.logger.message(
