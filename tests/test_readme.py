@@ -126,3 +126,25 @@ def test_the_quick_start_shows_the_test_command_ci_runs():
     ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line.startswith("python -m pytest")]
     quick_start = [line.split("  #")[0].strip() for line in blocks("bash")[0].splitlines()]
     assert ci and ci[0] in quick_start
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings (code blocks left out)."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+    headings = re.findall(r"^#+ (.+)$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(p.relative_to(REPO).as_posix() for p in REPO.glob("docs/*.md"))])
+def test_links_between_the_readme_and_docs_reach_their_files_and_headings(page):
+    source = REPO / page
+    text = re.sub(r"^```.*?^```", "", source.read_text(), flags=re.S | re.M)
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        file, _, anchor = target.partition("#")
+        path = (source.parent / file).resolve() if file else source
+        if not path.exists() or (anchor and path.suffix == ".md" and anchor not in heading_anchors(path)):
+            broken.append(target)
+    assert broken == []
