@@ -71,6 +71,13 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
         "env/nonfinite_states",
     } <= tags
     assert events.Scalars("loss/critic")[-1].step == 1024
+    next_commands = result.stdout.split("\nnext:\n")[1].splitlines()  # the run dir is outside the cwd: absolute
+    assert [line.split("  #")[0].strip() for line in next_commands] == [
+        f"python scripts/evaluate.py checkpoint={tmp_path} video=true",
+        f"python scripts/export.py checkpoint={tmp_path}",
+        f"python scripts/plot.py {tmp_path}",
+        f"tensorboard --logdir {tmp_path}",
+    ]
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint["env_steps"] == 1024 and checkpoint["updates"] == 8
     assert checkpoint["config"]["task"]["name"] == "CartpoleBalance"
