@@ -69,7 +69,10 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
         "train/episode_return",
         "env/episodes",
         "env/nonfinite_states",
+        "physics/overflow_constraints",  # the native backend has the counters too, at zero
+        "physics/solver_iteration_limit",
     } <= tags
+    assert events.Scalars("physics/overflow_contacts")[-1].value == 0
     assert events.Scalars("loss/critic")[-1].step == 1024
     next_commands = result.stdout.split("\nnext:\n")[1].splitlines()  # the run dir is outside the cwd: absolute
     assert [line.split("  #")[0].strip() for line in next_commands] == [

@@ -21,6 +21,18 @@ call at reset, identical observations to a fresh reset, and the same code path o
 Reward terms: a task that reports the parts of its reward (``Task.reward_term_names``) has them summed per
 episode on the device; ``reward_term_totals`` adds up the finished episodes' sums (cumulative, like
 ``stats``), which the trainer copies with its other counters once per log interval.
+
+Buffer overflows (MuJoCo Warp's fixed contact and constraint buffers, see ``physics.base``): after every
+step the env adds the worlds that overflowed, per kind, to ``stats["overflow_<kind>"]`` (solver iteration
+limits, expected with Playground's settings, to ``stats["solver_iteration_limit"]``), a tensor op like the
+other counters. A world whose step overflowed goes on: the step lost the contacts or constraint rows that
+did not fit, which is an inaccuracy, not an instability (one that blows up is caught as unstable and reset);
+resetting would cut episodes short without telling anyone more, and a shared contact buffer overflows for
+every world at once. The counts reach tensorboard and the run summary, with the override that fixes them.
+Start states are checked too: a task whose start states do not fit its buffers does not build.
+
+Domain randomization (task option ``randomize``): before the pool is built, every world draws its model
+parameters (``pqn_torch.envs.randomization``); with ``randomize_every_reset`` a resetting world draws anew.
 """
 
 from __future__ import annotations
@@ -28,11 +40,16 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 
-from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.physics.base import BUFFER_KINDS, OVERFLOW_KINDS, Physics
+from pqn_torch.envs.randomization import DomainRandomizer
 from pqn_torch.envs.tasks.base import Task, TaskState
 
 STATE_FIELDS = ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "sensordata", "time")
-COUNTERS = ("nonfinite_states", "nonfinite_rewards", "nonfinite_actions", "episodes")
+OVERFLOW_COUNTERS = tuple(
+    "solver_iteration_limit" if kind == "solver_iterations" else f"overflow_{kind}" for kind in OVERFLOW_KINDS
+)
+"""``stats`` names of the overflow counts, in the order of ``OVERFLOW_KINDS``."""
+COUNTERS = ("nonfinite_states", "nonfinite_rewards", "nonfinite_actions", "episodes", *OVERFLOW_COUNTERS)
 MAX_STATE_VALUE = 1e10
 """MuJoCo's own limit (``mjMAXVAL``): a larger ``qpos``/``qvel`` entry makes MuJoCo call the simulation unstable.
 The env treats a world with any state or observation entry beyond it (or non-finite) as unstable."""
@@ -68,6 +85,11 @@ class BatchedEnv:
         self.host_shortcuts = self.device.type == "cpu" if host_shortcuts is None else host_shortcuts
         """Skip masked per-world work after a scalar host check (default: on the CPU); off on CUDA (no sync,
         graph-capturable). Same random draws either way. The agent's rollout follows this switch too."""
+        self.randomizer = DomainRandomizer(task.randomization, physics) if task.config.randomize else None
+        self._redraw_at_reset = self.randomizer if task.config.randomize_every_reset else None
+        if self.randomizer is not None:  # before the start states: settling runs in the worlds as trained
+            everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+            self.randomizer.write(self.randomizer.draw(self.generator), everyone)
 
         self._episode_step = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._time_limit = torch.full((self.num_envs,), self.episode_length, dtype=torch.int64, device=self.device)
@@ -81,6 +103,8 @@ class BatchedEnv:
             self.num_envs, len(self.reward_term_names), dtype=torch.float32, device=self.device
         )
         self._reward_term_totals = torch.zeros(len(self.reward_term_names), dtype=torch.float64, device=self.device)
+        self._overflow_counts = torch.zeros(len(OVERFLOW_COUNTERS), dtype=torch.int64, device=self.device)
+        self.stats.update(zip(OVERFLOW_COUNTERS, self._overflow_counts.unbind(), strict=True))  # views: one add
 
         # Tasks without a privileged critic observation hand the actor's to the critic: compute it once.
         self._critic_sees_actor_obs = task.critic_sees_actor_obs
@@ -103,6 +127,7 @@ class BatchedEnv:
                 self.physics.time.zero_()
             for name in STATE_FIELDS:
                 chunks[name].append(getattr(self.physics, name).clone())
+            self._check_start_buffers()
         pool = {name: torch.cat(parts)[:size] for name, parts in chunks.items()}
         if not bool(_stable_worlds((pool["qpos"], pool["qvel"])).all()):
             raise ValueError(
@@ -111,6 +136,16 @@ class BatchedEnv:
                 f"({self.task.config})"
             )
         return pool
+
+    def _check_start_buffers(self) -> None:
+        """Fail with the fix when the start states just written (and settled) overflow a physics buffer."""
+        overflowed = self.physics.take_overflow().any(dim=0).tolist()
+        for kind, full in zip(OVERFLOW_KINDS, overflowed, strict=True):
+            if full and kind in BUFFER_KINDS:
+                raise ValueError(
+                    f"task {self.task.name}: its start states overflow the physics' {kind} buffer; "
+                    f"{self.physics.overflow_fix(kind)}"
+                )
 
     def _write_start_states(self, mask: torch.Tensor) -> None:
         """Fresh samples from the task's reset distribution into the worlds in ``mask``, then forward."""
@@ -165,7 +200,11 @@ class BatchedEnv:
             self.physics.xfrc_applied.masked_fill_(_expand_mask(done, self.physics.xfrc_applied), 0.0)
             self.physics.clear_warmstart(done)
         fresh = self._fresh_task_state({})
+        redraw = self._redraw_at_reset
+        parameters = redraw.draw(self.generator) if redraw is not None else {}
         if resetting:
+            if redraw is not None:
+                redraw.write(parameters, done)
             self._write_task_state(done, fresh)
             self._episode_step.masked_fill_(done, 0)
             self._episode_return.masked_fill_(done, 0.0)
@@ -332,6 +371,9 @@ class BatchedEnv:
                 terms = terms + self._stack_reward_terms(result.reward_terms)
             terminated = terminated | result.terminated
         assert isinstance(reward, torch.Tensor) and isinstance(terminated, torch.Tensor)  # action_repeat >= 1
+        overflowed = physics.take_overflow()
+        if not (shortcuts and not bool(overflowed.any())):
+            self._overflow_counts += overflowed.sum(dim=0)
         obs, critic_obs = self._float_observations(result.obs, result.critic_obs)
         # One scalar test covers the common case: every entry finite and within MuJoCo's limit.
         checked = (physics.qpos, physics.qvel, obs, critic_obs)

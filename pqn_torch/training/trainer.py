@@ -12,6 +12,10 @@ What can go wrong, and what the run then does:
   checkpoint stays the last good one.
 - **Unstable physics.** Worlds the env had to reset are counted; when their rate over a log interval
   crosses ``UNSTABLE_WARNING_RATE`` the console says so (once, until the rate drops again).
+- **Physics buffer overflows** (MuJoCo Warp): the worlds whose step overflowed a contact or constraint
+  buffer are counted per kind (tensorboard ``physics/overflow_<kind>``); the console says so once per
+  kind, with the task override that makes room, and the run ends with the totals. Solver iteration limits
+  (``physics/solver_iteration_limit``) are expected with Playground's settings: logged, never warned about.
 - **Ctrl-C / SIGTERM.** The first signal finishes the current update (or stops the evaluation),
   saves a checkpoint, flushes tensorboard and raises :class:`TrainingInterrupted` with the command to
   resume; a second one stops at once.
@@ -43,6 +47,8 @@ from pqn_torch.algo import metrics
 from pqn_torch.algo.pqn import PQN
 from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
 from pqn_torch.envs import VecEnv, make_env
+from pqn_torch.envs.core import OVERFLOW_COUNTERS
+from pqn_torch.envs.physics.base import BUFFER_KINDS
 from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
 from pqn_torch.training.checkpoint import (
     CHECKPOINT_DIR,
@@ -60,7 +66,13 @@ from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import QuietLogger, RunLogger
 from pqn_torch.training.remaining import RemainingTime, duration
 from pqn_torch.training.run_dir import check_writable, claim_run_dir, remove_failed_start
-from pqn_torch.training.settings import ConfigError, merge_for_resume, resume_location, settings_from_config
+from pqn_torch.training.settings import (
+    ConfigError,
+    interval_updates,
+    merge_for_resume,
+    resume_location,
+    settings_from_config,
+)
 from pqn_torch.training.setup import set_up_agent, start_ranks
 
 UNSTABLE_WARNING_RATE = 1e-3
@@ -154,7 +166,7 @@ class TrainingRun:
             config = merge_for_resume(checkpoint["config"], config, overrides)
             schedule_timesteps = checkpoint.get("schedule_timesteps", checkpoint["config"]["total_timesteps"])
         self.config = config
-        self.settings = settings = settings_from_config(config, distributed.launched_world_size())
+        self.settings = settings = settings_from_config(config, distributed.launched_world_size(), overrides)
         ranks, device = start_ranks(settings)
         self.ranks = ranks
         # alg.num_envs is per rank; total_timesteps counts the env steps of all ranks together.
@@ -209,12 +221,12 @@ class TrainingRun:
         self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
         agent.reset(self.env, update_statistics=checkpoint is None)
 
-        self.eval_every = max(1, int(self.num_updates * settings.eval_interval))
+        self.eval_every = interval_updates(settings.eval_interval, self.num_updates)
         # The time estimate leaves out start-up: the first update, and before it the compilation (compile) or
         # the two eager iterations plus the capture (cuda_graphs).
         warmup_updates = WARMUP_CALLS + 1 if use_graphs else 1 if use_compile else 0
         self.remaining = RemainingTime(self.num_updates, self.eval_every, startup_updates=1 + warmup_updates)
-        self.checkpoint_every = int(self.num_updates * settings.checkpoint_interval)
+        self.checkpoint_every = interval_updates(settings.checkpoint_interval, self.num_updates)
         checkpoints = 1 + (self.num_updates // self.checkpoint_every if self.checkpoint_every else 0)
         if settings.keep_checkpoints is not None:  # the kept ones, the best, and the one being written
             checkpoints = min(checkpoints, settings.keep_checkpoints + 2)
@@ -234,6 +246,8 @@ class TrainingRun:
         self._unstable_warned = False
         self._reward_terms_at_log: dict[str, float] = {}
         self._episodes_at_log = 0.0
+        self._overflows: dict[str, float] = {}
+        """Worlds counted per buffer kind whose step overflowed it, as of the last log (only kinds seen)."""
         self._stop_signal: int | None = None
         self._signal_received: int | None = None
         self.mujoco_warnings = capture_mujoco_warnings()
@@ -252,8 +266,9 @@ class TrainingRun:
             self.logger.message(
                 f"{requested_dir} belongs to another run (started at the same time); using {self.run_dir}"
             )
-        if space_note:
-            self.logger.message(space_note)
+        for note in (space_note, *settings.notes):
+            if note:
+                self.logger.message(note)
         if checkpoint is not None:
             for path, reason in checkpoint["skipped"]:
                 self.logger.message(f"warning: {path} is unreadable ({reason}); skipped it")
@@ -279,6 +294,7 @@ class TrainingRun:
                 signal.signal(signum, handler)
             self.logger.close()
         self._report_unstable_total()
+        self._report_overflow_totals()
         return TrainSummary(
             run_dir=self.run_dir,
             env_steps=self.env_steps,
@@ -335,7 +351,10 @@ class TrainingRun:
         synchronize(self.agent.device)
         seconds, self._train_seconds = self._train_seconds, 0.0
         steps_per_second = (self.env_steps - self._steps_at_log) / max(seconds, 1e-9)
-        counters = {f"env/{name}": value for name, value in self.env.stats.items()}
+        counters = {
+            f"{'physics' if name in OVERFLOW_COUNTERS else 'env'}/{name}": value
+            for name, value in self.env.stats.items()
+        }
         counters.update({f"{REWARD_TERMS}/{name}": total for name, total in self.env.reward_term_totals.items()})
         nonfinite = [~torch.isfinite(tensor).all() for _, tensor in weight_tensors(self.agent)]
         counters["nonfinite_weights"] = torch.stack(nonfinite).sum()
@@ -362,6 +381,7 @@ class TrainingRun:
             self.env_steps, left=duration(left) if left is not None else "timing", sps=f"{steps_per_second:,.0f}"
         )
         self._check_unstable_rate(metrics["env/nonfinite_states"])
+        self._note_overflows(metrics)
         self._steps_at_log = self.env_steps
 
     def _merge_across_ranks(self, counters: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -517,6 +537,26 @@ class TrainingRun:
             self.logger.message(
                 f"{self._unstable_at_log:,.0f} unstable world-steps were reset in this run "
                 f"({self._unstable_at_log / max(self.env_steps, 1):.3%} of its world-steps)"
+            )
+
+    def _note_overflows(self, metrics: dict[str, float]) -> None:
+        """Say so on the console the first time a physics buffer overflows, with the override that makes room."""
+        for kind in BUFFER_KINDS:
+            total = metrics[f"physics/overflow_{kind}"]
+            if total and kind not in self._overflows:
+                self.logger.message(
+                    f"warning: {total:,.0f} world-steps overflowed the physics' {kind} buffer by env step "
+                    f"{self.env_steps:,} (tensorboard physics/overflow_{kind}); those steps dropped what did not "
+                    f"fit and went on. {self.env.physics.overflow_fix(kind)}"
+                )
+            if total:
+                self._overflows[kind] = total
+
+    def _report_overflow_totals(self) -> None:
+        for kind, total in self._overflows.items():
+            self.logger.message(
+                f"{total:,.0f} world-steps overflowed the physics' {kind} buffer in this run "
+                f"({total / max(self.env_steps, 1):.3%} of its world-steps); {self.env.physics.overflow_fix(kind)}"
             )
 
     def _catch_stop_signals(self) -> dict[int, Any]:

@@ -29,6 +29,7 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import Draw
 
 
 @dataclass
@@ -67,6 +68,8 @@ class TaskConfig:
     ``action_repeat``: task steps (each ``ctrl_dt`` long, with its own reward) per agent step; the env
     sums their rewards. ``episode_length`` counts agent steps. ``contacts_per_world``: MuJoCo Warp contact
     buffer per world (robot tasks); when ``None`` the DM-suite reading of ``naconmax`` applies.
+    ``randomize``: draw each world's model parameters from the task's :attr:`Task.randomization` table
+    (tasks that have one); ``randomize_every_reset``: draw them again whenever a world resets.
     """
 
     ctrl_dt: float
@@ -76,6 +79,8 @@ class TaskConfig:
     njmax: int | None = None
     action_repeat: int = 1
     contacts_per_world: int | None = None
+    randomize: bool = False
+    randomize_every_reset: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ctrl_dt", "sim_dt"):
@@ -94,6 +99,43 @@ class TaskConfig:
             not _is_integer(self.contacts_per_world) or self.contacts_per_world < 0
         ):
             raise ValueError(f"contacts_per_world must be an integer >= 0 or null, got {self.contacts_per_world!r}")
+        for name in ("randomize", "randomize_every_reset"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.randomize_every_reset and not self.randomize:
+            raise ValueError("randomize_every_reset=true needs randomize=true")
+
+
+CONTROL_FORMULAS = {
+    "action": "ctrl = clip(action, action_low, action_high)",
+    "default_pose_offset": "ctrl = default_joint_pos + {scale:g} * action",
+    "joint_pos_offset": "ctrl = joint_pos + {scale:g} * action",
+    "ctrl_increment": "ctrl = previous ctrl + {scale:g} * action (the first previous ctrl: joint_pos at the start)",
+}
+"""How an action becomes the actuators' ``ctrl``, per :attr:`ControlMapping.mode`. ``joint_pos``: the actuated
+joints' current angles; MuJoCo clamps a ``ctrl`` outside the actuators' ``ctrlrange`` where they are limited."""
+
+
+@dataclass(frozen=True)
+class ControlMapping:
+    """How a task turns an action into controls, described for a program that runs the policy without the env.
+
+    ``mode`` names a :data:`CONTROL_FORMULAS` entry, ``scale`` its action scale, ``default_pose_keyframe``
+    the keyframe holding the robot's default joint pose (robot tasks).
+    """
+
+    mode: str = "action"
+    scale: float = 1.0
+    default_pose_keyframe: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in CONTROL_FORMULAS:
+            raise ValueError(f"control mode must be one of {sorted(CONTROL_FORMULAS)}, got {self.mode!r}")
+
+    @property
+    def formula(self) -> str:
+        """The mapping in words, e.g. ``ctrl = default_joint_pos + 0.5 * action``."""
+        return CONTROL_FORMULAS[self.mode].format(scale=self.scale)
 
 
 class Task(ABC):
@@ -118,6 +160,8 @@ class Task(ABC):
     reward_term_names: tuple[str, ...] = ()
     """The names of the parts of the reward that :meth:`transition` reports in ``Transition.reward_terms``;
     none for the DM tasks, whose reward is one product of tolerances (the episode return says it all)."""
+    randomization: ClassVar[tuple[Draw, ...]] = ()
+    """Domain randomization table (``randomize=true``), see :mod:`pqn_torch.envs.randomization`."""
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.default_config)}
@@ -129,6 +173,8 @@ class Task(ABC):
             if key not in common:
                 _check_option_type(self.name, key, value, getattr(self.default_config, key))
         self.config = dataclasses.replace(self.default_config, **overrides)
+        if self.config.randomize and not self.randomization:
+            raise ValueError(f"task {self.name} has no domain randomization; randomize must be false")
         substeps = self.config.ctrl_dt / self.config.sim_dt
         if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
             raise ValueError(
@@ -178,6 +224,11 @@ class Task(ABC):
         """``ctrl`` [N, nu] of worlds starting at ``qpos``, during settling and until the first action;
         ``None`` = zeros."""
         return None
+
+    def control_mapping(self) -> ControlMapping:
+        """What :meth:`control` computes, for an exported policy's metadata (a test checks the two agree): by
+        default the action is the control."""
+        return ControlMapping()
 
     def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:
         """Write what the physics step needs: ``ctrl`` from ``action`` and any perturbation (``xfrc_applied``,

@@ -52,9 +52,24 @@ def pose(pose_offset: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(pose_offset**2 * weights).sum(-1))
 
 
+def pose_deviation(pose_offset: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_j weight_j (q - q0)_j^2``: away from the home pose (the humanoids' ``pose``, a cost)."""
+    return (pose_offset**2 * weights).sum(-1)
+
+
+def joint_deviation(pose_offset: torch.Tensor) -> torch.Tensor:
+    """``sum_j |q - q0|_j`` over the given joints' offsets (the humanoids' hip and knee deviation costs)."""
+    return pose_offset.abs().sum(-1)
+
+
 def torques(force: torch.Tensor) -> torch.Tensor:
     """``|tau|_2 + |tau|_1``: actuator effort."""
     return torch.linalg.vector_norm(force, dim=-1) + force.abs().sum(-1)
+
+
+def torques_l1(force: torch.Tensor) -> torch.Tensor:
+    """``|tau|_1``: actuator effort (the humanoids' ``torques``)."""
+    return force.abs().sum(-1)
 
 
 def action_rate(action: torch.Tensor, last: torch.Tensor, before_last: torch.Tensor | None = None) -> torch.Tensor:
@@ -88,10 +103,44 @@ def feet_height(
 
 
 def feet_air_time(
-    air_time: torch.Tensor, landing: torch.Tensor, moving: torch.Tensor, threshold: float = 0.1
+    air_time: torch.Tensor,
+    landing: torch.Tensor,
+    moving: torch.Tensor,
+    threshold: float = 0.1,
+    longest: float | None = None,
 ) -> torch.Tensor:
-    """``sum_feet (air_time - threshold) 1[landing] * moving``: long steps, paid when the foot lands."""
-    return ((air_time - threshold) * landing).sum(-1) * moving
+    """``sum_feet min((air_time - threshold) 1[landing], longest - threshold) * moving``: long steps, paid when
+    the foot lands; ``longest`` (the humanoids' 0.5 s) caps what one step earns, ``None``: no cap (Go1)."""
+    paid = (air_time - threshold) * landing
+    if longest is not None:
+        paid = paid.clamp(max=longest - threshold)
+    return paid.sum(-1) * moving
+
+
+def body_slip(body_speed_xy: torch.Tensor, contact: torch.Tensor) -> torch.Tensor:
+    """``|v_body,xy| * sum_feet 1[contact]``: the trunk moving while feet touch the floor (the humanoids'
+    ``feet_slip``, which reads the trunk's velocity, not the feet's)."""
+    return body_speed_xy * contact.to(body_speed_xy.dtype).sum(-1)
+
+
+def swing_height_curve(phase: torch.Tensor, swing_height: float) -> torch.Tensor:
+    """The target foot height over a gait cycle (Playground's ``gait.get_rz``): with ``x = (phase + pi) / 2pi``
+    in [0, 1], the foot rises from 0 to ``swing_height`` along the cubic ``s^3 + 3 s^2 (1 - s)``, ``s = 2x``, in
+    the first half and comes down the same curve, ``s = 2x - 1``, in the second."""
+    x = (phase + torch.pi) / (2 * torch.pi)
+    rising, falling = 2 * x, 2 * x - 1
+
+    def bezier(s: torch.Tensor) -> torch.Tensor:
+        return s**3 + 3 * s**2 * (1 - s)
+
+    return torch.where(x <= 0.5, swing_height * bezier(rising), swing_height * (1 - bezier(falling)))
+
+
+def feet_phase(feet_height: torch.Tensor, phase: torch.Tensor, swing_height: float) -> torch.Tensor:
+    """``exp(-sum_feet (z_foot - z_target(phase_foot))^2 / 0.01)``: feet following the gait's height curve
+    (:func:`swing_height_curve`)."""
+    error = ((feet_height - swing_height_curve(phase, swing_height)) ** 2).sum(-1)
+    return torch.exp(-error / 0.01)
 
 
 def dof_pos_limits(q: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:

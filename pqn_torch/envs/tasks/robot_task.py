@@ -13,7 +13,9 @@ base does the generic half:
   actuated joints, actuator forces (``<actuator>_force`` sensors) and, for legged robots, the feet (floor
   contact, height, velocity; :attr:`RobotTask.feet`).
 - **Task state bookkeeping**: the last actions (``last_act``, with ``remembered_actions=2`` also
-  ``last_last_act``), :class:`FeetAirTime` and :class:`TrunkPushes` for legged robots.
+  ``last_last_act``), :class:`FeetAirTime`, :class:`TrunkPushes` (force kicks: Go1) and
+  :class:`VelocityPushes` (root velocity pushes: the humanoids) for legged robots, and
+  :func:`advance_gait_phase` (the humanoids' gait clock).
 - **Observation noise** ``x + U(-1, 1) * obs_noise_level * noise_scales[kind]`` (Playground's).
 - **Reward**: :meth:`RobotTask.total_reward` turns the task's unscaled terms into Playground's
   ``dt * sum(scale * term)``, clipped to :attr:`RobotTask.reward_clip`, and reports each term's share
@@ -32,11 +34,13 @@ import numpy as np
 import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
-from pqn_torch.envs.tasks.base import StartStates, Task, TaskConfig, TaskState
+from pqn_torch.envs.tasks.base import ControlMapping, StartStates, Task, TaskConfig, TaskState
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.robots import noisy, quat_multiply, yaw_quaternion
 
 ACTION_REFERENCES = ("home", "joints", "ctrl")
+CONTROL_MODES = {"home": "default_pose_offset", "joints": "joint_pos_offset", "ctrl": "ctrl_increment"}
+"""The exported metadata's ``control_mode`` of each action reference."""
 FREE_JOINT_QPOS, FREE_JOINT_QVEL = 7, 6
 
 
@@ -55,6 +59,10 @@ class ActionMapping:
     def __post_init__(self) -> None:
         if self.reference not in ACTION_REFERENCES:
             raise ValueError(f"action reference must be one of {ACTION_REFERENCES}, got {self.reference!r}")
+
+    def described(self, home_keyframe: str) -> ControlMapping:
+        """The same mapping as an exported policy's metadata states it (a ``ControlMapping``)."""
+        return ControlMapping(CONTROL_MODES[self.reference], self.scale, default_pose_keyframe=home_keyframe)
 
 
 @dataclass
@@ -78,6 +86,9 @@ class RobotTask(Task):
     """Sensors :meth:`read` returns by name (Playground's ``gyro``, ``local_linvel``, ...)."""
     feet: ClassVar[tuple[str, ...]] = ()
     """Feet named as in their ``<foot>_floor_found``, ``<foot>_world_pos`` and ``<foot>_global_linvel`` sensors."""
+    foot_geoms: ClassVar[tuple[str, ...]] = ()
+    """Where the contact sensors are named after the foot geoms, not the feet (Berkeley's ``l_foot1_floor_found``
+    for the foot site ``l_foot``): one geom per foot, in :attr:`feet` order; empty: the names in :attr:`feet`."""
     noise_scales: ClassVar[dict[str, float]]
     reward_scales: ClassVar[dict[str, float]]
     reward_clip: ClassVar[tuple[float, float] | None] = (0.0, 1e4)
@@ -93,6 +104,9 @@ class RobotTask(Task):
         self.reward_term_names = tuple(self.reward_scales) + (("clipping",) if self.reward_clip else ())
 
     # ----------------------------------------------------------------- model
+    def control_mapping(self) -> ControlMapping:
+        return self.action_mapping.described(self.home_keyframe)
+
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         self.device, self.dtype = device, dtype
         transmissions = zip(mj_model.actuator_trnid[:, 0], mj_model.actuator_trntype, strict=True)
@@ -108,7 +122,8 @@ class RobotTask(Task):
         self.joint_low, self.joint_high = self.constant(ranges[:, 0]), self.constant(ranges[:, 1])
         self._columns = {name: sensor_slice(mj_model, name) for name in self.sensors}
         self._forces = _actuator_force_columns(mj_model)
-        self._feet_found = [sensor_slice(mj_model, f"{foot}_floor_found").start for foot in self.feet]
+        contacts = self.foot_geoms or self.feet
+        self._feet_found = [sensor_slice(mj_model, f"{foot}_floor_found").start for foot in contacts]
         self._feet_z = [sensor_slice(mj_model, f"{foot}_world_pos").start + 2 for foot in self.feet]
         self._feet_velocity = [sensor_slice(mj_model, f"{foot}_global_linvel") for foot in self.feet]
 
@@ -328,6 +343,43 @@ class TrunkPushes:
         angle = uniform(generator, (physics.num_worlds,), 0.0, 2 * math.pi, like=state["pert_dir"])
         direction = torch.stack([torch.cos(angle), torch.sin(angle), torch.zeros_like(angle)], dim=-1)
         state["pert_dir"].copy_(torch.where(armed.unsqueeze(-1), direction, state["pert_dir"]))
+
+
+@dataclass(frozen=True)
+class VelocityPushes:
+    """Playground's humanoid pushes (G1, T1, Berkeley): every ``interval`` seconds (drawn once per episode,
+    U(low, high), rounded to control steps of ``dt``) add ``U(speed)`` m/s in a random horizontal direction to
+    the root's linear velocity, before the physics step.
+
+    Task state (Playground's names): ``push`` [N, 2] (this step's push direction, 0 when none),
+    ``push_step`` (control steps since the reset) and ``push_interval_steps``.
+    """
+
+    interval: tuple[float, float]
+    speed: tuple[float, float]
+    dt: float
+
+    def initial_state(self, generator: torch.Generator, num: int, like: torch.Tensor) -> TaskState:
+        return {
+            "push": like.new_zeros(num, 2),
+            "push_step": like.new_zeros(num, dtype=torch.int64),
+            "push_interval_steps": control_steps(uniform(generator, (num,), *self.interval, like=like), self.dt),
+        }
+
+    def apply(self, physics: Physics, state: TaskState, generator: torch.Generator) -> None:
+        """Push the worlds whose next step completes an interval; advance every world's step count."""
+        angle = uniform(generator, (physics.num_worlds,), 0.0, 2 * math.pi, like=state["push"])
+        speed = uniform(generator, (physics.num_worlds,), *self.speed, like=state["push"])
+        due = torch.remainder(state["push_step"] + 1, state["push_interval_steps"]) == 0
+        direction = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1) * due.unsqueeze(-1)
+        physics.qvel[:, :2] += direction * speed.unsqueeze(-1)
+        state["push"].copy_(direction)
+        state["push_step"].add_(1)
+
+
+def advance_gait_phase(phase: torch.Tensor, phase_dt: torch.Tensor) -> torch.Tensor:
+    """Gait phases [N, feet] moved on by ``phase_dt`` [N] and wrapped into [-pi, pi) (Playground's humanoids)."""
+    return torch.fmod(phase + phase_dt.unsqueeze(-1) + math.pi, 2 * math.pi) - math.pi
 
 
 def _actuator_force_columns(mj_model: mujoco.MjModel) -> slice | None:

@@ -46,11 +46,14 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import Draw
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robot_task import (
+    FREE_JOINT_QPOS,
+    FREE_JOINT_QVEL,
     ActionMapping,
     FeetAirTime,
     PushRanges,
@@ -126,6 +129,19 @@ class Go1JoystickConfig(RobotConfig):
     perturbations: bool = False
 
 
+# Domain randomization (randomize=true): MuJoCo Playground 0.2.0's Go1 randomizer, per world. Off by default:
+# purejaxql trains the Go1 tasks without it.
+GO1_RANDOMIZATION = (
+    Draw("geom_friction", "set", 0.4, 1.0, rows="floor", column=0),  # floor sliding friction
+    Draw("dof_frictionloss", "scale", 0.9, 1.1, rows=slice(FREE_JOINT_QVEL, None)),  # joint friction loss
+    Draw("dof_armature", "scale", 1.0, 1.05, rows=slice(FREE_JOINT_QVEL, None)),
+    Draw("body_ipos", "add", -0.05, 0.05, rows="trunk"),  # torso centre of mass, m
+    Draw("body_mass", "scale", 0.9, 1.1),  # every link
+    Draw("body_mass", "add", -1.0, 1.0, rows="trunk"),  # torso, kg
+    Draw("qpos0", "add", -0.05, 0.05, rows=slice(FREE_JOINT_QPOS, None)),  # joints' reference pose
+)
+
+
 class Go1Task(RobotTask):
     """Model, sensors and shared observation parts of the Go1 tasks (see the module docstring)."""
 
@@ -133,6 +149,7 @@ class Go1Task(RobotTask):
     noise_scales = GO1_NOISE
     sensors = IMU_SENSORS
     feet = FEET
+    randomization = GO1_RANDOMIZATION
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_playground_scene(SCENES + self.scene, "unitree_go1")
