@@ -19,6 +19,8 @@ setup(
             "third_party/playground/licenses/*",
             "third_party/playground/locomotion/*/xmls/*.xml",
             "third_party/playground/locomotion/*/xmls/assets/*.png",
+            "third_party/playground/manipulation/*/xmls/*.xml",
+            "third_party/playground/menagerie/*/*.xml",
         ]
     },
     python_requires=">=3.10",

@@ -131,6 +131,15 @@ def test_presets_match_the_reference_table(preset):
         assert alg[key] == pytest.approx(value), key
 
 
+@pytest.mark.parametrize("task", ["PandaPickCube", "PandaPickCubeOrientation"])
+@pytest.mark.parametrize("preset", ["manipulation", "manipulation_cpu"])
+def test_panda_pick_tasks_keep_purejaxqls_discounting_on_either_preset(task, preset):
+    """purejaxql runs PandaPickCube(+Orientation) with gamma 0.95 and lambda 0.5, not the preset's 0.97 / 0.99."""
+    settings = settings_from_config(composed([f"task={task}", f"alg={preset}"]))
+    assert (settings.alg.gamma, settings.alg.q_lambda) == (0.95, 0.5)
+    assert settings.alg.num_envs == (4096 if preset == "manipulation" else 128)
+
+
 def test_dm_suite_preset_is_the_pqn_config_defaults():
     """PQNConfig's defaults (the library's) and the dm_suite yaml (the CLI's) are the same reference preset."""
     alg = composed(["alg=dm_suite"])["alg"]
@@ -263,8 +272,8 @@ def test_preset_choice_names_the_preset_the_reason_and_how_to_force_the_gpu_one(
     assert choose_preset(config, "dm_suite", alg_on_command_line=True) == PresetChoice(None, "")  # alg= always wins
     assert choose_preset({**config, "resume": "outputs/run"}, "dm_suite", False) == PresetChoice(None, "")
     assert choose_preset(config, "cpu", False) == PresetChoice(None, "")  # already CPU-sized
-    orphan = choose_preset(config, "manipulation", False)
-    assert orphan.preset is None and "'manipulation' preset of WalkerRun has no CPU-sized twin" in orphan.message
+    orphan = choose_preset({**config, "cpu_presets": {"dm_suite": "cpu"}}, "locomotion", False)
+    assert orphan.preset is None and "'locomotion' preset of WalkerRun has no CPU-sized twin" in orphan.message
     if torch.cuda.is_available():
         assert choose_preset({**config, "device": "cuda"}, "dm_suite", False) == PresetChoice(None, "")
     else:

@@ -93,6 +93,8 @@ class RobotTask(Task):
     reward_scales: ClassVar[dict[str, float]]
     reward_clip: ClassVar[tuple[float, float] | None] = (0.0, 1e4)
     """Playground clips most robot rewards to [0, 1e4]; ``None``: no clip (and no ``clipping`` term)."""
+    reward_per_second: ClassVar[bool] = True
+    """Playground scales most robot rewards by ``ctrl_dt``; False: the plain sum (the Panda tasks)."""
     remembered_actions: ClassVar[int] = 1
     """1: task state ``last_act``; 2: also ``last_last_act`` (second differences of the action)."""
 
@@ -215,15 +217,17 @@ class RobotTask(Task):
     def total_reward(self, terms: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Playground's ``clip(dt * sum(scale * term))`` over the unscaled ``terms`` (one per name of
         :attr:`reward_scales`; summed in the order given), and each term's share ``dt * scale * term``, in
-        :attr:`reward_term_names` order, with ``clipping`` = the reward minus the unclipped sum."""
+        :attr:`reward_term_names` order, with ``clipping`` = the reward minus the unclipped sum (``dt`` = 1 where
+        :attr:`reward_per_second` is False)."""
         if terms.keys() != self.reward_scales.keys():
             raise ValueError(
                 f"task {self.name}: reward terms {sorted(terms)} differ from reward_scales {sorted(self.reward_scales)}"
             )
         total = sum(self.reward_scales[name] * value for name, value in terms.items())
         assert isinstance(total, torch.Tensor)  # every robot task has reward terms
-        reward = total * self.dt
-        shares = {name: self.dt * self.reward_scales[name] * terms[name] for name in self.reward_scales}
+        dt = self.dt if self.reward_per_second else 1.0
+        reward = total * dt
+        shares = {name: dt * self.reward_scales[name] * terms[name] for name in self.reward_scales}
         if self.reward_clip is not None:
             unclipped, reward = reward, reward.clamp(*self.reward_clip)
             shares["clipping"] = reward - unclipped

@@ -21,20 +21,26 @@ import torch
 from pqn_torch.envs.tasks.common import uniform
 
 PLAYGROUND_DIR = Path(__file__).resolve().parents[2] / "third_party" / "playground"
+MENAGERIE_XML_DIR = PLAYGROUND_DIR / "menagerie"
+"""Menagerie robot XMLs that Playground scenes include (Panda's ``mjx_panda.xml``), one folder per robot."""
 MENAGERIE_ROOT_VARIABLE = "MENAGERIE_ROOT"
 
 
-def load_playground_scene(relative_path: str, menagerie_robot: str) -> mujoco.MjSpec:
+def load_playground_scene(
+    relative_path: str, menagerie_robot: str, menagerie_includes: tuple[str, ...] = ()
+) -> mujoco.MjSpec:
     """The Playground scene ``relative_path`` (under ``third_party/playground``), ready to compile.
 
-    Visual mesh geoms and mesh assets are removed unless ``$MENAGERIE_ROOT/<menagerie_robot>/assets``
-    exists; file textures (not shipped, visual only) are removed and the materials that used them keep
-    their colour.
+    ``menagerie_includes``: Menagerie XMLs the scene includes by file name (Playground resolves them in its
+    Menagerie checkout), read from ``third_party/playground/menagerie/<menagerie_robot>/``. Visual mesh
+    geoms and mesh assets are removed unless ``$MENAGERIE_ROOT/<menagerie_robot>/assets`` exists; file
+    textures (not shipped, visual only) are removed and the materials that used them keep their colour.
     """
     path = PLAYGROUND_DIR / relative_path
     if not path.is_file():
         raise FileNotFoundError(f"robot scene {path} is missing; reinstall pqn-torch (its package data)")
-    spec = mujoco.MjSpec.from_file(str(path))
+    includes = {name: (MENAGERIE_XML_DIR / menagerie_robot / name).read_bytes() for name in menagerie_includes}
+    spec = mujoco.MjSpec.from_file(str(path), include=includes)
     # The XMLs point meshdir at Playground's Menagerie checkout; MuJoCo also resolves heightfield files
     # there. Mesh files get absolute paths below, so meshdir can point at the scene's own folder.
     spec.meshdir = str(path.parent)
@@ -72,10 +78,19 @@ def _menagerie_mesh_dir(robot: str) -> Path | None:
 
 
 def _drop_visual_meshes(spec: mujoco.MjSpec) -> None:
-    """Delete every mesh geom (all are visual in Playground's robots: checked here) and every mesh asset."""
+    """Delete every mesh geom (all are visual in Playground's robots: no collision bits, in no ``<pair>``, named
+    by no contact sensor; checked here) and every mesh asset."""
+    in_contacts = {name for pair in spec.pairs for name in (pair.geomname1, pair.geomname2)}
+    for sensor in spec.sensors:
+        if sensor.type == mujoco.mjtSensor.mjSENS_CONTACT:
+            in_contacts.update(
+                name
+                for kind, name in ((sensor.objtype, sensor.objname), (sensor.reftype, sensor.refname))
+                if kind == mujoco.mjtObj.mjOBJ_GEOM
+            )
     for geom in list(spec.geoms):
         if geom.type == mujoco.mjtGeom.mjGEOM_MESH:
-            if geom.contype or geom.conaffinity:
+            if geom.contype or geom.conaffinity or (geom.name and geom.name in in_contacts):
                 raise ValueError(f"mesh geom {geom.name!r} collides; it cannot be dropped without changing physics")
             spec.delete(geom)
     for mesh in list(spec.meshes):
