@@ -1,10 +1,11 @@
 """Evaluate a trained PQN checkpoint: N deterministic episodes, optionally an mp4 of one of them (headless).
 
-    python scripts/evaluate.py checkpoint=outputs/CheetahRun/<run dir> [episodes=10] [video=true]
-        [video_path=<file.mp4>] [device=auto] [backend=auto] [seed=0] [randomize=true|false]
+    python scripts/evaluate.py checkpoint=$RUN [episodes=10] [video=true] [video_path=FILE.mp4]
+        [device=auto] [backend=auto] [seed=0] [randomize=true|false]
 
 ``checkpoint`` is a checkpoint file or a run dir (its latest checkpoint is used). ``randomize``: evaluate in
 domain-randomized (true) or nominal (false) worlds, tasks with a randomizer only; unset: as the policy trained.
+Progress (steps done, video frames rendered) goes to stderr every tenth of the episode; the result to stdout.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main(argv: list[str]) -> int:
             seed=options.seed,
             video_path=(Path(options.video_path) if options.video_path else None),
             video=options.video,
+            report=lambda line: print(f"evaluate.py: {line}", file=sys.stderr, flush=True),
             randomize=options.randomize,
         )
     except (ValueError, FileNotFoundError, FileExistsError, VideoUnavailable) as error:

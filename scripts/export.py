@@ -1,7 +1,7 @@
 """Export a checkpoint's policy to ONNX (normalization and action scaling inside, deployment metadata in its
 ``metadata_props``: see pqn_torch/export.py) with a JSON sidecar.
 
-    python scripts/export.py checkpoint=outputs/CheetahRun/<run dir> [output=<file>.onnx] [seed=0]
+    python scripts/export.py checkpoint=$RUN [output=FILE.onnx] [seed=0]        # RUN: a run dir
 
 ``checkpoint`` is a checkpoint file or a run dir (its latest checkpoint is used); ``output`` defaults
 to ``policy_<checkpoint name>.onnx`` beside the checkpoint. The export is checked with onnxruntime

@@ -1,7 +1,7 @@
 """Plot evaluation return against env steps and against wall time for one or more training runs, one PNG.
 
-    python scripts/plot.py outputs/CheetahRun/<run dir>                      # -> <run dir>/eval.png
-    python scripts/plot.py multirun/CheetahRun/<time>/*_seed* [output=cheetah.png]
+    python scripts/plot.py $RUN                         # RUN: a run dir; -> $RUN/eval.png
+    python scripts/plot.py $SWEEP*_seed* [output=cheetah.png]   # SWEEP: a multirun dir
 
 Runs of one task (seeds) are drawn as their mean with one standard deviation across runs; a single run
 with the spread of its evaluation episodes. The default output is ``eval.png`` in the run dirs' common

@@ -14,6 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from pqn_torch.algo import PQN, PQNConfig
 from pqn_torch.envs import make_env
 from pqn_torch.training import TrainingRun, evaluate, load_checkpoint, run_training, save_checkpoint
+from pqn_torch.training.checkpoint import SavedCheckpoint, checkpoints_to_keep
+from pqn_torch.training.playback import evaluate_checkpoint
+from pqn_torch.training.remaining import RemainingTime
 from pqn_torch.training.run_dir import RunDirError, claim_run_dir
 
 from training_testing import tiny_config
@@ -36,9 +39,9 @@ TINY_CLI = [
 ]
 
 
-def train_cli(*args, flags=()):
+def train_cli(*args, flags=(), base=TINY_CLI):
     return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *flags, *TINY_CLI, *args],
+        [sys.executable, str(REPO / "scripts" / "train.py"), *flags, *base, *args],
         cwd=REPO,
         env=ENV,
         capture_output=True,
@@ -71,6 +74,13 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
     } <= tags
     assert events.Scalars("physics/overflow_contacts")[-1].value == 0
     assert events.Scalars("loss/critic")[-1].step == 1024
+    next_commands = result.stdout.split("\nnext:\n")[1].splitlines()  # the run dir is outside the cwd: absolute
+    assert [line.split("  #")[0].strip() for line in next_commands] == [
+        f"python scripts/evaluate.py checkpoint={tmp_path} video=true",
+        f"python scripts/export.py checkpoint={tmp_path}",
+        f"python scripts/plot.py {tmp_path}",
+        f"tensorboard --logdir {tmp_path}",
+    ]
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint["env_steps"] == 1024 and checkpoint["updates"] == 8
     assert checkpoint["config"]["task"]["name"] == "CartpoleBalance"
@@ -92,14 +102,7 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
 
 def test_without_alg_a_cpu_run_takes_the_cpu_sized_twin_and_says_so_first(tmp_path):
     arguments = [argument for argument in TINY_CLI if argument != "alg=cpu"]
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *arguments, "device=cpu", f"hydra.run.dir={tmp_path}"],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = train_cli("device=cpu", f"hydra.run.dir={tmp_path}", base=arguments)
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.endswith(
@@ -114,6 +117,17 @@ def test_without_alg_a_cpu_run_takes_the_cpu_sized_twin_and_says_so_first(tmp_pa
     ):
         assert saved["actor_hidden_sizes"] == cpu["actor_hidden_sizes"] and saved["lr_start"] == cpu["lr_start"]
         assert saved["num_envs"] == 16  # the command line's alg.* values still apply on top
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU-sized twin is chosen where there is no CUDA")
+def test_cfg_job_prints_the_config_that_runs():
+    """``--cfg job`` on a CPU shows the CPU-sized twin a run takes (configs/alg/cpu.yaml), not the GPU preset."""
+    cpu = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "alg" / "cpu.yaml"))
+    printed = train_cli("task=CheetahRun", "--cfg", "job", base=())
+    assert printed.returncode == 0, printed.stderr
+    job = OmegaConf.to_container(OmegaConf.create(printed.stdout), resolve=True)  # stdout stays the YAML alone
+    assert job["alg"] == cpu and job["total_timesteps"] == cpu["total_timesteps"]
+    assert "with the CPU-sized preset alg=cpu" in printed.stderr
 
 
 def test_invalid_value_fails_at_start_with_one_line(tmp_path):
@@ -168,6 +182,62 @@ def test_checkpoints_are_never_overwritten(tmp_path):
         claim_run_dir(tmp_path, rename_if_taken=False)
 
 
+def test_checkpoints_to_keep_are_the_latest_few_and_the_best_evaluated():
+    returns = [10.0, 80.0, None, 50.0, float("nan"), 30.0, None, 20.0]
+    saved = [SavedCheckpoint(Path(f"step_{index}.pt"), value) for index, value in enumerate(returns)]
+    kept = [entry.path.name for entry in checkpoints_to_keep(saved, keep_last=3)]
+    assert kept == ["step_1.pt", "step_5.pt", "step_6.pt", "step_7.pt"]  # 80.0 is the best; NaN never counts
+    assert [entry.path.name for entry in checkpoints_to_keep(saved, keep_last=1)] == ["step_1.pt", "step_7.pt"]
+    assert checkpoints_to_keep(saved, keep_last=None) == saved
+    tie = [SavedCheckpoint(Path("a.pt"), 5.0), SavedCheckpoint(Path("b.pt"), 5.0), SavedCheckpoint(Path("c.pt"))]
+    assert [entry.path.name for entry in checkpoints_to_keep(tie, keep_last=1)] == ["b.pt", "c.pt"]
+
+
+def test_a_twenty_update_run_keeps_four_checkpoints_and_resumes_and_evaluates_from_the_latest(tmp_path):
+    config = tiny_config(total_timesteps=20 * 128, checkpoint_interval=0.1, eval={"interval": 0.1, "num_envs": 4})
+    summary = run_training(config, tmp_path / "run", show_progress=False)
+    assert summary.updates == 20
+    files = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    # written every 2 updates (10 files); kept: the latest 3 (keep_checkpoints' default) and the best evaluated
+    returns = {int(point["env_steps"]): point["return_mean"] for point in summary.eval_curve}
+    best_step = max((value, step) for step, value in returns.items() if step > 0)[1]
+    latest = [f"step_{steps:012d}.pt" for steps in (2048, 2304, 2560)]
+    assert files == sorted({*latest, f"step_{best_step:012d}.pt"}) and len(files) <= 4
+    assert summary.best is not None and summary.best.path.name == f"step_{best_step:012d}.pt"
+    assert summary.checkpoint is not None and summary.checkpoint.name == latest[-1]
+
+    report = evaluate_checkpoint(tmp_path / "run", episodes=2, device="cpu")  # what evaluate.py runs
+    assert f"checkpoint {summary.checkpoint} (env step 2,560)" in report
+    extended = TrainingRun(
+        {**config, "resume": str(tmp_path / "run"), "total_timesteps": 22 * 128},
+        tmp_path / "more",
+        show_progress=False,
+        overrides=["total_timesteps"],
+    ).run()
+    assert extended.updates == 22  # resumed from the latest checkpoint (update 20)
+
+
+def test_remaining_time_leaves_out_start_up_and_averages_recent_updates():
+    remaining = RemainingTime(num_updates=20, eval_every=2, startup_updates=1, window=3)
+    assert remaining.seconds_after(0) is None
+    remaining.evaluation_done(0.5)
+    remaining.update_done(9.0)  # start-up: not counted
+    assert remaining.seconds_after(1) is None
+    for seconds in (1.0, 2.0, 3.0, 4.0):  # the window keeps 2, 3, 4: 3 s per update
+        remaining.update_done(seconds)
+    # 15 updates left at 3 s, and the evaluations after updates 6, 8, ..., 20 (8 of them) at 0.5 s
+    assert remaining.evaluations_after(5) == 8
+    assert remaining.seconds_after(5) == 15 * 3.0 + 8 * 0.5
+    uneven = RemainingTime(num_updates=10, eval_every=3)
+    assert [uneven.evaluations_after(update) for update in (0, 2, 3, 9, 10)] == [4, 4, 3, 1, 0]  # 3, 6, 9, and 10
+
+
+def test_a_one_update_run_finishes_without_a_time_estimate(tmp_path, capsys):
+    """Start-up is never timed, so a one-update run has nothing to estimate from (it used to fail an assertion)."""
+    summary = run_training(tiny_config(total_timesteps=128, checkpoint_interval=0), tmp_path, show_progress=False)
+    assert summary.updates == 1 and "estimated time" not in capsys.readouterr().out
+
+
 def random_policy_return(episodes: int = 16) -> float:
     """Mean undiscounted CartpoleBalance return of uniformly random actions (the baseline to beat)."""
     env = make_env("CartpoleBalance", episodes, device="cpu", backend="mujoco", seed=123, num_threads=2)
@@ -180,7 +250,7 @@ def random_policy_return(episodes: int = 16) -> float:
 
 
 def test_cpu_preset_learns_cartpole_balance_well_above_a_random_policy():
-    """The CI-sized cut of the README's CPU run: alg=cpu's 300k-step schedules, stopped after 200k steps.
+    """The CI-sized cut of the CPU run in docs/benchmarks.md: alg=cpu's 300k-step schedules, stopped after 200k steps.
 
     (Compressing the schedules into 200k steps decays noise and learning rate too early to learn.)
     """
@@ -202,10 +272,10 @@ def test_cpu_preset_learns_cartpole_balance_well_above_a_random_policy():
 
 
 def test_cpu_preset_holds_cartpole_balance_to_the_end_of_training(tmp_path):
-    """The late-collapse regression (README, "Learning parity"): the issue's setting, one of its seeds.
+    """The late-collapse regression (docs/benchmarks.md, "Learning parity"): the issue's setting, one of its seeds.
 
     ``alg=cpu`` on CartpoleBalance for the preset's 3e5 steps with the reference's truncation handling,
-    seed 9 of the README's table: with every env's time limit in the same step (``alg.stagger_episodes=false``,
+    seed 9 of its table: with every env's time limit in the same step (``alg.stagger_episodes=false``,
     as before the fix) this run's final evaluation falls to 142; staggered it ends at 997.
     """
     alg = _preset("cpu")

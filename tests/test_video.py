@@ -91,6 +91,12 @@ def test_evaluate_script_writes_a_video_of_the_deterministic_policy(trained_run,
     frames, _ = decode(path)
     assert len(frames) == 1 + 49 // 2  # 50-step episodes at 100 Hz: the start, then every 2nd step before the end
     assert frames[0].shape == (480, 640, 3)
+    progress = result.stderr.splitlines()  # a line every tenth of the episode, then the mp4's end
+    assert progress[0] == "evaluate.py: step 5/50 of 2 episodes, 3 video frames rendered"  # the start, steps 2, 4
+    assert progress[-2:] == [
+        "evaluate.py: step 50/50 of 2 episodes, 25 video frames rendered",
+        "evaluate.py: finishing the mp4 (25 frames)",
+    ]
 
     again = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)  # never overwrites
     assert again.returncode == 2 and "exists already" in again.stderr.strip().splitlines()[-1]

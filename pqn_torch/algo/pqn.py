@@ -17,7 +17,7 @@ instead, with one warning (:attr:`PQN.fallbacks` lists them). The one host check
 (skipping the truncation bootstrap when no episode was truncated) follows the env's ``host_shortcuts``
 (on for the CPU, where it is free); it draws the same random numbers either way.
 
-CPU speed (see the README's "CPU speed"): (1) each network's parameters and gradients are views of
+CPU speed (see docs/benchmarks.md, "CPU speed"): (1) each network's parameters and gradients are views of
 one flat tensor, making the optimizer step, the clipping and the zeroing a few ops per network
 (``flat_params.py``); on the CPU the clipping is folded into the RAdam step, whose rectified steps run
 as one fused Adam kernel (``flat_radam.py``); (2) inside the agent's phases the networks take their CPU
@@ -381,7 +381,7 @@ class PQN(nn.Module):
         would sample one phase of the episode only (in CartpoleBalance, hundreds of updates of
         near-upright states and then hundreds of the fallen pole), and every ``episode_length`` steps
         all envs would truncate in one step. That made the learner collapse late in training (see
-        the README's "Learning parity" section).
+        docs/benchmarks.md, "Learning parity").
 
         ``update_statistics=False`` leaves the normalizers as they are: a run resumed from a
         checkpoint must not count the restart's observations, which an uninterrupted run never saw.

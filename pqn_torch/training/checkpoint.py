@@ -2,7 +2,8 @@
 
 A checkpoint holds the agent (networks, optimizers, normalizers, schedule counters), the RNG
 states, the environment step counter and the run's config, everything ``train.py resume=...``
-needs to continue where the run stopped.
+needs to continue where the run stopped. A run keeps only some of the checkpoints it wrote
+(:func:`checkpoints_to_keep`): the latest few, which include the final one, and the best by evaluation return.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import pickle
 import re
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,46 @@ def save_checkpoint(directory: Path, env_steps: int, payload: dict[str, Any]) ->
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """A checkpoint this run wrote, with the evaluation return at its env step (None: no evaluation there)."""
+
+    path: Path
+    eval_return: float | None = None
+
+
+def best_checkpoint(saved: Sequence[SavedCheckpoint]) -> SavedCheckpoint | None:
+    """The checkpoint with the highest evaluation return (the later one on a tie; NaN never counts), if any."""
+    evaluated = [
+        (entry.eval_return, index, entry)
+        for index, entry in enumerate(saved)
+        if entry.eval_return is not None and entry.eval_return == entry.eval_return
+    ]
+    return max(evaluated, key=lambda item: item[:2])[2] if evaluated else None
+
+
+def checkpoints_to_keep(saved: Sequence[SavedCheckpoint], keep_last: int | None) -> list[SavedCheckpoint]:
+    """Of a run's checkpoints (oldest first), those it keeps: the latest ``keep_last`` and :func:`best_checkpoint`.
+
+    The latest is the final (or the last good) checkpoint, which resume and evaluate pick from a run dir.
+    ``keep_last=None`` keeps every checkpoint.
+    """
+    if keep_last is None:
+        return list(saved)
+    best = best_checkpoint(saved)
+    latest = saved[max(0, len(saved) - keep_last) :]
+    return [entry for entry in saved if entry in latest or entry == best]
+
+
+def prune_checkpoints(saved: Sequence[SavedCheckpoint], keep_last: int | None) -> list[SavedCheckpoint]:
+    """Delete the checkpoints of ``saved`` that :func:`checkpoints_to_keep` drops; returns the kept ones."""
+    kept = checkpoints_to_keep(saved, keep_last)
+    for entry in saved:
+        if entry not in kept:
+            entry.path.unlink(missing_ok=True)
+    return kept
 
 
 def checkpoint_files(location: str | Path) -> list[Path]:

@@ -12,7 +12,11 @@ from pqn_torch.algo.metrics import TAGS
 
 
 class RunLogger:
-    """Tensorboard writer (``run_dir/tensorboard``) plus a tqdm bar counted in env steps."""
+    """Tensorboard writer (``run_dir/tensorboard``) plus a tqdm bar counted in env steps.
+
+    The bar shows the run's own estimate of the time left (``left=``, see :mod:`pqn_torch.training.remaining`)
+    instead of tqdm's, which would count evaluation pauses and start-up as training speed.
+    """
 
     def __init__(
         self, run_dir: Path, total_env_steps: int, initial_env_steps: int = 0, show_progress: bool = True
@@ -23,6 +27,7 @@ class RunLogger:
             initial=initial_env_steps,
             unit="step",
             unit_scale=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed} elapsed{postfix}]",
             dynamic_ncols=True,
             disable=not show_progress,
             file=sys.stdout,
@@ -42,6 +47,7 @@ class RunLogger:
     def progress(self, env_steps: int, **postfix: str) -> None:
         """Advance the bar to ``env_steps`` and update the fields shown after it (SPS, eval return...)."""
         self._postfix.update(postfix)
+        self._postfix = {key: self._postfix[key] for key in sorted(self._postfix, key=lambda key: key != "left")}
         self.bar.set_postfix(self._postfix, refresh=False)
         self.bar.update(env_steps - self._shown_steps)
         self._shown_steps = env_steps

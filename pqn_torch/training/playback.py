@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pqn_torch.envs import make_env, resolve_device
 from pqn_torch.envs.physics import resolve_backend
@@ -21,6 +23,7 @@ def evaluate_checkpoint(
     video: bool = False,
     video_path: Path | None = None,
     video_size: tuple[int, int] = VIDEO_SIZE,
+    report: Callable[[str], None] | None = None,
     randomize: bool | None = None,
 ) -> str:
     """Run ``episodes`` deterministic episodes (one per env) of the checkpoint's policy; report mean +- std return
@@ -29,7 +32,8 @@ def evaluate_checkpoint(
     With ``video``, world 0's first episode is rendered into an mp4 (default: ``eval_<step>.mp4``
     beside the checkpoint, or ``eval_<step>_2.mp4``, ... if taken; an existing file is never replaced).
     A checkpoint with non-finite weights (a diverged run) is refused. ``randomize``: evaluate in randomized
-    (true) or nominal (false) worlds; ``None`` = as the policy was trained.
+    (true) or nominal (false) worlds; ``None`` = as the policy was trained. ``report`` gets a progress line every
+    tenth of the episode (steps done; with a video, frames rendered) and one before the mp4 is finished.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
@@ -53,12 +57,14 @@ def evaluate_checkpoint(
         )
         recorder = VideoRecorder(env, path, video_size)
     try:
-        result = evaluate(policy, env, recorder=recorder)
+        result = evaluate(policy, env, recorder=_Progress(env.episode_length, episodes, recorder, report))
     except BaseException:
         if recorder is not None:
             recorder.abort()
         raise
     if recorder is not None:
+        if report is not None:
+            report(f"finishing the mp4 ({recorder.writer.frames} frames)")
         recorder.close()
     lines = [f"warning: {path} is unreadable ({reason}); skipped it" for path, reason in policy.skipped]
     lines.append(
@@ -96,3 +102,26 @@ def _free_name(path: Path) -> Path:
         number += 1
         candidate = path.with_name(f"{path.stem}_{number}{path.suffix}")
     return candidate
+
+
+class _Progress:
+    """An evaluation's step hook: drives the video recorder (if any) and reports every tenth of the episode."""
+
+    def __init__(
+        self, steps: int, episodes: int, recorder: VideoRecorder | None, report: Callable[[str], None] | None
+    ) -> None:
+        self.steps, self.episodes, self.recorder, self.report = steps, episodes, recorder, report
+        self.every = max(1, steps // 10)
+        self.done = 0
+
+    def start(self) -> None:
+        if self.recorder is not None:
+            self.recorder.start()
+
+    def capture(self, result: Any) -> None:
+        if self.recorder is not None:
+            self.recorder.capture(result)
+        self.done += 1
+        if self.report is not None and (self.done % self.every == 0 or self.done == self.steps):
+            frames = f", {self.recorder.writer.frames} video frames rendered" if self.recorder is not None else ""
+            self.report(f"step {self.done:,}/{self.steps:,} of {self.episodes} episodes{frames}")

@@ -5,7 +5,8 @@ second one must neither crash at its first checkpoint nor mix its ``eval.csv`` a
 events into the first's. A run claims its directory by creating ``checkpoints/`` in it (an atomic
 ``mkdir``: exactly one process can succeed); a default-named directory that is taken is replaced by
 the next free ``<name>_2``, ``<name>_3``, ... A run that fails before training starts removes what it
-created, so a mistyped command line leaves nothing on disk.
+created, so a mistyped command line leaves nothing on disk; a refused multirun (``-m``) also removes the
+``multirun.yaml`` hydra wrote into its sweep dir before the first job (:func:`remove_refused_sweep`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,40 @@ import errno
 import os
 import shutil
 from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
 
 from pqn_torch.training.checkpoint import CHECKPOINT_DIR
 
 RUN_OUTPUTS = (CHECKPOINT_DIR, "tensorboard", "eval.csv", "config.yaml")
 """What a run writes into its directory; a directory holding any of these belongs to another run."""
 MAX_RENAMES = 1000
+SWEEP_RECORD = "multirun.yaml"
+"""What hydra writes into a multirun's sweep dir before its first job starts."""
+_sweep_dirs: list[Path] = []
+
+
+class SweepDirs(Callback):
+    """Hydra callback (``hydra.callbacks`` in configs/config.yaml) that notes each multirun's sweep dir."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        _sweep_dirs.append(Path(config.hydra.sweep.dir))
+
+
+def remove_refused_sweep() -> None:
+    """After a refused start: the noted sweep dirs' ``multirun.yaml`` where nothing else is left beside it.
+
+    A sweep dir that holds any other file (an earlier job's outputs) is left as it is.
+    """
+    for sweep_dir in _sweep_dirs:
+        record = sweep_dir / SWEEP_RECORD
+        if not record.is_file() or [path for path in sweep_dir.rglob("*") if not path.is_dir()] != [record]:
+            continue
+        record.unlink()
+        for directory in sorted(sweep_dir.rglob("*"), key=lambda path: len(path.parts), reverse=True):
+            _remove_empty_dirs(directory)
+        _remove_empty_dirs(sweep_dir)
 
 
 class RunDirError(OSError):

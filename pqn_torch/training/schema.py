@@ -98,6 +98,8 @@ class RunConfig:
     # periodic checkpoint every this fraction of training (0 = final checkpoint only); the default becomes one
     # update where 0.1 of training is less (said in the log), a value set shorter than one update is refused
     checkpoint_interval: float = option(0.1, "a fraction of training, 0 <= x <= 1")
+    # checkpoints a run keeps: the latest this many (the final one among them) and the best by eval return
+    keep_checkpoints: Optional[int] = option(3, "a positive integer, or null to keep every checkpoint")
 
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)

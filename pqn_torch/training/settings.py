@@ -20,7 +20,7 @@ from pqn_torch.training.schema import RunConfig, typed
 
 MACHINE_KEYS = ("device", "backend", "num_threads", "torch_threads", "split_update", "compile", "cuda_graphs", "resume")
 """Keys a resumed run always takes from its own command line (the checkpoint may come from another machine)."""
-RUNTIME_KEYS = (*MACHINE_KEYS, "log_interval", "checkpoint_interval")
+RUNTIME_KEYS = (*MACHINE_KEYS, "log_interval", "checkpoint_interval", "keep_checkpoints")
 """Keys a resumed run may change; the non-machine ones only when its command line sets them."""
 
 
@@ -49,6 +49,7 @@ class RunSettings:
     eval_num_envs: int
     log_interval: int
     checkpoint_interval: float
+    keep_checkpoints: int | None
     notes: tuple[str, ...] = ()
     """Settings adapted to the run (a default interval shorter than one update), one line each, for the log."""
 
@@ -100,6 +101,7 @@ def settings_from_config(
         "checkpoint_interval", config["checkpoint_interval"], num_updates, explicit, notes, allow_zero=True
     )
     eval_interval = _interval("eval.interval", evaluation["interval"], num_updates, explicit, notes, allow_zero=False)
+    keep = config["keep_checkpoints"]
     if config["seed"] < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {config['seed']!r}")
     return RunSettings(
@@ -120,6 +122,7 @@ def settings_from_config(
         eval_num_envs=_positive_int("eval.num_envs", eval_num_envs),
         log_interval=_positive_int("log_interval", config["log_interval"]),
         checkpoint_interval=checkpoint_interval,
+        keep_checkpoints=None if keep is None else _positive_int("keep_checkpoints", keep),
         notes=tuple(notes),
     )
 

@@ -53,14 +53,18 @@ from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
 from pqn_torch.training.checkpoint import (
     CHECKPOINT_DIR,
     CheckpointWriteError,
+    SavedCheckpoint,
+    best_checkpoint,
     listed,
     load_checkpoint,
     nonfinite_weights,
+    prune_checkpoints,
     save_checkpoint,
     weight_tensors,
 )
 from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import QuietLogger, RunLogger
+from pqn_torch.training.remaining import RemainingTime, duration
 from pqn_torch.training.run_dir import check_writable, claim_run_dir, remove_failed_start
 from pqn_torch.training.settings import (
     ConfigError,
@@ -103,6 +107,7 @@ class TrainSummary:
     updates: int
     checkpoint: Path | None
     eval_curve: list[dict[str, float]] = field(default_factory=list)
+    best: SavedCheckpoint | None = None  # the kept checkpoint with the highest evaluation return
 
     @property
     def final_eval_return(self) -> float:
@@ -216,12 +221,15 @@ class TrainingRun:
         self.checkpoint_dir = self.run_dir / CHECKPOINT_DIR
         agent.reset(self.env, update_statistics=checkpoint is None)
 
-        # The speed report times the first update after warm-up: compilation (compile) and the two eager
-        # iterations plus the capture (cuda_graphs) would make the estimate far too slow.
-        self.warmup_updates = WARMUP_CALLS + 1 if use_graphs else 1 if use_compile else 0
         self.eval_every = interval_updates(settings.eval_interval, self.num_updates)
+        # The time estimate leaves out start-up: the first update, and before it the compilation (compile) or
+        # the two eager iterations plus the capture (cuda_graphs).
+        warmup_updates = WARMUP_CALLS + 1 if use_graphs else 1 if use_compile else 0
+        self.remaining = RemainingTime(self.num_updates, self.eval_every, startup_updates=1 + warmup_updates)
         self.checkpoint_every = interval_updates(settings.checkpoint_interval, self.num_updates)
         checkpoints = 1 + (self.num_updates // self.checkpoint_every if self.checkpoint_every else 0)
+        if settings.keep_checkpoints is not None:  # the kept ones, the best, and the one being written
+            checkpoints = min(checkpoints, settings.keep_checkpoints + 2)
         space_note = check_writable(self.run_dir, _checkpoint_bytes(agent), checkpoints) if ranks.is_main else None
         if ranks.is_main:
             OmegaConf.save(OmegaConf.create(config), self.run_dir / "config.yaml")
@@ -229,6 +237,7 @@ class TrainingRun:
         self.eval_curve: list[dict[str, float]] = []
         self.last_checkpoint: Path | None = Path(checkpoint["path"]) if checkpoint is not None else None
         self._saved_update = -1
+        self.saved_checkpoints: list[SavedCheckpoint] = []  # those of this run still on disk, oldest first
         self._logged_update = agent.updates_issued
         self._steps_at_log = self.env_steps
         self._train_seconds = 0.0
@@ -292,6 +301,7 @@ class TrainingRun:
             updates=self.agent.updates_issued,
             checkpoint=self.last_checkpoint,
             eval_curve=self.eval_curve,
+            best=best_checkpoint(self.saved_checkpoints),
         )
 
     @property
@@ -309,25 +319,27 @@ class TrainingRun:
         first = agent.updates_issued
         if first == 0:
             self._evaluate_unless_stopped(first)
-        speed_probe = min(first + 1 + self.warmup_updates, self.num_updates)
+        # The first estimate once two updates after start-up are timed (or at the last update of a short run).
+        report_at = min(first + self.remaining.startup_updates + 2, self.num_updates)
         for update in range(first + 1, self.num_updates + 1):
             if self._stop_signal is not None:
                 self._stop(update - 1)
-            if update == speed_probe:
-                synchronize(agent.device)
             tick = time.perf_counter()
             agent.train_iteration(self.env)
-            if update == speed_probe:
-                synchronize(agent.device)
-                self.report_speed(update, self.steps_per_update / (time.perf_counter() - tick))
             last = update == self.num_updates
             self._train_seconds += time.perf_counter() - tick
             if update % self.settings.log_interval == 0 or last:
                 self.log(update)
+            evaluation_seconds = 0.0
             if update % self.eval_every == 0 or last:
-                self._evaluate_unless_stopped(update)
+                evaluation_seconds = self._evaluate_unless_stopped(update)
             if (self.checkpoint_every and update % self.checkpoint_every == 0) or last:
                 self.save(update, final=last)
+            if update == report_at:
+                synchronize(agent.device)
+            self.remaining.update_done(time.perf_counter() - tick - evaluation_seconds)
+            if update == report_at:
+                self.report_speed(update)
 
     def log(self, update: int) -> None:
         """Tensorboard scalars and the progress bar; the loop's one device-to-host copy per log interval.
@@ -364,7 +376,10 @@ class TrainingRun:
         if self.mujoco_warnings is not None:
             scalars["env/mujoco_warnings"] = self.mujoco_warnings.total
         self.logger.scalars(scalars, self.env_steps)
-        self.logger.progress(self.env_steps, sps=f"{steps_per_second:,.0f}")
+        left = self.remaining.seconds_after(update)
+        self.logger.progress(
+            self.env_steps, left=duration(left) if left is not None else "timing", sps=f"{steps_per_second:,.0f}"
+        )
         self._check_unstable_rate(metrics["env/nonfinite_states"])
         self._note_overflows(metrics)
         self._steps_at_log = self.env_steps
@@ -444,22 +459,31 @@ class TrainingRun:
             )
             return None
         self.last_checkpoint, self._saved_update = path, update
+        evaluated = self.eval_curve[-1] if self.eval_curve else None
+        eval_return = evaluated["return_mean"] if evaluated and evaluated["env_steps"] == self.env_steps else None
+        self.saved_checkpoints = prune_checkpoints(
+            [*self.saved_checkpoints, SavedCheckpoint(path, eval_return)], self.settings.keep_checkpoints
+        )
         return path
 
-    def report_speed(self, update: int, steps_per_second: float) -> None:
-        """The newcomer's line: measured speed, the whole run's estimated duration, the CPU preset if apt."""
+    def report_speed(self, update: int) -> None:
+        """The newcomer's line: measured speed, the run's estimated remaining time, the CPU preset if apt.
+
+        The same estimate, refreshed at each log point, is what the progress bar shows as ``left``.
+        """
         if not self.ranks.is_main:
             return
-        agent, settings = self.agent, self.settings
-        assert self.eval_env is not None, "rank 0 has the eval env"
-        remaining = (self.num_updates - agent.updates_issued) * self.steps_per_update
-        evaluations = math.ceil(self.num_updates / self.eval_every)
-        eval_steps = evaluations * self.eval_env.episode_length * self.eval_env.num_envs
-        estimate = (remaining + eval_steps) / steps_per_second
-        self.logger.message(
-            f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time for the remaining "
-            f"{remaining:,} steps and {evaluations} evaluations: {_duration(estimate)}"
-        )
+        settings, remaining = self.settings, self.remaining
+        seconds = remaining.seconds_after(update)
+        if seconds is not None:  # None: a run too short to time an update after start-up
+            steps_per_second = self.steps_per_update * remaining.measured_updates / sum(remaining.durations)
+            steps_left = (self.num_updates - update) * self.steps_per_update
+            evaluations = remaining.evaluations_after(update)
+            untimed = " (not timed yet: left out)" if remaining.eval_seconds is None and evaluations else ""
+            self.logger.message(
+                f"update {update}: {steps_per_second:,.0f} env-steps/s; estimated time left: {duration(seconds)} "
+                f"({steps_left:,} env steps and {evaluations} evaluations{untimed})"
+            )
         cpu_preset = (self.config.get("cpu_presets") or {}).get(self.alg_preset)
         if not torch.cuda.is_available() and cpu_preset:
             self.logger.message(
@@ -562,15 +586,22 @@ class TrainingRun:
             f"(send {name} again to stop at once without saving)"
         )
 
-    def _evaluate_unless_stopped(self, update: int) -> None:
-        """Rank 0 evaluates; the other ranks check the (identical) weights and go on to the next collective."""
+    def _evaluate_unless_stopped(self, update: int) -> float:
+        """Rank 0 evaluates; the other ranks check the (identical) weights and go on to the next collective.
+
+        Returns the seconds it took (the time estimate counts evaluations apart from updates).
+        """
+        started = time.perf_counter()
         if not self.ranks.is_main:
             self._check_weights(update)
-            return
-        try:
-            self.evaluate(update)
-        except _StopRequested:
-            self._stop(update)
+        else:
+            try:
+                self.evaluate(update)
+            except _StopRequested:
+                self._stop(update)
+        seconds = time.perf_counter() - started
+        self.remaining.evaluation_done(seconds)
+        return seconds
 
     def _stop(self, update: int) -> None:
         """Save (after a last log) and end the run with :class:`TrainingInterrupted`."""
@@ -641,11 +672,3 @@ def _append_csv(path: Path, row: dict[str, float]) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
-
-
-def _duration(seconds: float) -> str:
-    minutes = seconds / 60
-    if minutes < 90:
-        return f"about {minutes:.0f} min"
-    hours = minutes / 60
-    return f"about {hours:.1f} h" if hours < 48 else f"about {hours / 24:.1f} days"
