@@ -84,6 +84,9 @@ class RobotTask(Task):
     """The keyframe whose joint angles are the home pose (``default_pose``) and whose ``qpos`` starts episodes."""
     sensors: ClassVar[tuple[str, ...]] = ()
     """Sensors :meth:`read` returns by name (Playground's ``gyro``, ``local_linvel``, ...)."""
+    sensor_aliases: ClassVar[dict[str, str]] = {}
+    """More names :meth:`read` accepts, each for a model sensor: shared code reads a role (``"gyro"``) that a
+    robot's model names otherwise (G1's ``gyro_pelvis``)."""
     feet: ClassVar[tuple[str, ...]] = ()
     """Feet named as in their ``<foot>_floor_found``, ``<foot>_world_pos`` and ``<foot>_global_linvel`` sensors."""
     foot_geoms: ClassVar[tuple[str, ...]] = ()
@@ -121,6 +124,7 @@ class RobotTask(Task):
         """Joint limits in float64 on the host, to derive constants from (soft limits, ...)."""
         self.joint_low, self.joint_high = self.constant(ranges[:, 0]), self.constant(ranges[:, 1])
         self._columns = {name: sensor_slice(mj_model, name) for name in self.sensors}
+        self._columns.update({alias: sensor_slice(mj_model, name) for alias, name in self.sensor_aliases.items()})
         self._forces = _actuator_force_columns(mj_model)
         contacts = self.foot_geoms or self.feet
         self._feet_found = [sensor_slice(mj_model, f"{foot}_floor_found").start for foot in contacts]
@@ -133,7 +137,7 @@ class RobotTask(Task):
 
     # ----------------------------------------------------------------- readings
     def read(self, physics: Physics, name: str) -> torch.Tensor:
-        """Sensor ``name`` (one of :attr:`sensors`) as [N, dim]."""
+        """Sensor ``name`` (one of :attr:`sensors` or :attr:`sensor_aliases`) as [N, dim]."""
         return physics.sensordata[:, self._columns[name]]
 
     def joints(self, physics: Physics) -> tuple[torch.Tensor, torch.Tensor]:
