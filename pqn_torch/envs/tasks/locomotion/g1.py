@@ -120,6 +120,10 @@ MAX_CONTACT_FORCE = 500.0  # N
 STILL_COMMAND = 0.01  # |command| below which the pose must stay home and the gait reward needs body motion
 MOVING_BODY = 0.1  # m/s or rad/s of the pelvis that count as moving for the gait reward
 LATERAL_COMMAND = 0.1  # |vy| above which the hip roll may deviate
+CONTACTS_PER_WORLD = 16
+"""MuJoCo Warp contact buffer per world. Playground's 8 is an average over a shared batch buffer; a world's own
+buffer must hold its worst case: up to 4 per foot box on the floor plus hand-thigh and foot-foot contacts
+(measured: up to 10 in the flat scene's start states)."""
 
 
 @dataclass
@@ -136,7 +140,9 @@ class G1JoystickFlatTerrain(HumanoidJoystick):
     config: G1Config
     name = "G1JoystickFlatTerrain"
     scene: ClassVar[str] = "scene_mjx_feetonly_flat_terrain.xml"
-    default_config = G1Config(CTRL_DT, SIM_DT, episode_length=1000, contacts_per_world=8, njmax=NUM_JOINTS * 2 + 8 * 4)
+    default_config = G1Config(
+        CTRL_DT, SIM_DT, episode_length=1000, contacts_per_world=CONTACTS_PER_WORLD, njmax=NUM_JOINTS * 2 + 8 * 4
+    )
     action_mapping = ActionMapping(scale=0.5, reference="home")
     home_keyframe = "knees_bent"
     sensors = ("gravity_up", "global_angvel_torso", *FOOT_FORCES, *SELF_CONTACTS, *HAND_THIGH_CONTACTS)
