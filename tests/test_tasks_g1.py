@@ -8,13 +8,16 @@ import mujoco
 import pytest
 import torch
 
-from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs.physics.base import sensor_slice
-from pqn_torch.envs.tasks.locomotion.g1 import RESTRICTED_JOINT_RANGE
-from pqn_torch.training import run_training
+from pqn_torch.envs.tasks.locomotion.g1 import RESTRICTED_JOINT_RANGE, G1JoystickFlatTerrain
 
-from task_testing import make_task_env, random_actions
-from training_testing import tiny_config
+from task_testing import (
+    check_humanoid_step_makes_no_host_sync,
+    check_humanoid_warp_matches_native,
+    converge_solver,
+    make_task_env,
+)
+from training_testing import check_training_smoke_run
 
 FLAT, ROUGH = "G1JoystickFlatTerrain", "G1JoystickRoughTerrain"
 # The "knees_bent" keyframe: legs (hip pitch, roll, yaw, knee, ankle pitch, roll) x 2, waist (yaw, roll, pitch),
@@ -302,57 +305,17 @@ def test_fall_terminates_and_autoreset_replaces_task_state_only_there():
 
 
 def test_step_makes_no_host_sync_across_pushes_command_changes_and_episode_ends():
-    env = make_task_env(FLAT, num_envs=2, episode_length=4)
-    env.host_shortcuts = False
-    qpos, qvel = home_state(env)
-    env.reset_to(qpos, qvel, task_state={"push_interval_steps": torch.tensor([2, 3]), "step": torch.tensor([499, 0])})
-    with forbid_host_syncs():
-        for action in random_actions(env, 6):
-            env.step(action)
-    assert int(env.stats["episodes"]) == 2
+    check_humanoid_step_makes_no_host_sync(FLAT, home_state)
 
 
 def test_training_smoke_run(tmp_path):
-    """A few PQN updates on the flat task with a tiny config run without error and log every reward term."""
-    config = tiny_config(task=FLAT, num_envs=4, episode_length=8, eval_envs=2, total_timesteps=128)
-    run_training(config, tmp_path, show_progress=False)
-    assert list((tmp_path / "checkpoints").glob("*.pt"))
-    assert len((tmp_path / "eval.csv").read_text().strip().splitlines()) >= 3
+    check_training_smoke_run(FLAT, tmp_path)
 
 
 @pytest.mark.slow
 @pytest.mark.warp
 def test_warp_matches_native_for_one_step(monkeypatch):
-    """MuJoCo Warp (float32, CPU) vs native MuJoCo (float64) for one step from the same state, ctrl and task
-    state, one world pushed in the step, with a converged solver (30 iterations: with Playground's 3 the two
-    solvers stop at different points)."""
-    from pqn_torch.envs.tasks.locomotion.g1 import G1JoystickFlatTerrain
-
-    build_spec = G1JoystickFlatTerrain.build_spec
-
-    def converged(task):
-        spec = build_spec(task)
-        spec.option.iterations = spec.option.ls_iterations = 30
-        return spec
-
-    monkeypatch.setattr(G1JoystickFlatTerrain, "build_spec", converged)
-    options = {"num_envs": 2, "obs_noise_level": 0.0, "seed": 3}
-    native = make_task_env(FLAT, **options)
-    warp = make_task_env(FLAT, backend="warp", **options)
-    qpos, qvel = home_state(native)
+    converge_solver(monkeypatch, G1JoystickFlatTerrain, 30)
+    qpos, qvel = home_state(make_task_env(FLAT, num_envs=2))
     qvel[:, 0] = 0.3
-    state = {
-        "command": double([[0.5, 0.0, 0.2]]).repeat(2, 1),
-        "phase_dt": double([0.17] * 2),
-        "push_interval_steps": torch.tensor([1, 2]),  # world 0 is pushed in this step
-    }
-    for env in (native, warp):
-        env.reset_to(qpos, qvel, task_state=state)
-    action = (torch.rand(2, 29, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 0.5
-    after = [env.step(action) for env in (native, warp)]
-    reward_gap = (after[1]["reward"] - after[0]["reward"]).abs().max().item()
-    relative = (after[1]["critic_obs"] - after[0]["critic_obs"]).abs() / (1 + after[0]["critic_obs"].abs())
-    assert reward_gap < 1e-4 and relative.max() < 1e-3, (reward_gap, relative.max())
-    assert (native.task_state["push"][0] != 0).all() and (native.task_state["push"][1] == 0).all()
-    for name in ("phase", "step", "command", "last_act", "last_contact", "feet_air_time", "push"):
-        torch.testing.assert_close(warp.task_state[name].double(), native.task_state[name].double())
+    check_humanoid_warp_matches_native(FLAT, qpos, qvel)

@@ -9,11 +9,15 @@ import mujoco
 import pytest
 import torch
 
-from pqn_torch.cuda_graph import forbid_host_syncs
-from pqn_torch.training import run_training
+from pqn_torch.envs.tasks.locomotion.t1 import T1JoystickFlatTerrain
 
-from task_testing import make_task_env, random_actions
-from training_testing import tiny_config
+from task_testing import (
+    check_humanoid_step_makes_no_host_sync,
+    check_humanoid_warp_matches_native,
+    converge_solver,
+    make_task_env,
+)
+from training_testing import check_training_smoke_run
 
 FLAT, ROUGH = "T1JoystickFlatTerrain", "T1JoystickRoughTerrain"
 # The "home" keyframe: head (2), left arm, right arm (4 each), waist, left leg, right leg (6 each).
@@ -168,18 +172,17 @@ def test_fall_terminates_and_autoreset_replaces_task_state_only_there():
 
 
 def test_step_makes_no_host_sync_across_pushes_command_changes_and_episode_ends():
-    env = make_task_env(FLAT, num_envs=2, episode_length=4)
-    env.host_shortcuts = False
-    qpos, qvel = home_state(env)
-    env.reset_to(qpos, qvel, task_state={"push_interval_steps": torch.tensor([2, 3]), "step": torch.tensor([499, 0])})
-    with forbid_host_syncs():
-        for action in random_actions(env, 6):
-            env.step(action)
-    assert int(env.stats["episodes"]) == 2
+    check_humanoid_step_makes_no_host_sync(FLAT, home_state)
 
 
 def test_training_smoke_run(tmp_path):
-    """A few PQN updates on the flat task with a tiny config run without error."""
-    config = tiny_config(task=FLAT, num_envs=4, episode_length=8, eval_envs=2, total_timesteps=128)
-    run_training(config, tmp_path, show_progress=False)
-    assert list((tmp_path / "checkpoints").glob("*.pt"))
+    check_training_smoke_run(FLAT, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.warp
+def test_warp_matches_native_for_one_step(monkeypatch):
+    converge_solver(monkeypatch, T1JoystickFlatTerrain, 30)
+    qpos, qvel = home_state(make_task_env(FLAT, num_envs=2))
+    qvel[:, 0] = 0.3
+    check_humanoid_warp_matches_native(FLAT, qpos, qvel)
