@@ -102,3 +102,16 @@ def check_humanoid_step_makes_no_host_sync(name: str, home_state) -> None:
         for action in random_actions(env, 6):
             env.step(action)
     assert int(env.stats["episodes"]) == 2
+
+
+def standing_state(env: BatchedEnv, joints: list[float], height: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every world of a free-floating robot at ``joints``, level at ``height``, at rest: ``qpos``, ``qvel``."""
+    qpos = torch.zeros_like(env.physics.qpos)
+    qpos[:, 2], qpos[:, 3] = height, 1.0
+    qpos[:, 7:] = torch.tensor(joints, dtype=qpos.dtype)
+    return qpos, torch.zeros_like(env.physics.qvel)
+
+
+def double(values) -> torch.Tensor:
+    """``values`` as a float64 tensor (the native physics dtype)."""
+    return torch.as_tensor(values, dtype=torch.float64)

@@ -11,7 +11,7 @@ import torch
 from pqn_torch.envs.tasks import reward_terms
 from pqn_torch.envs.tasks.locomotion.berkeley_humanoid import BerkeleyHumanoidJoystickFlatTerrain
 
-from task_testing import check_humanoid_step_makes_no_host_sync, converge_solver, make_task_env
+from task_testing import check_humanoid_step_makes_no_host_sync, converge_solver, double, make_task_env, standing_state
 from training_testing import check_training_smoke_run
 
 FLAT, ROUGH = "BerkeleyHumanoidJoystickFlatTerrain", "BerkeleyHumanoidJoystickRoughTerrain"
@@ -22,10 +22,7 @@ FAA_SOFT_HIGH = 0.523599 * 0.95  # ankle roll range +-0.523599 shrunk to 95 % ab
 
 def home_state(env, height=HOME_HEIGHT):
     """Every world at the home pose, level, at rest ([N, 19], [N, 18] in the physics dtype)."""
-    qpos = torch.zeros_like(env.physics.qpos)
-    qpos[:, 2], qpos[:, 3] = height, 1.0
-    qpos[:, 7:] = torch.tensor(HOME_JOINTS, dtype=qpos.dtype)
-    return qpos, torch.zeros_like(env.physics.qvel)
+    return standing_state(env, HOME_JOINTS, height)
 
 
 def foot_heights(model: mujoco.MjModel, qpos: torch.Tensor) -> list[float]:
@@ -34,10 +31,6 @@ def foot_heights(model: mujoco.MjModel, qpos: torch.Tensor) -> list[float]:
     data.qpos[:] = qpos.numpy()
     mujoco.mj_kinematics(model, data)
     return [float(data.site(name).xpos[2]) for name in ("l_foot", "r_foot")]
-
-
-def double(values) -> torch.Tensor:
-    return torch.as_tensor(values, dtype=torch.float64)
 
 
 @pytest.fixture(scope="module")

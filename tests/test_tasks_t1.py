@@ -15,7 +15,9 @@ from task_testing import (
     check_humanoid_step_makes_no_host_sync,
     check_humanoid_warp_matches_native,
     converge_solver,
+    double,
     make_task_env,
+    standing_state,
 )
 from training_testing import check_training_smoke_run
 
@@ -29,14 +31,7 @@ LEFT_HIP_ROLL, LEFT_KNEE = 12, 14
 
 def home_state(env, height=HOME_HEIGHT):
     """Every world at the home pose, level, at rest ([N, 30], [N, 29] in the physics dtype)."""
-    qpos = torch.zeros_like(env.physics.qpos)
-    qpos[:, 2], qpos[:, 3] = height, 1.0
-    qpos[:, 7:] = torch.tensor(HOME_JOINTS, dtype=qpos.dtype)
-    return qpos, torch.zeros_like(env.physics.qvel)
-
-
-def double(values) -> torch.Tensor:
-    return torch.as_tensor(values, dtype=torch.float64)
+    return standing_state(env, HOME_JOINTS, height)
 
 
 def feet_sideways_distance(model: mujoco.MjModel, qpos: torch.Tensor) -> float:
