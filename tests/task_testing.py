@@ -2,6 +2,7 @@
 
 import torch
 
+from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs import BatchedEnv, make_env
 
 
@@ -50,3 +51,67 @@ def check_spaces_and_random_rollout(
     rewards = torch.stack(rewards)
     assert ((rewards >= 0) & (rewards <= 1)).all()
     assert all(int(count) == 0 for key, count in env.stats.items() if key.startswith("nonfinite"))
+
+
+def converge_solver(monkeypatch, task_class: type, iterations: int) -> None:
+    """Make ``task_class`` build its model with ``iterations`` solver and line-search iterations: with a converged
+    solve MuJoCo Warp and native MuJoCo agree to float32 precision (with Playground's few iterations the two
+    solvers stop at different points)."""
+    build_spec = task_class.build_spec
+
+    def converged(task):
+        spec = build_spec(task)
+        spec.option.iterations = spec.option.ls_iterations = iterations
+        return spec
+
+    monkeypatch.setattr(task_class, "build_spec", converged)
+
+
+def check_humanoid_warp_matches_native(name: str, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
+    """One step of a humanoid joystick task on MuJoCo Warp (float32, CPU) and native MuJoCo (float64) from the same
+    state (two worlds, ``qpos``/``qvel`` [2, ...]), ctrl and task state, world 0 pushed in the step: rewards,
+    critic observations and task state agree."""
+    options = {"num_envs": 2, "obs_noise_level": 0.0, "seed": 3}
+    native = make_task_env(name, **options)
+    warp = make_task_env(name, backend="warp", **options)
+    state = {
+        "command": torch.tensor([[0.5, 0.0, 0.2]], dtype=torch.float64).repeat(2, 1),
+        "phase_dt": torch.full((2,), 0.17, dtype=torch.float64),
+        "push_interval_steps": torch.tensor([1, 2]),  # world 0 is pushed in this step
+    }
+    for env in (native, warp):
+        env.reset_to(qpos, qvel, task_state=state)
+    action = (torch.rand(2, native.action_dim, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 0.5
+    after = [env.step(action) for env in (native, warp)]
+    reward_gap = (after[1]["reward"] - after[0]["reward"]).abs().max().item()
+    relative = (after[1]["critic_obs"] - after[0]["critic_obs"]).abs() / (1 + after[0]["critic_obs"].abs())
+    assert reward_gap < 1e-4 and relative.max() < 1e-3, (reward_gap, relative.max())
+    assert (native.task_state["push"][0] != 0).all() and (native.task_state["push"][1] == 0).all()
+    for key in ("phase", "step", "command", "last_act", "last_contact", "feet_air_time", "push"):
+        torch.testing.assert_close(warp.task_state[key].double(), native.task_state[key].double())
+
+
+def check_humanoid_step_makes_no_host_sync(name: str, home_state) -> None:
+    """A humanoid joystick step under ``forbid_host_syncs`` across a push, a command change and an episode end
+    (4-step episodes, 6 steps from ``home_state(env)``)."""
+    env = make_task_env(name, num_envs=2, episode_length=4)
+    env.host_shortcuts = False
+    qpos, qvel = home_state(env)
+    env.reset_to(qpos, qvel, task_state={"push_interval_steps": torch.tensor([2, 3]), "step": torch.tensor([499, 0])})
+    with forbid_host_syncs():
+        for action in random_actions(env, 6):
+            env.step(action)
+    assert int(env.stats["episodes"]) == 2
+
+
+def standing_state(env: BatchedEnv, joints: list[float], height: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every world of a free-floating robot at ``joints``, level at ``height``, at rest: ``qpos``, ``qvel``."""
+    qpos = torch.zeros_like(env.physics.qpos)
+    qpos[:, 2], qpos[:, 3] = height, 1.0
+    qpos[:, 7:] = torch.tensor(joints, dtype=qpos.dtype)
+    return qpos, torch.zeros_like(env.physics.qvel)
+
+
+def double(values) -> torch.Tensor:
+    """``values`` as a float64 tensor (the native physics dtype)."""
+    return torch.as_tensor(values, dtype=torch.float64)

@@ -8,13 +8,11 @@ import mujoco
 import pytest
 import torch
 
-from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs.tasks import reward_terms
 from pqn_torch.envs.tasks.locomotion.berkeley_humanoid import BerkeleyHumanoidJoystickFlatTerrain
-from pqn_torch.training import run_training
 
-from task_testing import make_task_env, random_actions
-from training_testing import tiny_config
+from task_testing import check_humanoid_step_makes_no_host_sync, converge_solver, double, make_task_env, standing_state
+from training_testing import check_training_smoke_run
 
 FLAT, ROUGH = "BerkeleyHumanoidJoystickFlatTerrain", "BerkeleyHumanoidJoystickRoughTerrain"
 HOME_JOINTS = [-0.071, 0.103, -0.463, 0.983, -0.350, 0.126, 0.071, -0.103, -0.463, 0.983, -0.350, -0.126]
@@ -24,10 +22,7 @@ FAA_SOFT_HIGH = 0.523599 * 0.95  # ankle roll range +-0.523599 shrunk to 95 % ab
 
 def home_state(env, height=HOME_HEIGHT):
     """Every world at the home pose, level, at rest ([N, 19], [N, 18] in the physics dtype)."""
-    qpos = torch.zeros_like(env.physics.qpos)
-    qpos[:, 2], qpos[:, 3] = height, 1.0
-    qpos[:, 7:] = torch.tensor(HOME_JOINTS, dtype=qpos.dtype)
-    return qpos, torch.zeros_like(env.physics.qvel)
+    return standing_state(env, HOME_JOINTS, height)
 
 
 def foot_heights(model: mujoco.MjModel, qpos: torch.Tensor) -> list[float]:
@@ -36,10 +31,6 @@ def foot_heights(model: mujoco.MjModel, qpos: torch.Tensor) -> list[float]:
     data.qpos[:] = qpos.numpy()
     mujoco.mj_kinematics(model, data)
     return [float(data.site(name).xpos[2]) for name in ("l_foot", "r_foot")]
-
-
-def double(values) -> torch.Tensor:
-    return torch.as_tensor(values, dtype=torch.float64)
 
 
 @pytest.fixture(scope="module")
@@ -330,22 +321,11 @@ def test_fall_terminates_and_autoreset_replaces_task_state_only_there():
 
 
 def test_step_makes_no_host_sync_across_pushes_command_changes_and_episode_ends():
-    env = make_task_env(FLAT, num_envs=2, episode_length=4)
-    env.host_shortcuts = False
-    qpos, qvel = home_state(env)
-    env.reset_to(qpos, qvel, task_state={"push_interval_steps": torch.tensor([2, 3]), "step": torch.tensor([499, 0])})
-    with forbid_host_syncs():
-        for action in random_actions(env, 6):
-            env.step(action)
-    assert int(env.stats["episodes"]) == 2
+    check_humanoid_step_makes_no_host_sync(FLAT, home_state)
 
 
 def test_training_smoke_run(tmp_path):
-    """A few PQN updates on the flat task with a tiny config run without error and log every reward term."""
-    config = tiny_config(task=FLAT, num_envs=4, episode_length=8, eval_envs=2, total_timesteps=128)
-    run_training(config, tmp_path, show_progress=False)
-    assert list((tmp_path / "checkpoints").glob("*.pt"))
-    assert len((tmp_path / "eval.csv").read_text().strip().splitlines()) >= 3
+    check_training_smoke_run(FLAT, tmp_path)
 
 
 @pytest.mark.slow
@@ -361,14 +341,7 @@ def test_warp_matches_native_for_one_step(solver_iterations, monkeypatch):
     gap (measured: 6e-5 on rewards of 0.006-0.03).
     """
     if solver_iterations is not None:
-        build_spec = BerkeleyHumanoidJoystickFlatTerrain.build_spec
-
-        def converged(task):
-            spec = build_spec(task)
-            spec.option.iterations = spec.option.ls_iterations = solver_iterations
-            return spec
-
-        monkeypatch.setattr(BerkeleyHumanoidJoystickFlatTerrain, "build_spec", converged)
+        converge_solver(monkeypatch, BerkeleyHumanoidJoystickFlatTerrain, solver_iterations)
     options = {"num_envs": 4, "obs_noise_level": 0.0, "seed": 3}
     native = make_task_env(FLAT, **options)
     warp = make_task_env(FLAT, backend="warp", **options)

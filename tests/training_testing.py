@@ -40,3 +40,13 @@ def tiny_config(
     }
     config.update(changes)
     return config
+
+
+def check_training_smoke_run(task: str, tmp_path) -> None:
+    """A few PQN updates on ``task`` with a tiny config run and write a checkpoint and evaluation rows."""
+    from pqn_torch.training import run_training
+
+    config = tiny_config(task=task, num_envs=4, episode_length=8, eval_envs=2, total_timesteps=128)
+    run_training(config, tmp_path, show_progress=False)
+    assert list((tmp_path / "checkpoints").glob("*.pt"))
+    assert len((tmp_path / "eval.csv").read_text().strip().splitlines()) >= 3

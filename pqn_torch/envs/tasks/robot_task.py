@@ -88,11 +88,15 @@ class RobotTask(Task):
     """The keyframe whose joint angles are the home pose (``default_pose``) and whose ``qpos`` starts episodes."""
     sensors: ClassVar[tuple[str, ...]] = ()
     """Sensors :meth:`read` returns by name (Playground's ``gyro``, ``local_linvel``, ...)."""
+    sensor_aliases: ClassVar[dict[str, str]] = {}
+    """More names :meth:`read` accepts, each for a model sensor: shared code reads a role (``"gyro"``) that a
+    robot's model names otherwise (G1's ``gyro_pelvis``)."""
     feet: ClassVar[tuple[str, ...]] = ()
     """Feet named as in their ``<foot>_floor_found``, ``<foot>_world_pos`` and ``<foot>_global_linvel`` sensors."""
-    foot_geoms: ClassVar[tuple[str, ...]] = ()
+    foot_geoms: ClassVar[tuple[str | tuple[str, ...], ...]] = ()
     """Where the contact sensors are named after the foot geoms, not the feet (Berkeley's ``l_foot1_floor_found``
-    for the foot site ``l_foot``): one geom per foot, in :attr:`feet` order; empty: the names in :attr:`feet`."""
+    for the foot site ``l_foot``): per foot, in :attr:`feet` order, one geom or several (T1's four spheres: the
+    foot touches the floor when any of them does); empty: the names in :attr:`feet`."""
     noise_scales: ClassVar[dict[str, float]]
     reward_scales: ClassVar[dict[str, float]]
     reward_clip: ClassVar[tuple[float, float] | None] = (0.0, 1e4)
@@ -128,10 +132,12 @@ class RobotTask(Task):
         self.joint_low, self.joint_high = self.constant(ranges[:, 0]), self.constant(ranges[:, 1])
         self.ctrl_low, self.ctrl_high = (self.constant(limits) for limits in mj_model.actuator_ctrlrange.T)
         self._columns = {name: sensor_slice(mj_model, name) for name in self.sensors}
+        self._columns.update({alias: sensor_slice(mj_model, name) for alias, name in self.sensor_aliases.items()})
         self._forces = _actuator_force_columns(mj_model)
-        contacts = self.foot_geoms or self.feet
-        self._feet_found = [sensor_slice(mj_model, f"{foot}_floor_found").start for foot in contacts]
-        self._feet_z = [sensor_slice(mj_model, f"{foot}_world_pos").start + 2 for foot in self.feet]
+        contacts = [(geoms,) if isinstance(geoms, str) else geoms for geoms in self.foot_geoms or self.feet]
+        found = [[sensor_slice(mj_model, f"{geom}_floor_found").start for geom in geoms] for geoms in contacts]
+        self._feet_found = torch.tensor(found, dtype=torch.int64, device=device)
+        self._feet_position = [sensor_slice(mj_model, f"{foot}_world_pos") for foot in self.feet]
         self._feet_velocity = [sensor_slice(mj_model, f"{foot}_global_linvel") for foot in self.feet]
 
     def constant(self, values: torch.Tensor | np.ndarray | tuple[float, ...]) -> torch.Tensor:
@@ -140,7 +146,7 @@ class RobotTask(Task):
 
     # ----------------------------------------------------------------- readings
     def read(self, physics: Physics, name: str) -> torch.Tensor:
-        """Sensor ``name`` (one of :attr:`sensors`) as [N, dim]."""
+        """Sensor ``name`` (one of :attr:`sensors` or :attr:`sensor_aliases`) as [N, dim]."""
         return physics.sensordata[:, self._columns[name]]
 
     def joints(self, physics: Physics) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,11 +161,15 @@ class RobotTask(Task):
 
     def feet_contact(self, physics: Physics) -> torch.Tensor:
         """Whether each foot of :attr:`feet` touches the floor, [N, feet] bool."""
-        return torch.stack([physics.sensordata[:, column] for column in self._feet_found], dim=-1) > 0
+        return (physics.sensordata[:, self._feet_found] > 0).any(-1)
+
+    def feet_position(self, physics: Physics) -> torch.Tensor:
+        """World position of each foot, [N, feet, 3]."""
+        return torch.stack([physics.sensordata[:, columns] for columns in self._feet_position], dim=1)
 
     def feet_height(self, physics: Physics) -> torch.Tensor:
         """World height of each foot, [N, feet]."""
-        return torch.stack([physics.sensordata[:, column] for column in self._feet_z], dim=-1)
+        return self.feet_position(physics)[..., 2]
 
     def feet_velocity(self, physics: Physics) -> torch.Tensor:
         """World linear velocity of each foot, [N, feet, 3]."""
