@@ -218,9 +218,12 @@ def test_merged_normalizer_statistics_equal_those_of_the_concatenated_streams(tm
         torch.testing.assert_close(first[name], value, rtol=1e-12, atol=1e-12, msg=name)
 
 
-def test_torchrun_two_ranks_write_one_run(tmp_path):
-    run_dir = tmp_path / "run"
-    command = [
+TORCHRUN_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def torchrun_training(*overrides: str) -> list[str]:
+    """The command training CartpoleBalance (alg=cpu, 8 envs x 8 steps per rank) on 2 CPU ranks, with ``overrides``."""
+    return [
         sys.executable,
         "-m",
         "torch.distributed.run",
@@ -234,15 +237,17 @@ def test_torchrun_two_ranks_write_one_run(tmp_path):
         "alg.num_envs=8",
         "alg.num_steps=8",
         "alg.num_minibatches=2",
-        "total_timesteps=512",
-        "eval.num_envs=4",
         "+task.overrides.episode_length=50",
-        "log_interval=1",
         "num_threads=1",
-        "checkpoint_interval=0.5",
-        f"hydra.run.dir={run_dir}",
+        *overrides,
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def test_torchrun_two_ranks_write_one_run(tmp_path):
+    run_dir = tmp_path / "run"
+    settings = ["total_timesteps=512", "eval.num_envs=4", "log_interval=1", "checkpoint_interval=0.5"]
+    command = torchrun_training(*settings, f"hydra.run.dir={run_dir}")
+    env = TORCHRUN_ENV
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("done: 512 env steps") == 1  # rank 0 alone reports
@@ -311,34 +316,22 @@ def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
 def test_a_rank_killed_mid_run_leaves_one_line_and_a_checkpoint_that_resumes(tmp_path):
     """kill -9 on rank 1 after the first checkpoint: rank 0 saves what it has, says so in one line, exits 1."""
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes=1",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        str(REPO / "scripts" / "train.py"),
-        "task=CartpoleBalance",
-        "alg=cpu",
-        "alg.num_envs=8",
-        "alg.num_steps=8",
-        "alg.num_minibatches=2",
+    settings = [
         "alg.actor_hidden_sizes=[16]",
         "alg.critic_hidden_sizes=[16]",
         "total_timesteps=5120",
         "eval.num_envs=2",
         "eval.interval=1",
-        "+task.overrides.episode_length=50",
         "log_interval=5",
-        "num_threads=1",
         "checkpoint_interval=0.25",
-        f"hydra.run.dir={run_dir}",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     launcher = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        torchrun_training(*settings, f"hydra.run.dir={run_dir}"),
+        cwd=tmp_path,
+        env=TORCHRUN_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     first = run_dir / "checkpoints" / "step_000000001280.pt"  # update 10 of 40
     deadline = time.monotonic() + 300
@@ -363,11 +356,10 @@ def test_a_rank_killed_mid_run_leaves_one_line_and_a_checkpoint_that_resumes(tmp
     checkpoint = load_checkpoint(run_dir)
     assert checkpoint["world_size"] == 2 and (checkpoint["rank_rng"][1] is None) == (len(saved) == 2)
 
-    command[6] = f"--master_port={free_port()}"
     resumed = subprocess.run(
-        [*command[:-1], f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resumed'}"],
+        torchrun_training(*settings, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resumed'}"),
         cwd=tmp_path,
-        env=env,
+        env=TORCHRUN_ENV,
         capture_output=True,
         text=True,
         timeout=600,

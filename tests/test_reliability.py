@@ -7,6 +7,7 @@ left on disk; the scripts run in an empty working directory so that anything the
 import builtins
 import errno
 import io
+import math
 import os
 import resource
 import shutil
@@ -361,26 +362,25 @@ def test_resume_extends_total_timesteps_on_purpose_only(tmp_path, finished_run):
 
 
 # ----------------------------------------------------------------------------- runs that go bad
-def test_diverging_run_stops_names_the_update_and_exits_1(tmp_path):
+def diverged_line(tmp_path: Path, *lr: str) -> str:
+    """Train TINY with the learning rate overrides ``lr``; it must stop (exit 1) having saved nothing: its one line."""
     result = script(
         "train.py",
         *TINY,
         "total_timesteps=640",
         "checkpoint_interval=0.5",
-        "alg.lr_start=1e30",
-        "alg.lr_end=1e30",
+        *lr,
         f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
     )
-    assert result.returncode == 1
-    line = one_line(result.stderr)
-    assert line.startswith("train.py: training diverged: non-finite weights, critic_loss")
-    assert "at update 1 (env step 64); everything was finite at update 0" in line
-    assert "the latest checkpoint is none" in line
+    assert result.returncode == 1, result.stderr
     assert list((tmp_path / "run" / "checkpoints").iterdir()) == []
+    return one_line(result.stderr)
 
 
-def test_divergence_keeps_the_last_good_checkpoint_as_the_latest(tmp_path):
+def train_poisoned_after_update_5(tmp_path: Path, poison) -> tuple[str, Path]:
+    """Train 8 updates (checkpoints every 2), ``poison(agent)`` after update 5; the divergence message and the
+    checkpoint of update 4, which must stay the latest."""
     run = TrainingRun(tiny_config(total_timesteps=512, checkpoint_interval=0.25), tmp_path, show_progress=False)
     train_iteration = run.agent.train_iteration
 
@@ -388,58 +388,51 @@ def test_divergence_keeps_the_last_good_checkpoint_as_the_latest(tmp_path):
         train_iteration(env)
         if run.agent.updates_issued == 5:
             with torch.no_grad():
-                run.agent.critic.weights[0][0].fill_(float("nan"))
+                poison(run.agent)
 
     run.agent.train_iteration = poisoned_after_update_5
     with pytest.raises(TrainingDiverged) as raised:
         run.run()
-    message = str(raised.value)
     good = tmp_path / "checkpoints" / "step_000000000256.pt"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000000128.pt", good.name]
+    return str(raised.value), good
+
+
+def test_diverging_run_stops_names_the_update_and_exits_1(tmp_path):
+    line = diverged_line(tmp_path, "alg.lr_start=1e30", "alg.lr_end=1e30")
+    assert line.startswith("train.py: training diverged: non-finite weights, critic_loss")
+    assert "at update 1 (env step 64); everything was finite at update 0" in line
+    assert "the latest checkpoint is none" in line
+
+
+def test_divergence_keeps_the_last_good_checkpoint_as_the_latest(tmp_path):
+    message, good = train_poisoned_after_update_5(tmp_path, lambda agent: agent.critic.weights[0][0].fill_(math.nan))
     assert "non-finite weights" in message and "at update 5 (env step 320)" in message
     assert (
         f"everything was finite at update 4. Nothing diverged was saved: the latest checkpoint is {good}"
     ) in message
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000000128.pt", good.name]
     assert torch.isfinite(load_checkpoint(tmp_path)["agent"]["modules"]["critic.weights.0"]).all()
 
 
 def test_a_runaway_q_estimate_stops_the_run_while_still_finite_and_exits_1(tmp_path):
     """``lr_start=1e6``: mean Q reaches ~1e9 after one update, every number still finite (exit 0 before)."""
-    result = script(
-        "train.py",
-        *TINY,
-        "total_timesteps=640",
-        "checkpoint_interval=0.5",
-        "alg.lr_start=1e6",
-        f"hydra.run.dir={tmp_path / 'run'}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 1, result.stderr
-    line = one_line(result.stderr)
+    line = diverged_line(tmp_path, "alg.lr_start=1e6")
     # Rewards of PendulumSwingup lie in [0, 1] and gamma is 0.99: |Q| <= 1 / (1 - 0.99) = 100, the limit 1000 x that.
     assert line.startswith("train.py: training diverged: q/mean reached "), line
     assert "beyond 1e+05 (1000 x the largest |Q| that rewards of scale 1 allow with gamma 0.99) at update 1" in line
     assert line.endswith("Nothing diverged was saved: the latest checkpoint is none. Lower alg.lr_start (now 1e+06)")
-    assert list((tmp_path / "run" / "checkpoints").iterdir()) == []
 
 
 def test_a_runaway_q_estimate_keeps_the_last_good_checkpoint_as_the_one_evaluate_picks(tmp_path):
-    """Critic weights x 1e8 after update 5 (finite): the checkpoint of update 4 stays the latest, and evaluates."""
-    run = TrainingRun(tiny_config(total_timesteps=512, checkpoint_interval=0.25), tmp_path, show_progress=False)
-    train_iteration = run.agent.train_iteration
+    """Critic output x 1e8 after update 5 (finite): the checkpoint of update 4 stays the latest, and evaluates."""
 
-    def blown_up_after_update_5(env):
-        train_iteration(env)
-        if run.agent.updates_issued == 5:
-            with torch.no_grad():
-                run.agent.critic.weights[-1].mul_(1e8)  # the output layer (the hidden ones are layer-normed)
-                run.agent.critic.biases[-1].mul_(1e8)
+    def blow_up(agent):
+        for tensor in (agent.critic.weights[-1], agent.critic.biases[-1]):  # the output layer (hidden: layer-normed)
+            tensor.mul_(1e8)
 
-    run.agent.train_iteration = blown_up_after_update_5
-    with pytest.raises(TrainingDiverged, match=r"training diverged: q/mean reached .* at update 6 \(env step 384\)"):
-        run.run()
-    good = tmp_path / "checkpoints" / "step_000000000256.pt"
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000000128.pt", good.name]
+    message, good = train_poisoned_after_update_5(tmp_path, blow_up)
+    # Update 5's minibatch metrics came before the poison; update 6's rollout values show it.
+    assert message.startswith("training diverged: q/mean reached ") and "at update 6 (env step 384)" in message
     result = script("evaluate.py", f"checkpoint={tmp_path}", "episodes=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert str(good) in result.stdout

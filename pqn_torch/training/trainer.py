@@ -23,8 +23,10 @@ What can go wrong, and what the run then does:
   makes the others' next collective fail: rank 0 then saves what it has (the weights as they are, the
   random states of the ranks it can no longer reach drawn afresh on resume) without another
   collective, and every survivor ends with :class:`~pqn_torch.distributed.RanksLost`.
-- **A checkpoint that cannot be written** (full disk) is reported with its file and reason and the
-  run goes on; only a failed final checkpoint ends the run with the error.
+- **A full disk.** A tensorboard or ``eval.csv`` write that fails is one warning, and that file is
+  written no more (:class:`~pqn_torch.training.logger.RunLogger`); a checkpoint that cannot be written is
+  reported with its file and reason, and the run goes on; only a failed final checkpoint ends the run, in
+  one line naming the intact latest checkpoint and the command that resumes from it.
 """
 
 from __future__ import annotations
