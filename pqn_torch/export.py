@@ -3,9 +3,11 @@
 The ONNX graph is :class:`pqn_torch.policy.Policy`: input ``obs`` [batch, obs_dim] float32 (raw
 observations, as the env produces them), output ``action`` [batch, action_dim] float32 in the env's
 action range; the observation normalization and the action scaling are inside, the batch dimension
-is dynamic. The sidecar (same name, ``.json``) says what a robot program needs to feed it: task,
-sizes, action range, control period, the observation layout where the task documents one, and the
-verification result. Needs the ``export`` extra (onnx, onnxscript for torch's exporter, onnxruntime).
+is dynamic. The ONNX file describes itself in its ``metadata_props`` (string values, JSON-encoded; see
+:func:`policy_metadata`): task, control period, observation layout, action size and range, how an action
+becomes the actuators' ``ctrl``, and for robot tasks the joints, their PD gains and default pose. The JSON
+sidecar (same name, ``.json``) repeats that metadata and adds the training statistics and the verification
+result. Needs the ``export`` extra (onnx, onnxscript for torch's exporter, onnxruntime).
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mujoco
 import numpy as np
 import torch
 
-from pqn_torch.envs import make_env
+from pqn_torch.envs import BatchedEnv, make_env
 from pqn_torch.envs.tasks import get_task_class
+from pqn_torch.envs.tasks.base import Task
 from pqn_torch.policy import Policy
 from pqn_torch.training.run_dir import output_file_problem
 
-SIDECAR_FORMAT = 1
+SIDECAR_FORMAT = 2
+METADATA_FORMAT = "pqn-torch policy 1"
 MAX_ABS_DIFF = 1e-4
 """Largest difference (in action units per unit of action half-range) accepted between onnxruntime and torch."""
 RANDOM_OBSERVATIONS = 4096
@@ -85,10 +90,15 @@ def export_policy(policy: Policy, output: str | Path | None = None, seed: int = 
         policy = copy.deepcopy(policy).to("cpu")  # the caller's policy stays where it is
     generator = torch.Generator().manual_seed(seed)
     random_obs = _random_observations(policy, generator)
-    real_obs = _rollout_observations(policy, seed)
+    worlds, steps = REAL_ROLLOUT
+    env = make_env(
+        policy.task, worlds, "cpu", "mujoco", seed, reset_pool_size=worlds, num_threads=1, **policy.task_overrides
+    )
+    real_obs = _rollout_observations(policy, env, steps)
+    metadata = policy_metadata(policy, env.task, env.physics.mj_model)
 
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_onnx(policy, random_obs[:2], onnx_path)
+    _write_onnx(policy, random_obs[:2], onnx_path, metadata)
     try:
         onnx.checker.check_model(str(onnx_path))
         session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -111,14 +121,65 @@ def export_policy(policy: Policy, output: str | Path | None = None, seed: int = 
             real_obs.amin(0).tolist(),
             real_obs.amax(0).tolist(),
         )
-        _write_json(sidecar_path, sidecar(policy, result, onnxruntime.__version__))
+        _write_json(sidecar_path, sidecar(policy, result, onnxruntime.__version__, metadata))
     except BaseException:
         onnx_path.unlink(missing_ok=True)
         raise
     return result
 
 
-def sidecar(policy: Policy, result: ExportResult, onnxruntime_version: str) -> dict[str, Any]:
+def policy_metadata(policy: Policy, task: Task, mj_model: mujoco.MjModel) -> dict[str, str]:
+    """The ONNX file's ``metadata_props``: what a program needs to run the policy on a robot, values as JSON.
+
+    Keys: ``format``, ``task``, ``task_overrides``, ``env_steps``, ``ctrl_dt`` (seconds between actions),
+    ``obs_dim``, ``observation_names`` and ``observation_sizes`` (null where the task documents no layout),
+    ``action_dim``, ``action_low``, ``action_high``, ``control_mode`` (a key of
+    :data:`~pqn_torch.envs.tasks.base.CONTROL_FORMULAS`), ``action_scale``, ``control`` (the formula in
+    words), ``actuator_names``, ``ctrl_low``, ``ctrl_high`` (the actuators' ``ctrlrange``, where MuJoCo
+    clamps ``ctrl``); robot tasks add ``joint_names`` (the actuated joints, in action order),
+    ``default_joint_pos``, ``joint_stiffness`` and ``joint_damping`` (torque = stiffness * (ctrl - q) -
+    damping * qdot).
+    """
+    mapping = task.control_mapping()
+    layout = task.observation_layout
+    metadata: dict[str, Any] = {
+        "format": METADATA_FORMAT,
+        "task": policy.task,
+        "task_overrides": policy.task_overrides,
+        "env_steps": policy.env_steps,
+        "ctrl_dt": policy.ctrl_dt,
+        "obs_dim": policy.obs_dim,
+        "observation_names": [name for name, _ in layout] if layout else None,
+        "observation_sizes": [size for _, size in layout] if layout else None,
+        "action_dim": policy.action_dim,
+        "action_low": policy.action_low.tolist(),
+        "action_high": policy.action_high.tolist(),
+        "control_mode": mapping.mode,
+        "action_scale": mapping.scale,
+        "control": mapping.formula,
+        "actuator_names": [mj_model.actuator(i).name for i in range(mj_model.nu)],
+        "ctrl_low": mj_model.actuator_ctrlrange[:, 0].tolist(),
+        "ctrl_high": mj_model.actuator_ctrlrange[:, 1].tolist(),
+    }
+    if mapping.default_pose_keyframe is not None:
+        metadata.update(_joint_metadata(mj_model, mapping.default_pose_keyframe))
+    return {key: json.dumps(value) for key, value in metadata.items()}
+
+
+def _joint_metadata(mj_model: mujoco.MjModel, keyframe: str) -> dict[str, list]:
+    """Actuated joints (one per position actuator, in action order): names, default pose, PD gains."""
+    if not (mj_model.actuator_trntype == mujoco.mjtTrn.mjTRN_JOINT).all():
+        raise ValueError("joint metadata needs every actuator to drive a joint")
+    joints = mj_model.actuator_trnid[:, 0]
+    return {
+        "joint_names": [mj_model.joint(j).name for j in joints],
+        "default_joint_pos": mj_model.keyframe(keyframe).qpos[mj_model.jnt_qposadr[joints]].tolist(),
+        "joint_stiffness": mj_model.actuator_gainprm[:, 0].tolist(),
+        "joint_damping": (mj_model.dof_damping[mj_model.jnt_dofadr[joints]] - mj_model.actuator_biasprm[:, 2]).tolist(),
+    }
+
+
+def sidecar(policy: Policy, result: ExportResult, onnxruntime_version: str, metadata: dict[str, str]) -> dict[str, Any]:
     """What a robot program needs next to the ONNX file (see the module docstring)."""
     normalizer = policy.obs_normalizer
     layout = get_task_class(policy.task).observation_layout
@@ -147,6 +208,7 @@ def sidecar(policy: Policy, result: ExportResult, onnxruntime_version: str) -> d
         "action_high": policy.action_high.tolist(),
         "control_period_s": policy.ctrl_dt,
         "observation_layout": [{"name": name, "size": size} for name, size in layout] if layout else None,
+        "onnx_metadata": {key: json.loads(value) for key, value in metadata.items()},
         "observation_statistics": None
         if normalizer is None
         else {
@@ -181,8 +243,9 @@ def _export_modules() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
-def _write_onnx(policy: Policy, example: torch.Tensor, path: Path) -> None:
-    """torch's exporter (torch.export based), batch dimension dynamic; its internal chatter silenced."""
+def _write_onnx(policy: Policy, example: torch.Tensor, path: Path, metadata: dict[str, str]) -> None:
+    """torch's exporter (torch.export based), batch dimension dynamic, ``metadata`` as the model's
+    ``metadata_props``; the exporter's internal chatter silenced."""
     onnx_logger = logging.getLogger("torch.onnx")
     level = onnx_logger.level
     onnx_logger.setLevel(logging.ERROR)
@@ -201,6 +264,7 @@ def _write_onnx(policy: Policy, example: torch.Tensor, path: Path) -> None:
     finally:
         onnx_logger.setLevel(level)
     assert program is not None  # the dynamo exporter always returns the program
+    program.model.metadata_props.update(metadata)
     partial = path.with_name(path.name + ".partial")
     program.save(str(partial))
     os.replace(partial, path)
@@ -221,12 +285,8 @@ def _random_observations(policy: Policy, generator: torch.Generator) -> torch.Te
 
 
 @torch.no_grad()
-def _rollout_observations(policy: Policy, seed: int) -> torch.Tensor:
-    """Every observation of a short rollout of ``policy`` in its task (native MuJoCo, CPU)."""
-    worlds, steps = REAL_ROLLOUT
-    env = make_env(
-        policy.task, worlds, "cpu", "mujoco", seed, reset_pool_size=worlds, num_threads=1, **policy.task_overrides
-    )
+def _rollout_observations(policy: Policy, env: BatchedEnv, steps: int) -> torch.Tensor:
+    """Every observation of a ``steps`` long rollout of ``policy`` in ``env``."""
     observations = [env.reset()["obs"]]
     for _ in range(steps - 1):
         observations.append(env.step(policy(observations[-1]))["obs"])

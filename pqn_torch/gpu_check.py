@@ -9,6 +9,10 @@ off), from the same seed:
 - speed: the task's preset itself (``num_envs`` worlds), ``updates`` timed iterations after the
   warm-up, compile and capture (timed separately).
 
+- the warp sweep (``warp_sweep``, also ``benchmark.py warp-sweep`` alone): every registered task built on
+  MuJoCo Warp with its defaults, stepped with random actions, its overflow counts
+  (:mod:`pqn_torch.envs.backend_sweep`); a table per task of build time, env-steps/s and overflows.
+
 The verdict: ``ok`` (no fallback, differences within tolerance), ``fallback`` (a capture or a
 compilation failed: training works, eagerly, see ``fallbacks``), or ``mismatch`` (the fast paths
 compute something else: a bug to report).
@@ -26,19 +30,23 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from pqn_torch.algo.pqn import PQN, PQNConfig
 from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
-from pqn_torch.envs import make_env
+from pqn_torch.envs import list_tasks, make_env
+from pqn_torch.envs.backend_sweep import SweepResult, backend_sweep, sweep_table
 
 COMPARED = ("obs", "action", "reward", "value", "target")
 """Rollout storage entries compared between the fast and the eager run."""
 RTOL, ATOL = 1e-3, 1e-4
 """A difference counts when ``|fast - eager| > atol + RTOL * |eager|`` (atol: ATOL, for parameters lr_start)."""
 MISMATCH_SHARE = 1e-3
+SWEEP_WORLDS = {"cuda": 1024, "cpu": 4}
+"""Worlds per task in the warp sweep: Playground's DM-suite batch on a GPU, a quick handful on a CPU."""
 VERSIONS = ("torch", "mujoco", "mujoco-warp", "warp-lang")
 
 
@@ -131,7 +139,7 @@ def gpu_check(
     return {
         "mode": "gpu-check",
         "verdict": verdict(diffs, fallbacks),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "device": _device_name(device),
         "cuda": torch.version.cuda,
         "versions": {name: _version(name) for name in VERSIONS},
         "task": task,
@@ -154,6 +162,62 @@ def gpu_check(
             "speedup": round(fast_speed["steps_per_s"] / max(eager_speed["steps_per_s"], 1), 2),
         },
     }
+
+
+def warp_sweep(
+    device: torch.device,
+    tasks: Iterable[str] | None = None,
+    num_envs: int | None = None,
+    steps: int = 30,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The warp sweep on ``device`` as one JSON-ready dict: verdict, the problems found, one row per task, and
+    the rows as a Markdown ``table`` for a human.
+
+    A task fails when it does not build (the error is its row), when an observation is non-finite, or when a
+    buffer overflowed at its defaults. Solver iteration limits and (on a CPU) the relative error of one step
+    against native MuJoCo are listed for a human: a step that lands a foot differs under Playground's capped
+    solver iterations without anything being wrong.
+    """
+    worlds = num_envs or SWEEP_WORLDS[device.type]
+    rows: list[dict[str, Any]] = []
+    results: list[SweepResult] = []
+    problems: list[str] = []
+    for task in tasks or list_tasks():
+        try:
+            (result,) = backend_sweep(device, [task], worlds, steps, seed)
+        except (ValueError, RuntimeError) as error:
+            rows.append({"task": task, "error": str(error).splitlines()[0]})
+            problems.append(f"{task}: does not build or step: {rows[-1]['error']}")
+            continue
+        rows.append(dataclasses.asdict(result))
+        results.append(result)
+        problems += sweep_problems(result)
+    return {
+        "mode": "warp-sweep",
+        "verdict": "failed" if problems else "ok",
+        "problems": problems,
+        "device": _device_name(device),
+        "num_envs": worlds,
+        "steps": steps,
+        "tasks": rows,
+        "table": sweep_table(results),
+    }
+
+
+def sweep_problems(result: SweepResult) -> list[str]:
+    """What is wrong with one task's sweep row, as lines naming the task (empty: nothing)."""
+    problems = []
+    if not result.finite:
+        problems.append(f"{result.task}: non-finite observations")
+    for name, count in result.overflows.items():
+        if count and name.startswith("overflow_"):
+            problems.append(f"{result.task}: {count} world-steps counted in {name} with the task's defaults")
+    return problems
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
 
 
 def _version(package: str) -> str | None:

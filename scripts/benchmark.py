@@ -4,7 +4,8 @@
     python scripts/benchmark.py env task=CheetahRun num_envs=64 backend=warp device=cpu steps=200
     python scripts/benchmark.py train task=CheetahRun num_envs=4096 updates=20 compile=true
     torchrun --nproc_per_node=2 scripts/benchmark.py train task=CartpoleBalance alg=cpu num_envs=64 num_threads=1
-    python scripts/benchmark.py gpu-check [task=CheetahRun] [num_envs=...] [updates=10]
+    python scripts/benchmark.py gpu-check [task=CheetahRun] [num_envs=...] [updates=10] [sweep=true]
+    python scripts/benchmark.py warp-sweep [device=cuda] [tasks=[CheetahRun,Go1Getup]] [num_envs=...] [steps=30]
 
 Mode ``env``: world-steps per second of ``make_env(...).step`` with random actions (after a warm-up),
 next to the bare physics rate of the same model and number of worlds, one control step per call:
@@ -25,7 +26,13 @@ every rank runs ``num_envs`` worlds and trains the one agent data-parallel (``pq
 rank 0 prints the line, whose rates count all ranks' env steps (``ranks``; memory is rank 0's).
 
 Mode ``gpu-check`` (CUDA only): CUDA graphs and torch.compile on and off from the same seed, results
-compared and both timed, as one JSON verdict line to paste into a bug report (``pqn_torch/gpu_check.py``).
+compared and both timed, as one JSON verdict line to paste into a bug report (``pqn_torch/gpu_check.py``);
+with ``sweep=true`` (the default) it carries the warp sweep too.
+
+Mode ``warp-sweep``: every registered task (or ``tasks``) on MuJoCo Warp with its defaults: build time,
+env-steps/s of random actions, overflow counts, and on a CPU one step against native MuJoCo; a table on
+stderr, the JSON line on stdout. ``device=cuda`` by default (``num_envs`` 1024); ``device=cpu`` is the
+quick check (4 worlds) that runs anywhere.
 """
 
 from __future__ import annotations
@@ -48,12 +55,12 @@ from hydra import compose, initialize_config_dir
 try:
     from pqn_torch import distributed
     from pqn_torch.cuda_graph import WARMUP_CALLS, CapturedCall, synchronize
-    from pqn_torch.envs import make_env, resolve_device
+    from pqn_torch.envs import list_tasks, make_env, resolve_device
     from pqn_torch.envs.core import BatchedEnv
     from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics, available_cores
     from pqn_torch.envs.physics.warp_backend import WarpPhysics
     from pqn_torch.envs.tasks.registry import get_task_class
-    from pqn_torch.gpu_check import gpu_check
+    from pqn_torch.gpu_check import gpu_check, warp_sweep
     from pqn_torch.training.options import UsageError, parse_options
     from pqn_torch.training.schema import SWITCH, option, plain
     from pqn_torch.training.settings import RunSettings, check_switch, resolve_switch, settings_from_config
@@ -199,6 +206,7 @@ class EnvOptions(TaskOptions):
     num_threads: int = option(0, THREADS)
     cuda_graphs: Any = option("auto", SWITCH)
     torch_threads: int = 1
+    randomize: bool = False  # domain-randomized worlds (tasks with a randomizer); the bare rate stays nominal
 
 
 def benchmark_env(options: EnvOptions) -> dict[str, Any]:
@@ -219,6 +227,7 @@ def benchmark_env(options: EnvOptions) -> dict[str, Any]:
         seed=options.seed,
         reset_pool_size=options.num_envs,
         num_threads=num_threads,
+        randomize=options.randomize,
     )
     native = isinstance(env.physics, MujocoPhysics)
     cuda_graphs = resolve_switch(check_switch("cuda_graphs", options.cuda_graphs), env.device)
@@ -227,6 +236,7 @@ def benchmark_env(options: EnvOptions) -> dict[str, Any]:
     return {
         "mode": "env",
         "task": options.task,
+        "randomize": options.randomize,
         "backend": "mujoco" if native else "warp",
         "device": device_name(env.device),
         "num_envs": options.num_envs,
@@ -345,6 +355,16 @@ def benchmark_train(options: TrainOptions) -> dict[str, Any]:
 class GpuCheckOptions(PresetOptions):
     device: str = option("cuda", DEVICE)
     iterations: int = WARMUP_CALLS + 2
+    sweep: bool = option(True, "true or false: also run the warp sweep (every task on MuJoCo Warp)")
+
+
+@dataclass
+class WarpSweepOptions:
+    device: str = option("cuda", DEVICE)
+    tasks: list[str] | None = option(None, "a list of task names such as [CheetahRun,Go1Getup]; null: every task")
+    num_envs: int = option(0, "an integer >= 1, or 0 for 1024 on a GPU, 4 on a CPU")
+    steps: int = 30
+    seed: int = 0
 
 
 def benchmark_gpu_check(options: GpuCheckOptions) -> dict[str, Any]:
@@ -360,7 +380,34 @@ def benchmark_gpu_check(options: GpuCheckOptions) -> dict[str, Any]:
     if device.type != "cuda":
         raise ValueError(f"gpu-check checks a CUDA device, got device={options.device!r}")
     settings = task_settings(options)
-    return gpu_check(settings.task, settings.alg, device, options.iterations, options.updates, options.seed)
+    result = gpu_check(settings.task, settings.alg, device, options.iterations, options.updates, options.seed)
+    if options.sweep:
+        result["warp_sweep"] = run_warp_sweep(device, WarpSweepOptions(seed=options.seed))
+    return result
+
+
+def benchmark_warp_sweep(options: WarpSweepOptions) -> dict[str, Any]:
+    """Every task on MuJoCo Warp with its defaults: builds? steps? overflows? (pqn_torch.gpu_check.warp_sweep)."""
+    if options.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            "warp-sweep runs on a CUDA GPU by default, and this PyTorch sees none; device=cpu runs the quick "
+            "CPU check (e.g. tasks=[CartpoleBalance,Go1JoystickRoughTerrain])"
+        )
+    if options.num_envs < 0 or options.steps < 1:
+        raise ValueError("num_envs must be >= 1 (or 0 for the device's default) and steps >= 1")
+    unknown = sorted(set(options.tasks or ()) - set(list_tasks()))
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; valid: {', '.join(list_tasks())}")
+    return run_warp_sweep(resolve_device(options.device), options)
+
+
+def run_warp_sweep(device: torch.device, options: WarpSweepOptions) -> dict[str, Any]:
+    """The sweep, its table on stderr (stdout carries only the JSON line)."""
+    result = warp_sweep(device, options.tasks, options.num_envs or None, options.steps, options.seed)
+    print(result.pop("table"), file=sys.stderr)
+    for problem in result["problems"]:
+        print(f"problem: {problem}", file=sys.stderr)
+    return result
 
 
 def gpu_memory_peak_mb(device: torch.device) -> float | None:
@@ -376,6 +423,7 @@ MODES: dict[str, tuple[Callable[[Any], dict[str, Any]], type]] = {
     "env": (benchmark_env, EnvOptions),
     "train": (benchmark_train, TrainOptions),
     "gpu-check": (benchmark_gpu_check, GpuCheckOptions),
+    "warp-sweep": (benchmark_warp_sweep, WarpSweepOptions),
 }
 
 

@@ -1,9 +1,10 @@
 """Evaluate a trained PQN checkpoint: N deterministic episodes, optionally an mp4 of one of them (headless).
 
     python scripts/evaluate.py checkpoint=outputs/CheetahRun/<run dir> [episodes=10] [video=true]
-        [video_path=<file.mp4>] [device=auto] [backend=auto] [seed=0]
+        [video_path=<file.mp4>] [device=auto] [backend=auto] [seed=0] [randomize=true|false]
 
-``checkpoint`` is a checkpoint file or a run dir (its latest checkpoint is used).
+``checkpoint`` is a checkpoint file or a run dir (its latest checkpoint is used). ``randomize``: evaluate in
+domain-randomized (true) or nominal (false) worlds, tasks with a randomizer only; unset: as the policy trained.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class EvaluateOptions:
     device: str = option("auto", "auto, cpu, cuda or cuda:<index>")
     backend: str = option("auto", "auto, warp or mujoco")
     seed: int = option(0, "an integer >= 0")
+    randomize: bool | None = option(None, "true or false (unset: as trained)")
 
 
 def main(argv: list[str]) -> int:
@@ -48,6 +50,7 @@ def main(argv: list[str]) -> int:
             seed=options.seed,
             video_path=(Path(options.video_path) if options.video_path else None),
             video=options.video,
+            randomize=options.randomize,
         )
     except (ValueError, FileNotFoundError, FileExistsError, VideoUnavailable) as error:
         print(f"evaluate.py: {error}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Export a checkpoint's policy to ONNX (normalization and action scaling inside) with a JSON sidecar.
+"""Export a checkpoint's policy to ONNX (normalization and action scaling inside, deployment metadata in its
+``metadata_props``: see pqn_torch/export.py) with a JSON sidecar.
 
     python scripts/export.py checkpoint=outputs/CheetahRun/<run dir> [output=<file>.onnx] [seed=0]
 

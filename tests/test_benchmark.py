@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from pqn_torch.algo import PQNConfig
-from pqn_torch.gpu_check import differences, equivalence_run, gpu_check, verdict
+from pqn_torch.envs.backend_sweep import SweepResult
+from pqn_torch.envs.core import OVERFLOW_COUNTERS
+from pqn_torch.gpu_check import differences, equivalence_run, gpu_check, sweep_problems, verdict
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -123,3 +125,36 @@ def test_gpu_check_verdict_is_one_json_line_that_flags_differences_and_fallbacks
     assert beyond == pytest.approx(first_layer.shape[1] / sum(p.numel() for p in fast.parameters()))
     assert verdict(diffs, {}) == "mismatch"
     assert verdict(differences(eager, eager), {"update graph": "RuntimeError: ..."}) == "fallback"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_warp_sweep_on_a_cpu_says_how_to_run_the_quick_check_in_one_line():
+    code, stdout, stderr = benchmark("warp-sweep")
+    assert code == 2 and stdout == ""
+    assert len(stderr.strip().splitlines()) == 1 and "device=cpu runs the quick CPU check" in stderr
+    code, stdout, stderr = benchmark("warp-sweep", "device=cpu", "tasks=[CheetahRun,Nope]")
+    assert code == 2 and stdout == "" and stderr.startswith("benchmark.py: unknown task(s) ['Nope']; valid: ")
+
+
+@pytest.mark.slow
+@pytest.mark.warp
+def test_warp_sweep_quick_cpu_check_is_a_table_and_one_json_line():
+    code, stdout, stderr = benchmark("warp-sweep", "device=cpu", "tasks=[CartpoleBalance]", "steps=5")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["verdict"] == "ok" and result["problems"] == [] and result["num_envs"] == 4
+    (row,) = result["tasks"]
+    assert row["task"] == "CartpoleBalance" and row["finite"] and row["steps_per_s"] > 0
+    assert set(row["overflows"]) == set(OVERFLOW_COUNTERS) and row["median_rel_error"] <= 1e-3
+    assert "| CartpoleBalance | " in stderr
+
+
+def test_sweep_problems_are_non_finite_observations_and_buffer_overflows_only():
+    quiet = dict.fromkeys(OVERFLOW_COUNTERS, 0)
+    fine = SweepResult("A", 1.0, 10.0, True, 0, 40, 16, {**quiet, "solver_iteration_limit": 120}, 5e-2, 0.3)
+    assert sweep_problems(fine) == []  # iteration limits and a landing step's error are for a human to read
+    broken = SweepResult("B", 1.0, 10.0, False, 2, 40, 16, {**quiet, "overflow_contacts": 7}, None, None)
+    assert sweep_problems(broken) == [
+        "B: non-finite observations",
+        "B: 7 world-steps counted in overflow_contacts with the task's defaults",
+    ]

@@ -12,6 +12,7 @@ from pqn_torch.envs.tasks import get_task_class
 from pqn_torch.training import ConfigError, settings_from_config
 from pqn_torch.training.presets import PresetChoice, choose_preset
 from pqn_torch.training.schema import AlgPreset, RunConfig, explain
+from pqn_torch.training.settings import interval_updates
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 TASKS = sorted(p.stem for p in (CONFIG_DIR / "task").glob("*.yaml"))
@@ -198,13 +199,38 @@ def test_command_line_overrides_reach_the_settings():
             r"checkpoint_interval=0.0001 is less than one update of this run \(1525 updates\); "
             r"use 0 \(final checkpoint only\) or a fraction >= 0.000656",
         ),
+        (
+            "eval.interval=0.0001",
+            r"eval.interval=0.0001 is less than one update of this run \(1525 updates\); use a fraction >= 0.000656",
+        ),
         ("resume=123", "resume must be a run directory or checkpoint path, got 123"),
     ],
 )
 def test_invalid_values_fail_with_one_line(override, message):
     with pytest.raises(ConfigError, match=message) as raised:
-        settings_from_config(composed([override]))
+        settings_from_config(composed([override]), explicit=[override.partition("=")[0]])
     assert "\n" not in str(raised.value)
+
+
+def test_default_intervals_shorter_than_one_update_become_one_update_with_a_note():
+    """The issue's command (4 updates of 64 x 16 steps): the defaults, 0.1 of training, become 1/4."""
+    settings = settings_from_config(composed(["task=CartpoleBalance", "alg=cpu", "total_timesteps=4096"]))
+    assert settings.checkpoint_interval == 0.25 and settings.eval_interval == 0.25
+    assert settings.notes == (
+        "checkpoint_interval: the default 0.1 of training is less than one update of this run (4 updates); "
+        "using one update",
+        "eval.interval: the default 0.1 of training is less than one update of this run (4 updates); using one update",
+    )
+    long_run = settings_from_config(composed(["task=CartpoleBalance", "alg=cpu", "total_timesteps=20480"]))
+    assert (long_run.checkpoint_interval, long_run.eval_interval, long_run.notes) == (0.1, 0.1, ())
+
+
+@pytest.mark.parametrize("num_updates", [3, 7, 49, 98, 1525])
+def test_one_update_as_a_fraction_is_one_update_despite_rounding(num_updates):
+    """``49 * (1 / 49)`` is 0.999... in floats: a plain int() would make it 0 updates (never)."""
+    assert interval_updates(1 / num_updates, num_updates) == 1
+    assert interval_updates(0.5, num_updates) == num_updates // 2
+    assert interval_updates(0.0, num_updates) == 0
 
 
 # ----------------------------------------------------------------------------- the CPU-sized default

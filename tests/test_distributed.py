@@ -245,13 +245,15 @@ def torchrun_training(*overrides: str) -> list[str]:
 
 def test_torchrun_two_ranks_write_one_run(tmp_path):
     run_dir = tmp_path / "run"
-    settings = ["total_timesteps=512", "eval.num_envs=4", "log_interval=1", "checkpoint_interval=0.5"]
+    # the default checkpoint and eval intervals (0.1 of training) are less than one of its 4 updates
+    settings = ["total_timesteps=512", "eval.num_envs=4", "log_interval=1"]
     command = torchrun_training(*settings, f"hydra.run.dir={run_dir}")
     env = TORCHRUN_ENV
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("done: 512 env steps") == 1  # rank 0 alone reports
     assert "2 ranks x 8 envs" in result.stdout and "4 updates of 128 env steps" in result.stdout
+    assert result.stdout.count("checkpoint_interval: the default 0.1 of training is less than one update") == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
     events = list((run_dir / "tensorboard").glob("events.*"))
     assert len(events) == 1
@@ -259,8 +261,7 @@ def test_torchrun_two_ranks_write_one_run(tmp_path):
     accumulator.Reload()
     assert [event.step for event in accumulator.Scalars("loss/critic")] == [128, 256, 384, 512]
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == [
-        "step_000000000256.pt",
-        "step_000000000512.pt",
+        f"step_{steps:012d}.pt" for steps in (128, 256, 384, 512)
     ]
     checkpoint = load_checkpoint(run_dir)
     assert checkpoint["world_size"] == 2 and len(checkpoint["rank_rng"]) == 2 and checkpoint["updates"] == 4

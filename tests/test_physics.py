@@ -10,7 +10,7 @@ from pqn_torch.envs import make_env
 from pqn_torch.envs.physics import PhysicsConfig
 from pqn_torch.envs.physics.mujoco_backend import MujocoPhysics
 from pqn_torch.envs.physics.warp_backend import contact_capacity
-from pqn_torch.envs.tasks.cheetah import CheetahRun
+from pqn_torch.envs.tasks.dm_control.cheetah import CheetahRun
 
 NUM_WORLDS = 3
 CPU = torch.device("cpu")

@@ -13,8 +13,10 @@ import torch
 from pqn_torch.algo import PQN, CriticEnsemble, PQNConfig
 from pqn_torch.envs import BatchedEnv, list_tasks, make_env
 from pqn_torch.envs.tasks import get_task_class
+from pqn_torch.export import export_policy
 from pqn_torch.policy import Policy
 from pqn_torch.training import load_checkpoint, settings_from_config
+from pqn_torch.training.playback import evaluate_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -160,3 +162,79 @@ def test_export_refuses_to_overwrite_and_bad_output_names(trained_run, tmp_path)
     assert result.returncode == 2 and "output must be a .onnx file" in result.stderr
     result = export(f"checkpoint={tmp_path / 'nothing'}")
     assert result.returncode == 2 and "no checkpoint file or run directory" in result.stderr
+
+
+def untrained_policy(task: str, env: BatchedEnv, seed: int) -> Policy:
+    """A random actor with observation statistics of a short rollout: actions far from zero in every joint."""
+    torch.manual_seed(seed)
+    config = PQNConfig(num_envs=4, num_steps=2, num_minibatches=1, actor_hidden_sizes=(32,), critic_hidden_sizes=(8,))
+    agent = PQN(env.obs_dim, env.critic_obs_dim, env.action_low, env.action_high, config, total_timesteps=8)
+    agent.obs_normalizer.update(env.reset()["obs"])
+    return Policy.from_agent_state(agent.state_dict(), task)
+
+
+def controls_from_metadata(meta, action, joint_pos, previous_ctrl):
+    """The ``ctrl`` a robot program computes from the ONNX metadata alone (each mode written out here)."""
+    scale = meta["action_scale"]
+    if meta["control_mode"] == "action":
+        return np.clip(action, meta["action_low"], meta["action_high"])
+    if meta["control_mode"] == "default_pose_offset":
+        return np.asarray(meta["default_joint_pos"]) + scale * action
+    if meta["control_mode"] == "joint_pos_offset":
+        return joint_pos + scale * action
+    assert meta["control_mode"] == "ctrl_increment"
+    return previous_ctrl + scale * action
+
+
+@pytest.mark.parametrize(
+    "task, formula",
+    [
+        ("Go1JoystickFlatTerrain", "ctrl = default_joint_pos + 0.5 * action"),
+        pytest.param("Go1Getup", "ctrl = joint_pos + 0.5 * action", marks=pytest.mark.slow),
+        pytest.param(
+            "Go1Handstand",
+            "ctrl = previous ctrl + 0.3 * action (the first previous ctrl: joint_pos at the start)",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param("CartpoleBalance", "ctrl = clip(action, action_low, action_high)", marks=pytest.mark.slow),
+    ],
+)
+def test_onnx_metadata_alone_rebuilds_the_envs_controls(task, formula, tmp_path):
+    """Read back with onnxruntime, the metadata maps the ONNX policy's actions to the env's own ``ctrl``."""
+    onnxruntime = pytest.importorskip("onnxruntime", reason="needs the 'export' extra")
+    env = make_env(task, 4, "cpu", "mujoco", seed=5, reset_pool_size=4, num_threads=1)
+    export_policy(untrained_policy(task, env, seed=1), tmp_path / "policy.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "policy.onnx"), providers=["CPUExecutionProvider"])
+    meta = {key: json.loads(value) for key, value in session.get_modelmeta().custom_metadata_map.items()}
+    assert meta["task"] == task and meta["control"] == formula and meta["ctrl_dt"] == env.ctrl_dt
+    assert (meta["obs_dim"], meta["action_dim"]) == (env.obs_dim, env.action_dim)
+    model = env.physics.mj_model
+    if task.startswith("Go1"):
+        assert len(meta["joint_names"]) == 12 and meta["joint_names"][0] == "FR_hip_joint"
+        np.testing.assert_allclose(meta["default_joint_pos"], model.keyframe("home").qpos[7:])
+        assert meta["joint_stiffness"] == [35.0] * 12 and meta["joint_damping"] == [0.5] * 12  # Playground's Kp, Kd
+        assert sum(meta["observation_sizes"]) == env.obs_dim
+        qpos_columns = [model.joint(name).qposadr[0] for name in meta["joint_names"]]
+    else:
+        qpos_columns = []
+    physics = env.physics
+    obs = env.reset()["obs"].numpy()
+    previous = physics.qpos[:, qpos_columns].numpy()  # the first previous ctrl (ctrl_increment)
+    moved = 0.0
+    for _ in range(30):
+        action = session.run(["action"], {"obs": obs})[0]
+        expected = controls_from_metadata(meta, action, physics.qpos[:, qpos_columns].numpy(), previous)
+        step = env.step(torch.from_numpy(action))
+        kept = ~step["done"].numpy()  # reset worlds start over from their start ctrl
+        np.testing.assert_allclose(physics.ctrl.numpy()[kept], expected[kept], rtol=0, atol=1e-6)
+        moved = max(moved, float(np.abs(action).max()))
+        previous = np.where(kept[:, None], expected, physics.qpos[:, qpos_columns].numpy())
+        obs = step["obs"].numpy()
+    assert moved > 0.1  # the actions are not all near zero: a wrong scale would show
+
+
+def test_evaluation_runs_nominal_or_refuses_randomized_worlds_for_a_task_without_a_randomizer(trained_run):
+    report = evaluate_checkpoint(trained_run, episodes=2, device="cpu", backend="mujoco", randomize=False)
+    assert report.startswith("CheetahRun, checkpoint") and "over 2 episodes" in report
+    with pytest.raises(ValueError, match="task CheetahRun has no domain randomization; randomize must be false"):
+        evaluate_checkpoint(trained_run, episodes=2, device="cpu", backend="mujoco", randomize=True)

@@ -157,6 +157,18 @@ def test_bad_training_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args
     assert list(tmp_path.iterdir()) == []  # no outputs/ (hydra's run dir is removed again)
 
 
+def test_a_short_run_with_default_intervals_trains_and_says_it_adapted_them(tmp_path):
+    """4 updates: the default intervals (0.1 of training) become one update each, said once on the console."""
+    result = script("train.py", *TINY, "total_timesteps=256", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for key in ("checkpoint_interval", "eval.interval"):
+        note = f"{key}: the default 0.1 of training is less than one update of this run (4 updates); using one update"
+        assert result.stdout.count(note) == 1
+    checkpoints = sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints == [f"step_{steps:012d}.pt" for steps in (64, 128, 192, 256)]
+    assert len((tmp_path / "run" / "eval.csv").read_text().splitlines()) == 6  # header, before and after each update
+
+
 def test_unwritable_run_dir_is_refused_before_anything_starts(tmp_path):
     (tmp_path / "a_file").write_text("not a directory")
     result = script("train.py", *TINY, f"hydra.run.dir={tmp_path / 'a_file' / 'run'}", cwd=tmp_path)

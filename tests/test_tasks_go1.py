@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pqn_torch.envs.tasks.go1 import COMMAND_AMPLITUDE, COMMAND_NONZERO_PROBABILITY, Go1Task
+from pqn_torch.envs.tasks.locomotion.go1 import COMMAND_AMPLITUDE, COMMAND_NONZERO_PROBABILITY, Go1Task
 
 from task_testing import make_task_env
 

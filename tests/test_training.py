@@ -66,7 +66,10 @@ def test_train_script_writes_tensorboard_and_checkpoint(tmp_path):
         "train/episode_return",
         "env/episodes",
         "env/nonfinite_states",
+        "physics/overflow_constraints",  # the native backend has the counters too, at zero
+        "physics/solver_iteration_limit",
     } <= tags
+    assert events.Scalars("physics/overflow_contacts")[-1].value == 0
     assert events.Scalars("loss/critic")[-1].step == 1024
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint["env_steps"] == 1024 and checkpoint["updates"] == 8

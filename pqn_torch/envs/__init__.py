@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -11,7 +12,9 @@ from pqn_torch.envs.core import BatchedEnv
 from pqn_torch.envs.interface import VecEnv
 from pqn_torch.envs.physics import PhysicsConfig, make_physics, resolve_backend
 from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
+from pqn_torch.envs.randomization import randomized_fields
 from pqn_torch.envs.tasks import TASKS, get_task_class
+from pqn_torch.envs.tasks.base import TaskConfig
 
 
 def list_tasks() -> list[str]:
@@ -39,6 +42,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def physics_config(task_config: TaskConfig, substeps: int, num_threads: int | None = None) -> PhysicsConfig:
+    """The backend's config: every ``PhysicsConfig`` field that a task config also has, plus the two that only
+    the env knows (``substeps``, from ``ctrl_dt / sim_dt``, and the native backend's ``num_threads``)."""
+    task_fields = {field.name for field in dataclasses.fields(task_config)}
+    shared = {
+        field.name: getattr(task_config, field.name)
+        for field in dataclasses.fields(PhysicsConfig)
+        if field.name in task_fields
+    }
+    return PhysicsConfig(substeps=substeps, num_threads=num_threads, **shared)
+
+
 def make_env(
     task: str,
     num_envs: int,
@@ -54,7 +69,8 @@ def make_env(
     """``num_envs`` worlds of ``task`` on ``device`` with physics ``backend`` (``auto``, ``warp``, ``mujoco``).
 
     ``task_overrides`` change the task's config (``episode_length``, ``ctrl_dt``, ``action_repeat``, ...; robot
-    tasks also ``obs_noise_level`` and, for the joystick tasks, ``perturbations``).
+    tasks also ``obs_noise_level``, ``randomize``, ``randomize_every_reset`` and, for the joystick tasks,
+    ``perturbations``).
     ``reset_pool_size`` sets how many start states are pre-sampled (default ``max(num_envs, 1024)``),
     ``num_threads`` the native MuJoCo backend's worker threads (default: all cores), ``host_shortcuts``
     whether steps may skip masked per-world work after a host check (default: on the CPU; off is the
@@ -73,14 +89,11 @@ def make_env(
         # The DM suite's cheetah.xml uses `settotalmass`, which MuJoCo 4 flags as deprecated; harmless here.
         warnings.filterwarnings("ignore", message=".*settotalmass.*")
         mj_model = spec.compile()
-    task_instance.bind(mj_model)
-    config = PhysicsConfig(
-        substeps=task_instance.substeps,
-        naconmax=task_instance.config.naconmax,
-        njmax=task_instance.config.njmax,
-        num_threads=num_threads,
-    )
+    config = physics_config(task_instance.config, task_instance.substeps, num_threads)
+    if task_instance.config.randomize:
+        config = dataclasses.replace(config, per_world_fields=randomized_fields(task_instance.randomization))
     physics = make_physics(backend_name, mj_model, num_envs, torch_device, config)
+    task_instance.bind(mj_model, physics.device, physics.dtype)
     return BatchedEnv(task_instance, physics, seed=seed, reset_pool_size=reset_pool_size, host_shortcuts=host_shortcuts)
 
 

@@ -1,9 +1,9 @@
 """The batched env: N worlds of one task, stepped together, reset per world on device.
 
 Data path of one ``step``: validate action -> sanitize -> task ``control`` (``ctrl``, perturbations) ->
-physics -> task ``transition`` (reward, observation, termination, task-state update), repeated
-``action_repeat`` times with rewards summed -> episode bookkeeping -> autoreset of finished worlds from the
-start-state pool, with fresh task state.
+physics -> task ``transition`` (reward and its terms, observation, termination, task-state update), repeated
+``action_repeat`` times with rewards summed -> episode bookkeeping (returns, reward-term sums) -> autoreset
+of finished worlds from the start-state pool, then fresh task state and the task's ``after_reset``.
 Every operation after validation is a tensor op with no host sync on CUDA, so a step can be
 captured in a CUDA graph. On the CPU, where a host check is free, ``host_shortcuts`` skips the
 per-world masked work (non-finite handling, autoreset) in the common case that no world needs it. The
@@ -14,8 +14,25 @@ Start states: a task's reset may be expensive (CheetahRun settles for 200 physic
 draws ``reset_pool_size`` start states once, at construction, runs the task's settle steps (with the
 task's start ``ctrl``) and a ``forward`` on them, and stores the complete physics view (qpos, qvel, act,
 ctrl, mocap, sensordata, time). Resetting a world copies a uniformly drawn pool entry into it, zeroes its
-applied forces and draws fresh task state (commands, timers, ...): no physics call at reset, identical
-observations to a fresh reset, and the same code path on every backend.
+applied forces, then draws fresh task state (commands, timers, ...; ``initial_state`` sees the copied state)
+and runs the task's ``after_reset`` for the reset worlds (histories seeded with the first frame): no physics
+call at reset, identical observations to a fresh reset, and the same code path on every backend.
+
+Reward terms: a task that reports the parts of its reward (``Task.reward_term_names``) has them summed per
+episode on the device; ``reward_term_totals`` adds up the finished episodes' sums (cumulative, like
+``stats``), which the trainer copies with its other counters once per log interval.
+
+Buffer overflows (MuJoCo Warp's fixed contact and constraint buffers, see ``physics.base``): after every
+step the env adds the worlds that overflowed, per kind, to ``stats["overflow_<kind>"]`` (solver iteration
+limits, expected with Playground's settings, to ``stats["solver_iteration_limit"]``), a tensor op like the
+other counters. A world whose step overflowed goes on: the step lost the contacts or constraint rows that
+did not fit, which is an inaccuracy, not an instability (one that blows up is caught as unstable and reset);
+resetting would cut episodes short without telling anyone more, and a shared contact buffer overflows for
+every world at once. The counts reach tensorboard and the run summary, with the override that fixes them.
+Start states are checked too: a task whose start states do not fit its buffers does not build.
+
+Domain randomization (task option ``randomize``): before the pool is built, every world draws its model
+parameters (``pqn_torch.envs.randomization``); with ``randomize_every_reset`` a resetting world draws anew.
 """
 
 from __future__ import annotations
@@ -25,11 +42,16 @@ from typing import Any
 import torch
 from tensordict import TensorDict
 
-from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.physics.base import BUFFER_KINDS, OVERFLOW_KINDS, Physics
+from pqn_torch.envs.randomization import DomainRandomizer
 from pqn_torch.envs.tasks.base import Task, TaskState
 
 STATE_FIELDS = ("qpos", "qvel", "act", "ctrl", "mocap_pos", "mocap_quat", "sensordata", "time")
-COUNTERS = ("nonfinite_states", "nonfinite_rewards", "nonfinite_actions", "episodes")
+OVERFLOW_COUNTERS = tuple(
+    "solver_iteration_limit" if kind == "solver_iterations" else f"overflow_{kind}" for kind in OVERFLOW_KINDS
+)
+"""``stats`` names of the overflow counts, in the order of ``OVERFLOW_KINDS``."""
+COUNTERS = ("nonfinite_states", "nonfinite_rewards", "nonfinite_actions", "episodes", *OVERFLOW_COUNTERS)
 MAX_STATE_VALUE = 1e10
 """MuJoCo's own limit (``mjMAXVAL``): a larger ``qpos``/``qvel`` entry makes MuJoCo call the simulation unstable.
 The env treats a world with any state entry beyond it (or non-finite) as unstable."""
@@ -73,6 +95,11 @@ class BatchedEnv:
         self.host_shortcuts = self.device.type == "cpu" if host_shortcuts is None else host_shortcuts
         """Skip masked per-world work after a scalar host check (default: on the CPU); off on CUDA (no sync,
         graph-capturable). Same random draws either way. The agent's rollout follows this switch too."""
+        self.randomizer = DomainRandomizer(task.randomization, physics) if task.config.randomize else None
+        self._redraw_at_reset = self.randomizer if task.config.randomize_every_reset else None
+        if self.randomizer is not None:  # before the start states: settling runs in the worlds as trained
+            everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+            self.randomizer.write(self.randomizer.draw(self.generator), everyone)
 
         self._episode_step = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._time_limit = torch.full((self.num_envs,), self.episode_length, dtype=torch.int64, device=self.device)
@@ -80,6 +107,14 @@ class BatchedEnv:
         first episodes after a staggered :meth:`reset`."""
         self._episode_return = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
         self.stats = {name: torch.zeros((), dtype=torch.int64, device=self.device) for name in COUNTERS}
+        self.reward_term_names = task.reward_term_names
+        """The parts of the task's reward, summed per episode (none for the DM tasks)."""
+        self._episode_reward_terms = torch.zeros(
+            self.num_envs, len(self.reward_term_names), dtype=torch.float32, device=self.device
+        )
+        self._reward_term_totals = torch.zeros(len(self.reward_term_names), dtype=torch.float64, device=self.device)
+        self._overflow_counts = torch.zeros(len(OVERFLOW_COUNTERS), dtype=torch.int64, device=self.device)
+        self.stats.update(zip(OVERFLOW_COUNTERS, self._overflow_counts.unbind(), strict=True))  # views: one add
 
         # Tasks without a privileged critic observation hand the actor's to the critic: compute it once.
         self._critic_sees_actor_obs = task.critic_sees_actor_obs
@@ -106,6 +141,7 @@ class BatchedEnv:
                 self.physics.time.zero_()
             for name in STATE_FIELDS:
                 chunks[name].append(getattr(self.physics, name).clone())
+            self._check_start_buffers()
         pool = {name: torch.cat(parts)[:size] for name, parts in chunks.items()}
         if not bool(_stable_worlds((pool["qpos"], pool["qvel"]), (MAX_STATE_VALUE, MAX_STATE_VALUE)).all()):
             raise ValueError(
@@ -114,6 +150,16 @@ class BatchedEnv:
                 f"({self.task.config})"
             )
         return pool
+
+    def _check_start_buffers(self) -> None:
+        """Fail with the fix when the start states just written (and settled) overflow a physics buffer."""
+        overflowed = self.physics.take_overflow().any(dim=0).tolist()
+        for kind, full in zip(OVERFLOW_KINDS, overflowed, strict=True):
+            if full and kind in BUFFER_KINDS:
+                raise ValueError(
+                    f"task {self.task.name}: its start states overflow the physics' {kind} buffer; "
+                    f"{self.physics.overflow_fix(kind)}"
+                )
 
     def _write_start_states(self, mask: torch.Tensor) -> None:
         """Fresh samples from the task's reset distribution into the worlds in ``mask``, then forward."""
@@ -151,25 +197,34 @@ class BatchedEnv:
         physics.clear_warmstart(mask)
 
     def _autoreset(self, done: torch.Tensor) -> None:
-        """Copy a random pool entry into every finished world and restart its episode counters.
+        """Copy a random pool entry into every finished world, give it fresh task state (drawn after the copy),
+        run the task's ``after_reset`` on it and restart its episode counters.
 
-        The pool indices and fresh task state are drawn for every world on every call, also when the host
-        shortcut then finds nothing to reset: the generator's stream must not depend on ``host_shortcuts``.
+        The pool indices, fresh task state and ``after_reset``'s draws are drawn for every world on every call,
+        also when the host shortcut then finds nothing to reset: the generator's stream must not depend on
+        ``host_shortcuts``.
         """
         pool_size = self._pool["qpos"].shape[0]
         index = torch.randint(pool_size, (self.num_envs,), generator=self.generator, device=self.device)
+        resetting = not self.host_shortcuts or bool(done.any())
+        if resetting:
+            for name in STATE_FIELDS:
+                view = getattr(self.physics, name)
+                view.copy_(torch.where(_expand_mask(done, view), self._pool[name][index], view))
+            self.physics.xfrc_applied.masked_fill_(_expand_mask(done, self.physics.xfrc_applied), 0.0)
+            self.physics.clear_warmstart(done)
         fresh = self._fresh_task_state({})
-        if self.host_shortcuts and not bool(done.any()):
-            return
-        for name in STATE_FIELDS:
-            view = getattr(self.physics, name)
-            view.copy_(torch.where(_expand_mask(done, view), self._pool[name][index], view))
-        self.physics.xfrc_applied.masked_fill_(_expand_mask(done, self.physics.xfrc_applied), 0.0)
-        self.physics.clear_warmstart(done)
-        self._write_task_state(done, fresh)
-        self._episode_step.masked_fill_(done, 0)
-        self._episode_return.masked_fill_(done, 0.0)
-        self._time_limit.masked_fill_(done, self.episode_length)
+        redraw = self._redraw_at_reset
+        parameters = redraw.draw(self.generator) if redraw is not None else {}
+        if resetting:
+            if redraw is not None:
+                redraw.write(parameters, done)
+            self._write_task_state(done, fresh)
+            self._episode_step.masked_fill_(done, 0)
+            self._episode_return.masked_fill_(done, 0.0)
+            self._episode_reward_terms.masked_fill_(done.unsqueeze(-1), 0.0)
+            self._time_limit.masked_fill_(done, self.episode_length)
+        self.task.after_reset(self.physics, self.task_state, done, self.generator)
 
     def _fresh_task_state(self, given: TaskState) -> TaskState:
         """Task state drawn from the task's reset distribution for every world, with ``given`` entries instead."""
@@ -180,9 +235,19 @@ class BatchedEnv:
         return fresh
 
     def _write_task_state(self, mask: torch.Tensor, fresh: TaskState) -> None:
-        """Write ``fresh`` task state into the worlds in ``mask``, in place (captured graphs read these tensors)."""
-        for name, view in self.task_state.items():
-            view.copy_(torch.where(_expand_mask(mask, view), fresh[name].to(view.dtype), view))
+        """Write the ``fresh`` task state entries into the worlds in ``mask``, in place (captured graphs read these
+        tensors)."""
+        for name, value in fresh.items():
+            view = self.task_state[name]
+            view.copy_(torch.where(_expand_mask(mask, view), value.to(view.dtype), view))
+
+    def _record_reward_terms(self, terms: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """Add a step's reward terms [N, K] to the episode sums (non-finite entries count 0) and the finished
+        episodes' sums to ``reward_term_totals``; returns the episode sums up to this step (a copy)."""
+        self._episode_reward_terms += torch.where(torch.isfinite(terms), terms, 0.0)
+        episode_terms = self._episode_reward_terms.clone()
+        self._reward_term_totals += torch.where(done.unsqueeze(-1), episode_terms, 0.0).sum(0, dtype=torch.float64)
+        return episode_terms
 
     # ----------------------------------------------------------------- public API
     @property
@@ -190,6 +255,12 @@ class BatchedEnv:
         """The start-state pool that resets copy from (``STATE_FIELDS`` -> [reset_pool_size, ...]); to inspect
         the task's start distribution, or to start worlds from chosen entries with :meth:`reset_to`."""
         return dict(self._pool)
+
+    @property
+    def reward_term_totals(self) -> dict[str, torch.Tensor]:
+        """Reward term name -> float64 scalar: the term summed over every episode finished so far (views on the
+        device, cumulative like ``stats``; divide differences by those of ``stats["episodes"]`` for means)."""
+        return dict(zip(self.reward_term_names, self._reward_term_totals.unbind(), strict=True))
 
     @property
     def episode_step(self) -> torch.Tensor:
@@ -233,7 +304,7 @@ class BatchedEnv:
         Task state kept in mocap bodies (targets) is taken from ``mocap_pos``/``mocap_quat`` when
         given, else drawn from the task's reset distribution with the env's seeded generator; likewise
         ``task_state`` (e.g. ``{"command": tensor[N, 3]}`` for a joystick task): the names given are used,
-        every other entry of ``env.task_state`` is drawn fresh.
+        every other entry of ``env.task_state`` is drawn fresh (then seeded by the task's ``after_reset``).
         """
         physics = self.physics
         given = {"qpos": qpos, "qvel": qvel, "ctrl": ctrl, "mocap_pos": mocap_pos, "mocap_quat": mocap_quat}
@@ -260,11 +331,13 @@ class BatchedEnv:
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._write_state(everyone, {k: (v.to(self.device) if v is not None else None) for k, v in given.items()})
         physics.forward()
-        self._write_task_state(
-            everyone, self._fresh_task_state({name: value.to(self.device) for name, value in task_state.items()})
-        )
+        given_state = {name: value.to(self.device) for name, value in task_state.items()}
+        self._write_task_state(everyone, self._fresh_task_state(given_state))
+        self.task.after_reset(physics, self.task_state, everyone, self.generator)
+        self._write_task_state(everyone, given_state)  # the entries given win over what after_reset seeded
         self._episode_step.zero_()
         self._episode_return.zero_()
+        self._episode_reward_terms.zero_()
         self._time_limit.fill_(self.episode_length)
         return self._observe()
 
@@ -293,14 +366,20 @@ class BatchedEnv:
         physics = self.physics
         task_action = action.to(physics.dtype)
         reward: float | torch.Tensor = 0.0
+        terms: float | torch.Tensor = 0.0
         terminated: bool | torch.Tensor = False
         for _ in range(self.action_repeat):
             self.task.control(physics, task_action, self.task_state, self.generator)
             physics.step()
             result = self.task.transition(physics, task_action, self.task_state, self.generator)
             reward = reward + result.reward.float()
+            if self.reward_term_names:
+                terms = terms + self._stack_reward_terms(result.reward_terms)
             terminated = terminated | result.terminated
         assert isinstance(reward, torch.Tensor) and isinstance(terminated, torch.Tensor)  # action_repeat >= 1
+        overflowed = physics.take_overflow()
+        if not (shortcuts and not bool(overflowed.any())):
+            self._overflow_counts += overflowed.sum(dim=0)
         obs, critic_obs = self._float_observations(result.obs, result.critic_obs)
         # One scalar test covers the common case: every entry finite and within its limit.
         checked = (physics.qpos, physics.qvel, obs, critic_obs)
@@ -314,6 +393,8 @@ class BatchedEnv:
             self.stats["nonfinite_states"] += unstable.sum()
             self.stats["nonfinite_rewards"] += bad_reward.sum()
             reward = torch.where(bad_reward, 0.0, reward)
+            if self.reward_term_names:
+                terms = torch.where(bad_reward.unsqueeze(-1), 0.0, terms)
             obs = torch.where(unstable.unsqueeze(-1), 0.0, obs)
             critic_obs = obs if self._critic_sees_actor_obs else torch.where(unstable.unsqueeze(-1), 0.0, critic_obs)
             terminated = terminated | unstable
@@ -324,6 +405,10 @@ class BatchedEnv:
         self.stats["episodes"] += done.sum()
 
         episode_return, episode_length = self._episode_return.clone(), self._episode_step.clone()
+        episode_terms = {}
+        if self.reward_term_names:
+            assert isinstance(terms, torch.Tensor)  # action_repeat >= 1
+            episode_terms["episode_reward_terms"] = self._record_reward_terms(terms, done)
         self._autoreset(done)
         next_obs = self._observe(done, obs, critic_obs)
         return TensorDict(
@@ -339,6 +424,7 @@ class BatchedEnv:
                 "nonfinite": unstable,
                 "episode_return": episode_return,
                 "episode_length": episode_length,
+                **episode_terms,
             },
             batch_size=[self.num_envs],
             device=self.device,
@@ -369,6 +455,15 @@ class BatchedEnv:
     def _float_observations(self, obs: torch.Tensor, critic_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         obs = obs.float()
         return obs, (obs if self._critic_sees_actor_obs else critic_obs.float())
+
+    def _stack_reward_terms(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A transition's reward terms as one [N, K] float32 tensor in ``reward_term_names`` order."""
+        if tuple(terms) != self.reward_term_names:
+            raise ValueError(
+                f"task {self.task.name}: transition reported reward terms {list(terms)}, but its "
+                f"reward_term_names are {list(self.reward_term_names)}; report the same names in that order"
+            )
+        return torch.stack(list(terms.values()), dim=-1).float()
 
     def _check_action(self, action: torch.Tensor) -> None:
         expected = (self.num_envs, self.action_dim)

@@ -35,6 +35,8 @@ class VecEnv(Protocol):
     ``done``                      [N] bool                       ``terminated | truncated``; those worlds were reset
     ``episode_return``            [N] float32                    undiscounted return of the episode up to this step
     ``episode_length``            [N] int64                      steps of the episode up to this step
+    ``episode_reward_terms``      [N, K] float32                 optional: each reward term summed over the episode
+                                                                 up to this step, K = ``len(env.reward_term_names)``
     ============================  =============================  ==================================================
 
     :meth:`reset` returns ``obs`` and ``critic_obs`` as above. An env with no privileged observation

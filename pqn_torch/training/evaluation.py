@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -13,10 +13,12 @@ from pqn_torch.envs.interface import VecEnv
 
 @dataclass
 class EvalResult:
-    """Undiscounted returns and lengths of the episodes that finished within the step budget."""
+    """Undiscounted returns and lengths of the episodes that finished within the step budget, and the sums of
+    each reward term over those episodes (tasks that report terms: ``env.reward_term_names``)."""
 
     returns: torch.Tensor
     lengths: torch.Tensor
+    reward_terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def episodes(self) -> int:
@@ -33,6 +35,11 @@ class EvalResult:
     @property
     def mean_length(self) -> float:
         return float(self.lengths.float().mean()) if self.episodes else float("nan")
+
+    @property
+    def mean_reward_terms(self) -> dict[str, float]:
+        """Each reward term's mean sum per episode (they add up to :attr:`mean_return`); empty without episodes."""
+        return {name: float(sums.mean()) for name, sums in self.reward_terms.items()} if self.episodes else {}
 
 
 class StepRecorder(Protocol):
@@ -56,7 +63,8 @@ def evaluate(
 
     ``policy`` maps raw observations to actions deterministically (``agent.act``, a
     :class:`pqn_torch.policy.Policy`). Each env contributes its first finished episode; the raw
-    (un-normalized) reward is summed. One host copy, at the end.
+    (un-normalized) reward is summed, and so is each reward term (``episode_reward_terms`` of an env with
+    ``reward_term_names``). One host copy, at the end.
     """
     trained_on, task = getattr(policy, "task", None), getattr(getattr(env, "task", None), "name", None)
     if trained_on is not None and task is not None and trained_on != task:
@@ -70,6 +78,8 @@ def evaluate(
     finished = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
     returns = torch.zeros(env.num_envs, device=env.device)
     lengths = torch.zeros(env.num_envs, dtype=torch.int64, device=env.device)
+    term_names = tuple(getattr(env, "reward_term_names", ()))
+    terms = torch.zeros(env.num_envs, len(term_names), device=env.device)
     for _ in range(steps):
         result = env.step(policy(observation))
         if recorder is not None:
@@ -77,7 +87,14 @@ def evaluate(
         first = result["done"] & ~finished
         returns = torch.where(first, result["episode_return"], returns)
         lengths = torch.where(first, result["episode_length"], lengths)
+        if term_names:
+            terms = torch.where(first.unsqueeze(-1), result["episode_reward_terms"], terms)
         finished |= first
         observation = result["obs"]
     finished = finished.cpu()
-    return EvalResult(returns=returns.cpu()[finished], lengths=lengths.cpu()[finished])
+    terms = terms.cpu()[finished]
+    return EvalResult(
+        returns=returns.cpu()[finished],
+        lengths=lengths.cpu()[finished],
+        reward_terms={name: terms[:, column] for column, name in enumerate(term_names)},
+    )

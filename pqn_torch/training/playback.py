@@ -21,12 +21,15 @@ def evaluate_checkpoint(
     video: bool = False,
     video_path: Path | None = None,
     video_size: tuple[int, int] = VIDEO_SIZE,
+    randomize: bool | None = None,
 ) -> str:
-    """Run ``episodes`` deterministic episodes (one per env) of the checkpoint's policy; report mean +- std return.
+    """Run ``episodes`` deterministic episodes (one per env) of the checkpoint's policy; report mean +- std return
+    and, for tasks with reward terms, each term's mean per episode.
 
     With ``video``, world 0's first episode is rendered into an mp4 (default: ``eval_<step>.mp4``
     beside the checkpoint, or ``eval_<step>_2.mp4``, ... if taken; an existing file is never replaced).
-    A checkpoint with non-finite weights (a diverged run) is refused.
+    A checkpoint with non-finite weights (a diverged run) is refused. ``randomize``: evaluate in randomized
+    (true) or nominal (false) worlds; ``None`` = as the policy was trained.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
@@ -36,9 +39,10 @@ def evaluate_checkpoint(
         _check_video_path(Path(video_path))
     torch_device = resolve_device(device)
     policy = Policy.from_checkpoint(location, device=torch_device)
-    env = make_env(
-        policy.task, episodes, torch_device, resolve_backend(backend, torch_device), seed, **policy.task_overrides
-    )
+    overrides = dict(policy.task_overrides)
+    if randomize is not None:
+        overrides.update(randomize=randomize, randomize_every_reset=False)  # each world's episode: one draw
+    env = make_env(policy.task, episodes, torch_device, resolve_backend(backend, torch_device), seed, **overrides)
     recorder = None
     if video:
         assert policy.checkpoint is not None  # from_checkpoint sets it
@@ -58,10 +62,14 @@ def evaluate_checkpoint(
         recorder.close()
     lines = [f"warning: {path} is unreadable ({reason}); skipped it" for path, reason in policy.skipped]
     lines.append(
-        f"{policy.task}, checkpoint {policy.checkpoint} (env step {policy.env_steps:,}): return "
+        f"{policy.task}{' (randomized worlds)' if env.task.config.randomize else ''}, checkpoint "
+        f"{policy.checkpoint} (env step {policy.env_steps:,}): return "
         f"{result.mean_return:.1f} ± {result.std_return:.1f} over {result.episodes} episodes "
         f"(mean length {result.mean_length:.0f})"
     )
+    if result.mean_reward_terms:
+        shares = ", ".join(f"{name} {value:.2f}" for name, value in result.mean_reward_terms.items())
+        lines.append(f"reward terms (mean per episode): {shares}")
     if recorder is not None:
         lines.append(f"video: {recorder.path} ({recorder.writer.frames} frames at {recorder.fps:.3g} fps)")
     return "\n".join(lines)

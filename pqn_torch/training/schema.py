@@ -62,7 +62,8 @@ class AlgPreset(PQNConfig):
 class EvalConfig:
     """When and with how many envs the run evaluates its policy."""
 
-    interval: float = option(0.1, "a fraction of training, 0 < x <= 1")  # also before the first update
+    # also before the first update; the default becomes one update where 0.1 of training is less (said in the log)
+    interval: float = option(0.1, "a fraction of training, 0 < x <= 1")
     num_envs: Optional[int] = option(None, "a positive integer, or null for alg.num_envs")
 
 
@@ -94,7 +95,8 @@ class RunConfig:
     cpu_presets: dict[str, str] = option({}, "a mapping of alg preset names")
     eval: EvalConfig = field(default_factory=EvalConfig)
     log_interval: int = option(10, "a positive integer")  # updates between tensorboard logs / progress refreshes
-    # periodic checkpoint every this fraction of training (0 = final checkpoint only)
+    # periodic checkpoint every this fraction of training (0 = final checkpoint only); the default becomes one
+    # update where 0.1 of training is less (said in the log), a value set shorter than one update is refused
     checkpoint_interval: float = option(0.1, "a fraction of training, 0 <= x <= 1")
 
 

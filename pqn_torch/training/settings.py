@@ -6,7 +6,8 @@ is valid, so ``train.py`` can fail at start instead of minutes into a run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,15 +49,22 @@ class RunSettings:
     eval_num_envs: int
     log_interval: int
     checkpoint_interval: float
+    notes: tuple[str, ...] = ()
+    """Settings adapted to the run (a default interval shorter than one update), one line each, for the log."""
 
 
-def settings_from_config(config: dict[str, Any] | DictConfig, world_size: int = 1) -> RunSettings:
+def settings_from_config(
+    config: dict[str, Any] | DictConfig, world_size: int = 1, explicit: Collection[str] = ()
+) -> RunSettings:
     """Check the composed config (hydra's, or a plain dict such as an older run's config.yaml) and return the settings.
 
     The config is typed against :class:`~pqn_torch.training.schema.RunConfig` (missing keys take its
     defaults; unknown keys and wrong types are refused), then checked for what types cannot say.
     ``world_size``: ranks training together (torchrun), each with ``alg.num_envs`` envs; an update is
-    ``world_size * alg.num_envs * alg.num_steps`` env steps.
+    ``world_size * alg.num_envs * alg.num_steps`` env steps. ``explicit``: the keys the user set
+    (``checkpoint_interval``, ``eval.interval``, ...); an interval the user did not set that is shorter
+    than one update of this run becomes one update (said in :attr:`RunSettings.notes`), an explicit one is
+    an error.
     """
     config = typed(RunConfig, config, ConfigError)
     task = config["task"]
@@ -87,13 +95,11 @@ def settings_from_config(config: dict[str, Any] | DictConfig, world_size: int = 
             f"alg.num_steps = {steps_per_update:,}"
         )
     num_updates = total_timesteps // steps_per_update
-    checkpoint_interval = _fraction("checkpoint_interval", config["checkpoint_interval"], allow_zero=True)
-    if 0 < checkpoint_interval * num_updates < 1:
-        raise ConfigError(
-            f"checkpoint_interval={checkpoint_interval} is less than one update of this run "
-            f"({num_updates} updates); use 0 (final checkpoint only) or a fraction >= "
-            f"{1 / num_updates:.3g}"
-        )
+    notes: list[str] = []
+    checkpoint_interval = _interval(
+        "checkpoint_interval", config["checkpoint_interval"], num_updates, explicit, notes, allow_zero=True
+    )
+    eval_interval = _interval("eval.interval", evaluation["interval"], num_updates, explicit, notes, allow_zero=False)
     if config["seed"] < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {config['seed']!r}")
     return RunSettings(
@@ -110,10 +116,11 @@ def settings_from_config(config: dict[str, Any] | DictConfig, world_size: int = 
         compile=check_switch("compile", config["compile"]),
         cuda_graphs=check_switch("cuda_graphs", config["cuda_graphs"]),
         resume=resume_location(config),
-        eval_interval=_fraction("eval.interval", evaluation["interval"], allow_zero=False),
+        eval_interval=eval_interval,
         eval_num_envs=_positive_int("eval.num_envs", eval_num_envs),
         log_interval=_positive_int("log_interval", config["log_interval"]),
         checkpoint_interval=checkpoint_interval,
+        notes=tuple(notes),
     )
 
 
@@ -217,6 +224,40 @@ def _positive_int(key: str, value: float) -> int:
     if not isinstance(value, int) or value < 1:
         raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     return value
+
+
+def _interval(
+    key: str, value: float, num_updates: int, explicit: Collection[str], notes: list[str], allow_zero: bool
+) -> float:
+    """A fraction of training that must span at least one update (0 = never, where ``allow_zero``).
+
+    One the user did not set becomes one update and a line in ``notes``; an explicit one is an error.
+    """
+    fraction = _fraction(key, value, allow_zero)
+    if fraction == 0 or interval_updates(fraction, num_updates) >= 1:
+        return fraction
+    if key not in explicit:
+        notes.append(
+            f"{key}: the default {fraction} of training is less than one update of this run "
+            f"({num_updates} updates); using one update"
+        )
+        return 1 / num_updates
+    never = "0 (final checkpoint only) or " if allow_zero else ""
+    raise ConfigError(
+        f"{key}={fraction} is less than one update of this run ({num_updates} updates); use {never}a "
+        f"fraction >= {_rounded_up(1 / num_updates)}"
+    )
+
+
+def interval_updates(fraction: float, num_updates: int) -> int:
+    """Updates between two events every ``fraction`` of ``num_updates`` (0: never); ``1 / n`` of ``n`` is 1."""
+    return math.floor(fraction * num_updates * (1 + 1e-12))
+
+
+def _rounded_up(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, rounded up (a suggested fraction that really is enough)."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return f"{math.ceil(value * scale) / scale:.{digits}g}"
 
 
 def _fraction(key: str, value: float, allow_zero: bool) -> float:

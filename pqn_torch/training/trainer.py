@@ -13,6 +13,10 @@ What can go wrong, and what the run then does:
   saved, so the latest checkpoint stays the last good one.
 - **Unstable physics.** Worlds the env had to reset are counted; when their rate over a log interval
   crosses ``UNSTABLE_WARNING_RATE`` the console says so (once, until the rate drops again).
+- **Physics buffer overflows** (MuJoCo Warp): the worlds whose step overflowed a contact or constraint
+  buffer are counted per kind (tensorboard ``physics/overflow_<kind>``); the console says so once per
+  kind, with the task override that makes room, and the run ends with the totals. Solver iteration limits
+  (``physics/solver_iteration_limit``) are expected with Playground's settings: logged, never warned about.
 - **Ctrl-C / SIGTERM.** The first signal finishes the current update (or stops the evaluation),
   saves a checkpoint, flushes tensorboard and raises :class:`TrainingInterrupted` with the command to
   resume; a second one stops at once.
@@ -49,6 +53,8 @@ from pqn_torch.algo.metrics import TAGS
 from pqn_torch.algo.pqn import PQN
 from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
 from pqn_torch.envs import VecEnv, make_env
+from pqn_torch.envs.core import OVERFLOW_COUNTERS
+from pqn_torch.envs.physics.base import BUFFER_KINDS
 from pqn_torch.envs.physics.mujoco_warnings import capture_mujoco_warnings
 from pqn_torch.training.checkpoint import (
     CHECKPOINT_DIR,
@@ -62,7 +68,13 @@ from pqn_torch.training.checkpoint import (
 from pqn_torch.training.evaluation import EvalResult, evaluate
 from pqn_torch.training.logger import QuietLogger, RunLogger
 from pqn_torch.training.run_dir import check_writable, claim_run_dir, remove_failed_start
-from pqn_torch.training.settings import ConfigError, merge_for_resume, resume_location, settings_from_config
+from pqn_torch.training.settings import (
+    ConfigError,
+    interval_updates,
+    merge_for_resume,
+    resume_location,
+    settings_from_config,
+)
 from pqn_torch.training.setup import set_up_agent, start_ranks
 
 VALUE_SCALE_LIMIT = 1000.0
@@ -71,6 +83,8 @@ the run counts as diverged; see :func:`runaway_value`."""
 UNSTABLE_WARNING_RATE = 1e-3
 """Fraction of world-steps reset as unstable, over one log interval, above which the console warns."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REWARD_TERMS = "reward_terms"
+"""Tensorboard section of the per-episode reward-term means (``reward_terms/<name>``)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -156,7 +170,7 @@ class TrainingRun:
             config = merge_for_resume(checkpoint["config"], config, overrides)
             schedule_timesteps = checkpoint.get("schedule_timesteps", checkpoint["config"]["total_timesteps"])
         self.config = config
-        self.settings = settings = settings_from_config(config, distributed.launched_world_size())
+        self.settings = settings = settings_from_config(config, distributed.launched_world_size(), overrides)
         ranks, device = start_ranks(settings)
         self.ranks = ranks
         # alg.num_envs is per rank; total_timesteps counts the env steps of all ranks together.
@@ -214,8 +228,8 @@ class TrainingRun:
         # The speed report times the first update after warm-up: compilation (compile) and the two eager
         # iterations plus the capture (cuda_graphs) would make the estimate far too slow.
         self.warmup_updates = WARMUP_CALLS + 1 if use_graphs else 1 if use_compile else 0
-        self.eval_every = max(1, int(self.num_updates * settings.eval_interval))
-        self.checkpoint_every = int(self.num_updates * settings.checkpoint_interval)
+        self.eval_every = interval_updates(settings.eval_interval, self.num_updates)
+        self.checkpoint_every = interval_updates(settings.checkpoint_interval, self.num_updates)
         checkpoints = 1 + (self.num_updates // self.checkpoint_every if self.checkpoint_every else 0)
         space_note = check_writable(self.run_dir, _checkpoint_bytes(agent), checkpoints) if ranks.is_main else None
         if ranks.is_main:
@@ -232,6 +246,10 @@ class TrainingRun:
         self._ranks_lost = False
         self._unstable_at_log = 0.0
         self._unstable_warned = False
+        self._reward_terms_at_log: dict[str, float] = {}
+        self._episodes_at_log = 0.0
+        self._overflows: dict[str, float] = {}
+        """Worlds counted per buffer kind whose step overflowed it, as of the last log (only kinds seen)."""
         self._stop_signal: int | None = None
         self._signal_received: int | None = None
         self.mujoco_warnings = capture_mujoco_warnings()
@@ -250,8 +268,9 @@ class TrainingRun:
             self.logger.message(
                 f"{requested_dir} belongs to another run (started at the same time); using {self.run_dir}"
             )
-        if space_note:
-            self.logger.message(space_note)
+        for note in (space_note, *settings.notes):
+            if note:
+                self.logger.message(note)
         if checkpoint is not None:
             for path, reason in checkpoint["skipped"]:
                 self.logger.message(f"warning: {path} is unreadable ({reason}); skipped it")
@@ -281,6 +300,7 @@ class TrainingRun:
                 signal.signal(signum, handler)
             self.logger.close()
         self._report_unstable_total()
+        self._report_overflow_totals()
         return TrainSummary(
             run_dir=self.run_dir,
             env_steps=self.env_steps,
@@ -327,12 +347,18 @@ class TrainingRun:
     def log(self, update: int) -> None:
         """Tensorboard scalars and the progress bar; the loop's one device-to-host copy per log interval.
 
-        The same copy carries the count of non-finite weights: a diverged run stops here.
+        The same copy carries the count of non-finite weights (a diverged run stops here) and the env's
+        reward-term totals, logged as ``reward_terms/<name>``: each term's mean sum per episode finished in the
+        interval (the terms of a step add up to its reward, so they add up to ``train/episode_return``).
         """
         synchronize(self.agent.device)
         seconds, self._train_seconds = self._train_seconds, 0.0
         steps_per_second = (self.env_steps - self._steps_at_log) / max(seconds, 1e-9)
-        counters = {f"env/{name}": value for name, value in self.env.stats.items()}
+        counters = {
+            f"{'physics' if name in OVERFLOW_COUNTERS else 'env'}/{name}": value
+            for name, value in self.env.stats.items()
+        }
+        counters.update({f"{REWARD_TERMS}/{name}": total for name, total in self.env.reward_term_totals.items()})
         nonfinite = [~torch.isfinite(tensor).all() for _, tensor in weight_tensors(self.agent)]
         counters["nonfinite_weights"] = torch.stack(nonfinite).sum()
         if self.ranks.world_size > 1:
@@ -359,13 +385,15 @@ class TrainingRun:
             )
         self._last_finite_update = update
         self._logged_update = update
+        reward_terms = self._reward_term_means(metrics)
         self.logger.agent_metrics(metrics, self.env_steps)
-        scalars = {"perf/env_steps_per_s": steps_per_second}
+        scalars = {"perf/env_steps_per_s": steps_per_second, **reward_terms}
         if self.mujoco_warnings is not None:
             scalars["env/mujoco_warnings"] = self.mujoco_warnings.total
         self.logger.scalars(scalars, self.env_steps)
         self.logger.progress(self.env_steps, sps=f"{steps_per_second:,.0f}")
         self._check_unstable_rate(metrics["env/nonfinite_states"])
+        self._note_overflows(metrics)
         self._steps_at_log = self.env_steps
 
     def _merge_across_ranks(self, counters: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -495,6 +523,19 @@ class TrainingRun:
             f"the latest checkpoint is {self.last_checkpoint or 'none'}. {advice}"
         )
 
+    def _reward_term_means(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Take the env's cumulative reward-term totals out of ``metrics``; their means per episode finished since
+        the last log (none when no episode finished)."""
+        totals = {name: metrics.pop(name) for name in list(metrics) if name.startswith(f"{REWARD_TERMS}/")}
+        finished = metrics["env/episodes"] - self._episodes_at_log
+        means = {
+            name: (total - self._reward_terms_at_log.get(name, 0.0)) / finished
+            for name, total in totals.items()
+            if finished
+        }
+        self._reward_terms_at_log, self._episodes_at_log = totals, metrics["env/episodes"]
+        return means
+
     def _check_unstable_rate(self, unstable_total: float) -> None:
         """Say so on the console when the share of unstable (reset) world-steps crosses the threshold."""
         steps = self.env_steps - self._steps_at_log
@@ -513,6 +554,26 @@ class TrainingRun:
             self.logger.message(
                 f"{self._unstable_at_log:,.0f} unstable world-steps were reset in this run "
                 f"({self._unstable_at_log / max(self.env_steps, 1):.3%} of its world-steps)"
+            )
+
+    def _note_overflows(self, metrics: dict[str, float]) -> None:
+        """Say so on the console the first time a physics buffer overflows, with the override that makes room."""
+        for kind in BUFFER_KINDS:
+            total = metrics[f"physics/overflow_{kind}"]
+            if total and kind not in self._overflows:
+                self.logger.message(
+                    f"warning: {total:,.0f} world-steps overflowed the physics' {kind} buffer by env step "
+                    f"{self.env_steps:,} (tensorboard physics/overflow_{kind}); those steps dropped what did not "
+                    f"fit and went on. {self.env.physics.overflow_fix(kind)}"
+                )
+            if total:
+                self._overflows[kind] = total
+
+    def _report_overflow_totals(self) -> None:
+        for kind, total in self._overflows.items():
+            self.logger.message(
+                f"{total:,.0f} world-steps overflowed the physics' {kind} buffer in this run "
+                f"({total / max(self.env_steps, 1):.3%} of its world-steps); {self.env.physics.overflow_fix(kind)}"
             )
 
     def _catch_stop_signals(self) -> dict[int, Any]:

@@ -7,6 +7,11 @@ MuJoCo Warp arrays (zero-copy ``warp.to_torch`` views) or in numpy buffers stepp
 the same quantities with the same timing: after ``step()`` the sensors hold the values MuJoCo computed
 at the start of the last physics step (as ``mjx.step``/``mj_step`` leave ``xpos`` etc.), after
 ``forward()`` they match the current state.
+
+Buffer overflows. MuJoCo Warp preallocates its contact and constraint buffers; what does not fit is dropped
+from the step. :meth:`Physics.take_overflow` reports, per world and per kind (``OVERFLOW_KINDS``), whether
+that happened since the last call, as a tensor op; the env counts it. Native MuJoCo has no such buffers
+(its arena fills only far beyond these tasks, and says so through MuJoCo's own warnings), so it reports none.
 """
 
 from __future__ import annotations
@@ -15,7 +20,15 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import mujoco
+import numpy as np
 import torch
+
+OVERFLOW_KINDS = ("constraints", "contacts", "broadphase", "hfield", "other", "solver_iterations")
+"""What a step can run out of: constraint rows (``njmax``), contacts (narrowphase and CCD) and collision
+candidates (broadphase), both held in the contact buffer, heightfield collisions, other MuJoCo Warp buffers
+(EPA horizon, islands, contact-match and tactile sensors), and solver (or line-search) iterations. The last
+is expected with Playground's capped iterations: counted apart, never warned about (``BUFFER_KINDS`` are)."""
+BUFFER_KINDS = OVERFLOW_KINDS[:-1]
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,10 @@ class PhysicsConfig:
         contacts_per_world: contact buffer per world (MuJoCo Warp only); when set, it replaces ``naconmax``.
         njmax: constraint rows per world (MuJoCo Warp only; ``None`` = backend default).
         num_threads: worker threads (native MuJoCo backend only; ``None`` = all available cores).
+        per_world_fields: ``MjModel`` array fields that get per-world values (domain randomization), see
+            :meth:`Physics.model_field`; every other model field stays shared by all worlds.
+
+    ``naconmax``, ``contacts_per_world`` and ``njmax`` are a task's ``TaskConfig`` fields of the same names.
     """
 
     substeps: int = 1
@@ -35,6 +52,7 @@ class PhysicsConfig:
     contacts_per_world: int | None = None
     njmax: int | None = None
     num_threads: int | None = None
+    per_world_fields: tuple[str, ...] = ()
 
 
 class Physics(ABC):
@@ -67,6 +85,7 @@ class Physics(ABC):
     time: torch.Tensor
     xfrc_applied: torch.Tensor
     qacc: torch.Tensor
+    _no_overflow: torch.Tensor | None = None
 
     @abstractmethod
     def step(self, num_substeps: int | None = None) -> None:
@@ -83,6 +102,32 @@ class Physics(ABC):
         Must be a pure tensor op (no host sync) so it can live inside a captured CUDA graph.
         """
 
+    def take_overflow(self) -> torch.Tensor:
+        """[N, len(OVERFLOW_KINDS)] bool: which worlds overflowed what since the last call; then forgets it.
+
+        A pure tensor op (no host sync, graph-safe). This default is the native backend's: never.
+        """
+        if self._no_overflow is None:
+            self._no_overflow = torch.zeros(self.num_worlds, len(OVERFLOW_KINDS), dtype=torch.bool, device=self.device)
+        return self._no_overflow
+
+    def overflow_fix(self, kind: str) -> str:
+        """What to change so that ``kind`` (one of ``BUFFER_KINDS``) stops overflowing, for a message."""
+        return f"no {kind} buffer to overflow on this backend"
+
+    @abstractmethod
+    def model_field(self, name: str) -> torch.Tensor:
+        """Writable per-world values [N, ...] of ``MjModel`` field ``name`` (one of ``config.per_world_fields``).
+
+        A write changes that world's model from its next physics call; where MuJoCo derives constants from
+        the field (``mj_setConst``: masses, ``qpos0``, armature, ...), call :meth:`recompute_constants` next.
+        """
+
+    @abstractmethod
+    def recompute_constants(self, mask: torch.Tensor) -> None:
+        """Recompute the model constants MuJoCo derives (``mj_setConst``) for the worlds in ``mask`` [N] from
+        their per-world fields; the other worlds' constants stay bit for bit as they are."""
+
     def sensor(self, name: str) -> torch.Tensor:
         """The ``sensordata`` columns of the sensor called ``name`` ([N, dim] view)."""
         return self.sensordata[:, sensor_slice(self.mj_model, name)]
@@ -97,3 +142,11 @@ def sensor_slice(mj_model: mujoco.MjModel, name: str) -> slice:
         raise KeyError(f"model has no sensor {name!r}; sensors: {names}") from None
     start = int(sensor.adr[0])
     return slice(start, start + int(sensor.dim[0]))
+
+
+def check_per_world_fields(mj_model: mujoco.MjModel, names: tuple[str, ...]) -> None:
+    """One clear error for a per-world field name that is not a numeric ``MjModel`` array."""
+    for name in names:
+        value = getattr(mj_model, name, None)
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise ValueError(f"per-world model field {name!r} is not a floating-point MjModel array")

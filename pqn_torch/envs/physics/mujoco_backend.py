@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from mujoco.batch import Batch
 
-from pqn_torch.envs.physics.base import Physics, PhysicsConfig
+from pqn_torch.envs.physics.base import Physics, PhysicsConfig, check_per_world_fields
 
 
 class MujocoPhysics(Physics):
@@ -83,6 +83,8 @@ class MujocoPhysics(Physics):
         sensordata = self._batch.bind("sensordata").view()
         sensordata.flags.writeable = True
         self.sensordata = torch.from_numpy(sensordata)
+        check_per_world_fields(mj_model, config.per_world_fields)
+        self._per_world = {name: torch.from_numpy(self._batch.expand(name)) for name in config.per_world_fields}
         self.forward()
 
     def step(self, num_substeps: int | None = None) -> None:
@@ -98,6 +100,16 @@ class MujocoPhysics(Physics):
     def clear_warmstart(self, mask: torch.Tensor) -> None:
         """Zero the solver warm-start (``qacc_warmstart``) of the worlds in ``mask``, as ``mj_resetData`` does."""
         self._warmstart.masked_fill_(mask.view(-1, 1), 0.0)
+
+    def model_field(self, name: str) -> torch.Tensor:
+        """The batch's own per-world values of ``name`` (``Batch.expand``): a view, written in place."""
+        return self._per_world[name]
+
+    def recompute_constants(self, mask: torch.Tensor) -> None:
+        """``mj_setConst`` in each world of ``mask`` (``Batch.set_const``), on that world's own model."""
+        worlds = mask.nonzero().flatten().tolist()
+        if worlds:
+            self._batch.set_const(worlds)
 
 
 def available_cores() -> int:

@@ -20,6 +20,14 @@ become part of torch's graph. The warp ``Graph`` handle of each such capture is 
 of the physics (as warp's own JAX bridge does) so the kernel modules it uses stay loaded. No host
 sync happens in either path. ``pqn_torch.cuda_graph.CapturedCall`` builds the training loop's
 rollout graph this way.
+
+Buffers. ``njmax`` (constraint rows per world) and the contact buffer (``contact_capacity``) come from the
+task's config. ``put_data`` gets a state with no contacts and no constraints, so the sizes are not checked
+against the model's default pose (which no task resets to: Go1's straight-legged pose on the rough terrain
+has 112 rows, beyond the task's 60); the env checks them at the task's real start states instead, through
+the overflow report. MuJoCo Warp keeps a per-world bitmask of what overflowed (``Data.overflow``,
+``mujoco_warp.OverflowType``), sticky until reset; :meth:`WarpPhysics.take_overflow` reads it per kind and
+clears it, and :meth:`WarpPhysics.forward` adds the row and contact bits that only a step would set.
 """
 
 from __future__ import annotations
@@ -34,9 +42,38 @@ import mujoco_warp
 import torch
 import warp as wp
 
-from pqn_torch.envs.physics.base import Physics, PhysicsConfig
+from pqn_torch.envs.physics.base import OVERFLOW_KINDS, Physics, PhysicsConfig, check_per_world_fields
 
-ITERATION_LIMITS = mujoco_warp.OverflowType.ITERATIONS | mujoco_warp.OverflowType.LS_ITERATIONS
+Overflow = mujoco_warp.OverflowType
+ITERATION_LIMITS = Overflow.ITERATIONS | Overflow.LS_ITERATIONS
+OVERFLOW_BITS = {
+    "constraints": Overflow.NEFC | Overflow.NJMAX_NNZ,
+    "contacts": Overflow.NARROWPHASE | Overflow.CCD,
+    "broadphase": Overflow.BROADPHASE,
+    "hfield": Overflow.HFIELD,
+    "other": Overflow.EPA_HORIZON | Overflow.CONTACT_MATCH | Overflow.NVMAX | Overflow.TACTILE,
+    "solver_iterations": ITERATION_LIMITS,
+}
+"""The ``mujoco_warp.OverflowType`` bits of each of ``OVERFLOW_KINDS``."""
+SET_CONST_OUTPUTS = (
+    "body_subtreemass",
+    "body_invweight0",
+    "dof_invweight0",
+    "tendon_invweight0",
+    "tendon_length0",
+    "actuator_acc0",
+    "eq_data",
+    "geom_aabb",
+    "geom_rbound",
+    "cam_pos0",
+    "cam_poscom0",
+    "cam_mat0",
+    "light_pos0",
+    "light_poscom0",
+    "light_dir0",
+)
+"""The per-world model constants ``mujoco_warp.set_const`` writes: batched with any per-world field, so that each
+world keeps its own (a shared row would be written by every world at once)."""
 REFERENCE_WORLDS = 1024
 """The batch that MuJoCo Playground's per-task ``naconmax`` totals are read against (the DM-suite ``num_envs``)."""
 
@@ -76,16 +113,17 @@ class WarpPhysics(Physics):
         wp.init()
         self._wp_device = wp.device_from_torch(self.device)
 
-        mj_data = mujoco.MjData(mj_model)
-        mujoco.mj_forward(mj_model, mj_data)
+        empty = mujoco.MjData(mj_model)  # no forward: no contacts or rows to check against the buffers
+        check_per_world_fields(mj_model, config.per_world_fields)
+        per_world = (*config.per_world_fields, *SET_CONST_OUTPUTS) if config.per_world_fields else ()
         with wp.ScopedDevice(self._wp_device):
-            self.model = mujoco_warp.put_model(mj_model)
+            self.model = mujoco_warp.put_model(mj_model, batch_sizes=dict.fromkeys(per_world, num_worlds))
             # Playground's solver settings cap iterations on purpose: hitting the cap is expected, not an
-            # error worth a printf from every world; buffer overflows (contacts, constraints) still warn.
+            # error worth a printf from every world; buffer overflows still print (and are counted: take_overflow).
             self.model.opt.warn_overflow &= ~int(ITERATION_LIMITS)
             self.data = mujoco_warp.put_data(
                 mj_model,
-                mj_data,
+                empty,
                 nworld=num_worlds,
                 naconmax=contact_capacity(config.naconmax, num_worlds, config.contacts_per_world),
                 njmax=config.njmax,
@@ -99,6 +137,13 @@ class WarpPhysics(Physics):
         self.sensordata, self.time = wp.to_torch(data.sensordata), wp.to_torch(data.time)
         self._warmstart = wp.to_torch(data.qacc_warmstart)
         self.xfrc_applied, self.qacc = wp.to_torch(data.xfrc_applied), wp.to_torch(data.qacc)
+        self._overflow, self._rows = wp.to_torch(data.overflow), wp.to_torch(data.nefc)
+        self._contacts, self._candidates = wp.to_torch(data.nacon), wp.to_torch(data.ncollision)
+        self._kind_bits = torch.tensor([int(OVERFLOW_BITS[kind]) for kind in OVERFLOW_KINDS], device=self.device)
+        self._peak_rows = torch.zeros((), dtype=self._rows.dtype, device=self.device)
+        """The most constraint rows a world asked for, sampled at each ``take_overflow`` (for ``overflow_fix``)."""
+        self._peak_contacts = torch.zeros((), dtype=self._contacts.dtype, device=self.device)
+        """The most contacts (or collision candidates) the batch asked for, sampled likewise."""
 
         self._warp_streams: dict[int, wp.Stream] = {}
         self._external_captures: list[wp.Graph] = []
@@ -106,6 +151,9 @@ class WarpPhysics(Physics):
         if self.device.type == "cuda":
             self._step_graph = self._capture(self._substeps(config.substeps))
         self.forward()
+        self.take_overflow()  # the model's default pose is no state of the task's: its needs do not count
+        self._peak_rows.zero_()
+        self._peak_contacts.zero_()
 
     def step(self, num_substeps: int | None = None) -> None:
         """``num_substeps`` (default ``config.substeps``) physics steps; the default count replays the graph."""
@@ -122,10 +170,66 @@ class WarpPhysics(Physics):
     def forward(self) -> None:
         """``mujoco_warp.forward`` in every world, so ``sensordata`` describes the current state."""
         self._launch(lambda: mujoco_warp.forward(self.model, self.data))
+        # mujoco_warp flags rows and contacts beyond the buffers when a step advances time; a forward does not.
+        capacity = self.data.naconmax
+        flags = (
+            (self._rows > self.data.njmax) * int(Overflow.NEFC)
+            + (self._contacts > capacity) * int(Overflow.NARROWPHASE)
+            + (self._candidates > capacity) * int(Overflow.BROADPHASE)
+        )
+        self._overflow.bitwise_or_(flags.to(self._overflow.dtype))
+
+    def take_overflow(self) -> torch.Tensor:
+        """[N, len(OVERFLOW_KINDS)] bool from MuJoCo Warp's per-world bitmask, which is then cleared (tensor ops).
+
+        The contact buffer is shared by the batch, so a contact or broadphase overflow marks every world.
+        """
+        torch.maximum(self._peak_rows, self._rows.amax(), out=self._peak_rows)
+        torch.maximum(
+            self._peak_contacts, torch.maximum(self._contacts, self._candidates).amax(), out=self._peak_contacts
+        )
+        overflowed = (self._overflow.unsqueeze(-1) & self._kind_bits) != 0
+        self._overflow.zero_()
+        return overflowed
+
+    def overflow_fix(self, kind: str) -> str:
+        """The task override that makes room, sized from the largest need seen so far (reads the device)."""
+        if kind == "constraints":
+            needed = max(int(self._peak_rows), self.data.njmax + 1)
+            return (
+                f"njmax is {self.data.njmax} rows per world, up to {needed} were needed: +task.overrides.njmax={needed}"
+            )
+        if kind in ("contacts", "broadphase"):
+            per_world = self.data.naconmax // self.num_worlds
+            needed = max(math.ceil(int(self._peak_contacts) / self.num_worlds), per_world + 1)
+            return (
+                f"the contact buffer holds {per_world} per world, up to {needed} per world were needed: "
+                f"+task.overrides.contacts_per_world={needed}"
+            )
+        if kind == "hfield":
+            return "a geom met more heightfield prisms than MuJoCo Warp keeps per pair: a coarser heightfield"
+        return "a MuJoCo Warp buffer without a task option (EPA horizon, islands or a sensor's); see its docs"
 
     def clear_warmstart(self, mask: torch.Tensor) -> None:
         """Zero ``qacc_warmstart`` of the worlds in ``mask`` with one torch op (graph-safe, no host sync)."""
         self._warmstart.masked_fill_(mask.view(-1, 1), 0.0)
+
+    # ----------------------------------------------------------------- per-world model fields
+    def model_field(self, name: str) -> torch.Tensor:
+        """``warp.to_torch`` of the model's batched array ``name`` (float32, [N, ...], vectors as a last dim)."""
+        if name not in self.config.per_world_fields:
+            raise KeyError(f"model field {name!r} is shared by all worlds; list it in PhysicsConfig.per_world_fields")
+        return wp.to_torch(getattr(self.model, name))
+
+    def recompute_constants(self, mask: torch.Tensor) -> None:
+        """``mujoco_warp.set_const`` (all worlds, no host sync), then the worlds outside ``mask`` get their
+        previous constants back: MuJoCo Warp's float32 recomputation would differ from MuJoCo C's in the last bits."""
+        kept = {name: wp.to_torch(getattr(self.model, name)).clone() for name in SET_CONST_OUTPUTS}
+        self._launch(lambda: mujoco_warp.set_const(self.model, self.data, restore=False))
+        for name, before in kept.items():
+            view = wp.to_torch(getattr(self.model, name))
+            if view.numel():
+                view.copy_(torch.where(mask.view(-1, *[1] * (view.dim() - 1)), view, before))
 
     # ----------------------------------------------------------------- launching
     def _substeps(self, count: int) -> Callable[[], None]:

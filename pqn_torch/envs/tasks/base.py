@@ -9,10 +9,12 @@ Two levels of hooks. The DM Control Suite tasks implement the stateless ones (``
 per-world *task state* (commands, timers, last actions, ...) that :meth:`Task.initial_state` samples and
 the env keeps, replaces at autoreset and passes to every hook; :meth:`Task.control` (actions in [-1, 1]
 mapped to controls, perturbations written before the physics step); :meth:`Task.transition` (reward,
-observations and termination of one step, in whatever order the task needs, updating the state in
-place); :meth:`Task.observe`. Their defaults reduce to the stateless hooks, so a DM task is unchanged.
-Randomness inside a step (observation noise, command resampling) comes from the env's ``generator``,
-which every stateful hook receives.
+its terms, observations and termination of one step, in whatever order the task needs, updating the
+state in place); :meth:`Task.after_reset` (task state seeded from the state a world resets to);
+:meth:`Task.observe` (reads task state, never writes it). Their defaults reduce to the stateless hooks,
+so a DM task is unchanged. Randomness inside a step (observation noise, command resampling) comes from
+the env's ``generator``, which every stateful hook receives. ``docs/adding_a_task.md`` gives the order of
+the hooks in a step and a reset and the rules they follow.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import Draw
 
 
 @dataclass
@@ -41,12 +44,17 @@ class StartStates:
 
 @dataclass
 class Transition:
-    """What one task step produces (all [N], observations [N, dim])."""
+    """What one task step produces (all [N], observations [N, dim]).
+
+    ``reward_terms``: the reward's parts, name -> [N], in the order of :attr:`Task.reward_term_names`,
+    adding up to ``reward`` (the env sums them per episode for the ``reward_terms/<name>`` logs).
+    """
 
     reward: torch.Tensor
     obs: torch.Tensor
     critic_obs: torch.Tensor
     terminated: torch.Tensor
+    reward_terms: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
 
 TaskState = dict[str, torch.Tensor]
@@ -60,6 +68,8 @@ class TaskConfig:
     ``action_repeat``: task steps (each ``ctrl_dt`` long, with its own reward) per agent step; the env
     sums their rewards. ``episode_length`` counts agent steps. ``contacts_per_world``: MuJoCo Warp contact
     buffer per world (robot tasks); when ``None`` the DM-suite reading of ``naconmax`` applies.
+    ``randomize``: draw each world's model parameters from the task's :attr:`Task.randomization` table
+    (tasks that have one); ``randomize_every_reset``: draw them again whenever a world resets.
     """
 
     ctrl_dt: float
@@ -69,6 +79,8 @@ class TaskConfig:
     njmax: int | None = None
     action_repeat: int = 1
     contacts_per_world: int | None = None
+    randomize: bool = False
+    randomize_every_reset: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ctrl_dt", "sim_dt"):
@@ -87,6 +99,43 @@ class TaskConfig:
             not _is_integer(self.contacts_per_world) or self.contacts_per_world < 0
         ):
             raise ValueError(f"contacts_per_world must be an integer >= 0 or null, got {self.contacts_per_world!r}")
+        for name in ("randomize", "randomize_every_reset"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.randomize_every_reset and not self.randomize:
+            raise ValueError("randomize_every_reset=true needs randomize=true")
+
+
+CONTROL_FORMULAS = {
+    "action": "ctrl = clip(action, action_low, action_high)",
+    "default_pose_offset": "ctrl = default_joint_pos + {scale:g} * action",
+    "joint_pos_offset": "ctrl = joint_pos + {scale:g} * action",
+    "ctrl_increment": "ctrl = previous ctrl + {scale:g} * action (the first previous ctrl: joint_pos at the start)",
+}
+"""How an action becomes the actuators' ``ctrl``, per :attr:`ControlMapping.mode`. ``joint_pos``: the actuated
+joints' current angles; MuJoCo clamps a ``ctrl`` outside the actuators' ``ctrlrange`` where they are limited."""
+
+
+@dataclass(frozen=True)
+class ControlMapping:
+    """How a task turns an action into controls, described for a program that runs the policy without the env.
+
+    ``mode`` names a :data:`CONTROL_FORMULAS` entry, ``scale`` its action scale, ``default_pose_keyframe``
+    the keyframe holding the robot's default joint pose (robot tasks).
+    """
+
+    mode: str = "action"
+    scale: float = 1.0
+    default_pose_keyframe: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in CONTROL_FORMULAS:
+            raise ValueError(f"control mode must be one of {sorted(CONTROL_FORMULAS)}, got {self.mode!r}")
+
+    @property
+    def formula(self) -> str:
+        """The mapping in words, e.g. ``ctrl = default_joint_pos + 0.5 * action``."""
+        return CONTROL_FORMULAS[self.mode].format(scale=self.scale)
 
 
 class Task(ABC):
@@ -108,6 +157,11 @@ class Task(ABC):
     normalized_actions: ClassVar[bool] = False
     """True: actions live in [-1, 1] and :meth:`control` maps them to controls (robot tasks); False: actions
     are the controls, clipped to the actuators' ``ctrlrange``."""
+    reward_term_names: tuple[str, ...] = ()
+    """The names of the parts of the reward that :meth:`transition` reports in ``Transition.reward_terms``;
+    none for the DM tasks, whose reward is one product of tolerances (the episode return says it all)."""
+    randomization: ClassVar[tuple[Draw, ...]] = ()
+    """Domain randomization table (``randomize=true``), see :mod:`pqn_torch.envs.randomization`."""
 
     def __init__(self, **overrides: Any) -> None:
         valid = {f.name for f in dataclasses.fields(self.default_config)}
@@ -119,6 +173,8 @@ class Task(ABC):
             if key not in common:
                 _check_option_type(self.name, key, value, getattr(self.default_config, key))
         self.config = dataclasses.replace(self.default_config, **overrides)
+        if self.config.randomize and not self.randomization:
+            raise ValueError(f"task {self.name} has no domain randomization; randomize must be false")
         substeps = self.config.ctrl_dt / self.config.sim_dt
         if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
             raise ValueError(
@@ -133,8 +189,11 @@ class Task(ABC):
         ``opt.timestep`` is set to ``config.sim_dt`` by the env after this returns.
         """
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:  # noqa: B027 (optional hook: a no-op for tasks without ids)
-        """Look up ids and sensor slices in the compiled model (called once, before any other hook)."""
+    def bind(  # noqa: B027 (optional hook: a no-op for tasks without ids)
+        self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        """Look up ids and sensor slices in the compiled model and put the task's constants on ``device`` in the
+        physics ``dtype`` (called once, before any other hook): a captured step then reads no host data."""
 
     @abstractmethod
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
@@ -166,6 +225,11 @@ class Task(ABC):
         ``None`` = zeros."""
         return None
 
+    def control_mapping(self) -> ControlMapping:
+        """What :meth:`control` computes, for an exported policy's metadata (a test checks the two agree): by
+        default the action is the control."""
+        return ControlMapping()
+
     def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:
         """Write what the physics step needs: ``ctrl`` from ``action`` and any perturbation (``xfrc_applied``,
         ``qvel``). Default: the action is the control."""
@@ -179,10 +243,23 @@ class Task(ABC):
         obs, critic_obs = self.observe(physics, state, generator)
         return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=self.terminated(physics))
 
+    def after_reset(  # noqa: B027 (optional hook: most tasks draw all their state in initial_state)
+        self, physics: Physics, state: TaskState, reset: torch.Tensor, generator: torch.Generator
+    ) -> None:
+        """Seed task state from the state the worlds in ``reset`` [N] bool start from (an observation history
+        filled with the first frame, ...); runs after their physics state and fresh :meth:`initial_state`
+        are written, before their first observation.
+
+        Write only the rows of ``reset`` (``torch.where``), compute on every world with fixed shapes, no host
+        sync: the env calls it on every step (an all-false ``reset`` when no world finished), so the random
+        numbers drawn here must not depend on ``reset`` either.
+        """
+
     def observe(
         self, physics: Physics, state: TaskState, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(actor, critic) observations of the current state (at reset and after autoreset)."""
+        """(actor, critic) observations of the current state (at reset and after autoreset). Runs for every
+        world on every step and at every reset, so it reads task state and never writes it."""
         obs = self.observation(physics)
         return obs, (obs if self.critic_sees_actor_obs else self.critic_observation(physics))
 

@@ -159,8 +159,3 @@ def soft_limits(low: torch.Tensor, high: torch.Tensor, factor: float) -> tuple[t
     """Joint limits shrunk about their midpoint to ``factor`` of the range (Playground's getup/handstand)."""
     middle, half = (low + high) / 2, (high - low) / 2
     return middle - factor * half, middle + factor * half
-
-
-def limit_violation(q: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """Sum over joints of how far ``q`` [N, nj] lies outside ``[low, high]`` (Playground's dof_pos_limits)."""
-    return ((low - q).clamp(min=0.0) + (q - high).clamp(min=0.0)).sum(dim=-1)

@@ -30,7 +30,7 @@ class CheetahRun(Task):
     def build_spec(self) -> mujoco.MjSpec:
         return load_dm_suite_spec("cheetah.xml", iterations=4, ls_iterations=8)
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         ranges = torch.as_tensor(mj_model.jnt_range[FIRST_JOINT_WITH_RANGE:])
         self._joint_low, self._joint_high = ranges[:, 0], ranges[:, 1]
         self._speed = sensor_slice(mj_model, "torso_subtreelinvel")

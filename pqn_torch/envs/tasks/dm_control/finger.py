@@ -64,7 +64,7 @@ class Finger(Task):
         move_into_mocap_body(spec, "target")
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         ranges = torch.as_tensor(mj_model.jnt_range[:FINGER_JOINTS])
         self._joint_low, self._joint_high = ranges[:, 0], ranges[:, 1]
         self._joint_angles = [sensor_slice(mj_model, name) for name in ("proximal", "distal")]
@@ -120,8 +120,8 @@ class FingerTurn(Finger):
         spec.site("target").size[0] = self.target_radius
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
-        super().bind(mj_model)
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
+        super().bind(mj_model, device, dtype)
         self._target = sensor_slice(mj_model, "target")
         self._target_mocap = int(mj_model.body("target").mocapid[0])
         # The tip sweeps a circle of the first cap's radius + half-length around the hinge's anchor,

@@ -42,7 +42,7 @@ class Walker(Task):
         add_body_sensor(spec, "torso_pos", mujoco.mjtSensor.mjSENS_FRAMEPOS, "torso")
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         if [mj_model.body(i).name for i in range(1, mj_model.nbody)] != list(BODIES):
             raise ValueError(f"walker model bodies changed; expected {BODIES}")
         ranges = torch.as_tensor(mj_model.jnt_range[FIRST_HINGE:])

@@ -83,7 +83,7 @@ class Swimmer(Task):
             geom.conaffinity = 0
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         ranges = torch.as_tensor(mj_model.jnt_range[FIRST_HINGE:])
         self._joint_low, self._joint_high = ranges[:, 0], ranges[:, 1]
         self._nose = sensor_slice(mj_model, "nose_pos")

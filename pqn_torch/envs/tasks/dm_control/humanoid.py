@@ -67,7 +67,7 @@ class Humanoid(Task):
             add_body_sensor(spec, f"{body}_in_torso", mujoco.mjtSensor.mjSENS_FRAMEPOS, body, relative_to="torso")
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         self._qpos0 = torch.as_tensor(mj_model.qpos0)
         self._head_z = sensor_slice(mj_model, "head_pos").start + 2
         # build_spec adds the torso's x-, y- and z-axis back to back (9 columns); entry 2 of each is

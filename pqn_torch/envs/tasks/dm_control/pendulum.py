@@ -40,7 +40,7 @@ class PendulumSwingup(Task):
         add_body_sensor(spec, "pole_zaxis", mujoco.mjtSensor.mjSENS_FRAMEZAXIS, "pole")
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         axis = sensor_slice(mj_model, "pole_zaxis")
         self._pole_xz_zz = slice(axis.start, axis.stop, 2)  # z-axis x and z entries (a view, no gather)
 

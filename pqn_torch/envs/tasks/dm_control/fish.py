@@ -74,7 +74,7 @@ class FishSwim(Task):
         )
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         addresses = [int(mj_model.joint(name).qposadr[0]) for name in JOINTS]
         if addresses != list(range(addresses[0], addresses[0] + len(JOINTS))):
             raise ValueError(f"fish model changed: joints {JOINTS} are no longer consecutive in qpos")

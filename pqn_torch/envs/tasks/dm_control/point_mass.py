@@ -42,7 +42,7 @@ class PointMass(Task):
         )
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         self._target_size = float(mj_model.geom("target").size[0])
         ranges = torch.as_tensor(mj_model.jnt_range)
         self._joint_low, self._joint_high = ranges[:, 0], ranges[:, 1]

@@ -52,7 +52,7 @@ class Cartpole(Task):
         add_body_sensor(spec, "pole_zaxis", mujoco.mjtSensor.mjSENS_FRAMEZAXIS, "pole_1")
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         joints = tuple(mj_model.joint(i).name for i in range(mj_model.njnt))
         if joints != JOINTS or mj_model.nq != len(JOINTS):
             raise ValueError(f"cartpole model joints changed; expected {JOINTS}, got {joints}")

@@ -61,7 +61,7 @@ class Reacher(Task):
             )
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         self._shoulder = int(mj_model.joint("shoulder").qposadr[0])
         wrist = mj_model.joint("wrist")
         self._wrist = int(wrist.qposadr[0])

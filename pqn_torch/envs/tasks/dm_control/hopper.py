@@ -38,7 +38,7 @@ class Hopper(Task):
             add_body_sensor(spec, f"{body}_inertial_pos", mujoco.mjtSensor.mjSENS_FRAMEPOS, body, inertial=True)
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         ranges = torch.as_tensor(mj_model.jnt_range[FIRST_HINGE:])
         self._joint_low, self._joint_high = ranges[:, 0], ranges[:, 1]
         self._torso_pos = sensor_slice(mj_model, "torso_inertial_pos")

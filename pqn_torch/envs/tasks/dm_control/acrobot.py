@@ -53,7 +53,7 @@ class Acrobot(Task):
         )
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         self._target_radius = float(mj_model.site("target").size[0])
         # build_spec adds the two z-axis sensors back to back: 3 columns per link, in LINKS order.
         self._axes = slice(

@@ -1,7 +1,7 @@
 """Go1Getup (MuJoCo Playground 0.2.0 semantics): recover from a fall and stand at the home pose.
 
 Model: Playground's full-collision Go1 scene (capsule/cylinder legs and trunk collide with the floor),
-with the Go1 edits of :class:`~pqn_torch.envs.tasks.go1.Go1Task`. Episodes of 300 steps (6 s).
+with the Go1 edits of :class:`~pqn_torch.envs.tasks.locomotion.go1.Go1Task`. Episodes of 300 steps (6 s).
 
 - Reset: with probability 0.6 a drop: trunk at 0.5 m with a uniformly random orientation (a normalized
   Gaussian quaternion) and joints uniform in their ranges; otherwise the home keyframe. Root velocity
@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import math
 
+import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import normal, uniform
-from pqn_torch.envs.tasks.go1 import FREE_JOINT_QPOS, FREE_JOINT_QVEL, PROPRIOCEPTION_LAYOUT, Go1Config, Go1Task
+from pqn_torch.envs.tasks.locomotion.go1 import CTRL_DT, PROPRIOCEPTION_LAYOUT, SIM_DT, Go1Task
 from pqn_torch.envs.tasks.registry import register
-from pqn_torch.envs.tasks.robots import limit_violation, soft_limits
+from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig
+from pqn_torch.envs.tasks.robots import soft_limits
 
 GETUP_REWARD_SCALES = {
     "orientation": 1.0,
@@ -51,7 +54,6 @@ DESIRED_HEIGHT = 0.275
 UPRIGHT_TOLERANCE = 0.01  # squared distance of the gravity direction from straight down
 HEIGHT_TOLERANCE = 0.005
 MAX_JOINT_SPEED = 2 * math.pi
-ACTION_SCALE = 0.5
 
 
 @register
@@ -60,8 +62,9 @@ class Go1Getup(Go1Task):
 
     name = "Go1Getup"
     scene = "scene_mjx_fullcollisions_flat_terrain.xml"
-    default_config = Go1Config(ctrl_dt=0.02, sim_dt=0.004, episode_length=300, contacts_per_world=30, njmax=250)
-    noise_scales = {"joint_pos": 0.03, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05}
+    default_config = RobotConfig(CTRL_DT, SIM_DT, episode_length=300, contacts_per_world=30, njmax=250)
+    action_mapping = ActionMapping(scale=0.5, reference="joints")
+    remembered_actions = 2
     reward_scales = GETUP_REWARD_SCALES
     observation_layout = PROPRIOCEPTION_LAYOUT + (("last action", 12),)
 
@@ -69,16 +72,10 @@ class Go1Getup(Go1Task):
         super().__init__(**overrides)
         self.settle_steps = round(SETTLE_TIME / self.config.sim_dt)
 
-    def bind(self, mj_model) -> None:
-        super().bind(mj_model)
-        soft_low, soft_high = soft_limits(self.joint_low, self.joint_high, 0.95)
-        self._constants.update(
-            {
-                "soft_low": soft_low,
-                "soft_high": soft_high,
-                "straight_down": torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64),
-            }
-        )
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
+        super().bind(mj_model, device, dtype)
+        self.soft_low, self.soft_high = map(self.constant, soft_limits(*self.joint_range, 0.95))
+        self.straight_down = self.constant((0.0, 0.0, -1.0))
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         """A drop (probability 0.6) or the home pose, with a random root velocity; settled by the env."""
@@ -88,49 +85,37 @@ class Go1Getup(Go1Task):
         dropped[:, 2] = DROP_HEIGHT
         quaternion = normal(generator, (num, 4), 1.0, like=like)
         dropped[:, 3:7] = quaternion / (torch.linalg.vector_norm(quaternion, dim=-1, keepdim=True) + 1e-6)
-        dropped[:, FREE_JOINT_QPOS:] = uniform(
-            generator, (num, self.joint_low.numel()), self.joint_low.to(like), self.joint_high.to(like), like=like
-        )
-        qpos = torch.where(drop, dropped, self._home_qpos.to(like).expand(num, -1))
-        qvel = torch.zeros(num, physics.qvel.shape[1], dtype=physics.dtype, device=physics.device)
-        qvel[:, :FREE_JOINT_QVEL] = uniform(generator, (num, FREE_JOINT_QVEL), -0.5, 0.5, like=qvel)
-        return StartStates(qpos=qpos, qvel=qvel)
-
-    def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:
-        return {"last_act": physics.qpos.new_zeros(num, 12), "last_last_act": physics.qpos.new_zeros(num, 12)}
-
-    def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:
-        physics.ctrl.copy_(physics.qpos[:, FREE_JOINT_QPOS:] + ACTION_SCALE * action)
+        joints = (num, self.joint_low.numel())
+        dropped[:, self.joint_qpos] = uniform(generator, joints, self.joint_low, self.joint_high, like=like)
+        qpos = torch.where(drop, dropped, self.home_qpos.expand(num, -1))
+        return StartStates(qpos=qpos, qvel=self.random_root_velocity(generator, num, physics))
 
     def transition(
         self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
     ) -> Transition:
         obs, critic_obs = self.observe(physics, state, generator)
-        reward = self.total_reward(self.reward_terms(physics, action, state))
-        state["last_last_act"].copy_(state["last_act"])
-        state["last_act"].copy_(action)
+        reward, shares = self.total_reward(self.reward_terms(physics, action, state))
+        self.remember_action(state, action)
         never = torch.zeros(physics.num_worlds, dtype=torch.bool, device=physics.device)
-        return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=never)
+        return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=never, reward_terms=shares)
 
     def reward_terms(self, physics: Physics, action: torch.Tensor, state: TaskState) -> dict[str, torch.Tensor]:
         """Playground's unscaled getup reward terms [N]."""
         q, qd = self.joints(physics)
         height = self.torso_height(physics)[:, 0].clamp(max=DESIRED_HEIGHT)
-        tilt = ((self.const("straight_down", q) - self.gravity(physics)) ** 2).sum(-1)
+        tilt = ((self.straight_down - self.gravity(physics)) ** 2).sum(-1)
         upright = (tilt < UPRIGHT_TOLERANCE).to(q.dtype)
         at_height = (DESIRED_HEIGHT - height < HEIGHT_TOLERANCE).to(q.dtype)
-        torques = self.actuator_force(physics)
-        last, before_last = state["last_act"], state["last_last_act"]
         return {
             "orientation": torch.exp(-2.0 * tilt),
             "torso_height": torch.exp(height) - 1.0,
-            "posture": upright * torch.exp(-0.5 * ((q - self.const("default_pose", q)) ** 2).sum(-1)),
+            "posture": upright * torch.exp(-0.5 * ((q - self.default_pose) ** 2).sum(-1)),
             "stand_still": upright * at_height * torch.exp(-0.5 * (action**2).sum(-1)),
-            "action_rate": ((action - last) ** 2).sum(-1) + ((action - 2 * last + before_last) ** 2).sum(-1),
-            "torques": torch.linalg.vector_norm(torques, dim=-1) + torques.abs().sum(-1),
-            "dof_pos_limits": limit_violation(q, self.const("soft_low", q), self.const("soft_high", q)),
-            "dof_acc": (physics.qacc[:, FREE_JOINT_QVEL:] ** 2).sum(-1),
-            "dof_vel": ((qd.abs() - MAX_JOINT_SPEED).clamp(min=0.0) ** 2).sum(-1),
+            "action_rate": terms.action_rate(action, state["last_act"], state["last_last_act"]),
+            "torques": terms.torques(self.actuator_force(physics)),
+            "dof_pos_limits": terms.dof_pos_limits(q, self.soft_low, self.soft_high),
+            "dof_acc": terms.dof_acc(physics.qacc[:, self.joint_qvel]),
+            "dof_vel": terms.dof_vel(qd, MAX_JOINT_SPEED),
         }
 
     def observe(

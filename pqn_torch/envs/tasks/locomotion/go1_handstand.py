@@ -1,7 +1,7 @@
 """Go1Handstand and Go1Footstand (MuJoCo Playground 0.2.0 semantics): balance on the front or the rear legs.
 
 Model: Playground's Go1 scene with leg collisions and 12 floor-contact sensors on the front legs'
-calves, thighs and hips, with the Go1 edits of :class:`~pqn_torch.envs.tasks.go1.Go1Task`. Episodes of
+calves, thighs and hips, with the Go1 edits of :class:`~pqn_torch.envs.tasks.locomotion.go1.Go1Task`. Episodes of
 500 steps (10 s).
 
 - Reset: the home keyframe, x and y shifted by U(-0.5, 0.5), yaw U(-3.14, 3.14), root velocity
@@ -24,13 +24,23 @@ Task state (``env.task_state``): ``last_act`` [N, 12].
 
 from __future__ import annotations
 
+import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
+from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
-from pqn_torch.envs.tasks.go1 import LINVEL_LAYOUT, PROPRIOCEPTION_LAYOUT, Go1Config, Go1Task
+from pqn_torch.envs.tasks.locomotion.go1 import (
+    CTRL_DT,
+    GO1_NOISE,
+    LINVEL_LAYOUT,
+    PROPRIOCEPTION_LAYOUT,
+    SIM_DT,
+    Go1Task,
+)
 from pqn_torch.envs.tasks.registry import register
-from pqn_torch.envs.tasks.robots import limit_violation, soft_limits
+from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig
+from pqn_torch.envs.tasks.robots import soft_limits
 
 HANDSTAND_REWARD_SCALES = {"height": 1.0, "orientation": 1.0, "contact": -0.1, "dof_pos_limits": -0.5, "pose": -0.1}
 UNWANTED_CONTACTS = (
@@ -48,7 +58,6 @@ UNWANTED_CONTACTS = (
     "fr_hip",
 )
 FALLEN_UP_AXIS = -0.25
-ACTION_SCALE = 0.3
 
 
 @register
@@ -57,34 +66,23 @@ class Go1Handstand(Go1Task):
 
     name = "Go1Handstand"
     scene = "scene_mjx_flat_terrain.xml"
-    default_config = Go1Config(ctrl_dt=0.02, sim_dt=0.004, episode_length=500, contacts_per_world=30, njmax=200)
-    noise_scales = {"joint_pos": 0.01, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05, "linvel": 0.1}
+    default_config = RobotConfig(CTRL_DT, SIM_DT, episode_length=500, contacts_per_world=30, njmax=200)
+    action_mapping = ActionMapping(scale=0.3, reference="ctrl")
+    noise_scales = {**GO1_NOISE, "joint_pos": 0.01}
     reward_scales = HANDSTAND_REWARD_SCALES
     observation_layout = LINVEL_LAYOUT + PROPRIOCEPTION_LAYOUT + (("last action", 12),)
     desired_height = 0.55
     desired_forward = (0.0, 0.0, -1.0)
     airborne_joints = slice(6, 12)  # the rear legs
 
-    def bind(self, mj_model) -> None:
-        super().bind(mj_model)
-        soft_low, soft_high = soft_limits(self.joint_low, self.joint_high, 0.9)
-        self._constants.update(
-            {
-                "soft_low": soft_low,
-                "soft_high": soft_high,
-                "desired_forward": torch.tensor(self.desired_forward, dtype=torch.float64),
-            }
-        )
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
+        super().bind(mj_model, device, dtype)
+        self.soft_low, self.soft_high = map(self.constant, soft_limits(*self.joint_range, 0.9))
+        self.desired_forward_axis = self.constant(self.desired_forward)
         self._unwanted = [sensor_slice(mj_model, f"{geom}_floor_found").start for geom in UNWANTED_CONTACTS]
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         return self.home_start(generator, num, physics)
-
-    def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:
-        return {"last_act": physics.qpos.new_zeros(num, 12)}
-
-    def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:
-        physics.ctrl.add_(ACTION_SCALE * action)
 
     def unwanted_contact(self, physics: Physics) -> torch.Tensor:
         """Whether any front-leg calf, thigh or hip touches the floor, [N] bool."""
@@ -95,21 +93,21 @@ class Go1Handstand(Go1Task):
     ) -> Transition:
         obs, critic_obs = self.observe(physics, state, generator)
         terminated = (self.read(physics, "upvector")[:, 2] < FALLEN_UP_AXIS) | self.unwanted_contact(physics)
-        reward = self.total_reward(self.reward_terms(physics))
-        state["last_act"].copy_(action)
-        return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated)
+        reward, shares = self.total_reward(self.reward_terms(physics))
+        self.remember_action(state, action)
+        return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated, reward_terms=shares)
 
     def reward_terms(self, physics: Physics) -> dict[str, torch.Tensor]:
         """Playground's unscaled handstand/footstand reward terms with non-zero scale [N]."""
         q, _ = self.joints(physics)
         height = self.torso_height(physics)[:, 0].clamp(max=self.desired_height)
-        alignment = (self.read(physics, "forwardvector") * self.const("desired_forward", q)).sum(-1)
-        pose_error = q[:, self.airborne_joints] - self.const("default_pose", q)[self.airborne_joints]
+        alignment = (self.read(physics, "forwardvector") * self.desired_forward_axis).sum(-1)
+        pose_error = q[:, self.airborne_joints] - self.default_pose[self.airborne_joints]
         return {
             "height": torch.exp(-(self.desired_height - height)),
             "orientation": (0.5 * alignment + 0.5) ** 2,
             "contact": self.feet_contact(physics).any(dim=-1).to(q.dtype),
-            "dof_pos_limits": limit_violation(q, self.const("soft_low", q), self.const("soft_high", q)),
+            "dof_pos_limits": terms.dof_pos_limits(q, self.soft_low, self.soft_high),
             "pose": (pose_error**2).sum(-1),
         }
 

@@ -44,7 +44,7 @@ class BallInCup(Task):
         )
         return spec
 
-    def bind(self, mj_model: mujoco.MjModel) -> None:
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         ball_radius = float(mj_model.geom("ball").size[0])
         self._inside_x, self._inside_z = (float(half) - ball_radius for half in mj_model.site("target").size[X_AND_Z])
         self._ball_from_target = sensor_slice(mj_model, "ball_from_target")

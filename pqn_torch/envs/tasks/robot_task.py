@@ -1,0 +1,402 @@
+"""The robot layer (:class:`RobotTask`): what every MuJoCo Playground robot task does the same way.
+
+A robot family's file (``locomotion/go1.py``, ...) adds its scene, its sensors and its task logic; this
+base does the generic half:
+
+- **Actions to controls** (:class:`ActionMapping`, the task's :attr:`RobotTask.action_mapping`): actions live
+  in [-1, 1]; ``ctrl = reference + scale * action``, where the reference is ``"home"`` (the home keyframe's
+  joint angles: Go1 joystick), ``"joints"`` (the current joint angles: Go1Getup) or ``"ctrl"`` (the current
+  ``ctrl``, so the position targets integrate the actions: Go1Handstand).
+- **Constants** (home pose, joint limits, anything a subclass adds with :meth:`RobotTask.constant`) are put
+  on the physics device and dtype in :meth:`RobotTask.bind`: a captured step reads no host data.
+- **Readings** by sensor name (:meth:`RobotTask.read`; the names in :attr:`RobotTask.sensors`), the
+  actuated joints, actuator forces (``<actuator>_force`` sensors) and, for legged robots, the feet (floor
+  contact, height, velocity; :attr:`RobotTask.feet`).
+- **Task state bookkeeping**: the last actions (``last_act``, with ``remembered_actions=2`` also
+  ``last_last_act``), :class:`FeetAirTime`, :class:`TrunkPushes` (force kicks: Go1) and
+  :class:`VelocityPushes` (root velocity pushes: the humanoids) for legged robots, and
+  :func:`advance_gait_phase` (the humanoids' gait clock).
+- **Observation noise** ``x + U(-1, 1) * obs_noise_level * noise_scales[kind]`` (Playground's).
+- **Reward**: :meth:`RobotTask.total_reward` turns the task's unscaled terms into Playground's
+  ``dt * sum(scale * term)``, clipped to :attr:`RobotTask.reward_clip`, and reports each term's share
+  ``dt * scale * term`` (plus ``clipping``, what the clip changed), so the shares add up to the reward.
+  The terms themselves are written once, in :mod:`pqn_torch.envs.tasks.reward_terms`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import mujoco
+import numpy as np
+import torch
+
+from pqn_torch.envs.physics.base import Physics, sensor_slice
+from pqn_torch.envs.tasks.base import ControlMapping, StartStates, Task, TaskConfig, TaskState
+from pqn_torch.envs.tasks.common import uniform
+from pqn_torch.envs.tasks.robots import noisy, quat_multiply, yaw_quaternion
+
+ACTION_REFERENCES = ("home", "joints", "ctrl")
+CONTROL_MODES = {"home": "default_pose_offset", "joints": "joint_pos_offset", "ctrl": "ctrl_increment"}
+"""The exported metadata's ``control_mode`` of each action reference."""
+FREE_JOINT_QPOS, FREE_JOINT_QVEL = 7, 6
+
+
+@dataclass(frozen=True)
+class ActionMapping:
+    """How an action in [-1, 1] becomes the position targets: ``ctrl = reference + scale * action``.
+
+    ``reference``: ``"home"`` (the home keyframe's joint angles), ``"joints"`` (the joint angles before the
+    step) or ``"ctrl"`` (the targets before the step: the policy integrates them). A description a deployed
+    policy needs as much as the task: the same numbers turn a policy's output into motor targets on a robot.
+    """
+
+    scale: float
+    reference: str
+
+    def __post_init__(self) -> None:
+        if self.reference not in ACTION_REFERENCES:
+            raise ValueError(f"action reference must be one of {ACTION_REFERENCES}, got {self.reference!r}")
+
+    def described(self, home_keyframe: str) -> ControlMapping:
+        """The same mapping as an exported policy's metadata states it (a ``ControlMapping``)."""
+        return ControlMapping(CONTROL_MODES[self.reference], self.scale, default_pose_keyframe=home_keyframe)
+
+
+@dataclass
+class RobotConfig(TaskConfig):
+    """Robot task options: ``obs_noise_level`` scales the actor observation's noise (0 = clean)."""
+
+    obs_noise_level: float = 1.0
+
+
+class RobotTask(Task):
+    """Base of the robot tasks (see the module docstring); subclasses set the ClassVars and the task hooks."""
+
+    default_config: ClassVar[RobotConfig]
+    config: RobotConfig
+    normalized_actions = True
+    action_mapping: ClassVar[ActionMapping]
+    """How :meth:`control` turns an action into ``ctrl``; read it to describe a policy's outputs elsewhere."""
+    home_keyframe: ClassVar[str] = "home"
+    """The keyframe whose joint angles are the home pose (``default_pose``) and whose ``qpos`` starts episodes."""
+    sensors: ClassVar[tuple[str, ...]] = ()
+    """Sensors :meth:`read` returns by name (Playground's ``gyro``, ``local_linvel``, ...)."""
+    feet: ClassVar[tuple[str, ...]] = ()
+    """Feet named as in their ``<foot>_floor_found``, ``<foot>_world_pos`` and ``<foot>_global_linvel`` sensors."""
+    foot_geoms: ClassVar[tuple[str, ...]] = ()
+    """Where the contact sensors are named after the foot geoms, not the feet (Berkeley's ``l_foot1_floor_found``
+    for the foot site ``l_foot``): one geom per foot, in :attr:`feet` order; empty: the names in :attr:`feet`."""
+    noise_scales: ClassVar[dict[str, float]]
+    reward_scales: ClassVar[dict[str, float]]
+    reward_clip: ClassVar[tuple[float, float] | None] = (0.0, 1e4)
+    """Playground clips most robot rewards to [0, 1e4]; ``None``: no clip (and no ``clipping`` term)."""
+    remembered_actions: ClassVar[int] = 1
+    """1: task state ``last_act``; 2: also ``last_last_act`` (second differences of the action)."""
+
+    def __init__(self, **overrides) -> None:
+        super().__init__(**overrides)
+        if self.config.obs_noise_level < 0:
+            raise ValueError(f"obs_noise_level must be >= 0 (0 = no noise), got {self.config.obs_noise_level!r}")
+        self.dt = self.config.ctrl_dt
+        self.reward_term_names = tuple(self.reward_scales) + (("clipping",) if self.reward_clip else ())
+
+    # ----------------------------------------------------------------- model
+    def control_mapping(self) -> ControlMapping:
+        return self.action_mapping.described(self.home_keyframe)
+
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
+        self.device, self.dtype = device, dtype
+        transmissions = zip(mj_model.actuator_trnid[:, 0], mj_model.actuator_trntype, strict=True)
+        joints = [int(joint) for joint, kind in transmissions if kind == mujoco.mjtTrn.mjTRN_JOINT]
+        self.joint_qpos = _contiguous(mj_model.jnt_qposadr[joints], "joint angles")
+        self.joint_qvel = _contiguous(mj_model.jnt_dofadr[joints], "joint velocities")
+        home = np.asarray(mj_model.keyframe(self.home_keyframe).qpos, dtype=np.float64)
+        self.home_qpos = self.constant(home)
+        self.default_pose = self.constant(home[self.joint_qpos])
+        ranges = torch.as_tensor(mj_model.jnt_range[joints], dtype=torch.float64)
+        self.joint_range = ranges[:, 0], ranges[:, 1]
+        """Joint limits in float64 on the host, to derive constants from (soft limits, ...)."""
+        self.joint_low, self.joint_high = self.constant(ranges[:, 0]), self.constant(ranges[:, 1])
+        self._columns = {name: sensor_slice(mj_model, name) for name in self.sensors}
+        self._forces = _actuator_force_columns(mj_model)
+        contacts = self.foot_geoms or self.feet
+        self._feet_found = [sensor_slice(mj_model, f"{foot}_floor_found").start for foot in contacts]
+        self._feet_z = [sensor_slice(mj_model, f"{foot}_world_pos").start + 2 for foot in self.feet]
+        self._feet_velocity = [sensor_slice(mj_model, f"{foot}_global_linvel") for foot in self.feet]
+
+    def constant(self, values: torch.Tensor | np.ndarray | tuple[float, ...]) -> torch.Tensor:
+        """``values`` (computed in float64) on the physics device in the physics dtype."""
+        return torch.as_tensor(values, dtype=torch.float64).to(device=self.device, dtype=self.dtype)
+
+    # ----------------------------------------------------------------- readings
+    def read(self, physics: Physics, name: str) -> torch.Tensor:
+        """Sensor ``name`` (one of :attr:`sensors`) as [N, dim]."""
+        return physics.sensordata[:, self._columns[name]]
+
+    def joints(self, physics: Physics) -> tuple[torch.Tensor, torch.Tensor]:
+        """Angles and velocities of the actuated joints, [N, nu] each."""
+        return physics.qpos[:, self.joint_qpos], physics.qvel[:, self.joint_qvel]
+
+    def actuator_force(self, physics: Physics) -> torch.Tensor:
+        """Force of each actuator [N, nu] (Playground's ``data.actuator_force``)."""
+        if self._forces is None:
+            raise ValueError(f"task {self.name}: call add_actuator_force_sensors(spec) in build_spec to read forces")
+        return physics.sensordata[:, self._forces]
+
+    def feet_contact(self, physics: Physics) -> torch.Tensor:
+        """Whether each foot of :attr:`feet` touches the floor, [N, feet] bool."""
+        return torch.stack([physics.sensordata[:, column] for column in self._feet_found], dim=-1) > 0
+
+    def feet_height(self, physics: Physics) -> torch.Tensor:
+        """World height of each foot, [N, feet]."""
+        return torch.stack([physics.sensordata[:, column] for column in self._feet_z], dim=-1)
+
+    def feet_velocity(self, physics: Physics) -> torch.Tensor:
+        """World linear velocity of each foot, [N, feet, 3]."""
+        return torch.stack([physics.sensordata[:, columns] for columns in self._feet_velocity], dim=1)
+
+    def noise(self, generator: torch.Generator, value: torch.Tensor, kind: str) -> torch.Tensor:
+        """``value + U(-1, 1) * obs_noise_level * noise_scales[kind]``."""
+        return noisy(generator, value, self.config.obs_noise_level * self.noise_scales[kind])
+
+    # ----------------------------------------------------------------- reset
+    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor:
+        """The position targets at the joint angles, as Playground's Go1 starts; a task whose Playground
+        original leaves ``ctrl`` at 0 (Spot, Barkour, H1, OP3, Apollo) returns ``None``."""
+        return qpos[:, self.joint_qpos].clone()
+
+    def home_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
+        """Home pose moved by U(-0.5, 0.5) in x and y, turned by yaw U(-3.14, 3.14), root velocity U(-0.5, 0.5)
+        (Playground's floating-base reset)."""
+        qpos = self.home_qpos.repeat(num, 1)
+        qpos[:, :2] += uniform(generator, (num, 2), -0.5, 0.5, like=qpos)
+        yaw = uniform(generator, (num,), -3.14, 3.14, like=qpos)
+        qpos[:, 3:7] = quat_multiply(qpos[:, 3:7], yaw_quaternion(yaw))
+        return StartStates(qpos=qpos, qvel=self.random_root_velocity(generator, num, physics))
+
+    def random_root_velocity(self, generator: torch.Generator, num: int, physics: Physics) -> torch.Tensor:
+        """``qvel`` [num, nv]: the free joint's 6 dofs U(-0.5, 0.5), the rest 0."""
+        qvel = torch.zeros(num, physics.qvel.shape[1], dtype=physics.dtype, device=physics.device)
+        qvel[:, :FREE_JOINT_QVEL] = uniform(generator, (num, FREE_JOINT_QVEL), -0.5, 0.5, like=qvel)
+        return qvel
+
+    def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:
+        """The last actions, zero; subclasses add their own entries to this dict."""
+        zeros = physics.qpos.new_zeros
+        state = {"last_act": zeros(num, physics.ctrl.shape[1])}
+        if self.remembered_actions == 2:
+            state["last_last_act"] = zeros(num, physics.ctrl.shape[1])
+        return state
+
+    # ----------------------------------------------------------------- step
+    def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:
+        physics.ctrl.copy_(self.motor_targets(physics, action))
+
+    def motor_targets(self, physics: Physics, action: torch.Tensor) -> torch.Tensor:
+        """``reference + scale * action`` as :attr:`action_mapping` says."""
+        mapping = self.action_mapping
+        if mapping.reference == "home":
+            reference = self.default_pose
+        elif mapping.reference == "joints":
+            reference = physics.qpos[:, self.joint_qpos]
+        else:
+            reference = physics.ctrl
+        return reference + mapping.scale * action
+
+    def remember_action(self, state: TaskState, action: torch.Tensor) -> None:
+        """Shift the last actions (after the reward, which compares ``action`` with them)."""
+        if self.remembered_actions == 2:
+            state["last_last_act"].copy_(state["last_act"])
+        state["last_act"].copy_(action)
+
+    def total_reward(self, terms: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Playground's ``clip(dt * sum(scale * term))`` over the unscaled ``terms`` (one per name of
+        :attr:`reward_scales`; summed in the order given), and each term's share ``dt * scale * term``, in
+        :attr:`reward_term_names` order, with ``clipping`` = the reward minus the unclipped sum."""
+        if terms.keys() != self.reward_scales.keys():
+            raise ValueError(
+                f"task {self.name}: reward terms {sorted(terms)} differ from reward_scales {sorted(self.reward_scales)}"
+            )
+        total = sum(self.reward_scales[name] * value for name, value in terms.items())
+        assert isinstance(total, torch.Tensor)  # every robot task has reward terms
+        reward = total * self.dt
+        shares = {name: self.dt * self.reward_scales[name] * terms[name] for name in self.reward_scales}
+        if self.reward_clip is not None:
+            unclipped, reward = reward, reward.clamp(*self.reward_clip)
+            shares["clipping"] = reward - unclipped
+        return reward, shares
+
+
+class FeetAirTime:
+    """Playground's per-foot swing bookkeeping: task state ``feet_air_time`` (seconds since the foot left the
+    floor), ``last_contact`` and ``swing_peak`` (highest foot height of the swing), [N, feet] each.
+
+    A step calls :meth:`before_reward` (which also returns the feet landing in this step), computes the
+    reward, then :meth:`after_reward`.
+    """
+
+    def __init__(self, num_feet: int, dt: float) -> None:
+        self.num_feet, self.dt = num_feet, dt
+
+    def initial_state(self, num: int, like: torch.Tensor) -> TaskState:
+        return {
+            "feet_air_time": like.new_zeros(num, self.num_feet),
+            "last_contact": like.new_zeros(num, self.num_feet, dtype=torch.bool),
+            "swing_peak": like.new_zeros(num, self.num_feet),
+        }
+
+    def before_reward(self, state: TaskState, contact: torch.Tensor, height: torch.Tensor) -> torch.Tensor:
+        """Advance the air time by ``dt`` and the swing peak; [N, feet] bool: feet touching down this step
+        (Playground's ``first_contact``, with the previous step's contact filtering sensor chatter)."""
+        first_contact = (state["feet_air_time"] > 0) & (contact | state["last_contact"])
+        state["feet_air_time"].add_(self.dt)
+        torch.maximum(state["swing_peak"], height, out=state["swing_peak"])
+        return first_contact
+
+    def after_reward(self, state: TaskState, contact: torch.Tensor) -> None:
+        """Feet on the floor restart their air time and swing peak."""
+        state["feet_air_time"].mul_(~contact)
+        state["last_contact"].copy_(contact)
+        state["swing_peak"].mul_(~contact)
+
+
+@dataclass(frozen=True)
+class PushRanges:
+    """Playground's kicks: ``wait`` seconds between pushes, pushes lasting ``duration`` seconds and worth
+    ``velocity`` m/s, each drawn uniformly from its (low, high) range."""
+
+    wait: tuple[float, float]
+    duration: tuple[float, float]
+    velocity: tuple[float, float]
+
+
+def control_steps(seconds: torch.Tensor, dt: float) -> torch.Tensor:
+    """Seconds rounded to control steps of ``dt``, as int64."""
+    return torch.round(seconds / dt).long()
+
+
+class TrunkPushes:
+    """Horizontal half-sine pushes on one body, written to ``xfrc_applied`` before the physics step.
+
+    Task state (Playground's names): ``steps_until_next_pert``, ``pert_duration_seconds``, ``pert_duration``,
+    ``steps_since_last_pert``, ``pert_steps``, ``pert_dir`` [N, 3], ``pert_mag``.
+    """
+
+    def __init__(self, mj_model: mujoco.MjModel, body: str, ranges: PushRanges, dt: float) -> None:
+        self.body = mj_model.body(body).id
+        self.mass = float(mj_model.body_subtreemass[self.body])
+        self.ranges, self.dt = ranges, dt
+
+    def draw_duration(self, generator: torch.Generator, num: int, like: torch.Tensor) -> torch.Tensor:
+        """[num] push durations in seconds, for :meth:`initial_state` (a separate draw: the Go1 joystick draws it
+        before its command, and keeping that order keeps its seeded trajectories)."""
+        return uniform(generator, (num,), *self.ranges.duration, like=like)
+
+    def initial_state(
+        self, generator: torch.Generator, num: int, like: torch.Tensor, duration_seconds: torch.Tensor
+    ) -> TaskState:
+        """A fresh schedule: no push yet, the first after the drawn wait."""
+        wait = control_steps(uniform(generator, (num,), *self.ranges.wait, like=like), self.dt)
+        zeros = like.new_zeros
+        return {
+            "steps_until_next_pert": wait,
+            "pert_duration_seconds": duration_seconds,
+            "pert_duration": control_steps(duration_seconds, self.dt),
+            "steps_since_last_pert": zeros(num, dtype=torch.int64),
+            "pert_steps": zeros(num, dtype=torch.int64),
+            "pert_dir": zeros(num, 3),
+            "pert_mag": uniform(generator, (num,), *self.ranges.velocity, like=like),
+        }
+
+    @staticmethod
+    def pushing(state: TaskState) -> torch.Tensor:
+        """[N] bool: worlds whose push is on (Playground's ``pert`` flag)."""
+        return state["steps_since_last_pert"] >= state["steps_until_next_pert"]
+
+    def force(self, physics: Physics) -> torch.Tensor:
+        """The push force on the body [N, 3] (what the critic sees)."""
+        return physics.xfrc_applied[:, self.body, :3]
+
+    def apply(self, physics: Physics, state: TaskState, generator: torch.Generator) -> None:
+        """Wait ``steps_until_next_pert`` steps, then push for ``pert_duration`` steps with a half-sine force
+        worth ``pert_mag`` m/s in the direction armed when the wait ended."""
+        pushing = self.pushing(state)
+        elapsed = state["pert_steps"].to(physics.dtype) * self.dt
+        seconds = state["pert_duration_seconds"]
+        force = 0.5 * torch.sin(math.pi * elapsed / seconds) * self.mass * state["pert_mag"] / seconds
+        physics.xfrc_applied[:, self.body].zero_()
+        physics.xfrc_applied[:, self.body, :3] = torch.where(
+            pushing.unsqueeze(-1), force.unsqueeze(-1) * state["pert_dir"], 0.0
+        )
+        # Pushing worlds: count push steps, restart the wait once the push has lasted its duration.
+        finished = pushing & (state["pert_steps"] >= state["pert_duration"])
+        state["steps_since_last_pert"].masked_fill_(finished, 0)
+        state["pert_steps"].add_(pushing.long())
+        # Waiting worlds: count waiting steps; when the wait is over, arm the next push in a new direction.
+        waiting = ~pushing
+        state["steps_since_last_pert"].add_(waiting.long())
+        armed = waiting & (state["steps_since_last_pert"] >= state["steps_until_next_pert"])
+        state["pert_steps"].masked_fill_(armed, 0)
+        angle = uniform(generator, (physics.num_worlds,), 0.0, 2 * math.pi, like=state["pert_dir"])
+        direction = torch.stack([torch.cos(angle), torch.sin(angle), torch.zeros_like(angle)], dim=-1)
+        state["pert_dir"].copy_(torch.where(armed.unsqueeze(-1), direction, state["pert_dir"]))
+
+
+@dataclass(frozen=True)
+class VelocityPushes:
+    """Playground's humanoid pushes (G1, T1, Berkeley): every ``interval`` seconds (drawn once per episode,
+    U(low, high), rounded to control steps of ``dt``) add ``U(speed)`` m/s in a random horizontal direction to
+    the root's linear velocity, before the physics step.
+
+    Task state (Playground's names): ``push`` [N, 2] (this step's push direction, 0 when none),
+    ``push_step`` (control steps since the reset) and ``push_interval_steps``.
+    """
+
+    interval: tuple[float, float]
+    speed: tuple[float, float]
+    dt: float
+
+    def initial_state(self, generator: torch.Generator, num: int, like: torch.Tensor) -> TaskState:
+        return {
+            "push": like.new_zeros(num, 2),
+            "push_step": like.new_zeros(num, dtype=torch.int64),
+            "push_interval_steps": control_steps(uniform(generator, (num,), *self.interval, like=like), self.dt),
+        }
+
+    def apply(self, physics: Physics, state: TaskState, generator: torch.Generator) -> None:
+        """Push the worlds whose next step completes an interval; advance every world's step count."""
+        angle = uniform(generator, (physics.num_worlds,), 0.0, 2 * math.pi, like=state["push"])
+        speed = uniform(generator, (physics.num_worlds,), *self.speed, like=state["push"])
+        due = torch.remainder(state["push_step"] + 1, state["push_interval_steps"]) == 0
+        direction = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1) * due.unsqueeze(-1)
+        physics.qvel[:, :2] += direction * speed.unsqueeze(-1)
+        state["push"].copy_(direction)
+        state["push_step"].add_(1)
+
+
+def advance_gait_phase(phase: torch.Tensor, phase_dt: torch.Tensor) -> torch.Tensor:
+    """Gait phases [N, feet] moved on by ``phase_dt`` [N] and wrapped into [-pi, pi) (Playground's humanoids)."""
+    return torch.fmod(phase + phase_dt.unsqueeze(-1) + math.pi, 2 * math.pi) - math.pi
+
+
+def _actuator_force_columns(mj_model: mujoco.MjModel) -> slice | None:
+    """The ``sensordata`` columns of the ``<actuator>_force`` sensors (one per actuator, in actuator order), or
+    ``None`` when the model has none."""
+    names = [f"{mj_model.actuator(i).name}_force" for i in range(mj_model.nu)]
+    if mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_SENSOR, names[0]) < 0:
+        return None
+    forces = [sensor_slice(mj_model, name) for name in names]
+    if forces[-1].stop - forces[0].start != mj_model.nu:
+        raise ValueError("the actuator force sensors must be consecutive, one per actuator in actuator order")
+    return slice(forces[0].start, forces[-1].stop)
+
+
+def _contiguous(addresses: np.ndarray, what: str) -> slice:
+    """The slice covering ``addresses`` if they are consecutive (the actuated joints' columns)."""
+    start = int(addresses[0]) if len(addresses) else 0
+    if list(addresses) != list(range(start, start + len(addresses))):
+        raise ValueError(f"the actuated joints' {what} are not consecutive in the model; RobotTask needs them so")
+    return slice(start, start + len(addresses))
