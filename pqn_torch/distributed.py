@@ -7,6 +7,10 @@ weights (:func:`broadcast_module`), applies the same averaged gradients (:func:`
 normalizes with the same statistics (:func:`merge_moments`). Collectives run over NCCL on CUDA and
 Gloo on the CPU.
 
+A rank that dies (killed, out of memory, its machine gone) makes the others' next collective fail;
+:func:`lost_peer` recognises that error, so the trainer can save what the survivors have and say so in
+one line (:class:`RanksLost`) instead of a backend traceback.
+
 Without ``torchrun`` (``WORLD_SIZE`` unset or 1) :func:`init_from_env` initialises nothing and every
 helper here is the identity: the single-process path does exactly what it did before.
 """
@@ -23,6 +27,19 @@ import torch.distributed as dist
 from torch import nn
 
 T = TypeVar("T")
+LOST_PEER_SIGNS = ("closed by peer", "reset by peer", "broken pipe")
+"""Lower-case fragments of the errors Gloo raises (plain ``RuntimeError``s) when another rank is gone."""
+
+
+class RanksLost(RuntimeError):
+    """Another rank stopped mid-run (its collective failed); the message says what was saved and how to resume."""
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether ``error``, raised while several ranks train, is a collective failing because another rank is gone."""
+    message = str(error).lower()
+    gloo_lost = "gloo" in message and any(sign in message for sign in LOST_PEER_SIGNS)
+    return isinstance(error, dist.DistError) or gloo_lost
 
 
 @dataclass(frozen=True)

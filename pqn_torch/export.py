@@ -29,6 +29,7 @@ from pqn_torch.envs import BatchedEnv, make_env
 from pqn_torch.envs.tasks import get_task_class
 from pqn_torch.envs.tasks.base import Task
 from pqn_torch.policy import Policy
+from pqn_torch.training.run_dir import output_file_problem
 
 SIDECAR_FORMAT = 2
 METADATA_FORMAT = "pqn-torch policy 1"
@@ -79,6 +80,9 @@ def export_policy(policy: Policy, output: str | Path | None = None, seed: int = 
     if onnx_path.suffix != ".onnx":
         raise ValueError(f"output must be a .onnx file, got {str(onnx_path)!r}")
     sidecar_path = onnx_path.with_suffix(".json")
+    problem = output_file_problem("output", onnx_path)
+    if problem:
+        raise ValueError(problem)
     for path in (onnx_path, sidecar_path):
         if path.exists():
             raise FileExistsError(f"{path} exists already; choose another output= or remove it")

@@ -12,8 +12,8 @@ eval.png (the learning curve). Without ``alg=`` on the command line, a run on th
 of the task's preset (``cpu_presets`` in configs/config.yaml) and says so on its first line. Under torchrun,
 ``alg.num_envs`` is per rank, ``total_timesteps`` counts all ranks' env steps, and rank 0 alone prints, logs
 and writes the run dir (docs/training.md, "Several processes, GPUs and machines").
-Exit codes: 0 done, 1 diverged or final checkpoint not written, 2 invalid input (nothing left on
-disk), 128 + signal number after Ctrl-C (130) or SIGTERM (143), with a checkpoint to resume from.
+Exit codes: 0 done, 1 diverged, final checkpoint not written or another rank lost (torchrun), 2 invalid input
+(nothing left on disk), 128 + signal number after Ctrl-C (130) or SIGTERM (143), with a checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def main(cfg: DictConfig) -> float:
         if run.ranks.is_main:  # the ranks stop together; rank 0 knows the checkpoint
             print(f"train.py: {interrupted}", file=sys.stderr)
         sys.exit(128 + interrupted.signum)
-    except (TrainingDiverged, CheckpointWriteError) as error:
+    except (TrainingDiverged, CheckpointWriteError, distributed.RanksLost) as error:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun stops the survivors of a lost rank: we are leaving
         print(f"train.py: {error}", file=sys.stderr)
         sys.exit(1)
     if not run.ranks.is_main:

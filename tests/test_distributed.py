@@ -1,9 +1,11 @@
 """Data-parallel training on the CPU: 2 ranks over Gloo on 127.0.0.1 (torch.multiprocessing and torchrun)."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -216,9 +218,12 @@ def test_merged_normalizer_statistics_equal_those_of_the_concatenated_streams(tm
         torch.testing.assert_close(first[name], value, rtol=1e-12, atol=1e-12, msg=name)
 
 
-def test_torchrun_two_ranks_write_one_run(tmp_path):
-    run_dir = tmp_path / "run"
-    command = [
+TORCHRUN_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def torchrun_training(*overrides: str) -> list[str]:
+    """The command training CartpoleBalance (alg=cpu, 8 envs x 8 steps per rank) on 2 CPU ranks, with ``overrides``."""
+    return [
         sys.executable,
         "-m",
         "torch.distributed.run",
@@ -232,14 +237,18 @@ def test_torchrun_two_ranks_write_one_run(tmp_path):
         "alg.num_envs=8",
         "alg.num_steps=8",
         "alg.num_minibatches=2",
-        "total_timesteps=512",
-        "eval.num_envs=4",
         "+task.overrides.episode_length=50",
-        "log_interval=1",
         "num_threads=1",
-        f"hydra.run.dir={run_dir}",
-    ]  # the default checkpoint and eval intervals (0.1 of training) are less than one of its 4 updates
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        *overrides,
+    ]
+
+
+def test_torchrun_two_ranks_write_one_run(tmp_path):
+    run_dir = tmp_path / "run"
+    # the default checkpoint and eval intervals (0.1 of training) are less than one of its 4 updates
+    settings = ["total_timesteps=512", "eval.num_envs=4", "log_interval=1"]
+    command = torchrun_training(*settings, f"hydra.run.dir={run_dir}")
+    env = TORCHRUN_ENV
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("done: 512 env steps") == 1  # rank 0 alone reports
@@ -289,3 +298,73 @@ def test_torchrun_two_ranks_write_one_run(tmp_path):
         f"train.py: resume: {checkpoint['path']} was trained by 2 rank(s), this run has 1; resume with the same "
         "number of ranks (torchrun --nproc_per_node=...)"
     ]
+
+
+def _rank_pid(launcher: subprocess.Popen, rank: int) -> int:
+    """The pid of the worker that ``launcher`` (torchrun) started as ``rank`` (Linux: read from /proc)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == launcher.pid and f"RANK={rank}".encode() in environment:
+            return int(entry.name)
+    raise AssertionError(f"no rank {rank} among the children of {launcher.pid}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' pids in /proc")
+def test_a_rank_killed_mid_run_leaves_one_line_and_a_checkpoint_that_resumes(tmp_path):
+    """kill -9 on rank 1 after the first checkpoint: rank 0 saves what it has, says so in one line, exits 1."""
+    run_dir = tmp_path / "run"
+    settings = [
+        "alg.actor_hidden_sizes=[16]",
+        "alg.critic_hidden_sizes=[16]",
+        "total_timesteps=5120",
+        "eval.num_envs=2",
+        "eval.interval=1",
+        "log_interval=5",
+        "checkpoint_interval=0.25",
+    ]
+    launcher = subprocess.Popen(
+        torchrun_training(*settings, f"hydra.run.dir={run_dir}"),
+        cwd=tmp_path,
+        env=TORCHRUN_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = run_dir / "checkpoints" / "step_000000001280.pt"  # update 10 of 40
+    deadline = time.monotonic() + 300
+    while not first.exists() and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a few updates past the checkpoint, so that rank 0 has something new to save
+    os.kill(_rank_pid(launcher, 1), signal.SIGKILL)
+    _, stderr = launcher.communicate(timeout=300)
+    assert launcher.returncode != 0
+    ours = [line for line in stderr.splitlines() if line.startswith(("train.py", "[rank0]"))]
+    assert len(ours) == 1, stderr
+    assert ours[0].startswith("train.py: rank 0 of 2: another rank stopped ("), ours[0]
+    assert "by peer" in ours[0] and "during update" in ours[0]  # Gloo: connection closed / reset by peer
+    saved = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+    assert saved[0] == first.name and len(saved) <= 2, saved  # the periodic one, then what rank 0 had (if newer)
+    latest = run_dir / "checkpoints" / saved[-1]
+    news = "saved what this rank had" if len(saved) == 2 else "nothing new to save"
+    assert ours[0].endswith(
+        f"{news}: the latest checkpoint is {latest}; to continue: torchrun <2 ranks, as now> "
+        f"scripts/train.py resume={run_dir}"
+    )
+    checkpoint = load_checkpoint(run_dir)
+    assert checkpoint["world_size"] == 2 and (checkpoint["rank_rng"][1] is None) == (len(saved) == 2)
+
+    resumed = subprocess.run(
+        torchrun_training(*settings, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resumed'}"),
+        cwd=tmp_path,
+        env=TORCHRUN_ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {latest} at env step {checkpoint['env_steps']:,}" in resumed.stdout
+    assert load_checkpoint(tmp_path / "resumed")["updates"] == 40

@@ -207,6 +207,24 @@ def test_huge_but_finite_state_beyond_mujocos_limit_is_reset_like_nan(shortcuts)
     torch.testing.assert_close(td_bad["obs"][[0, 1, 3]], td_ok["obs"][[0, 1, 3]])
 
 
+@pytest.mark.parametrize("shortcuts", [True, False])
+def test_observations_beyond_the_tasks_limit_reset_the_world_long_before_mujocos(shortcuts):
+    """|qvel| 1e5 is far inside MuJoCo's 1e10 but 1e5 times a healthy cheetah's: reset and counted like a NaN."""
+    actions = random_actions(make_cheetah(), 3, seed=5)
+    healthy, blown = make_cheetah(seed=6), make_cheetah(seed=6)
+    blown.host_shortcuts = shortcuts
+    # The cheetah's settled start observations are all below 1 (heights, angles, zero velocities): limit 1000.
+    assert blown.obs_limit == blown.critic_obs_limit == 1000.0
+    healthy.reset(), blown.reset()
+    healthy.step(actions[0]), blown.step(actions[0])
+    blown.physics.qvel[1, 4] = 1e5
+    td_ok, td_bad = healthy.step(actions[1]), blown.step(actions[1])
+    assert td_bad["nonfinite"].tolist() == [False, True, False, False]
+    assert torch.count_nonzero(td_bad["final_obs"][1]) == 0 and td_bad["obs"].abs().max() < 1000
+    assert int(blown.stats["nonfinite_states"]) == 1
+    torch.testing.assert_close(td_bad["obs"][[0, 2, 3]], td_ok["obs"][[0, 2, 3]])
+
+
 def test_reset_to_takes_numpy_arrays_and_names_what_it_wants(env):
     qpos = np.random.default_rng(0).normal(scale=0.1, size=(NUM_ENVS, 9))
     qvel = np.zeros((NUM_ENVS, 9))

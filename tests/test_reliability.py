@@ -4,6 +4,10 @@ Every command-line test asserts the message (one line on stderr), the exit code,
 left on disk; the scripts run in an empty working directory so that anything they leave there shows.
 """
 
+import builtins
+import errno
+import io
+import math
 import os
 import resource
 import shutil
@@ -20,8 +24,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from pqn_torch.envs import make_env
 from pqn_torch.envs.physics.mujoco_warnings import MujocoWarnings, capture_mujoco_warnings
+from pqn_torch.policy import Policy
 from pqn_torch.training import TrainingDiverged, TrainingRun, load_checkpoint, save_checkpoint
+from pqn_torch.training.checkpoint import CheckpointWriteError
+from pqn_torch.training.evaluation import evaluate
 from pqn_torch.training.run_dir import RunDirError, check_writable, claim_run_dir
+from pqn_torch.training.trainer import runaway_value
 
 import training_testing
 
@@ -117,6 +125,24 @@ def copy_of(run_dir: Path, tmp_path: Path) -> Path:
         (["alg.num_env=3"], "train.py: unknown alg option(s) ['num_env']; valid: ['num_envs', 'num_steps', "),
         (["seed=abc"], "train.py: seed must be an integer >= 0, got 'abc'"),
         (
+            ["alg.penalty_coeff=1e300"],
+            "train.py: alg.penalty_coeff must be at most 3.403e+38 (the largest float32, the precision training "
+            "computes in), got 1e+300",
+        ),
+        (
+            ["+task.overrides.ctrl_dt=nan"],
+            "train.py: task.overrides (PendulumSwingup): ctrl_dt must be a positive number of seconds, got nan",
+        ),
+        (
+            ["task.overrides.sim_dt=0.01"],
+            "train.py: task.overrides.sim_dt: the task's config sets no sim_dt to change; task options are added "
+            "with a leading +: +task.overrides.sim_dt=<value>",
+        ),
+        (
+            ["hydra.run.dir=/proc/pqn_run"],
+            "train.py: hydra.run.dir=/proc/pqn_run: /proc is not writable (",
+        ),
+        (
             ["total_timesteps=640", "checkpoint_interval=0.05"],
             "train.py: checkpoint_interval=0.05 is less than one update of this run (10 updates); use 0 "
             "(final checkpoint only) or a fraction >= 0.1",
@@ -188,6 +214,11 @@ def test_run_dir_without_room_for_one_checkpoint_is_refused(tmp_path):
         (["seed=abc"], "evaluate.py: seed must be an integer >= 0, got 'abc'"),
         (["episodes=0"], "evaluate.py: episodes must be a positive integer, got 0"),
         (
+            ["video=true", "video_path=/proc/eval.mp4"],
+            "evaluate.py: video_path /proc/eval.mp4: the folder /proc does not exist or is not writable; "
+            "give a file in a writable folder",
+        ),
+        (
             ["video=true", "video_path=/nonexistent/folder/eval.mp4"],
             "evaluate.py: video_path /nonexistent/folder/eval.mp4: the folder /nonexistent/folder does not exist "
             "or is not writable; give a file in a writable folder",
@@ -200,6 +231,46 @@ def test_bad_evaluation_input_is_one_line_exit_2(tmp_path, finished_run, args, m
     assert result.returncode == 2
     assert one_line(result.stderr) == message
     assert list(tmp_path.iterdir()) == [] and snapshot(finished_run) == before
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="uses /proc, where nobody may create files")
+@pytest.mark.parametrize("name, option", [("export.py", "output=/proc/policy.onnx"), ("plot.py", "output=/proc/x.png")])
+def test_an_output_file_that_cannot_be_created_is_one_line_naming_option_path_and_reason(
+    tmp_path, finished_run, name, option
+):
+    before = snapshot(finished_run)
+    source = f"checkpoint={finished_run}" if name == "export.py" else str(finished_run)
+    result = script(name, source, option, cwd=tmp_path)
+    assert result.returncode == 2
+    assert one_line(result.stderr) == (
+        f"{name}: {option}: /proc is not writable (No such file or directory); give a file in a writable folder"
+    )
+    assert list(tmp_path.iterdir()) == [] and snapshot(finished_run) == before
+
+
+def test_bad_task_options_and_reset_states_are_refused_at_the_call():
+    with pytest.raises(ValueError, match=r"^task Go1JoystickFlatTerrain: option obs_noise_level must be a finite "):
+        make_env("Go1JoystickFlatTerrain", 8, obs_noise_level=float("nan"))
+    env = make_env("CartpoleBalance", 2, "cpu", "mujoco", num_threads=1)
+    qpos, qvel = env.start_states["qpos"][:2], env.start_states["qvel"][:2]
+    with pytest.raises(ValueError, match=r"^reset_to: qpos holds NaN or inf entries; every entry must be finite$"):
+        env.reset_to(torch.full_like(qpos, float("nan")), qvel)
+    with pytest.raises(ValueError, match=r"^reset_to: qvel is a meta tensor \(a shape without values\)"):
+        env.reset_to(qpos, torch.empty(qvel.shape, device="meta"))
+    go1 = make_env("Go1JoystickFlatTerrain", 2, "cpu", "mujoco", num_threads=1)
+    command = torch.tensor([[0.5, 0.0, float("inf")], [0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"^reset_to: task_state\['command'\] holds NaN or inf entries"):
+        go1.reset_to(go1.start_states["qpos"][:2], go1.start_states["qvel"][:2], task_state={"command": command})
+
+
+def test_a_policy_evaluated_in_another_tasks_env_names_both_tasks(finished_run):
+    policy = Policy.from_checkpoint(finished_run)
+    with pytest.raises(ValueError) as refused:
+        evaluate(policy, make_env("CartpoleBalance", 4, "cpu", "mujoco", num_threads=1))
+    assert str(refused.value) == (
+        "the policy was trained on PendulumSwingup and cannot act in CartpoleBalance; evaluate it in a "
+        "PendulumSwingup env"
+    )
 
 
 def test_benchmark_with_an_unknown_preset_is_one_line(tmp_path):
@@ -311,26 +382,25 @@ def test_resume_extends_total_timesteps_on_purpose_only(tmp_path, finished_run):
 
 
 # ----------------------------------------------------------------------------- runs that go bad
-def test_diverging_run_stops_names_the_update_and_exits_1(tmp_path):
+def diverged_line(tmp_path: Path, *lr: str) -> str:
+    """Train TINY with the learning rate overrides ``lr``; it must stop (exit 1) having saved nothing: its one line."""
     result = script(
         "train.py",
         *TINY,
         "total_timesteps=640",
         "checkpoint_interval=0.5",
-        "alg.lr_start=1e30",
-        "alg.lr_end=1e30",
+        *lr,
         f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
     )
-    assert result.returncode == 1
-    line = one_line(result.stderr)
-    assert line.startswith("train.py: training diverged: non-finite weights, critic_loss")
-    assert "at update 1 (env step 64); everything was finite at update 0" in line
-    assert "the latest checkpoint is none" in line
+    assert result.returncode == 1, result.stderr
     assert list((tmp_path / "run" / "checkpoints").iterdir()) == []
+    return one_line(result.stderr)
 
 
-def test_divergence_keeps_the_last_good_checkpoint_as_the_latest(tmp_path):
+def train_poisoned_after_update_5(tmp_path: Path, poison) -> tuple[str, Path]:
+    """Train 8 updates (checkpoints every 2), ``poison(agent)`` after update 5; the divergence message and the
+    checkpoint of update 4, which must stay the latest."""
     run = TrainingRun(tiny_config(total_timesteps=512, checkpoint_interval=0.25), tmp_path, show_progress=False)
     train_iteration = run.agent.train_iteration
 
@@ -338,19 +408,93 @@ def test_divergence_keeps_the_last_good_checkpoint_as_the_latest(tmp_path):
         train_iteration(env)
         if run.agent.updates_issued == 5:
             with torch.no_grad():
-                run.agent.critic.weights[0][0].fill_(float("nan"))
+                poison(run.agent)
 
     run.agent.train_iteration = poisoned_after_update_5
     with pytest.raises(TrainingDiverged) as raised:
         run.run()
-    message = str(raised.value)
     good = tmp_path / "checkpoints" / "step_000000000256.pt"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000000128.pt", good.name]
+    return str(raised.value), good
+
+
+def test_diverging_run_stops_names_the_update_and_exits_1(tmp_path):
+    line = diverged_line(tmp_path, "alg.lr_start=1e30", "alg.lr_end=1e30")
+    assert line.startswith("train.py: training diverged: non-finite weights, critic_loss")
+    assert "at update 1 (env step 64); everything was finite at update 0" in line
+    assert "the latest checkpoint is none" in line
+
+
+def test_divergence_keeps_the_last_good_checkpoint_as_the_latest(tmp_path):
+    message, good = train_poisoned_after_update_5(tmp_path, lambda agent: agent.critic.weights[0][0].fill_(math.nan))
     assert "non-finite weights" in message and "at update 5 (env step 320)" in message
     assert (
-        f"everything was finite at update 4. Nothing non-finite was saved: the latest checkpoint is {good}"
+        f"everything was finite at update 4. Nothing diverged was saved: the latest checkpoint is {good}"
     ) in message
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000000128.pt", good.name]
     assert torch.isfinite(load_checkpoint(tmp_path)["agent"]["modules"]["critic.weights.0"]).all()
+
+
+def test_a_runaway_q_estimate_stops_the_run_while_still_finite_and_exits_1(tmp_path):
+    """``lr_start=1e6``: mean Q reaches ~1e9 after one update, every number still finite (exit 0 before)."""
+    line = diverged_line(tmp_path, "alg.lr_start=1e6")
+    # Rewards of PendulumSwingup lie in [0, 1] and gamma is 0.99: |Q| <= 1 / (1 - 0.99) = 100, the limit 1000 x that.
+    assert line.startswith("train.py: training diverged: q/mean reached "), line
+    assert "beyond 1e+05 (1000 x the largest |Q| that rewards of scale 1 allow with gamma 0.99) at update 1" in line
+    assert line.endswith("Nothing diverged was saved: the latest checkpoint is none. Lower alg.lr_start (now 1e+06)")
+
+
+def test_a_runaway_q_estimate_keeps_the_last_good_checkpoint_as_the_one_evaluate_picks(tmp_path):
+    """Critic output x 1e8 after update 5 (finite): the checkpoint of update 4 stays the latest, and evaluates."""
+
+    def blow_up(agent):
+        for tensor in (agent.critic.weights[-1], agent.critic.biases[-1]):  # the output layer (hidden: layer-normed)
+            tensor.mul_(1e8)
+
+    message, good = train_poisoned_after_update_5(tmp_path, blow_up)
+    # Update 5's minibatch metrics came before the poison; update 6's rollout values show it.
+    assert message.startswith("training diverged: q/mean reached ") and "at update 6 (env step 384)" in message
+    result = script("evaluate.py", f"checkpoint={tmp_path}", "episodes=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert str(good) in result.stdout
+
+
+def test_runaway_value_compares_q_with_the_rewards_discounted_horizon():
+    """|Q| may reach 1000 x r / (1 - gamma): r = 3, gamma 0.5 -> 6,000; the critic loss counts per critic."""
+    healthy = {"q_mean": 5_999.0, "value_mean": -5.0, "target_mean": 3.0, "critic_loss": 11_998.0}
+    assert runaway_value(healthy, 3.0, 0.5, 1000, num_critics=2) is None
+    assert runaway_value({**healthy, "target_mean": -6_001.0}, 3.0, 0.5, 1000, 2) == ("target_mean", -6_001.0, 6_000.0)
+    assert runaway_value({**healthy, "critic_loss": 12_002.0}, 3.0, 0.5, 1000, 2) == ("critic_loss", 6_001.0, 6_000.0)
+    assert runaway_value({"q_mean": 1001.0}, 0.01, 0.0, 1000, 1) == ("q_mean", 1001.0, 1000.0)  # reward floor 1
+    assert runaway_value({"q_mean": 50_001.0}, 1.0, 1.0, 50, 1) == ("q_mean", 50_001.0, 50_000.0)  # gamma 1: episodes
+
+
+def test_a_world_blowing_up_does_not_poison_the_observation_normalizer(tmp_path):
+    """HumanoidRun at sim_dt 0.025 (the issue's command, scaled): ~20 % of world-steps blow up, values up to 1e10.
+
+    Healthy humanoid observations stay below 75 (variance well below 1e4); before, the statistics learnt
+    the blown-up worlds' values and ended with variances of 1e11.
+    """
+    result = script(
+        "train.py",
+        "task=HumanoidRun",
+        "alg=cpu",
+        "+task.overrides.sim_dt=0.025",
+        "+task.overrides.episode_length=50",
+        "alg.num_envs=16",
+        "alg.num_steps=8",
+        "total_timesteps=512",
+        "checkpoint_interval=0",
+        "eval.num_envs=2",
+        "num_threads=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "were unstable" in result.stdout  # still reset, counted and reported
+    modules = load_checkpoint(tmp_path / "run")["agent"]["modules"]
+    for name in ("obs_normalizer", "critic_obs_normalizer"):
+        assert modules[f"{name}.var"].max().item() < 1e6, modules[f"{name}.var"]
+        assert modules[f"{name}.mean"].abs().max().item() < 100
 
 
 def test_evaluating_non_finite_weights_is_an_error(tmp_path, finished_run):
@@ -488,6 +632,50 @@ def test_a_failed_checkpoint_write_names_the_file_and_training_goes_on(tmp_path)
     assert len((run_dir / "eval.csv").read_text().splitlines()) == 6  # header + 5 evaluations: training went on
 
 
+def test_a_full_disk_mid_run_ends_in_one_line_and_leaves_a_checkpoint_that_resumes(tmp_path, monkeypatch, capfd):
+    """Every file opened for writing in the run dir fails with ENOSPC after the first checkpoint (a full disk)."""
+    run_dir = tmp_path / "run"
+    run = TrainingRun(tiny_config(total_timesteps=512, checkpoint_interval=0.25), run_dir, show_progress=False)
+    disk_full = False
+    real_open = builtins.open
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):
+        writing = any(flag in mode for flag in "wax+")
+        if disk_full and writing and isinstance(file, str | os.PathLike) and run_dir in Path(file).parents:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_on_a_full_disk)
+    monkeypatch.setattr(io, "open", open_on_a_full_disk)  # pathlib and tensorboard's writer thread open through io
+    save = run.save
+
+    def save_then_fill_the_disk(update, final=False):
+        nonlocal disk_full
+        path = save(update, final)
+        disk_full = True
+        return path
+
+    run.save = save_then_fill_the_disk
+    with pytest.raises(CheckpointWriteError) as raised:
+        run.run()
+    intact = run_dir / "checkpoints" / "step_000000000128.pt"
+    assert str(raised.value) == (
+        f"could not write checkpoint {run_dir / 'checkpoints' / 'step_000000000512.pt'}: No space left on device; "
+        f"the latest checkpoint is {intact}, intact; free some space; to continue: python scripts/train.py "
+        f"resume={run_dir}"
+    )
+    output = capfd.readouterr()
+    assert "Traceback" not in output.err + output.out
+    assert f"warning: cannot write {run_dir / 'eval.csv'}: No space left on device" in output.out
+    assert output.out.count("could not write checkpoint") == 2  # updates 4 and 6: training went on to the end
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [intact.name]
+    monkeypatch.undo()
+    resumed = TrainingRun(
+        tiny_config(total_timesteps=512, resume=str(run_dir)), tmp_path / "resumed", show_progress=False
+    )
+    assert resumed.env_steps == 128 and resumed.run().env_steps == 512
+
+
 def test_two_runs_started_together_get_their_own_run_dirs(tmp_path):
     processes = [
         subprocess.Popen(
@@ -515,5 +703,21 @@ def test_a_taken_default_run_dir_is_renamed_and_a_chosen_one_refused(tmp_path):
     first = claim_run_dir(tmp_path / "2026-01-01_00-00-00_seed0", rename_if_taken=True)
     second = claim_run_dir(tmp_path / "2026-01-01_00-00-00_seed0", rename_if_taken=True)
     assert (first.name, second.name) == ("2026-01-01_00-00-00_seed0", "2026-01-01_00-00-00_seed0_2")
-    with pytest.raises(RunDirError, match="already holds the outputs of another run"):
+    with pytest.raises(RunDirError) as refused:
         claim_run_dir(first, rename_if_taken=False)
+    assert str(refused.value) == (
+        f"run dir {first} holds an empty checkpoints/ and nothing else: another run claimed it (one starting now, "
+        f"or one stopped before it wrote anything); remove {first / 'checkpoints'} if no run is using it, or choose "
+        "another directory with hydra.run.dir=<dir>"
+    )
+
+
+def test_a_run_dir_with_outputs_but_no_checkpoint_is_refused_without_a_resume_hint(tmp_path):
+    run_dir = claim_run_dir(tmp_path / "run", rename_if_taken=False)
+    (run_dir / "eval.csv").write_text("env_steps\n")
+    with pytest.raises(RunDirError) as refused:
+        claim_run_dir(run_dir, rename_if_taken=False)
+    assert str(refused.value) == (
+        f"run dir {run_dir} holds another run's checkpoints, eval.csv but no checkpoint to resume from; remove them "
+        "or choose another directory with hydra.run.dir=<dir>"
+    )

@@ -60,6 +60,8 @@ from pqn_torch.cuda_graph import CapturedCall, CompiledCall
 from pqn_torch.distributed import average_gradients
 from pqn_torch.envs.interface import VecEnv
 
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+"""The largest number an option may hold: the schedules and losses turn the options into float32 tensors."""
 UPDATE_METRICS = metrics.names_over("minibatch")
 """What :meth:`PQN._minibatch_step` returns, by name (see :mod:`pqn_torch.algo.metrics`)."""
 _UPDATE_SLOTS = metrics.slots_over("minibatch")
@@ -152,6 +154,13 @@ class PQNConfig:
                 raise ValueError(f"alg.{name} must be a finite number >= 0, got {value!r}")
         if not _is_number(self.max_grad_norm) or self.max_grad_norm <= 0:
             raise ValueError(f"alg.max_grad_norm must be a finite number > 0, got {self.max_grad_norm!r}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if _is_number(value) and abs(value) > FLOAT32_MAX:
+                raise ValueError(
+                    f"alg.{field.name} must be at most {FLOAT32_MAX:.4g} (the largest float32, the precision "
+                    f"training computes in), got {value!r}"
+                )
         batch = self.num_envs * self.num_steps
         if batch % self.num_minibatches:
             raise ValueError(f"alg.num_minibatches ({self.num_minibatches}) must divide num_envs * num_steps ({batch})")

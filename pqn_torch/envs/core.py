@@ -37,6 +37,8 @@ parameters (``pqn_torch.envs.randomization``); with ``randomize_every_reset`` a 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from tensordict import TensorDict
 
@@ -52,7 +54,15 @@ OVERFLOW_COUNTERS = tuple(
 COUNTERS = ("nonfinite_states", "nonfinite_rewards", "nonfinite_actions", "episodes", *OVERFLOW_COUNTERS)
 MAX_STATE_VALUE = 1e10
 """MuJoCo's own limit (``mjMAXVAL``): a larger ``qpos``/``qvel`` entry makes MuJoCo call the simulation unstable.
-The env treats a world with any state or observation entry beyond it (or non-finite) as unstable."""
+The env treats a world with any state entry beyond it (or non-finite) as unstable."""
+OBSERVATION_LIMIT_FACTOR = 1000.0
+"""An observation entry beyond this many times the task's observation scale marks its world unstable.
+
+The scale is the largest |entry| of the start states' observations (at least 1), measured once at
+construction, separately for the actor's and the critic's observations. Healthy worlds stay far inside:
+under random actions no task's observations exceed 75, 9 to 70 times its scale. A world blowing up
+passes the limit long before MuJoCo's 1e10, so its values never reach the observation normalizers,
+which would otherwise keep their inflated variance for the rest of the run."""
 
 
 class BatchedEnv:
@@ -114,6 +124,10 @@ class BatchedEnv:
         """Per-world task state (commands, timers, last actions, ...): replaced in place, never rebound."""
         obs, critic_obs = self._observations()
         self.obs_dim, self.critic_obs_dim = int(obs.shape[-1]), int(critic_obs.shape[-1])
+        self.obs_limit, self.critic_obs_limit = (
+            OBSERVATION_LIMIT_FACTOR * max(1.0, float(values.abs().amax())) for values in (obs, critic_obs)
+        )
+        """Observation entries beyond these (actor, critic) mark a world unstable; see ``OBSERVATION_LIMIT_FACTOR``."""
 
     # ----------------------------------------------------------------- start states
     def _build_start_pool(self, size: int) -> dict[str, torch.Tensor]:
@@ -129,7 +143,7 @@ class BatchedEnv:
                 chunks[name].append(getattr(self.physics, name).clone())
             self._check_start_buffers()
         pool = {name: torch.cat(parts)[:size] for name, parts in chunks.items()}
-        if not bool(_stable_worlds((pool["qpos"], pool["qvel"])).all()):
+        if not bool(_stable_worlds((pool["qpos"], pool["qvel"]), (MAX_STATE_VALUE, MAX_STATE_VALUE)).all()):
             raise ValueError(
                 f"task {self.task.name}: unstable start states after settling (non-finite or beyond "
                 f"{MAX_STATE_VALUE:g}); the model is unstable with these task options "
@@ -295,26 +309,17 @@ class BatchedEnv:
         physics = self.physics
         given = {"qpos": qpos, "qvel": qvel, "ctrl": ctrl, "mocap_pos": mocap_pos, "mocap_quat": mocap_quat}
         for name, value in given.items():
-            if value is None:
-                continue
-            expected = tuple(getattr(physics, name).shape)
-            try:
-                value = given[name] = torch.as_tensor(value)
-            except (TypeError, ValueError, RuntimeError):
-                raise TypeError(
-                    f"reset_to: {name} must be a tensor or array of shape {expected}, got {type(value).__name__}"
-                ) from None
-            if tuple(value.shape) != expected:
-                raise ValueError(f"reset_to: {name} must have shape {expected}, got {tuple(value.shape)}")
-        task_state = {name: torch.as_tensor(value) for name, value in (task_state or {}).items()}
-        for name, value in task_state.items():
+            if value is not None:
+                given[name] = _reset_value(name, value, tuple(getattr(physics, name).shape))
+        for name in task_state or {}:
             if name not in self.task_state:
                 raise ValueError(
                     f"reset_to: task {self.task.name} has no task state {name!r}; valid: {sorted(self.task_state)}"
                 )
-            expected = tuple(self.task_state[name].shape)
-            if tuple(value.shape) != expected:
-                raise ValueError(f"reset_to: task_state[{name!r}] must have shape {expected}, got {tuple(value.shape)}")
+        task_state = {
+            name: _reset_value(f"task_state[{name!r}]", value, tuple(self.task_state[name].shape))
+            for name, value in (task_state or {}).items()
+        }
         if ctrl is None:
             start_qpos = given["qpos"]
             assert start_qpos is not None  # a required argument, converted above
@@ -341,7 +346,8 @@ class BatchedEnv:
 
         Non-finite action entries are replaced by 0 (and counted in ``stats["nonfinite_actions"]``),
         then actions are clipped to the actuators' control range. An unstable world (``qpos``, ``qvel``
-        or observation non-finite or beyond ``MAX_STATE_VALUE``) is terminated, its reward set to 0,
+        or observation non-finite, state beyond ``MAX_STATE_VALUE``, observation beyond ``obs_limit`` or
+        ``critic_obs_limit``) is terminated, its reward set to 0,
         its final observations zeroed, and it is reset (counted in ``stats["nonfinite_states"]``).
 
         With ``host_shortcuts`` (the CPU) the rare cases (non-finite action, unstable state) are found by one
@@ -375,13 +381,14 @@ class BatchedEnv:
         if not (shortcuts and not bool(overflowed.any())):
             self._overflow_counts += overflowed.sum(dim=0)
         obs, critic_obs = self._float_observations(result.obs, result.critic_obs)
-        # One scalar test covers the common case: every entry finite and within MuJoCo's limit.
+        # One scalar test covers the common case: every entry finite and within its limit.
         checked = (physics.qpos, physics.qvel, obs, critic_obs)
-        all_stable = shortcuts and bool((_largest_magnitude(checked) <= MAX_STATE_VALUE) & torch.isfinite(reward.sum()))
+        limits = (MAX_STATE_VALUE, MAX_STATE_VALUE, self.obs_limit, self.critic_obs_limit)
+        all_stable = shortcuts and bool((_largest_ratio(checked, limits) <= 1.0) & torch.isfinite(reward.sum()))
         if all_stable:
             unstable = torch.zeros_like(terminated)
         else:
-            unstable = ~_stable_worlds(checked)
+            unstable = ~_stable_worlds(checked, limits)
             bad_reward = ~torch.isfinite(reward) | unstable
             self.stats["nonfinite_states"] += unstable.sum()
             self.stats["nonfinite_rewards"] += bad_reward.sum()
@@ -470,16 +477,34 @@ class BatchedEnv:
             raise ValueError(f"action is on {action.device} but the env runs on {self.device}; move it with .to()")
 
 
-def _largest_magnitude(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """The largest absolute entry over ``tensors`` (NaN if any entry is NaN), as one float64 scalar."""
-    return torch.stack([t.abs().amax().double() for t in tensors]).amax()
+def _reset_value(name: str, value: Any, expected: tuple[int, ...]) -> torch.Tensor:
+    """``value`` as a tensor for :meth:`BatchedEnv.reset_to`, or one clear error: not an array, no data (a meta
+    tensor), wrong shape, or a NaN or inf (a world started there would count as unstable at its first step)."""
+    try:
+        tensor = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"reset_to: {name} must be a tensor or array of shape {expected}, got {type(value).__name__}"
+        ) from None
+    if tensor.device.type == "meta":
+        raise ValueError(f"reset_to: {name} is a meta tensor (a shape without values); pass one holding values")
+    if tuple(tensor.shape) != expected:
+        raise ValueError(f"reset_to: {name} must have shape {expected}, got {tuple(tensor.shape)}")
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"reset_to: {name} holds NaN or inf entries; every entry must be finite")
+    return tensor
 
 
-def _stable_worlds(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """[N] bool: the worlds whose entries in every [N, ...] tensor are finite and within ``MAX_STATE_VALUE``."""
+def _largest_ratio(tensors: tuple[torch.Tensor, ...], limits: tuple[float, ...]) -> torch.Tensor:
+    """The largest ``|entry| / limit`` over ``tensors`` (NaN if any entry is NaN), as one float64 scalar."""
+    return torch.stack([t.abs().amax().double() / limit for t, limit in zip(tensors, limits, strict=True)]).amax()
+
+
+def _stable_worlds(tensors: tuple[torch.Tensor, ...], limits: tuple[float, ...]) -> torch.Tensor:
+    """[N] bool: the worlds whose entries in every [N, ...] tensor are finite and within that tensor's limit."""
     stable = torch.ones(tensors[0].shape[0], dtype=torch.bool, device=tensors[0].device)
-    for tensor in tensors:
-        stable &= (tensor.abs() <= MAX_STATE_VALUE).flatten(1).all(dim=-1)
+    for tensor, limit in zip(tensors, limits, strict=True):
+        stable &= (tensor.abs() <= limit).flatten(1).all(dim=-1)
     return stable
 
 

@@ -66,6 +66,11 @@ def evaluate(
     (un-normalized) reward is summed, and so is each reward term (``episode_reward_terms`` of an env with
     ``reward_term_names``). One host copy, at the end.
     """
+    trained_on, task = getattr(policy, "task", None), getattr(getattr(env, "task", None), "name", None)
+    if trained_on is not None and task is not None and trained_on != task:
+        raise ValueError(
+            f"the policy was trained on {trained_on} and cannot act in {task}; evaluate it in a {trained_on} env"
+        )
     steps = env.episode_length if num_steps is None else num_steps
     observation = env.reset()["obs"]
     if recorder is not None:

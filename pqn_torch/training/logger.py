@@ -1,8 +1,18 @@
-"""Where training reports go: tensorboard scalars in the run dir and a progress bar on the terminal."""
+"""Where training reports go: tensorboard scalars and ``eval.csv`` in the run dir, a progress bar on the terminal.
+
+A report that cannot be written (a full disk, a file-size limit) must not end the training: the first
+failure of each file is said in one line on the console, that file is written no more, and training goes on
+to its next checkpoint, which says for itself whether it could be written. Tensorboard writes from a
+background thread, whose errors would otherwise print a traceback; the logger keeps that thread quiet and
+hears of the error at its next write.
+"""
 
 from __future__ import annotations
 
+import csv
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
@@ -21,7 +31,11 @@ class RunLogger:
     def __init__(
         self, run_dir: Path, total_env_steps: int, initial_env_steps: int = 0, show_progress: bool = True
     ) -> None:
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+        self.run_dir = Path(run_dir)
+        self.writer: SummaryWriter | None = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        self._failed: set[str] = set()
+        self._thread_hook = threading.excepthook
+        threading.excepthook = self._quiet_tensorboard_thread
         self.bar = tqdm(
             total=total_env_steps,
             initial=initial_env_steps,
@@ -37,8 +51,30 @@ class RunLogger:
 
     def scalars(self, values: dict[str, float], env_steps: int) -> None:
         """Write ``tag -> value`` pairs at ``env_steps``."""
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, env_steps)
+        writer = self.writer
+        if writer is None:
+            return
+
+        def add() -> None:
+            for tag, value in values.items():
+                writer.add_scalar(tag, value, env_steps)
+
+        self._guarded("tensorboard", add)
+
+    def csv_row(self, name: str, row: dict[str, float]) -> None:
+        """Append ``row`` to the run dir's csv file ``name`` (a header first when the file is new)."""
+        path = self.run_dir / name
+
+        def append() -> None:
+            new = not path.exists()
+            with path.open("a", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(row))
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+
+        if name not in self._failed:
+            self._guarded(name, append)
 
     def agent_metrics(self, metrics: dict[str, float], env_steps: int) -> None:
         """Write the agent's ``pop_metrics()`` under their tensorboard tags (other names, e.g. ``env/...``, as is)."""
@@ -58,7 +94,28 @@ class RunLogger:
 
     def close(self) -> None:
         self.bar.close()
-        self.writer.close()
+        writer = self.writer
+        if writer is not None:
+            self._guarded("tensorboard", writer.close)
+        threading.excepthook = self._thread_hook
+
+    def _guarded(self, name: str, write: Callable[[], object]) -> None:
+        """Run ``write``; an ``OSError`` is said once, and ``name`` is not written again (see module docstring)."""
+        try:
+            write()
+        except OSError as error:
+            self._failed.add(name)
+            if name == "tensorboard":
+                self.writer = None
+            self.message(
+                f"warning: cannot write {self.run_dir / name}: {error.strerror or error}; it is written no more, "
+                "training goes on"
+            )
+
+    def _quiet_tensorboard_thread(self, args: threading.ExceptHookArgs) -> None:
+        """Tensorboard's writer thread failing (full disk): no traceback, the next write reports it once."""
+        if not (issubclass(args.exc_type, OSError) and type(args.thread).__module__.startswith("tensorboard.")):
+            self._thread_hook(args)
 
 
 class QuietLogger:
@@ -75,6 +132,9 @@ class QuietLogger:
 
     def message(self, text: str) -> None:
         """Rank 0 prints."""
+
+    def csv_row(self, name: str, row: dict[str, float]) -> None:
+        """Rank 0 writes the csv files."""
 
     def close(self) -> None:
         """Nothing is open."""

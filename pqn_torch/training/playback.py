@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from pqn_torch.envs import make_env, resolve_device
 from pqn_torch.envs.physics import resolve_backend
 from pqn_torch.policy import Policy
 from pqn_torch.training.evaluation import evaluate
+from pqn_torch.training.run_dir import unwritable_reason
 from pqn_torch.training.video import VIDEO_SIZE, VideoRecorder
 
 
@@ -88,7 +88,7 @@ def _check_video_path(path: Path) -> None:
             f"video_path {path} exists already; choose another file (an existing file is never overwritten)"
         )
     folder = path.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+    if not folder.is_dir() or unwritable_reason(folder):
         raise ValueError(
             f"video_path {path}: the folder {folder} does not exist or is not writable; "
             "give a file in a writable folder"

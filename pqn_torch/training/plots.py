@@ -21,6 +21,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from pqn_torch.training.checkpoint import load_checkpoint
+from pqn_torch.training.run_dir import output_file_problem
 
 if TYPE_CHECKING:  # matplotlib is the optional ``plot`` extra, imported where a plot is drawn
     from matplotlib.axes import Axes
@@ -116,6 +117,9 @@ def plot_runs(run_dirs: Sequence[str | Path], output: str | Path) -> Path:
     output = Path(output)
     if output.suffix.lower() != ".png":
         raise ValueError(f"output must be a .png file, got {str(output)!r}")
+    problem = output_file_problem("output", output)
+    if problem:
+        raise ValueError(problem)
     if output.exists() and not _made_here(output):
         raise FileExistsError(
             f"{output} exists and is not a plot made by pqn-torch; choose another output= or remove it"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,7 @@ def claim_run_dir(run_dir: str | Path, rename_if_taken: bool) -> Path:
                     f"run dir {candidate} exists and is not a directory; choose another with hydra.run.dir=<dir>"
                 ) from None
             if not rename_if_taken:
-                raise RunDirError(
-                    f"run dir {candidate} already holds the outputs of another run; run in a new "
-                    f"directory (the default), and to continue that run pass "
-                    f"resume={candidate}"
-                ) from None
+                raise RunDirError(_taken_reason(candidate)) from None
         except OSError as error:
             raise RunDirError(
                 f"cannot create run dir {candidate}: {error.strerror or error}; choose a writable one "
@@ -89,8 +86,33 @@ def claim_run_dir(run_dir: str | Path, rename_if_taken: bool) -> Path:
     raise RunDirError(f"run dir {requested}: {MAX_RENAMES} taken variants of this name; choose another name")
 
 
+def _taken_reason(run_dir: Path) -> str:
+    """Why a chosen ``run_dir`` is refused, by what it holds: a run to resume, or only another run's claim."""
+    found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    checkpoints = run_dir / CHECKPOINT_DIR
+    if any(checkpoints.glob("step_*.pt")):
+        return (
+            f"run dir {run_dir} already holds the outputs of another run; run in a new directory (the default), "
+            f"and to continue that run pass resume={run_dir}"
+        )
+    if found == [CHECKPOINT_DIR]:
+        return (
+            f"run dir {run_dir} holds an empty {CHECKPOINT_DIR}/ and nothing else: another run claimed it (one "
+            f"starting now, or one stopped before it wrote anything); remove {checkpoints} if no run is using it, or "
+            "choose another directory with hydra.run.dir=<dir>"
+        )
+    return (
+        f"run dir {run_dir} holds another run's {', '.join(found)} but no checkpoint to resume from; remove them "
+        "or choose another directory with hydra.run.dir=<dir>"
+    )
+
+
 def unwritable_reason(path: str | Path) -> str | None:
-    """Why ``path`` (which may not exist yet) could not be created, judged by its nearest existing ancestor."""
+    """Why ``path`` (which may not exist yet) could not be created, judged by its nearest existing ancestor.
+
+    The ancestor is tried for real (a directory made and removed in it): permission bits say nothing for
+    root, nor for file systems such as /proc that refuse new entries to everyone.
+    """
     existing = Path(path).absolute()
     while not existing.exists():
         existing = existing.parent
@@ -98,7 +120,17 @@ def unwritable_reason(path: str | Path) -> str | None:
         return f"{existing} is not a directory"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write_test_", dir=existing))
+    except OSError as error:
+        return f"{existing} is not writable ({error.strerror or error})"
     return None
+
+
+def output_file_problem(option: str, path: Path) -> str | None:
+    """One line naming ``option``, ``path`` and why the file could not be created there; ``None`` if it could."""
+    reason = unwritable_reason(path.parent)
+    return f"{option}={path}: {reason}; give a file in a writable folder" if reason else None
 
 
 def check_writable(run_dir: Path, checkpoint_bytes: int, checkpoints: int) -> str | None:

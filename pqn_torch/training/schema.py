@@ -24,7 +24,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from pqn_torch.algo.pqn import PQNConfig
 
@@ -145,6 +145,11 @@ def explain(error: Exception, schema: type) -> str:
     if dataclasses.is_dataclass(parent) and name not in field_names(parent):
         return _unknown(parent, parents, name)
     if not dataclasses.is_dataclass(parent):
+        if parents == ["task", "overrides"] and isinstance(error, ConfigAttributeError | ConfigKeyError):
+            return (
+                f"{key}: the task's config sets no {name} to change; task options are added with a leading +: "
+                f"+{key}=<value>"
+            )
         return f"{error.full_key}: {_first_line(error)}"
     if isinstance(error, MissingMandatoryValue):
         return f"{key} is not set; it must be {_valid(parent, name)}"

@@ -6,10 +6,11 @@ so tests and notebooks can drive it directly.
 What can go wrong, and what the run then does:
 
 - **Divergence.** At every log point (the loop's one device-to-host copy) the losses and metrics are
-  checked, together with a device-side count of non-finite weights; before every evaluation and
-  checkpoint the weights are checked again. Anything non-finite stops the run with
-  :class:`TrainingDiverged`, naming the update; the non-finite state is never saved, so the latest
-  checkpoint stays the last good one.
+  checked, together with a device-side count of non-finite weights; every checkpoint is preceded by a
+  log point, and before every evaluation and checkpoint the weights are checked again. Anything
+  non-finite stops the run with :class:`TrainingDiverged`, naming the update, and so do finite Q
+  estimates out of all proportion to the rewards (:func:`runaway_value`); the diverged state is never
+  saved, so the latest checkpoint stays the last good one.
 - **Unstable physics.** Worlds the env had to reset are counted; when their rate over a log interval
   crosses ``UNSTABLE_WARNING_RATE`` the console says so (once, until the rate drops again).
 - **Physics buffer overflows** (MuJoCo Warp): the worlds whose step overflowed a contact or constraint
@@ -22,14 +23,18 @@ What can go wrong, and what the run then does:
 - **Several ranks (torchrun).** Rank 0 alone evaluates, logs, shows progress and writes the run dir;
   the others hold no run dir. Stop signals and divergence are agreed on at the log points (one
   ``all_reduce`` carries the metrics, the counters and a stop flag), so every rank stops at the same
-  update and none waits forever in a collective; see :mod:`pqn_torch.distributed`.
-- **A checkpoint that cannot be written** (full disk) is reported with its file and reason and the
-  run goes on; only a failed final checkpoint ends the run with the error.
+  update and none waits forever in a collective; see :mod:`pqn_torch.distributed`. A rank that dies
+  makes the others' next collective fail: rank 0 then saves what it has (the weights as they are, the
+  random states of the ranks it can no longer reach drawn afresh on resume) without another
+  collective, and every survivor ends with :class:`~pqn_torch.distributed.RanksLost`.
+- **A full disk.** A tensorboard or ``eval.csv`` write that fails is one warning, and that file is
+  written no more (:class:`~pqn_torch.training.logger.RunLogger`); a checkpoint that cannot be written is
+  reported with its file and reason, and the run goes on; only a failed final checkpoint ends the run, in
+  one line naming the intact latest checkpoint and the command that resumes from it.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import signal
 import threading
@@ -44,6 +49,7 @@ from omegaconf import OmegaConf
 
 from pqn_torch import distributed
 from pqn_torch.algo import metrics
+from pqn_torch.algo.metrics import TAGS
 from pqn_torch.algo.pqn import PQN
 from pqn_torch.cuda_graph import WARMUP_CALLS, synchronize
 from pqn_torch.envs import VecEnv, make_env
@@ -75,6 +81,9 @@ from pqn_torch.training.settings import (
 )
 from pqn_torch.training.setup import set_up_agent, start_ranks
 
+VALUE_SCALE_LIMIT = 1000.0
+"""How far past ``reward scale / (1 - gamma)`` (the largest |Q| its rewards allow) a Q estimate may go before
+the run counts as diverged; see :func:`runaway_value`."""
 UNSTABLE_WARNING_RATE = 1e-3
 """Fraction of world-steps reset as unstable, over one log interval, above which the console warns."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -242,6 +251,8 @@ class TrainingRun:
         self._steps_at_log = self.env_steps
         self._train_seconds = 0.0
         self._last_finite_update = agent.updates_issued
+        self._reward_scale = 0.0
+        self._ranks_lost = False
         self._unstable_at_log = 0.0
         self._unstable_warned = False
         self._reward_terms_at_log: dict[str, float] = {}
@@ -289,6 +300,10 @@ class TrainingRun:
         previous = self._catch_stop_signals()
         try:
             self._loop()
+        except RuntimeError as error:
+            if self.ranks.world_size == 1 or not distributed.lost_peer(error):
+                raise
+            self._after_losing_ranks(error)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -367,7 +382,19 @@ class TrainingRun:
         if metrics.pop("nonfinite_weights"):
             bad.insert(0, "weights")
         if bad:
-            self._diverged(update, bad)
+            self._diverged(update, f"non-finite {listed(bad)}")
+        self._reward_scale = max(self._reward_scale, abs(metrics.get("reward_mean", 0.0)))
+        alg = self.settings.alg
+        runaway = runaway_value(metrics, self._reward_scale, alg.gamma, self.env.episode_length, alg.num_critics)
+        if runaway is not None:
+            name, value, limit = runaway
+            self._diverged(
+                update,
+                f"{TAGS[name]} reached {value:.3g}, beyond {limit:.3g} ({VALUE_SCALE_LIMIT:g} x the largest |Q| "
+                f"that rewards of scale {max(self._reward_scale, 1.0):.3g} allow with gamma {alg.gamma:g})",
+                healthy="finite and in bounds",
+                advice=f"Lower alg.lr_start (now {alg.lr_start:g})",
+            )
         self._last_finite_update = update
         self._logged_update = update
         reward_terms = self._reward_term_means(metrics)
@@ -422,20 +449,28 @@ class TrainingRun:
             self.env_steps,
         )
         self.logger.progress(self.env_steps, eval_return=f"{result.mean_return:.1f}")
-        _append_csv(self.run_dir / "eval.csv", point)
+        self.logger.csv_row("eval.csv", point)
         return result
 
     def save(self, update: int, final: bool = False) -> Path | None:
         """Checkpoint the (finite) training state; a write failure is reported and, unless ``final``, survived.
 
-        Every rank calls it (their random states are gathered for the checkpoint); rank 0 writes.
+        Every rank calls it (their random states are gathered for the checkpoint); rank 0 writes. A log
+        point comes first, unless this update had one, so no checkpoint escapes the divergence checks.
         """
+        if self._logged_update < update and not self._ranks_lost:
+            self.log(update)
         self._check_weights(update)
-        rank_rng = distributed.gather_objects(_rng_state(self.env, self.eval_env))
+        own_rng = _rng_state(self.env, self.eval_env)
+        rank_rng: list[dict[str, Any] | None]
+        if self._ranks_lost:  # no collective can reach the other ranks: their random states start afresh on resume
+            rank_rng = [own_rng, *[None] * (self.ranks.world_size - 1)]
+        else:
+            rank_rng = list(distributed.gather_objects(own_rng))
         if not self.ranks.is_main:
             self._saved_update = update
             return None
-        payload = {
+        payload: dict[str, Any] = {
             "agent": self.agent.checkpoint_state(),
             "config": self.config,
             "rng": rank_rng[0],
@@ -449,8 +484,9 @@ class TrainingRun:
             path = save_checkpoint(self.checkpoint_dir, self.env_steps, payload)
         except CheckpointWriteError as error:
             if final:
+                kept = f"is {self.last_checkpoint}, intact; free some space; {self._resume_command()}"
                 raise CheckpointWriteError(
-                    f"{error}; the latest checkpoint is {self.last_checkpoint or 'none'}"
+                    f"{error}; the latest checkpoint {kept if self.last_checkpoint else 'is none'}"
                 ) from None
             if self.ranks.world_size > 1:  # the other ranks count this update as saved: no second try at a stop
                 self._saved_update = update
@@ -496,14 +532,19 @@ class TrainingRun:
     def _check_weights(self, update: int) -> None:
         bad = nonfinite_weights(self.agent)
         if bad:
-            self._diverged(update, [f"weights ({listed(bad)})"])
+            self._diverged(update, f"non-finite weights ({listed(bad)})")
 
-    def _diverged(self, update: int, what: list[str]) -> None:
+    def _diverged(
+        self,
+        update: int,
+        what: str,
+        healthy: str = "finite",
+        advice: str = "Lower alg.lr_start or alg.max_grad_norm, or check the task's physics",
+    ) -> None:
         raise TrainingDiverged(
-            f"training diverged: non-finite {listed(what)} at update {update} (env step "
-            f"{update * self.steps_per_update:,}); everything was finite at update {self._last_finite_update}. "
-            f"Nothing non-finite was saved: the latest checkpoint is {self.last_checkpoint or 'none'}. "
-            "Lower alg.lr_start or alg.max_grad_norm, or check the task's physics"
+            f"training diverged: {what} at update {update} (env step {update * self.steps_per_update:,}); "
+            f"everything was {healthy} at update {self._last_finite_update}. Nothing diverged was saved: "
+            f"the latest checkpoint is {self.last_checkpoint or 'none'}. {advice}"
         )
 
     def _reward_term_means(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -526,8 +567,8 @@ class TrainingRun:
         if rate >= UNSTABLE_WARNING_RATE and not self._unstable_warned:
             self.logger.message(
                 f"warning: {rate:.2%} of the world-steps from env step {self._steps_at_log:,} to {self.env_steps:,} "
-                f"were unstable (non-finite or beyond MuJoCo's 1e10 limit) and reset ({unstable_total:,.0f} so far; "
-                "tensorboard env/nonfinite_states); check the task's sim_dt and model"
+                "were unstable (non-finite, or beyond MuJoCo's 1e10 limit or the task's observation limit) and reset "
+                f"({unstable_total:,.0f} so far; tensorboard env/nonfinite_states); check the task's sim_dt and model"
             )
         self._unstable_warned = rate >= UNSTABLE_WARNING_RATE
         self._unstable_at_log = unstable_total
@@ -615,14 +656,42 @@ class TrainingRun:
                 self.save(update, final=True)
             except CheckpointWriteError as error:
                 note = f" ({error})"
-        launcher = "python" if self.ranks.world_size == 1 else f"torchrun <{self.ranks.world_size} ranks, as now>"
-        resume = f"{launcher} scripts/train.py resume={self.run_dir}" if self.last_checkpoint else "start it again"
+        resume = self._resume_command() if self.last_checkpoint else "to continue: start it again"
         raise TrainingInterrupted(
             signum,
             f"stopped by {signal.Signals(signum).name} at env step {self.env_steps:,}; "
-            f"latest checkpoint {self.last_checkpoint or 'none'}{note}; "
-            f"to continue: {resume}",
+            f"latest checkpoint {self.last_checkpoint or 'none'}{note}; {resume}",
         )
+
+    def _after_losing_ranks(self, error: RuntimeError) -> None:
+        """Another rank is gone: rank 0 saves what it has, without collectives; every survivor raises RanksLost."""
+        self._ranks_lost = True
+        update = self.agent.updates_issued
+        reason = str(error).splitlines()[0].split("] ")[-1].split(". ")[0]  # Gloo's first sentence, no source path
+        what = (
+            f"rank {self.ranks.rank} of {self.ranks.world_size}: another rank stopped ({reason}) during update "
+            f"{update + 1} (env step {self.env_steps:,})"
+        )
+        if not self.ranks.is_main:
+            distributed.shut_down()
+            raise distributed.RanksLost(f"{what}; stopped too (rank 0 writes the checkpoints)") from None
+        saved = "nothing new to save"
+        if self._saved_update < update and update > 0:
+            try:
+                self.save(update, final=True)
+                saved = "saved what this rank had"
+            except (CheckpointWriteError, TrainingDiverged) as failure:
+                saved = f"could not save what this rank had ({failure})"
+        distributed.shut_down()
+        resume = self._resume_command() if self.last_checkpoint else "to continue: start it again"
+        raise distributed.RanksLost(
+            f"{what}; {saved}: the latest checkpoint is {self.last_checkpoint or 'none'}; {resume}"
+        ) from None
+
+    def _resume_command(self) -> str:
+        """``to continue: <the command that resumes this run from its latest checkpoint>``."""
+        launcher = "python" if self.ranks.world_size == 1 else f"torchrun <{self.ranks.world_size} ranks, as now>"
+        return f"to continue: {launcher} scripts/train.py resume={self.run_dir}"
 
 
 class _StopWatch:
@@ -638,6 +707,35 @@ class _StopWatch:
     def capture(self, result: Any) -> None:
         if self.run._stop_signal is not None:
             raise _StopRequested
+
+
+def runaway_value(
+    metrics: dict[str, float], reward_scale: float, gamma: float, episode_length: int, num_critics: int
+) -> tuple[str, float, float] | None:
+    """The first Q-side metric out of all proportion to the rewards, as ``(name, value, limit)``; ``None`` if none is.
+
+    A Q-value is a discounted sum of rewards, so ``|Q| <= max |r| / (1 - gamma)`` (``max |r|`` times the
+    episode length for ``gamma = 1``). The rewards' scale is
+    ``reward_scale`` (the trainer passes the largest |mean rollout reward| logged so far), at least 1: DM
+    rewards lie in [0, 1], and the floor keeps sparse or still-zero rewards from making the bound tight. The
+    metrics checked are the update's mean Q (``q_mean``), the rollout's mean value and Q(lambda) target, and
+    the critic loss per critic (a Huber loss: about the Q error once that exceeds 1); each may reach
+    ``VALUE_SCALE_LIMIT`` times the bound. A healthy run's overshoots stay within a few times the bound, while a
+    learning rate far too high drives them past it by orders of magnitude, updates before anything turns
+    non-finite.
+    """
+    horizon = 1.0 / (1.0 - gamma) if gamma < 1.0 else float(episode_length)
+    limit = VALUE_SCALE_LIMIT * max(reward_scale, 1.0) * horizon
+    checked = {
+        "q_mean": metrics.get("q_mean", 0.0),
+        "value_mean": metrics.get("value_mean", 0.0),
+        "target_mean": metrics.get("target_mean", 0.0),
+        "critic_loss": metrics.get("critic_loss", 0.0) / num_critics,
+    }
+    for name, value in checked.items():
+        if abs(value) > limit:
+            return name, value, limit
+    return None
 
 
 def _checkpoint_bytes(agent: PQN) -> int:
@@ -656,19 +754,13 @@ def _rng_state(env: VecEnv, eval_env: VecEnv | None) -> dict[str, Any]:
     return state
 
 
-def _restore_rng(state: dict[str, Any], env: VecEnv, eval_env: VecEnv | None) -> None:
+def _restore_rng(state: dict[str, Any] | None, env: VecEnv, eval_env: VecEnv | None) -> None:
+    """Restore a rank's random states; ``None`` (a rank lost before its checkpoint) keeps the fresh seeded ones."""
+    if state is None:
+        return
     torch.set_rng_state(state["torch"])
     env.generator.set_state(state["env"])
     if eval_env is not None:
         eval_env.generator.set_state(state["eval_env"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _append_csv(path: Path, row: dict[str, float]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)

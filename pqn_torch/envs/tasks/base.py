@@ -279,9 +279,9 @@ def _check_option_type(task: str, key: str, value: Any, default: Any) -> None:
     elif isinstance(default, int):
         valid = _is_integer(value)
     else:
-        valid = _is_real(value)
+        valid = _is_real(value) and math.isfinite(value)
     if not valid:
-        kind = {bool: "bool", int: "int"}.get(type(default), "a number")
+        kind = {bool: "bool", int: "int"}.get(type(default), "a finite number")
         raise ValueError(f"task {task}: option {key} must be {kind}, got {value!r}")
 
 
