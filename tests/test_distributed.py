@@ -245,8 +245,9 @@ def torchrun_training(*overrides: str) -> list[str]:
 
 def test_torchrun_two_ranks_write_one_run(tmp_path):
     run_dir = tmp_path / "run"
-    # the default checkpoint and eval intervals (0.1 of training) are less than one of its 4 updates
-    settings = ["total_timesteps=512", "eval.num_envs=4", "log_interval=1"]
+    # the default checkpoint and eval intervals (0.1 of training) are less than one of its 4 updates; every
+    # checkpoint kept, to see one per update
+    settings = ["total_timesteps=512", "eval.num_envs=4", "log_interval=1", "keep_checkpoints=null"]
     command = torchrun_training(*settings, f"hydra.run.dir={run_dir}")
     env = TORCHRUN_ENV
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
