@@ -1,6 +1,7 @@
 """Helpers shared by the task test modules: a small native-backend env and reproducible random actions."""
 
 import torch
+from tensordict import TensorDict
 
 from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs import BatchedEnv, make_env
@@ -102,6 +103,19 @@ def check_humanoid_step_makes_no_host_sync(name: str, home_state) -> None:
         for action in random_actions(env, 6):
             env.step(action)
     assert int(env.stats["episodes"]) == 2
+
+
+def reset_humanoid_at_known_state(env: BatchedEnv, home_state) -> TensorDict:
+    """Reset 4 humanoid worlds to ``home_state`` with the left knee bent 0.2 rad, the root moving forward at
+    0.4 m/s, the left ankle pitching at -1.5 rad/s, command (0.5, -0.2, 0.3), gait phase (0.3, -2.0) and feet
+    air time (0.1, 0.0): a state whose observation layout the humanoid tests check entry by entry."""
+    qpos, qvel = home_state(env)
+    qpos[:, 7 + 3] += 0.2  # left knee
+    qvel[:, 0], qvel[:, 6 + 4] = 0.4, -1.5  # forward root speed, left ankle pitch speed
+    command = double([[0.5, -0.2, 0.3]]).repeat(4, 1)
+    phase = double([[0.3, -2.0]]).repeat(4, 1)
+    air_time = double([[0.1, 0.0]]).repeat(4, 1)
+    return env.reset_to(qpos, qvel, task_state={"command": command, "phase": phase, "feet_air_time": air_time})
 
 
 def standing_state(env: BatchedEnv, joints: list[float], height: float) -> tuple[torch.Tensor, torch.Tensor]:

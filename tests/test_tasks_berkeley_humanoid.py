@@ -11,7 +11,14 @@ import torch
 from pqn_torch.envs.tasks import reward_terms
 from pqn_torch.envs.tasks.locomotion.berkeley_humanoid import BerkeleyHumanoidJoystickFlatTerrain
 
-from task_testing import check_humanoid_step_makes_no_host_sync, converge_solver, double, make_task_env, standing_state
+from task_testing import (
+    check_humanoid_step_makes_no_host_sync,
+    converge_solver,
+    double,
+    make_task_env,
+    reset_humanoid_at_known_state,
+    standing_state,
+)
 from training_testing import check_training_smoke_run
 
 FLAT, ROUGH = "BerkeleyHumanoidJoystickFlatTerrain", "BerkeleyHumanoidJoystickRoughTerrain"
@@ -62,18 +69,12 @@ def test_sizes_timing_and_model(name):
 
 def test_observation_layout_at_a_known_state(clean):
     env = clean
-    qpos, qvel = home_state(env)
-    qpos[:, 7 + 3] += 0.2  # left knee
-    qvel[:, 0], qvel[:, 6 + 4] = 0.4, -1.5  # forward root speed, left ankle pitch speed
-    command = double([[0.5, -0.2, 0.3]]).repeat(4, 1)
-    phase = double([[0.3, -2.0]]).repeat(4, 1)
-    air_time = double([[0.1, 0.0]]).repeat(4, 1)
-    td = env.reset_to(qpos, qvel, task_state={"command": command, "phase": phase, "feet_air_time": air_time})
+    td = reset_humanoid_at_known_state(env, home_state)
     obs, critic = td["obs"][0], td["critic_obs"][0]
     torch.testing.assert_close(obs[0:3], torch.tensor([0.4, 0.0, 0.0]), atol=1e-5, rtol=0)  # local linvel
     torch.testing.assert_close(obs[3:6], torch.zeros(3), atol=1e-6, rtol=0)  # gyro
     torch.testing.assert_close(obs[6:9], torch.tensor([0.0, 0.0, -1.0]), atol=1e-6, rtol=0)  # gravity, IMU frame
-    torch.testing.assert_close(obs[9:12], command[0].float())
+    torch.testing.assert_close(obs[9:12], torch.tensor([0.5, -0.2, 0.3]))  # the command
     offset = torch.zeros(12)
     offset[3] = 0.2
     torch.testing.assert_close(obs[12:24], offset, atol=1e-6, rtol=0)  # joints - home

@@ -17,6 +17,7 @@ from task_testing import (
     converge_solver,
     double,
     make_task_env,
+    reset_humanoid_at_known_state,
     standing_state,
 )
 from training_testing import check_training_smoke_run
@@ -100,13 +101,7 @@ def test_restricted_joint_range_narrows_joints_controls_and_soft_limits():
 
 def test_observation_layout_reads_the_pelvis_imu(clean):
     env = clean
-    qpos, qvel = home_state(env)
-    qpos[:, 7 + 3] += 0.2  # left knee
-    qvel[:, 0], qvel[:, 6 + 4] = 0.4, -1.5  # forward root speed, left ankle pitch speed
-    command = double([[0.5, -0.2, 0.3]]).repeat(4, 1)
-    phase = double([[0.3, -2.0]]).repeat(4, 1)
-    air_time = double([[0.1, 0.0]]).repeat(4, 1)
-    td = env.reset_to(qpos, qvel, task_state={"command": command, "phase": phase, "feet_air_time": air_time})
+    td = reset_humanoid_at_known_state(env, home_state)
     obs, critic = td["obs"][0], td["critic_obs"][0]
     sensors = env.physics.sensordata[0]
     model = env.physics.mj_model
@@ -114,7 +109,7 @@ def test_observation_layout_reads_the_pelvis_imu(clean):
     torch.testing.assert_close(obs[0:3], sensors[sensor_slice(model, "local_linvel_pelvis")].float())
     torch.testing.assert_close(obs[3:6], torch.zeros(3), atol=1e-6, rtol=0)  # gyro
     torch.testing.assert_close(obs[6:9], torch.tensor([0.0, 0.0, -1.0]), atol=1e-6, rtol=0)  # gravity, pelvis frame
-    torch.testing.assert_close(obs[9:12], command[0].float())
+    torch.testing.assert_close(obs[9:12], torch.tensor([0.5, -0.2, 0.3]))  # the command
     offset = torch.zeros(29)
     offset[3] = 0.2
     torch.testing.assert_close(obs[12:41], offset, atol=1e-6, rtol=0)  # joints - home
