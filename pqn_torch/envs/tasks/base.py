@@ -273,7 +273,10 @@ class Task(ABC):
 
 
 def _check_option_type(task: str, key: str, value: Any, default: Any) -> None:
-    """One clear error when a task's own option has the wrong type (bool for a switch, a number for a number)."""
+    """One clear error when a task's own option has the wrong type (bool for a switch, a number for a number);
+    an option whose default is ``None`` is checked by its task's config."""
+    if default is None:
+        return
     if isinstance(default, bool):
         valid = isinstance(value, bool)
     elif isinstance(default, int):

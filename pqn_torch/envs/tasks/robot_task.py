@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -293,6 +293,18 @@ class PushRanges:
     wait: tuple[float, float]
     duration: tuple[float, float]
     velocity: tuple[float, float]
+
+
+def checked_command(command: Any, option: str = "fixed_command") -> list[float]:
+    """A joystick command option ``[vx, vy, yaw rate]`` as three finite floats, or one clear error naming it."""
+    valid = (
+        isinstance(command, (list, tuple))
+        and len(command) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in command)
+    )
+    if not valid:
+        raise ValueError(f"{option} must be [vx, vy, yaw rate]: three finite numbers, got {command!r}")
+    return [float(v) for v in command]
 
 
 def control_steps(seconds: torch.Tensor, dt: float) -> torch.Tensor:
