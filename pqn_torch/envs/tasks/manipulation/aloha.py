@@ -47,10 +47,11 @@ lifts the socket, the right arm the peg, and the peg goes into the socket.
 Task state (``env.task_state``): AlohaHandOver ``prev_potential`` (best potential so far), ``episode_picked``
 (the box has been above 0.15 m), ``steps`` (control steps taken; Playground's ``_steps``); the peg task has none.
 
-Deviations from Playground: every reset draws a new box and target (its training wrapper replays each world's
-first state and carries ``episode_picked`` over; ``prev_potential`` and ``_steps`` it restarts); the final
-observation of a time-limited AlohaHandOver episode shows the step fraction 1 (Playground wraps ``_steps`` to 0
-in that step).
+Deviations from Playground: the first observation of an episode shows the grippers' and objects' poses
+(Playground computes no kinematics at reset, so its first observation holds zeros there); every reset draws
+new object positions (and target), where Playground's training wrapper replays each world's first state (the
+hand-over's task state it restarts itself, in the first step of an episode); the final observation of a
+time-limited AlohaHandOver episode shows the step fraction 1 (Playground wraps ``_steps`` to 0 in that step).
 """
 
 from __future__ import annotations
