@@ -335,6 +335,8 @@ def test_hand_over_picked_dropped_and_out_of_bounds(hand_over):
     # World 1 restarted with fresh state; world 0 has picked the box now.
     assert env.task_state["episode_picked"].tolist() == [True, False, False, False]
     assert env.task_state["steps"].tolist() == [4, 0, 4, 0]
+    torch.testing.assert_close(td["obs"][:, 82], torch.tensor([4 / 250, 0.0, 4 / 250, 0.0]))  # counted before obs
+    torch.testing.assert_close(td["final_obs"][:, 82], torch.full((4,), 4 / 250))
     torch.testing.assert_close(env.task_state["prev_potential"][[1, 3]], torch.zeros(2, dtype=torch.float64))
 
 
