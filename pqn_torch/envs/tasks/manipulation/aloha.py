@@ -85,6 +85,11 @@ AXES = {
     "zaxis": mujoco.mjtSensor.mjSENS_FRAMEZAXIS,
 }
 OUT_OF_BOUNDS = 1.0
+GRIPPERS = {
+    "left_gripper": (mujoco.mjtObj.mjOBJ_SITE, "left/gripper"),
+    "right_gripper": (mujoco.mjtObj.mjOBJ_SITE, "right/gripper"),
+}
+"""The grippers' sites (between the fingers), frames both tasks read."""
 
 
 def frame_sensor_names(positions: dict, rotations: tuple[str, ...]) -> tuple[str, ...]:
@@ -170,8 +175,7 @@ class AlohaHandOver(AlohaTask):
     action_mapping = ActionMapping(scale=0.015, reference="ctrl", clip=True)
     scene = "mjx_hand_over.xml"
     frames: ClassVar[dict[str, tuple[mujoco.mjtObj, str]]] = {
-        "left_gripper": (mujoco.mjtObj.mjOBJ_SITE, "left/gripper"),
-        "right_gripper": (mujoco.mjtObj.mjOBJ_SITE, "right/gripper"),
+        **GRIPPERS,
         "box": (mujoco.mjtObj.mjOBJ_XBODY, "box"),
         "box_top": (mujoco.mjtObj.mjOBJ_SITE, "box_top"),
         "box_bottom": (mujoco.mjtObj.mjOBJ_SITE, "box_bottom"),
@@ -361,8 +365,7 @@ class AlohaSinglePegInsertion(AlohaTask):
     action_mapping = ActionMapping(scale=0.005, reference="ctrl", clip=True)
     scene = "mjx_single_peg_insertion.xml"
     frames: ClassVar[dict[str, tuple[mujoco.mjtObj, str]]] = {
-        "left_gripper": (mujoco.mjtObj.mjOBJ_SITE, "left/gripper"),
-        "right_gripper": (mujoco.mjtObj.mjOBJ_SITE, "right/gripper"),
+        **GRIPPERS,
         "socket": (mujoco.mjtObj.mjOBJ_XBODY, "socket"),
         "peg": (mujoco.mjtObj.mjOBJ_XBODY, "peg"),
         "socket_entrance": (mujoco.mjtObj.mjOBJ_SITE, "socket_entrance"),
