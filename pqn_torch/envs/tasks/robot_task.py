@@ -121,11 +121,11 @@ class RobotTask(Task):
         self.device, self.dtype = device, dtype
         transmissions = zip(mj_model.actuator_trnid[:, 0], mj_model.actuator_trntype, strict=True)
         joints = [int(joint) for joint, kind in transmissions if kind == mujoco.mjtTrn.mjTRN_JOINT]
-        self.joint_qpos = _contiguous(mj_model.jnt_qposadr[joints], "joint angles")
-        self.joint_qvel = _contiguous(mj_model.jnt_dofadr[joints], "joint velocities")
+        self.joint_qpos = _columns(mj_model.jnt_qposadr[joints], device)
+        self.joint_qvel = _columns(mj_model.jnt_dofadr[joints], device)
         home = np.asarray(mj_model.keyframe(self.home_keyframe).qpos, dtype=np.float64)
         self.home_qpos = self.constant(home)
-        self.default_pose = self.constant(home[self.joint_qpos])
+        self.default_pose = self.constant(home[mj_model.jnt_qposadr[joints]])
         ranges = torch.as_tensor(mj_model.jnt_range[joints], dtype=torch.float64)
         self.joint_range = ranges[:, 0], ranges[:, 1]
         """Joint limits in float64 on the host, to derive constants from (soft limits, ...)."""
@@ -428,9 +428,10 @@ def _actuator_force_columns(mj_model: mujoco.MjModel) -> slice | None:
     return slice(forces[0].start, forces[-1].stop)
 
 
-def _contiguous(addresses: np.ndarray, what: str) -> slice:
-    """The slice covering ``addresses`` if they are consecutive (the actuated joints' columns)."""
+def _columns(addresses: np.ndarray, device: torch.device) -> slice | torch.Tensor:
+    """The actuated joints' columns: a slice where they are consecutive (most robots), else their indices on
+    ``device`` (Aloha: each gripper's actuator drives one of its two coupled fingers)."""
     start = int(addresses[0]) if len(addresses) else 0
-    if list(addresses) != list(range(start, start + len(addresses))):
-        raise ValueError(f"the actuated joints' {what} are not consecutive in the model; RobotTask needs them so")
-    return slice(start, start + len(addresses))
+    if list(addresses) == list(range(start, start + len(addresses))):
+        return slice(start, start + len(addresses))
+    return torch.as_tensor(np.asarray(addresses, dtype=np.int64), device=device)

@@ -33,8 +33,8 @@ def load_playground_scene(
 
     ``menagerie_includes``: Menagerie XMLs the scene includes by file name (Playground resolves them in its
     Menagerie checkout), read from ``third_party/playground/menagerie/<menagerie_robot>/``. Visual mesh
-    geoms and mesh assets are removed unless ``$MENAGERIE_ROOT/<menagerie_robot>/assets`` exists; file
-    textures (not shipped, visual only) are removed and the materials that used them keep their colour.
+    geoms and mesh assets are removed unless ``$MENAGERIE_ROOT/<menagerie_robot>/assets`` exists; textures
+    read from files (not shipped, visual only) are removed and the materials that used them keep their colour.
     """
     path = PLAYGROUND_DIR / relative_path
     if not path.is_file():
@@ -52,7 +52,7 @@ def load_playground_scene(
             mesh.file = str(mesh_dir / Path(mesh.file).name)
     dropped = set()
     for texture in list(spec.textures):
-        if texture.file:
+        if texture.file or any(texture.cubefiles):  # a file, or six (a cube's faces: Aloha's socket)
             dropped.add(texture.name)
             spec.delete(texture)
     for material in spec.materials:
