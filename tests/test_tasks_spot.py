@@ -3,10 +3,6 @@ the observed tilt, reward terms on hand-built states, the gait clock and swing-h
 resampling, getup resets and terminations, graph safety, warp parity and a training smoke run."""
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -19,6 +15,7 @@ from pqn_torch.envs.tasks.reward_terms import swing_height_curve
 from pqn_torch.envs.tasks.robots import quat_multiply
 
 from task_testing import converge_solver, double, make_task_env, random_actions, standing_state
+from training_testing import check_training_smoke_run
 
 SPOT_TASKS = {  # obs, critic obs, episode length, Kp, Kd, actuator kv (Playground 0.2.0)
     "SpotFlatTerrainJoystick": (81, 167, 1000, 300.0, 1.0, 20.0),
@@ -454,30 +451,5 @@ def test_warp_matches_native_on_spot_joystick(monkeypatch):
             )
 
 
-def test_train_script_runs_spot_joystick_with_the_locomotion_cpu_preset(tmp_path):
-    """A short CPU training run through scripts/train.py: setup, rollouts, evaluation, checkpoint."""
-    repo = Path(__file__).resolve().parent.parent
-    command = [
-        sys.executable,
-        str(repo / "scripts" / "train.py"),
-        "task=SpotFlatTerrainJoystick",
-        "alg=locomotion_cpu",
-        "alg.num_envs=8",
-        "alg.num_steps=8",
-        "alg.num_minibatches=2",
-        "total_timesteps=128",
-        "eval.num_envs=2",
-        "+task.overrides.episode_length=10",
-        "num_threads=1",
-        "eval.interval=0.5",
-        "checkpoint_interval=0.5",
-        f"hydra.run.dir={tmp_path}",
-    ]
-    result = subprocess.run(
-        command, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr
-    assert "task SpotFlatTerrainJoystick, device cpu, backend mujoco, 8 envs" in result.stdout
-    assert "done: 128 env steps" in result.stdout
-    assert len((tmp_path / "eval.csv").read_text().strip().splitlines()) >= 3
-    assert list((tmp_path / "checkpoints").glob("*.pt"))
+def test_training_smoke_run_on_spot_joystick(tmp_path):
+    check_training_smoke_run("SpotFlatTerrainJoystick", tmp_path)

@@ -30,10 +30,9 @@ import torch
 
 from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
-from pqn_torch.envs.tasks.common import normal, uniform
 from pqn_torch.envs.tasks.locomotion.spot import CTRL_DT, JOINTS, SIM_DT, SpotTask
 from pqn_torch.envs.tasks.registry import register
-from pqn_torch.envs.tasks.robot_task import FREE_JOINT_QPOS, ActionMapping, RobotConfig
+from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig
 
 GETUP_REWARD_SCALES = {"orientation": 1.0, "torso_height": 1.0, "posture": 1.0, "stand_still": 1.0}
 DROP_PROBABILITY = 0.6
@@ -72,14 +71,8 @@ class SpotGetup(SpotTask):
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         """A drop (probability 0.6) or the home pose, at rest; settled by the env."""
-        like = physics.qpos
-        drop = uniform(generator, (num, 1), 0.0, 1.0, like=like) < DROP_PROBABILITY
-        dropped = like.new_zeros(num, like.shape[1])
-        dropped[:, 2] = DROP_HEIGHT
-        quaternion = normal(generator, (num, 4), 1.0, like=like)
-        dropped[:, 3:7] = quaternion / (torch.linalg.vector_norm(quaternion, dim=-1, keepdim=True) + 1e-6)
-        dropped[:, FREE_JOINT_QPOS:] = uniform(generator, (num, JOINTS), self.ctrl_low, self.ctrl_high, like=like)
-        qpos = torch.where(drop, dropped, self.home_qpos.expand(num, -1))
+        joint_range = (self.ctrl_low, self.ctrl_high)
+        qpos = self.drop_or_home(generator, num, physics.qpos, DROP_PROBABILITY, DROP_HEIGHT, joint_range)
         return StartStates(qpos=qpos, qvel=physics.qvel.new_zeros(num, physics.qvel.shape[1]))
 
     def joints_out_of_range(self, physics: Physics) -> torch.Tensor:
