@@ -73,6 +73,10 @@ def test_sizes_timing_gains_and_action_space(name):
     td = env.reset()
     assert td["obs"].shape == (2, obs_dim) and td["critic_obs"].shape == (2, critic_dim)
     assert sum(size for _, size in env.task.observation_layout) == obs_dim
+    if name != "SpotGetup":  # Playground's joystick resets: the home keyframe at rest, targets 0
+        pool = env.start_states
+        home = torch.as_tensor(model.keyframe("home").qpos).expand(16, -1)
+        assert torch.equal(pool["qpos"], home) and (pool["qvel"] == 0).all() and (pool["ctrl"] == 0).all()
 
 
 def test_joystick_observation_layout_at_a_known_state(joystick):
