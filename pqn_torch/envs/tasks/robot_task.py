@@ -35,7 +35,7 @@ import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
 from pqn_torch.envs.tasks.base import ControlMapping, StartStates, Task, TaskConfig, TaskState
-from pqn_torch.envs.tasks.common import uniform
+from pqn_torch.envs.tasks.common import normal, uniform
 from pqn_torch.envs.tasks.robots import noisy, quat_multiply, yaw_quaternion
 
 ACTION_REFERENCES = ("home", "joints", "ctrl")
@@ -180,7 +180,7 @@ class RobotTask(Task):
         return noisy(generator, value, self.config.obs_noise_level * self.noise_scales[kind])
 
     # ----------------------------------------------------------------- reset
-    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor:
+    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor | None:
         """The position targets at the joint angles, as Playground's Go1 starts; a task whose Playground
         original leaves ``ctrl`` at 0 (Spot, Barkour, H1, OP3, Apollo) returns ``None``."""
         return qpos[:, self.joint_qpos].clone()
@@ -193,6 +193,26 @@ class RobotTask(Task):
         yaw = uniform(generator, (num,), -3.14, 3.14, like=qpos)
         qpos[:, 3:7] = quat_multiply(qpos[:, 3:7], yaw_quaternion(yaw))
         return StartStates(qpos=qpos, qvel=self.random_root_velocity(generator, num, physics))
+
+    def drop_or_home(
+        self,
+        generator: torch.Generator,
+        num: int,
+        like: torch.Tensor,
+        probability: float,
+        height: float,
+        joint_range: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """``qpos`` [num, nq] of Playground's getup resets: with ``probability`` a drop (trunk at ``height`` with a
+        uniformly random orientation, a normalized Gaussian quaternion, joints uniform in ``joint_range``), else
+        the home pose."""
+        drop = uniform(generator, (num, 1), 0.0, 1.0, like=like) < probability
+        dropped = like.new_zeros(num, like.shape[1])
+        dropped[:, 2] = height
+        quaternion = normal(generator, (num, 4), 1.0, like=like)
+        dropped[:, 3:7] = quaternion / (torch.linalg.vector_norm(quaternion, dim=-1, keepdim=True) + 1e-6)
+        dropped[:, self.joint_qpos] = uniform(generator, (num, self.joint_low.numel()), *joint_range, like=like)
+        return torch.where(drop, dropped, self.home_qpos.expand(num, -1))
 
     def random_root_velocity(self, generator: torch.Generator, num: int, physics: Physics) -> torch.Tensor:
         """``qvel`` [num, nv]: the free joint's 6 dofs U(-0.5, 0.5), the rest 0."""
