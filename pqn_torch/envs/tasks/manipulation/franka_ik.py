@@ -71,20 +71,13 @@ def dh_transform(theta: torch.Tensor, alpha: float, a: float, d: float) -> torch
     return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
 
 
-def _translation_x(like: torch.Tensor, x: float) -> torch.Tensor:
-    """[N, 4, 4] translations by ``x`` along x, ``like`` [N] giving the batch, dtype and device."""
-    transform = torch.eye(4, dtype=like.dtype, device=like.device).repeat(like.shape[0], 1, 1)
-    transform[:, 0, 3] = x
-    return transform
-
-
 def _frames_to_wrist(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Frames after joint 4's offset (point H, where the -a4 step back lands), joint 6 and joint 7, [N, 4, 4]."""
     frame = dh_transform(q[:, 0], *_DH[0])
     for joint in (1, 2, 3):
         frame = frame @ dh_transform(q[:, joint], *_DH[joint])
     alpha, a, d = _DH[4]
-    at_h = frame @ _translation_x(q[:, 4], a)
+    at_h = frame @ dh_transform(torch.zeros_like(q[:, 4]), 0.0, a, 0.0)  # the step back by -a4 alone
     at_6 = at_h @ dh_transform(q[:, 4], alpha, 0.0, d) @ dh_transform(q[:, 5], *_DH[5])
     return at_h, at_6, at_6 @ dh_transform(q[:, 6], *_DH[6])
 
@@ -129,7 +122,7 @@ def franka_ik(
     # Branches of the current configuration: the elbow (joint 6) side and the sign of joint 2.
     at_h, at_6, _ = _frames_to_wrist(q_actual)
     shoulder = torch.zeros_like(position)
-    shoulder[:, 2] = SHOULDER_HEIGHT
+    shoulder[:, 2].fill_(SHOULDER_HEIGHT)
     wrist_now = at_6[:, :3, 3]
     turn = torch.linalg.cross(at_h[:, :3, 3] - wrist_now, shoulder - wrist_now, dim=-1)
     elbow_case_0 = (turn * at_6[:, :3, 2]).sum(-1) <= 0

@@ -302,9 +302,9 @@ class PandaPickCubeCartesian(PandaPickCube):
     # ----------------------------------------------------------------- reset
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         qpos = self.home_qpos.repeat(num, 1)
-        qpos[:, self.box_qpos] = self.box_line_x
+        qpos[:, self.box_qpos].fill_(self.box_line_x)
         qpos[:, self.box_qpos + 1] = uniform(generator, (num,), -BOX_Y_RANGE, BOX_Y_RANGE, like=qpos)
-        qpos[:, self.box_qpos + 2] = 0.0  # Playground's: the box's centre on the floor, pushed out in the first step
+        qpos[:, self.box_qpos + 2].fill_(0.0)  # Playground's: the box's centre on the floor (pushed out at once)
         mocap_pos = self.mocap_start.to(qpos).repeat(num, 1, 1)
         mocap_pos[:, self.target_mocap] = self.target
         mocap_quat = torch.zeros(num, mocap_pos.shape[1], 4, dtype=qpos.dtype, device=qpos.device)
