@@ -3,7 +3,6 @@ tip target in MuJoCo's own kinematics; the workspace clip; unreachable targets; 
 the progress reward on hand-built states, reset distribution, termination, graph safety, warp parity and a
 training smoke run."""
 
-import contextlib
 import math
 
 import mujoco
@@ -11,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs.tasks.manipulation.franka_ik import HAND_TO_TIP
 from pqn_torch.training import run_training
 
-from task_testing import double, make_task_env, random_actions
+from task_testing import double, make_task_env, random_actions, seeded_run
 from training_testing import tiny_config
 
 TASK = "PandaPickCubeCartesian"
@@ -220,22 +218,10 @@ def test_termination_out_of_bounds_and_at_success(env):
 def test_seeded_run_across_autoresets_does_not_depend_on_host_shortcuts():
     """The CUDA code path (masked autoreset, no host checks) gives the CPU path's results bit for bit, and makes
     no host sync, across episode ends of 4 steps (guide jumps, IK, progress reward)."""
-
-    def run(shortcuts):
-        env = make_task_env(TASK, num_envs=6, episode_length=4, seed=5)
-        env.host_shortcuts = shortcuts
-        env.reset()
-        results = []
-        with forbid_host_syncs() if not shortcuts else contextlib.nullcontext():
-            for action in random_actions(env, 10):
-                results.append(env.step(action))
-                for key in ("current_pos", "prev_reward", "no_soln"):
-                    results[-1][key] = env.task_state[key].clone()
-        return torch.stack(results)
-
-    fast, masked = run(True), run(False)
+    keys = ("current_pos", "prev_reward", "no_soln")
+    fast, masked = (seeded_run(TASK, shortcuts, 6, keys) for shortcuts in (True, False))
     assert fast["done"].sum() >= 12
-    for key in ("obs", "reward", "terminated", "truncated", "final_obs", "current_pos", "prev_reward", "no_soln"):
+    for key in ("obs", "reward", "terminated", "truncated", "final_obs", *keys):
         assert torch.equal(fast[key], masked[key]), key
 
 
