@@ -126,3 +126,20 @@ def test_inverse_kinematics_makes_no_host_sync(model):
     pose[0, 0, 3] = 2.0  # one unreachable world: its fallback is chosen without a host check
     with forbid_host_syncs():
         franka_ik(pose[:, :3, :3], pose[:, :3, 3], q[:, 6], q)
+
+
+def test_near_the_shoulder_singularity_joint_1_keeps_its_angle(model):
+    """With the upper arm within 2.6 degrees of vertical the solver sets joint 2 to 0 and keeps joint 1 at its
+    current angle, also when joint 2 is negative now (Playground's port turned joint 1 by pi there); the pose
+    then misses by the tilt dropped (0.02 rad at most ~0.9 m from the shoulder: under 2 cm)."""
+    q = random_joints(model, 2, seed=6)
+    q[:, 1] = 0.02
+    rotations, positions = mujoco_tip(model, q)
+    current = torch.as_tensor(q)
+    current[1, 1] = -0.02  # world 1: joint 2 negative now
+    solution, solved = franka_ik(torch.as_tensor(rotations), torch.as_tensor(positions), current[:, 6], current)
+    assert solved.all()
+    torch.testing.assert_close(solution[:, 0], current[:, 0], atol=1e-12, rtol=0)
+    assert (solution[:, 1] == 0).all()
+    _, reached = mujoco_tip(model, solution.numpy())
+    assert np.abs(reached - positions).max() < 0.02
