@@ -1,5 +1,7 @@
 """Helpers shared by the task test modules: a small native-backend env and reproducible random actions."""
 
+import contextlib
+
 import torch
 from tensordict import TensorDict
 
@@ -18,6 +20,21 @@ def random_actions(env: BatchedEnv, steps: int, seed: int = 0) -> list[torch.Ten
     """``steps`` batches of uniform actions in [-1, 1] from a seeded generator."""
     generator = torch.Generator().manual_seed(seed)
     return [torch.rand(env.num_envs, env.action_dim, generator=generator) * 2 - 1 for _ in range(steps)]
+
+
+def seeded_run(name: str, shortcuts: bool, num_envs: int, state_keys: tuple[str, ...], steps: int = 10) -> TensorDict:
+    """``steps`` seeded random steps of task ``name`` in 4-step episodes, with or without host shortcuts (without:
+    under ``forbid_host_syncs``), stacked, with the task state entries ``state_keys`` after each step."""
+    env = make_task_env(name, num_envs=num_envs, episode_length=4, seed=5)
+    env.host_shortcuts = shortcuts
+    env.reset()
+    results = []
+    with forbid_host_syncs() if not shortcuts else contextlib.nullcontext():
+        for action in random_actions(env, steps):
+            results.append(env.step(action))
+            for key in state_keys:
+                results[-1][key] = env.task_state[key].clone()
+    return torch.stack(results)
 
 
 def check_truncation_at_episode_length(name: str) -> None:
