@@ -133,18 +133,20 @@ def double(values) -> torch.Tensor:
 
 def check_warp_follows_native(name: str, qpos: torch.Tensor, qvel: torch.Tensor, state: dict, steps: int) -> None:
     """``steps`` steps of task ``name`` (two worlds, no noise) on MuJoCo Warp (float32, CPU) and native MuJoCo
-    (float64), both restarted from the native state, ctrl and task state before every step (from ``qpos``,
-    ``qvel``, ``state`` at first): rewards, observations and every task-state entry agree."""
+    (float64), both restarted from the native state, ctrl and task state and their generators reseeded alike
+    before every step (from ``qpos``, ``qvel``, ``state`` at first): rewards, observations and every task-state
+    entry agree."""
     options = {"num_envs": 2, "obs_noise_level": 0.0, "seed": 3}
     native = make_task_env(name, **options)
     warp = make_task_env(name, backend="warp", **options)
     native.reset_to(qpos, qvel, task_state=state)
     generator = torch.Generator().manual_seed(0)
-    for _ in range(steps):
+    for step in range(steps):
         state = {key: value.clone() for key, value in native.task_state.items()}
         qpos, qvel, ctrl = (native.physics.qpos.clone(), native.physics.qvel.clone(), native.physics.ctrl.clone())
         for env in (native, warp):
             env.reset_to(qpos, qvel, ctrl, task_state=state)
+            env.generator.manual_seed(step)
         action = (torch.rand(2, native.action_dim, generator=generator) * 2 - 1) * 0.5
         after = [env.step(action) for env in (native, warp)]
         reward_gap = (after[1]["reward"] - after[0]["reward"]).abs().max().item()

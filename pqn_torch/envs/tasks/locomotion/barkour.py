@@ -28,7 +28,8 @@ charges it at a zero command (0 / 0 is NaN); here it is charged when ``|c_xy| < 
 
 Task state: ``command``, ``step``, ``obs_history`` [N, 465], ``last_act`` [N, 12], ``feet_air_time``,
 ``last_contact``, ``swing_peak`` [N, 4], and the kicks' ``kick_wait_steps``, ``kick_duration_steps``,
-``vel_kick``, ``kick_dir`` [N, 3], ``last_kick_step`` (-inf before the first kick).
+``vel_kick``, ``kick_dir`` [N, 3], ``last_kick_step`` (-100,000 before the first kick: Playground's -inf, kept
+finite so that ``reset_to`` accepts it back).
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ FALLEN_HEIGHT = 0.18
 KICK_WAIT_STEPS = (50, 150)  # integers in [low, high)
 KICK_DURATION_STEPS = (1, 10)
 KICK_SPEED = (0.1, 1.0)  # m/s
+NO_KICK = -100_000
+"""``last_kick_step`` before the first kick (Playground's -inf): the steps since it are clipped to 100,000."""
 
 
 @dataclass
@@ -112,7 +115,7 @@ class TorsoKicks:
             "kick_duration_steps": steps(KICK_DURATION_STEPS),
             "vel_kick": uniform(generator, (num,), *KICK_SPEED, like=like),
             "kick_dir": like.new_zeros(num, 3),
-            "last_kick_step": torch.full((num,), -math.inf, dtype=like.dtype, device=like.device),
+            "last_kick_step": torch.full((num,), NO_KICK, dtype=torch.int64, device=like.device),
         }
 
     def apply(self, physics: Physics, state: TaskState, generator: torch.Generator) -> None:
@@ -120,10 +123,11 @@ class TorsoKicks:
         step = state["step"]
         start = (torch.remainder(step, state["kick_wait_steps"]) == 0) & (step != 0)
         last = state["last_kick_step"]
-        last.copy_(torch.where(start, step.to(last.dtype), last))
-        since = (step.to(last.dtype) - last).clamp(0, 100_000)
-        length = state["kick_duration_steps"].to(last.dtype)
-        angle = uniform(generator, (physics.num_worlds,), 0.0, 2 * math.pi, like=last)
+        last.copy_(torch.where(start, step, last))
+        dtype = state["vel_kick"].dtype
+        since = (step - last).clamp(0, -NO_KICK).to(dtype)
+        length = state["kick_duration_steps"].to(dtype)
+        angle = uniform(generator, (physics.num_worlds,), 0.0, 2 * math.pi, like=state["vel_kick"])
         direction = torch.stack([torch.cos(angle), torch.sin(angle), torch.zeros_like(angle)], dim=-1)
         state["kick_dir"].copy_(torch.where(start.unsqueeze(-1), direction, state["kick_dir"]))
         force = 0.5 * torch.sin(math.pi * since / length) * self.mass * state["vel_kick"] / (length * self.dt)
