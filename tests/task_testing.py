@@ -154,3 +154,30 @@ def check_warp_follows_native(name: str, qpos: torch.Tensor, qvel: torch.Tensor,
         assert reward_gap < 1e-4 and obs_gap < 1e-3, (reward_gap, obs_gap)
         for key, value in native.task_state.items():
             torch.testing.assert_close(warp.task_state[key].double(), value.double(), atol=1e-4, rtol=1e-4)
+
+
+def check_step_and_reset_make_no_host_sync(name: str, home_state, task_state: dict) -> None:
+    """Two worlds of task ``name`` (4-step episodes, no host shortcuts) from ``home_state(env)`` with ``task_state``:
+    six steps across an episode end, then a full reset, under ``forbid_host_syncs``."""
+    env = make_task_env(name, num_envs=2, episode_length=4)
+    env.host_shortcuts = False
+    env.reset_to(*home_state(env), task_state=task_state)
+    with forbid_host_syncs():
+        for action in random_actions(env, 6):
+            env.step(action)
+        env.reset()
+    assert int(env.stats["episodes"]) == 2
+
+
+def check_home_reset_with_an_empty_history(name: str, home_state, frame_size: int) -> None:
+    """Task ``name`` starts every episode at ``home_state`` exactly with ``ctrl`` 0 (Playground's
+    ``make_data(qpos=home)``); its first observation is one frame of ``frame_size`` followed by zeros, the
+    task state's ``obs_history``."""
+    env = make_task_env(name, num_envs=4)
+    start = env.task.sample_start(torch.Generator().manual_seed(0), 100, env.physics)
+    qpos, _ = home_state(env)
+    assert (start.qpos == qpos[0]).all() and (start.qvel == 0).all()
+    td = env.reset()
+    assert (env.physics.ctrl == 0).all()
+    assert (td["obs"][:, frame_size:] == 0).all() and (td["obs"][:, :frame_size] != 0).any()
+    assert torch.equal(env.task_state["obs_history"].float(), td["obs"])

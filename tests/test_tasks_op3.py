@@ -7,10 +7,17 @@ import math
 import pytest
 import torch
 
-from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs.tasks.locomotion.op3 import Op3Joystick
 
-from task_testing import check_warp_follows_native, converge_solver, double, make_task_env, random_actions
+from task_testing import (
+    check_home_reset_with_an_empty_history,
+    check_step_and_reset_make_no_host_sync,
+    check_warp_follows_native,
+    converge_solver,
+    double,
+    make_task_env,
+    standing_state,
+)
 from training_testing import check_training_smoke_run
 
 NAME = "Op3Joystick"
@@ -24,10 +31,7 @@ FRAME, HISTORY = 49, 3
 
 def home_state(env):
     """Every world at the home keyframe, at rest ([N, 27], [N, 26] in the physics dtype)."""
-    qpos = torch.zeros_like(env.physics.qpos)
-    qpos[:, 2], qpos[:, 3] = HOME_HEIGHT, 1.0
-    qpos[:, 7:] = double(HOME_JOINTS)
-    return qpos, torch.zeros_like(env.physics.qvel)
+    return standing_state(env, HOME_JOINTS, HOME_HEIGHT)
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +55,7 @@ def test_sizes_timing_and_model_edits():
 
 
 def test_reset_is_the_bent_knees_keyframe_at_rest_with_an_empty_history():
-    env = make_task_env(NAME, num_envs=4)
-    start = env.task.sample_start(torch.Generator().manual_seed(0), 100, env.physics)
-    qpos, _ = home_state(env)
-    assert (start.qpos == qpos[0]).all() and (start.qvel == 0).all()
-    td = env.reset()
-    assert (env.physics.ctrl == 0).all()
-    assert (td["obs"][:, FRAME:] == 0).all() and (td["obs"][:, :FRAME] != 0).any()
+    check_home_reset_with_an_empty_history(NAME, home_state, FRAME)
 
 
 def test_frame_layout_at_a_known_state(clean):
@@ -162,15 +160,7 @@ def test_command_draw_is_zero_one_time_in_ten(clean):
 
 def test_step_and_reset_make_no_host_sync():
     """Across a command change and an episode end (4-step episodes) without host shortcuts."""
-    env = make_task_env(NAME, num_envs=2, episode_length=4)
-    env.host_shortcuts = False
-    qpos, qvel = home_state(env)
-    env.reset_to(qpos, qvel, task_state={"step": torch.tensor([499, 0])})
-    with forbid_host_syncs():
-        for action in random_actions(env, 6):
-            env.step(action)
-        env.reset()
-    assert int(env.stats["episodes"]) == 2
+    check_step_and_reset_make_no_host_sync(NAME, home_state, {"step": torch.tensor([499, 0])})
 
 
 def test_training_smoke_run(tmp_path):

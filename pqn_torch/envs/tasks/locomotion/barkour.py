@@ -44,7 +44,7 @@ from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
-from pqn_torch.envs.tasks.locomotion.history_joystick import TRACKING_SIGMA, HistoryJoystick, stacked_layout
+from pqn_torch.envs.tasks.locomotion.history_joystick import HistoryJoystick, stacked_layout
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robot_task import ActionMapping, FeetAirTime, RobotConfig
 from pqn_torch.envs.tasks.robots import (
@@ -68,7 +68,6 @@ FRAME_LAYOUT = (
     ("last action", 12),
 )
 HISTORY = 15
-COMMAND_SCALE = (2.0, 2.0, 0.25)
 REWARD_SCALES = {
     "tracking_lin_vel": 1.5,
     "tracking_ang_vel": 0.8,
@@ -151,6 +150,7 @@ class BarkourJoystick(HistoryJoystick):
     history_length = HISTORY
     observation_layout = stacked_layout(FRAME_LAYOUT, HISTORY)
     command_range = ((-0.6, -0.8, -0.7), (1.5, 0.8, 0.7))
+    command_scale = (2.0, 2.0, 0.25)
     torso = "torso"
 
     def build_spec(self) -> mujoco.MjSpec:
@@ -195,7 +195,6 @@ class BarkourJoystick(HistoryJoystick):
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
         self.target_low, self.target_high = self.constant(TARGET_LOW), self.constant(TARGET_HIGH)
-        self.command_scale = self.constant(COMMAND_SCALE)
         self.feet_air_time = FeetAirTime(len(FEET), self.dt)
         self.kicks = TorsoKicks(mj_model, self.torso, self.dt)
 
@@ -212,18 +211,8 @@ class BarkourJoystick(HistoryJoystick):
         targets = torch.clamp(self.motor_targets(physics, action), self.target_low, self.target_high)
         physics.ctrl.copy_(targets)
 
-    def frame(self, physics: Physics, state: TaskState) -> torch.Tensor:
-        q, _ = self.joints(physics)
-        return torch.cat(
-            [
-                self.read(physics, "gyro")[:, 2:3] * 0.25,
-                self.read(physics, "upvector"),
-                state["command"] * self.command_scale,
-                q - self.default_pose,
-                state["last_act"],
-            ],
-            dim=-1,
-        )
+    def gyro_reading(self, physics: Physics) -> torch.Tensor:
+        return self.read(physics, "gyro")[:, 2:3] * 0.25
 
     def terminated(self, physics: Physics) -> torch.Tensor:
         q, _ = self.joints(physics)
@@ -257,12 +246,7 @@ class BarkourJoystick(HistoryJoystick):
         q, _ = self.joints(physics)
         standing = (planar_command < STANDING_COMMAND).to(q.dtype)
         moving = (planar_command > MOVING_COMMAND).to(q.dtype)
-        return {
-            "tracking_lin_vel": terms.tracking_lin_vel(command, self.read(physics, "local_linvel"), TRACKING_SIGMA),
-            "tracking_ang_vel": terms.tracking_ang_vel(command, self.read(physics, "gyro"), TRACKING_SIGMA),
-            "lin_vel_z": terms.lin_vel_z(self.read(physics, "global_linvel")),
-            "ang_vel_xy": terms.ang_vel_xy(self.read(physics, "global_angvel")),
-            "orientation": terms.orientation(self.read(physics, "upvector")),
+        return self.base_motion_terms(physics, command) | {
             "torques": terms.torques(self.actuator_force(physics)),
             "action_rate": terms.action_rate(action, state["last_act"]),
             "stand_still": terms.joint_deviation(q - self.default_pose) * standing,

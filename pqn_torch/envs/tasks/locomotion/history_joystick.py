@@ -25,6 +25,7 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
+from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import StartStates, TaskState
 from pqn_torch.envs.tasks.common import add_body_sensor, uniform
 from pqn_torch.envs.tasks.robot_task import RobotTask
@@ -50,6 +51,8 @@ class HistoryJoystick(RobotTask):
     command_range: ClassVar[tuple[tuple[float, float, float], tuple[float, float, float]]]
     """(low, high) of ``[vx, vy, yaw rate]``."""
     zero_command_probability: ClassVar[float] = 0.0
+    command_scale: ClassVar[tuple[float, float, float]] = (1.0, 1.0, 1.0)
+    """The command's factors in the observation frame."""
     torso: ClassVar[str]
     """The body whose height ends an episode (Playground's ``data.xpos[torso, 2]``)."""
     noise_scales = {"frame": FRAME_NOISE}
@@ -62,6 +65,7 @@ class HistoryJoystick(RobotTask):
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
         self.command_low, self.command_high = (self.constant(limits) for limits in self.command_range)
+        self.command_factors = self.constant(self.command_scale)
         self._torso_position = sensor_slice(mj_model, TORSO_POSITION_SENSOR)
 
     def torso_height(self, physics: Physics) -> torch.Tensor:
@@ -101,8 +105,33 @@ class HistoryJoystick(RobotTask):
 
     # ----------------------------------------------------------------- observation
     def frame(self, physics: Physics, state: TaskState) -> torch.Tensor:
-        """One clean observation frame [N, frame_size] (the robot's file defines it)."""
-        raise NotImplementedError
+        """One clean observation frame [N, frame_size]: angular velocity (:meth:`gyro_reading`), the torso's up
+        axis, the command times :attr:`command_scale`, joint angles - home pose, the last action."""
+        q, _ = self.joints(physics)
+        return torch.cat(
+            [
+                self.gyro_reading(physics),
+                self.read(physics, "upvector"),
+                state["command"] * self.command_factors,
+                q - self.default_pose,
+                state["last_act"],
+            ],
+            dim=-1,
+        )
+
+    def gyro_reading(self, physics: Physics) -> torch.Tensor:
+        """The frame's angular velocity part: the whole gyro (OP3); Barkour keeps only a scaled yaw rate."""
+        return self.read(physics, "gyro")
+
+    def base_motion_terms(self, physics: Physics, command: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The unscaled terms both robots share: velocity tracking, vertical bounce, roll/pitch rate and tilt."""
+        return {
+            "tracking_lin_vel": terms.tracking_lin_vel(command, self.read(physics, "local_linvel"), TRACKING_SIGMA),
+            "tracking_ang_vel": terms.tracking_ang_vel(command, self.read(physics, "gyro"), TRACKING_SIGMA),
+            "lin_vel_z": terms.lin_vel_z(self.read(physics, "global_linvel")),
+            "ang_vel_xy": terms.ang_vel_xy(self.read(physics, "global_angvel")),
+            "orientation": terms.orientation(self.read(physics, "upvector")),
+        }
 
     def noisy_frame(self, physics: Physics, state: TaskState, generator: torch.Generator) -> torch.Tensor:
         """:meth:`frame` clipped to +-100, then noised (Playground clips before it adds the noise)."""

@@ -27,7 +27,7 @@ import torch
 from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import TaskState, Transition
-from pqn_torch.envs.tasks.locomotion.history_joystick import TRACKING_SIGMA, HistoryJoystick, stacked_layout
+from pqn_torch.envs.tasks.locomotion.history_joystick import HistoryJoystick, stacked_layout
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig
 from pqn_torch.envs.tasks.robots import (
@@ -97,19 +97,6 @@ class Op3Joystick(HistoryJoystick):
         add_actuator_force_sensors(spec)
         return spec
 
-    def frame(self, physics: Physics, state: TaskState) -> torch.Tensor:
-        q, _ = self.joints(physics)
-        return torch.cat(
-            [
-                self.read(physics, "gyro"),
-                self.read(physics, "upvector"),
-                state["command"],
-                q - self.default_pose,
-                state["last_act"],
-            ],
-            dim=-1,
-        )
-
     def terminated(self, physics: Physics) -> torch.Tensor:
         q, _ = self.joints(physics)
         outside = ((q < self.ctrl_low) | (q > self.ctrl_high)).any(-1)
@@ -134,12 +121,7 @@ class Op3Joystick(HistoryJoystick):
         force = self.actuator_force(physics)
         zero_command = (torch.linalg.vector_norm(command, dim=-1) < ZERO_COMMAND).to(qd.dtype)
         feet_speed_xy = torch.linalg.vector_norm(self.feet_velocity(physics)[..., :2], dim=-1)
-        return {
-            "tracking_lin_vel": terms.tracking_lin_vel(command, self.read(physics, "local_linvel"), TRACKING_SIGMA),
-            "tracking_ang_vel": terms.tracking_ang_vel(command, self.read(physics, "gyro"), TRACKING_SIGMA),
-            "lin_vel_z": terms.lin_vel_z(self.read(physics, "global_linvel")),
-            "ang_vel_xy": terms.ang_vel_xy(self.read(physics, "global_angvel")),
-            "orientation": terms.orientation(self.read(physics, "upvector")),
+        return self.base_motion_terms(physics, command) | {
             "torques": terms.torques(force),
             "action_rate": terms.action_rate(action, state["last_act"], state["last_last_act"]),
             "zero_cmd": (action**2).sum(-1) * zero_command,
