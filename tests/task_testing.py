@@ -1,5 +1,7 @@
 """Helpers shared by the task test modules: a small native-backend env and reproducible random actions."""
 
+import struct
+
 import torch
 from tensordict import TensorDict
 
@@ -181,3 +183,16 @@ def check_home_reset_with_an_empty_history(name: str, home_state, frame_size: in
     assert (env.physics.ctrl == 0).all()
     assert (td["obs"][:, frame_size:] == 0).all() and (td["obs"][:, :frame_size] != 0).any()
     assert torch.equal(env.task_state["obs_history"].float(), td["obs"])
+
+
+def tetrahedron_stl(size: float = 0.01) -> bytes:
+    """A tiny binary STL (4 triangles, edges ``size`` along the axes), enough for MuJoCo to load a mesh file."""
+    corners = [(0, 0, 0), (size, 0, 0), (0, size, 0), (0, 0, size)]
+    faces = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
+    data = bytearray(80) + struct.pack("<I", len(faces))
+    for face in faces:
+        data += struct.pack("<3f", 0, 0, 0)
+        for index in face:
+            data += struct.pack("<3f", *corners[index])
+        data += struct.pack("<H", 0)
+    return bytes(data)

@@ -3,11 +3,13 @@ history against a worked sequence, reward terms on hand-built states, terminatio
 zero command, graph safety, warp parity and a training smoke run."""
 
 import math
+import re
 
 import pytest
 import torch
 
 from pqn_torch.envs.tasks.locomotion.op3 import Op3Joystick
+from pqn_torch.envs.tasks.robots import PLAYGROUND_DIR
 
 from task_testing import (
     check_home_reset_with_an_empty_history,
@@ -17,6 +19,7 @@ from task_testing import (
     double,
     make_task_env,
     standing_state,
+    tetrahedron_stl,
 )
 from training_testing import check_training_smoke_run
 
@@ -175,3 +178,25 @@ def test_warp_matches_native(monkeypatch):
     env = make_task_env(NAME, num_envs=2)
     qpos, qvel = home_state(env)
     check_warp_follows_native(NAME, qpos, qvel, {"command": double([[0.5, 0.0, 0.2]]).repeat(2, 1)}, steps=5)
+
+
+def test_meshes_from_a_menagerie_checkout_keep_their_subfolders(tmp_path, monkeypatch):
+    """OP3's simplified convex meshes live in ``assets/simplified_convex/`` beside visual meshes of the same file
+    names: each mesh must load its own file (stand-in tetrahedra here, 10 mm visual, 50 mm simplified)."""
+    assets = tmp_path / "robotis_op3" / "assets"
+    (assets / "simplified_convex").mkdir(parents=True)
+    scene = (PLAYGROUND_DIR / "locomotion/op3/xmls/op3_mjx_feetonly.xml").read_text()
+    for file in re.findall(r'file="([^"]+\.stl)"', scene):
+        (assets / file).write_bytes(tetrahedron_stl(50.0 if file.startswith("simplified_convex/") else 10.0))
+    monkeypatch.setenv("MENAGERIE_ROOT", str(tmp_path))
+    model = make_task_env(NAME, num_envs=1).physics.mj_model
+    assert model.nmesh == 48
+
+    def extent(mesh: str) -> float:
+        mesh_id = model.mesh(mesh).id
+        start, count = model.mesh_vertadr[mesh_id], model.mesh_vertnum[mesh_id]
+        vertices = model.mesh_vert[start : start + count]
+        return float((vertices.max(0) - vertices.min(0)).max())
+
+    # MuJoCo moves each mesh to its principal axes, alike for the two shapes: only their sizes tell them apart.
+    assert extent("bodyc") / extent("body") == pytest.approx(5.0)
