@@ -1,6 +1,7 @@
 """Helpers shared by the task test modules: a small native-backend env and reproducible random actions."""
 
 import contextlib
+import struct
 
 import torch
 from tensordict import TensorDict
@@ -146,3 +147,68 @@ def standing_state(env: BatchedEnv, joints: list[float], height: float) -> tuple
 def double(values) -> torch.Tensor:
     """``values`` as a float64 tensor (the native physics dtype)."""
     return torch.as_tensor(values, dtype=torch.float64)
+
+
+def check_warp_follows_native(name: str, qpos: torch.Tensor, qvel: torch.Tensor, state: dict, steps: int) -> None:
+    """``steps`` steps of task ``name`` (two worlds, no noise) on MuJoCo Warp (float32, CPU) and native MuJoCo
+    (float64), both restarted from the native state, ctrl and task state and their generators reseeded alike
+    before every step (from ``qpos``, ``qvel``, ``state`` at first): rewards, observations and every task-state
+    entry agree."""
+    options = {"num_envs": 2, "obs_noise_level": 0.0, "seed": 3}
+    native = make_task_env(name, **options)
+    warp = make_task_env(name, backend="warp", **options)
+    native.reset_to(qpos, qvel, task_state=state)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        state = {key: value.clone() for key, value in native.task_state.items()}
+        qpos, qvel, ctrl = (native.physics.qpos.clone(), native.physics.qvel.clone(), native.physics.ctrl.clone())
+        for env in (native, warp):
+            env.reset_to(qpos, qvel, ctrl, task_state=state)
+            env.generator.manual_seed(step)
+        action = (torch.rand(2, native.action_dim, generator=generator) * 2 - 1) * 0.5
+        after = [env.step(action) for env in (native, warp)]
+        reward_gap = (after[1]["reward"] - after[0]["reward"]).abs().max().item()
+        obs_gap = (after[1]["obs"] - after[0]["obs"]).abs().max().item()
+        assert reward_gap < 1e-4 and obs_gap < 1e-3, (reward_gap, obs_gap)
+        for key, value in native.task_state.items():
+            torch.testing.assert_close(warp.task_state[key].double(), value.double(), atol=1e-4, rtol=1e-4)
+
+
+def check_step_and_reset_make_no_host_sync(name: str, home_state, task_state: dict) -> None:
+    """Two worlds of task ``name`` (4-step episodes, no host shortcuts) from ``home_state(env)`` with ``task_state``:
+    six steps across an episode end, then a full reset, under ``forbid_host_syncs``."""
+    env = make_task_env(name, num_envs=2, episode_length=4)
+    env.host_shortcuts = False
+    env.reset_to(*home_state(env), task_state=task_state)
+    with forbid_host_syncs():
+        for action in random_actions(env, 6):
+            env.step(action)
+        env.reset()
+    assert int(env.stats["episodes"]) == 2
+
+
+def check_home_reset_with_an_empty_history(name: str, home_state, frame_size: int) -> None:
+    """Task ``name`` starts every episode at ``home_state`` exactly with ``ctrl`` 0 (Playground's
+    ``make_data(qpos=home)``); its first observation is one frame of ``frame_size`` followed by zeros, the
+    task state's ``obs_history``."""
+    env = make_task_env(name, num_envs=4)
+    start = env.task.sample_start(torch.Generator().manual_seed(0), 100, env.physics)
+    qpos, _ = home_state(env)
+    assert (start.qpos == qpos[0]).all() and (start.qvel == 0).all()
+    td = env.reset()
+    assert (env.physics.ctrl == 0).all()
+    assert (td["obs"][:, frame_size:] == 0).all() and (td["obs"][:, :frame_size] != 0).any()
+    assert torch.equal(env.task_state["obs_history"].float(), td["obs"])
+
+
+def tetrahedron_stl(size: float = 0.01) -> bytes:
+    """A tiny binary STL (4 triangles, edges ``size`` along the axes), enough for MuJoCo to load a mesh file."""
+    corners = [(0, 0, 0), (size, 0, 0), (0, size, 0), (0, 0, size)]
+    faces = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
+    data = bytearray(80) + struct.pack("<I", len(faces))
+    for face in faces:
+        data += struct.pack("<3f", 0, 0, 0)
+        for index in face:
+            data += struct.pack("<3f", *corners[index])
+        data += struct.pack("<H", 0)
+    return bytes(data)

@@ -3,7 +3,6 @@ getup resets, handstand/footstand terminations, pushes, task state across autore
 
 import math
 import os
-import struct
 import subprocess
 import sys
 import types
@@ -14,7 +13,7 @@ import torch
 
 from pqn_torch.envs.tasks.locomotion.go1 import COMMAND_AMPLITUDE, COMMAND_NONZERO_PROBABILITY, Go1Task
 
-from task_testing import make_task_env
+from task_testing import make_task_env, tetrahedron_stl
 
 GO1_TASKS = {  # obs, critic obs, episode length (Playground 0.2.0)
     "Go1JoystickFlatTerrain": (48, 123, 1000),
@@ -456,7 +455,7 @@ def test_scene_keeps_meshes_with_a_menagerie_checkout(tmp_path, monkeypatch):
     assets = tmp_path / "unitree_go1" / "assets"
     assets.mkdir(parents=True)
     for name in ("trunk", "hip", "thigh_mirror", "calf", "thigh"):
-        (assets / f"{name}.stl").write_bytes(_tetrahedron_stl())
+        (assets / f"{name}.stl").write_bytes(tetrahedron_stl())
     monkeypatch.setenv("MENAGERIE_ROOT", str(tmp_path))
     env = make_task_env("Go1JoystickFlatTerrain", num_envs=1)
     assert env.physics.mj_model.nmesh == 5
@@ -468,7 +467,7 @@ def test_scene_keeps_meshes_from_a_prefetched_menagerie_package_cache(tmp_path, 
     assets = tmp_path / "models" / "unitree_go1-0123" / "assets"
     assets.mkdir(parents=True)
     for name in ("trunk", "hip", "thigh_mirror", "calf", "thigh"):
-        (assets / f"{name}.stl").write_bytes(_tetrahedron_stl())
+        (assets / f"{name}.stl").write_bytes(tetrahedron_stl())
     cached = {"value": False}
 
     class Cache:  # the package's API: Cache().is_cached(robot), Cache().model_path(robot)
@@ -484,19 +483,6 @@ def test_scene_keeps_meshes_from_a_prefetched_menagerie_package_cache(tmp_path, 
     assert make_task_env("Go1JoystickFlatTerrain", num_envs=1).physics.mj_model.nmesh == 0  # not fetched
     cached["value"] = True
     assert make_task_env("Go1JoystickFlatTerrain", num_envs=1).physics.mj_model.nmesh == 5
-
-
-def _tetrahedron_stl() -> bytes:
-    """A tiny binary STL (4 triangles), enough for MuJoCo to load a mesh file."""
-    corners = [(0, 0, 0), (0.01, 0, 0), (0, 0.01, 0), (0, 0, 0.01)]
-    faces = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
-    data = bytearray(80) + struct.pack("<I", len(faces))
-    for face in faces:
-        data += struct.pack("<3f", 0, 0, 0)
-        for index in face:
-            data += struct.pack("<3f", *corners[index])
-        data += struct.pack("<H", 0)
-    return bytes(data)
 
 
 def test_train_script_runs_go1_joystick_with_the_locomotion_cpu_preset(tmp_path):

@@ -49,7 +49,7 @@ def load_playground_scene(
         _drop_visual_meshes(spec)
     else:
         for mesh in spec.meshes:
-            mesh.file = str(mesh_dir / Path(mesh.file).name)
+            mesh.file = str(_mesh_file(mesh_dir, mesh.file, path.parent))
     dropped = set()
     for texture in list(spec.textures):
         if texture.file or any(texture.cubefiles):  # a file, or six (a cube's faces: Aloha's socket)
@@ -58,6 +58,18 @@ def load_playground_scene(
     for material in spec.materials:
         material.textures = ["" if name in dropped else name for name in material.textures]
     return spec
+
+
+def _mesh_file(mesh_dir: Path, file: str, scene_dir: Path) -> Path:
+    """The mesh ``file`` (as MjSpec holds it: prefixed with the scene's folder) under the robot's Menagerie
+    ``assets`` folder: at its path below the scene's folder where that file exists (OP3's
+    ``simplified_convex/body.stl`` beside a visual ``body.stl``), else by its file name."""
+    name = Path(file)
+    if name.is_relative_to(scene_dir):
+        below = mesh_dir / name.relative_to(scene_dir)
+        if below.is_file():
+            return below
+    return mesh_dir / name.name
 
 
 def _menagerie_mesh_dir(robot: str) -> Path | None:
