@@ -60,7 +60,8 @@ from pqn_torch.envs.tasks.robot_task import (
     RobotConfig,
     RobotTask,
     TrunkPushes,
-    control_steps,
+    exponential_control_steps,
+    resample_command,
 )
 from pqn_torch.envs.tasks.robots import (
     add_actuator_force_sensors,
@@ -234,15 +235,11 @@ class Go1JoystickFlatTerrain(Go1Task):
         return state
 
     def _command_period(self, generator: torch.Generator, num: int, like: torch.Tensor) -> torch.Tensor:
-        exponential = torch.empty(num, dtype=torch.float32, device=like.device).exponential_(generator=generator)
-        return control_steps(exponential.to(like.dtype) * COMMAND_MEAN_PERIOD, self.dt)
+        return exponential_control_steps(generator, num, COMMAND_MEAN_PERIOD, self.dt, like)
 
     def resample_command(self, generator: torch.Generator, command: torch.Tensor) -> torch.Tensor:
         """Playground's rule ``x' = x - w (x - y z)``: w ~ Bern(0.5), y ~ U(-a, a), z ~ Bern(b), per component."""
-        target = uniform(generator, tuple(command.shape), -self.amplitude, self.amplitude, like=command)
-        keep_nonzero = uniform(generator, tuple(command.shape), 0.0, 1.0, like=command) < self.nonzero
-        replace = uniform(generator, tuple(command.shape), 0.0, 1.0, like=command) < 0.5
-        return torch.where(replace, target * keep_nonzero, command)
+        return resample_command(generator, command, self.amplitude, self.nonzero)
 
     # ----------------------------------------------------------------- step
     def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:

@@ -120,6 +120,7 @@ class T1JoystickFlatTerrain(HumanoidJoystick):
     gait_frequency = (1.25, 1.75)
     push_speed = (0.1, 1.0)
     joint_noise = (0.03,) * NUM_JOINTS
+    still_command = STILL_COMMAND
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = with_heightfield(load_playground_scene(SCENES + self.scene, "booster_t1"))
@@ -135,12 +136,6 @@ class T1JoystickFlatTerrain(HumanoidJoystick):
         self.pose_weights = self.constant(POSE_WEIGHTS)
         self.hip_joints = torch.tensor(HIP_JOINTS, device=device)
         self.knee_joints = torch.tensor(KNEE_JOINTS, device=device)
-        self.feet_down = self.constant((torch.pi, torch.pi))
-
-    def next_phase(self, state: TaskState) -> torch.Tensor:
-        """Moved on by ``phase_dt``, or both feet held down (pi) while the command is zero."""
-        commanded = torch.linalg.vector_norm(state["command"], dim=-1, keepdim=True) > STILL_COMMAND
-        return torch.where(commanded, super().next_phase(state), self.feet_down)
 
     def feet_distance(self, physics: Physics) -> torch.Tensor:
         """[N] sideways distance of the feet in the heading frame of the IMU (its x-axis turned level)."""
