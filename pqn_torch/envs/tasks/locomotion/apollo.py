@@ -95,6 +95,10 @@ COMMAND_MEAN_PERIOD = 5.0  # seconds between command resamplings, exponentially 
 CONTACTS_PER_WORLD = 16
 """MuJoCo Warp contact buffer per world: both soles flat on the floor (4 contacts each) plus room for the
 sole-sole and limb pairs (Playground's average of 8 over a shared batch buffer)."""
+NJMAX = 96
+"""Constraint rows per world: the 23 joints with friction loss, all 32 joints at a limit (a reset's joint angles
+x U(0.5, 1.5) pass many), both soles on the floor (8 contacts, 4 pyramidal rows each) and 8 more single-row contacts
+(95). Playground's 64 is too small: MuJoCo Warp needed 79 rows in Apollo's start states."""
 
 
 @register
@@ -103,7 +107,7 @@ class ApolloJoystickFlatTerrain(HumanoidJoystick):
 
     name = "ApolloJoystickFlatTerrain"
     default_config = HumanoidJoystickConfig(
-        CTRL_DT, SIM_DT, episode_length=1000, contacts_per_world=CONTACTS_PER_WORLD, njmax=64
+        CTRL_DT, SIM_DT, episode_length=1000, contacts_per_world=CONTACTS_PER_WORLD, njmax=NJMAX
     )
     action_mapping = ActionMapping(scale=0.5, reference="home")
     home_keyframe = "knees_bent"

@@ -33,10 +33,12 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import Draw
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.robot_task import (
     FREE_JOINT_QPOS,
+    FREE_JOINT_QVEL,
     FeetAirTime,
     RobotConfig,
     RobotTask,
@@ -77,6 +79,23 @@ def joystick_layout(num_joints: int) -> tuple[tuple[str, int], ...]:
         ("last action", num_joints),
         ("cos of the feet's gait phases", 2),
         ("sin of the feet's gait phases", 2),
+    )
+
+
+def humanoid_randomization(
+    torso: str, frictionloss: tuple[float, float], link_mass: tuple[float, float]
+) -> tuple[Draw, ...]:
+    """The draws MuJoCo Playground 0.2.0's humanoid randomizers (Berkeley Humanoid, G1, T1) share, each family
+    adding its floor friction first: every joint's friction loss x U(``frictionloss``), armature x U(1, 1.05),
+    every link's mass x U(``link_mass``), then the ``torso`` body's + U(-1, 1) kg, and the joints' reference pose
+    ``qpos0`` + U(-0.05, 0.05) rad."""
+    joints = slice(FREE_JOINT_QVEL, None)
+    return (
+        Draw("dof_frictionloss", "scale", *frictionloss, rows=joints),
+        Draw("dof_armature", "scale", 1.0, 1.05, rows=joints),
+        Draw("body_mass", "scale", *link_mass),
+        Draw("body_mass", "add", -1.0, 1.0, rows=torso),
+        Draw("qpos0", "add", -0.05, 0.05, rows=slice(FREE_JOINT_QPOS, None)),
     )
 
 
