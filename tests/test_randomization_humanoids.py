@@ -177,3 +177,20 @@ def test_an_exported_policy_records_its_randomized_training(tmp_path):
     meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["task_overrides"]) == {"randomize": True}
     assert json.loads(result.sidecar_path.read_text())["task_overrides"] == {"randomize": True}
+
+
+@pytest.mark.warp
+@pytest.mark.slow
+@pytest.mark.parametrize("task", [G1, T1])
+def test_mujoco_warp_batches_the_humanoid_fields_with_the_native_draws(task):
+    """On MuJoCo Warp each world holds the same draws as on native MuJoCo (float32 uniforms from the same seed),
+    contact-pair friction and actuator gains included, and the randomized worlds step."""
+    options = dict(seed=6, reset_pool_size=2, num_threads=1, randomize=True)
+    native = make_env(task, 2, "cpu", "mujoco", **options)
+    warp = make_env(task, 2, "cpu", "warp", **options)
+    for name in native.physics.config.per_world_fields:
+        drawn_here = native.physics.model_field(name).float()
+        torch.testing.assert_close(warp.physics.model_field(name).reshape(drawn_here.shape), drawn_here)
+    for _ in range(5):
+        warp.step(torch.zeros(2, warp.action_dim))
+    assert torch.isfinite(warp.physics.qpos).all()
