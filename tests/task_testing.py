@@ -1,5 +1,7 @@
 """Helpers shared by the task test modules: a small native-backend env and reproducible random actions."""
 
+import math
+
 import torch
 from tensordict import TensorDict
 
@@ -108,6 +110,18 @@ def check_humanoid_step_makes_no_host_sync(name: str, home_state, command_clock:
         for action in random_actions(env, 6):
             env.step(action)
     assert int(env.stats["episodes"]) == 2
+
+
+def check_gait_clock_holds_the_feet_down_at_a_zero_command(env: BatchedEnv, home_state) -> None:
+    """One step of 4 worlds from ``home_state(env)`` at phase (3.0, -1.0), phase_dt 0.1: the worlds whose
+    command is zero or tiny (|command| <= 0.01) hold both feet at pi, the others move on (wrapped)."""
+    qpos, qvel = home_state(env)
+    command = double([[0.0, 0.0, 0.0], [0.005, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.3]])
+    phase = double([[3.0, -1.0]]).repeat(4, 1)
+    env.reset_to(qpos, qvel, task_state={"command": command, "phase": phase, "phase_dt": double([0.1] * 4)})
+    env.step(torch.zeros(4, env.action_dim))
+    expected = double([[math.pi, math.pi], [math.pi, math.pi], [3.1, -0.9], [3.1, -0.9]])
+    torch.testing.assert_close(env.task_state["phase"], expected)
 
 
 def reset_humanoid_at_known_state(env: BatchedEnv, home_state) -> TensorDict:

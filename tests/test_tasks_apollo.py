@@ -13,6 +13,7 @@ from pqn_torch.envs.physics.base import sensor_slice
 from pqn_torch.envs.tasks.locomotion.apollo import ApolloJoystickFlatTerrain
 
 from task_testing import (
+    check_gait_clock_holds_the_feet_down_at_a_zero_command,
     check_humanoid_step_makes_no_host_sync,
     check_humanoid_warp_matches_native,
     converge_solver,
@@ -207,14 +208,7 @@ def test_command_resampling_per_component():
 
 
 def test_gait_clock_holds_the_feet_down_at_a_zero_command(clean):
-    env = clean
-    qpos, qvel = home_state(env)
-    command = double([[0.0, 0.0, 0.0], [0.005, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.3]])
-    phase = double([[3.0, -1.0]]).repeat(4, 1)
-    env.reset_to(qpos, qvel, task_state={"command": command, "phase": phase, "phase_dt": double([0.1] * 4)})
-    env.step(torch.zeros(4, 32))
-    expected = double([[math.pi, math.pi], [math.pi, math.pi], [3.1, -0.9], [3.1, -0.9]])
-    torch.testing.assert_close(env.task_state["phase"], expected)
+    check_gait_clock_holds_the_feet_down_at_a_zero_command(clean, home_state)
 
 
 def test_fall_terminates_unclipped_and_autoreset_replaces_task_state_only_there():
