@@ -1,6 +1,7 @@
 """Helpers shared by the task test modules: a small native-backend env and reproducible random actions."""
 
 import contextlib
+import math
 import struct
 
 import torch
@@ -8,6 +9,7 @@ from tensordict import TensorDict
 
 from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs import BatchedEnv, make_env
+from pqn_torch.envs.tasks.base import TaskState
 
 
 def make_task_env(name: str, num_envs: int = 8, backend: str = "mujoco", **kwargs) -> BatchedEnv:
@@ -86,10 +88,12 @@ def converge_solver(monkeypatch, task_class: type, iterations: int) -> None:
     monkeypatch.setattr(task_class, "build_spec", converged)
 
 
-def check_humanoid_warp_matches_native(name: str, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
+def check_humanoid_warp_matches_native(
+    name: str, qpos: torch.Tensor, qvel: torch.Tensor, command_clock: str = "step"
+) -> None:
     """One step of a humanoid joystick task on MuJoCo Warp (float32, CPU) and native MuJoCo (float64) from the same
     state (two worlds, ``qpos``/``qvel`` [2, ...]), ctrl and task state, world 0 pushed in the step: rewards,
-    critic observations and task state agree."""
+    critic observations and task state (the command's clock: ``command_clock``) agree."""
     options = {"num_envs": 2, "obs_noise_level": 0.0, "seed": 3}
     native = make_task_env(name, **options)
     warp = make_task_env(name, backend="warp", **options)
@@ -106,21 +110,35 @@ def check_humanoid_warp_matches_native(name: str, qpos: torch.Tensor, qvel: torc
     relative = (after[1]["critic_obs"] - after[0]["critic_obs"]).abs() / (1 + after[0]["critic_obs"].abs())
     assert reward_gap < 1e-4 and relative.max() < 1e-3, (reward_gap, relative.max())
     assert (native.task_state["push"][0] != 0).all() and (native.task_state["push"][1] == 0).all()
-    for key in ("phase", "step", "command", "last_act", "last_contact", "feet_air_time", "push"):
+    for key in ("phase", command_clock, "command", "last_act", "last_contact", "feet_air_time", "push"):
         torch.testing.assert_close(warp.task_state[key].double(), native.task_state[key].double())
 
 
-def check_humanoid_step_makes_no_host_sync(name: str, home_state) -> None:
+def check_humanoid_step_makes_no_host_sync(name: str, home_state, command_clock: TaskState | None = None) -> None:
     """A humanoid joystick step under ``forbid_host_syncs`` across a push, a command change and an episode end
-    (4-step episodes, 6 steps from ``home_state(env)``)."""
+    (4-step episodes, 6 steps from ``home_state(env)``; ``command_clock``: task state that makes world 0's
+    command change in the first step, by default the template's ``step`` at 499)."""
     env = make_task_env(name, num_envs=2, episode_length=4)
     env.host_shortcuts = False
     qpos, qvel = home_state(env)
-    env.reset_to(qpos, qvel, task_state={"push_interval_steps": torch.tensor([2, 3]), "step": torch.tensor([499, 0])})
+    clock = command_clock if command_clock is not None else {"step": torch.tensor([499, 0])}
+    env.reset_to(qpos, qvel, task_state={"push_interval_steps": torch.tensor([2, 3]), **clock})
     with forbid_host_syncs():
         for action in random_actions(env, 6):
             env.step(action)
     assert int(env.stats["episodes"]) == 2
+
+
+def check_gait_clock_holds_the_feet_down_at_a_zero_command(env: BatchedEnv, home_state) -> None:
+    """One step of 4 worlds from ``home_state(env)`` at phase (3.0, -1.0), phase_dt 0.1: the worlds whose
+    command is zero or tiny (|command| <= 0.01) hold both feet at pi, the others move on (wrapped)."""
+    qpos, qvel = home_state(env)
+    command = double([[0.0, 0.0, 0.0], [0.005, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.3]])
+    phase = double([[3.0, -1.0]]).repeat(4, 1)
+    env.reset_to(qpos, qvel, task_state={"command": command, "phase": phase, "phase_dt": double([0.1] * 4)})
+    env.step(torch.zeros(4, env.action_dim))
+    expected = double([[math.pi, math.pi], [math.pi, math.pi], [3.1, -0.9], [3.1, -0.9]])
+    torch.testing.assert_close(env.task_state["phase"], expected)
 
 
 def reset_humanoid_at_known_state(env: BatchedEnv, home_state) -> TensorDict:

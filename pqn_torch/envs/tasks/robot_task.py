@@ -332,6 +332,25 @@ def control_steps(seconds: torch.Tensor, dt: float) -> torch.Tensor:
     return torch.round(seconds / dt).long()
 
 
+def exponential_control_steps(
+    generator: torch.Generator, num: int, mean_seconds: float, dt: float, like: torch.Tensor
+) -> torch.Tensor:
+    """[num] durations Exp(mean ``mean_seconds``) in control steps of ``dt`` (Playground's command periods)."""
+    exponential = torch.empty(num, dtype=torch.float32, device=like.device).exponential_(generator=generator)
+    return control_steps(exponential.to(like.dtype) * mean_seconds, dt)
+
+
+def resample_command(
+    generator: torch.Generator, command: torch.Tensor, amplitude: torch.Tensor, nonzero: torch.Tensor
+) -> torch.Tensor:
+    """Playground's per-component command update ``x' = x - w (x - y z)`` (Go1, Apollo): w ~ Bern(0.5),
+    y ~ U(-amplitude, amplitude), z ~ Bern(nonzero)."""
+    target = uniform(generator, tuple(command.shape), -amplitude, amplitude, like=command)
+    keep_nonzero = uniform(generator, tuple(command.shape), 0.0, 1.0, like=command) < nonzero
+    replace = uniform(generator, tuple(command.shape), 0.0, 1.0, like=command) < 0.5
+    return torch.where(replace, target * keep_nonzero, command)
+
+
 class TrunkPushes:
     """Horizontal half-sine pushes on one body, written to ``xfrc_applied`` before the physics step.
 

@@ -61,7 +61,8 @@ from pqn_torch.envs.tasks.robot_task import (
     RobotTask,
     TrunkPushes,
     checked_command,
-    control_steps,
+    exponential_control_steps,
+    resample_command,
 )
 from pqn_torch.envs.tasks.robots import (
     add_actuator_force_sensors,
@@ -245,15 +246,11 @@ class Go1JoystickFlatTerrain(Go1Task):
         return state
 
     def _command_period(self, generator: torch.Generator, num: int, like: torch.Tensor) -> torch.Tensor:
-        exponential = torch.empty(num, dtype=torch.float32, device=like.device).exponential_(generator=generator)
-        return control_steps(exponential.to(like.dtype) * COMMAND_MEAN_PERIOD, self.dt)
+        return exponential_control_steps(generator, num, COMMAND_MEAN_PERIOD, self.dt, like)
 
     def resample_command(self, generator: torch.Generator, command: torch.Tensor) -> torch.Tensor:
         """Playground's rule ``x' = x - w (x - y z)``: w ~ Bern(0.5), y ~ U(-a, a), z ~ Bern(b), per component."""
-        target = uniform(generator, tuple(command.shape), -self.amplitude, self.amplitude, like=command)
-        keep_nonzero = uniform(generator, tuple(command.shape), 0.0, 1.0, like=command) < self.nonzero
-        replace = uniform(generator, tuple(command.shape), 0.0, 1.0, like=command) < 0.5
-        return self.held(torch.where(replace, target * keep_nonzero, command))
+        return self.held(resample_command(generator, command, self.amplitude, self.nonzero))
 
     def held(self, command: torch.Tensor) -> torch.Tensor:
         """``command``, or the ``fixed_command`` in every world when one is set (the draws still happen, so a
