@@ -111,6 +111,7 @@ CONTROL_FORMULAS = {
     "default_pose_offset": "ctrl = default_joint_pos + {scale:g} * action",
     "joint_pos_offset": "ctrl = joint_pos + {scale:g} * action",
     "ctrl_increment": "ctrl = previous ctrl + {scale:g} * action (the first previous ctrl: joint_pos at the start)",
+    "motor_torque": "ctrl = clip({scale:g} * action, -max_torque / gear, max_torque / gear) (torque = gear * ctrl)",
 }
 """How an action becomes the actuators' ``ctrl``, per :attr:`ControlMapping.mode`. ``joint_pos``: the actuated
 joints' current angles; MuJoCo clamps a ``ctrl`` outside the actuators' ``ctrlrange`` where they are limited."""
@@ -160,6 +161,10 @@ class Task(ABC):
     normalized_actions: ClassVar[bool] = False
     """True: actions live in [-1, 1] and :meth:`control` maps them to controls (robot tasks); False: actions
     are the controls, clipped to the actuators' ``ctrlrange``."""
+    action_size: ClassVar[int | None] = None
+    """Actions per step where they are not one per actuator (normalized actions in [-1, 1] that
+    :meth:`control` maps onto the actuators: PandaRobotiqPushCube's 7 arm torques, its gripper held shut);
+    ``None``: one per actuator."""
     reward_term_names: tuple[str, ...] = ()
     """The names of the parts of the reward that :meth:`transition` reports in ``Transition.reward_terms``;
     none for the DM tasks, whose reward is one product of tolerances (the episode return says it all)."""
