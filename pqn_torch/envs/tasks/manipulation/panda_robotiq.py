@@ -207,6 +207,8 @@ class PandaRobotiqPushCube(RobotTask):
         self.limit_low, self.limit_high = self.constant(LIMIT_FRACTION * low), self.constant(LIMIT_FRACTION * high)
         self.speed_limit = self.constant(tuple(LIMIT_FRACTION * limit for limit in JOINT_SPEED_LIMITS))
         self.sample_low, self.sample_high = self.constant(SAMPLE_LOW), self.constant(SAMPLE_HIGH)
+        self.spread_axes, self.height_spread = self.constant((0.4, 1.0, 0.0)), self.constant((0.0, 0.0, 0.005))
+        self.conjugation = self.constant((1.0, -1.0, -1.0, -1.0))
         self.curriculum_spread, self.curriculum_turn = self.constant(CURRICULUM_SPREAD), self.constant(CURRICULUM_TURN)
         self.workspace_low, self.workspace_high = self.constant(WORKSPACE_LOW), self.constant(WORKSPACE_HIGH)
         self._box_normals = [sensor_slice(mj_model, f"{geom}_box_normal") for geom in GRIPPER_GEOMS]
@@ -238,8 +240,8 @@ class PandaRobotiqPushCube(RobotTask):
     def random_position(self, generator: torch.Generator, num: int, spread: torch.Tensor | float) -> torch.Tensor:
         """[num, 3] positions about the box's home position: U(+-0.4 spread), U(+-spread), U(+-0.005), clipped to
         the sampling box (``spread``: a number or one per world)."""
-        spread = torch.as_tensor(spread, dtype=self.box_home.dtype, device=self.box_home.device).reshape(-1, 1)
-        half_width = torch.cat([0.4 * spread, spread, torch.full_like(spread, 0.005)], dim=-1)
+        spread = spread.unsqueeze(-1) if isinstance(spread, torch.Tensor) else spread
+        half_width = self.spread_axes * spread + self.height_spread
         offset = uniform(generator, (num, 3), -1.0, 1.0, like=self.box_home) * half_width
         return torch.clamp(self.box_home + offset, self.sample_low, self.sample_high)
 
@@ -302,8 +304,7 @@ class PandaRobotiqPushCube(RobotTask):
     def orientation_error(self, physics: Physics) -> torch.Tensor:
         """Angle [N] of the turn from the target's orientation to the box's."""
         _, target_quat = self.target(physics)
-        conjugate = target_quat * target_quat.new_tensor([1.0, -1.0, -1.0, -1.0])
-        difference = normalized(quat_multiply(self.read(physics, "box_quat"), conjugate))
+        difference = normalized(quat_multiply(self.read(physics, "box_quat"), target_quat * self.conjugation))
         return 2 * torch.asin(torch.linalg.vector_norm(difference[:, 1:], dim=-1).clamp(max=1.0))
 
     def gripper_rotation(self, physics: Physics) -> torch.Tensor:
