@@ -49,6 +49,10 @@ first level) and an observation history filled with its first frame, where Playg
 zeros for its first 6 to 11 steps and later ones the previous episode's frames. Its reset computes no
 kinematics, so its first frame holds zeros for the gripper and box poses; here it holds their values. Its
 in-episode target draw uses one random key for the position and the turn; here they are independent draws.
+
+Kept from Playground: the home keyframe holds the gripper just above the box's home position, so about a
+quarter of the start states (16 of 64 measured) put the fingers into the box; the contact then throws the arm
+up, and without a counter-torque such an episode ends within about 200 control steps (the gripper above 0.5 m).
 """
 
 from __future__ import annotations
