@@ -108,6 +108,7 @@ class TaskConfig:
 
 CONTROL_FORMULAS = {
     "action": "ctrl = clip(action, action_low, action_high)",
+    "motor_torque": "ctrl = clip({scale:g} * action, -max_torque / gear, max_torque / gear) (torque = gear * ctrl)",
     "default_pose_offset": "ctrl = default_joint_pos + {scale:g} * action",
     "joint_pos_offset": "ctrl = joint_pos + {scale:g} * action",
     "ctrl_increment": "ctrl = previous ctrl + {scale:g} * action (the first previous ctrl: joint_pos at the start)",
