@@ -27,7 +27,7 @@ import torch
 
 from pqn_torch.envs import BatchedEnv, make_env
 from pqn_torch.envs.tasks import get_task_class
-from pqn_torch.envs.tasks.base import Task
+from pqn_torch.envs.tasks.base import ControlMapping, Task
 from pqn_torch.policy import Policy
 from pqn_torch.training.run_dir import output_file_problem
 
@@ -131,26 +131,51 @@ def export_policy(policy: Policy, output: str | Path | None = None, seed: int = 
 def policy_metadata(policy: Policy, task: Task, mj_model: mujoco.MjModel) -> dict[str, str]:
     """The ONNX file's ``metadata_props``: what a program needs to run the policy on a robot, values as JSON.
 
-    Keys: ``format``, ``task``, ``task_overrides``, ``env_steps``, ``ctrl_dt`` (seconds between actions),
-    ``obs_dim``, ``observation_names`` and ``observation_sizes`` (null where the task documents no layout),
-    ``action_dim``, ``action_low``, ``action_high``, ``control_mode`` (a key of
-    :data:`~pqn_torch.envs.tasks.base.CONTROL_FORMULAS`), ``action_scale``, ``control`` (the formula in
-    words), ``control_clipped`` (the result clipped to ``ctrlrange``), ``actuator_names``, ``ctrl_low``,
-    ``ctrl_high`` (the actuators' ``ctrlrange``, where MuJoCo clamps ``ctrl``); robot tasks add ``joint_names``
-    (the actuated joints, in action order), ``default_joint_pos``, ``joint_stiffness`` and ``joint_damping``
-    (torque = stiffness * (ctrl - q) - damping * qdot).
+    Keys: ``format``, ``task``, ``task_overrides``, ``env_steps``, ``ctrl_dt`` (seconds per control step: the
+    control formula runs once per control step), ``action_repeat`` (control steps per action, each applying the
+    same action) and ``action_dt`` (seconds between actions), ``obs_dim``, ``observation_names`` and
+    ``observation_sizes`` (null where the task documents no layout), ``observation_delay`` (the observation is
+    a frame this many control steps old, [0, 0]: current), ``action_dim``, ``action_low``, ``action_high``,
+    ``control_mode`` (a key of :data:`~pqn_torch.envs.tasks.base.CONTROL_FORMULAS`), ``action_scale``,
+    ``control`` (the formula in words), ``control_clipped`` (the result clipped to ``ctrlrange``),
+    ``clip_low``/``clip_high`` (the bounds the result is clipped to, per action actuator; null: none),
+    ``action_actuators`` (the actuators the formula drives), ``fixed_ctrl`` (actuator -> constant ctrl),
+    ``action_delay`` (each control step applies the action d in this range of control steps old),
+    ``start_ctrl_source`` and ``start_ctrl`` (the ``ctrl`` before the first action: ``"joint_pos"`` with
+    null, or the values), ``control_standalone`` (false: the mapping needs more than this metadata) and
+    ``control_parameters`` (its numbers), ``actuator_names``, ``ctrl_low``, ``ctrl_high`` (the actuators'
+    ``ctrlrange``, where MuJoCo clamps ``ctrl``); robot tasks add ``joint_names`` (the actuated joints, in
+    actuator order), ``default_joint_pos``, ``joint_stiffness`` and ``joint_damping`` (torque = stiffness *
+    (ctrl - q) - damping * qdot).
     """
     mapping = task.control_mapping()
     layout = task.observation_layout
+    actuators = [mj_model.actuator(i).name for i in range(mj_model.nu)]
+    fixed = dict(mapping.fixed_ctrl)
+    unknown = sorted(set(fixed) - set(actuators))
+    if unknown:
+        raise ValueError(f"task {task.name}: fixed_ctrl names unknown actuators {unknown}; valid: {actuators}")
+    driven = [index for index, name in enumerate(actuators) if name not in fixed]
+    clip_low: list[float] | None
+    clip_high: list[float] | None
+    if mapping.clip_low is not None:
+        clip_low, clip_high = list(mapping.clip_low), list(mapping.clip_high or ())
+    elif mapping.clipped:
+        clip_low, clip_high = (mj_model.actuator_ctrlrange[driven, side].tolist() for side in (0, 1))
+    else:
+        clip_low = clip_high = None
     metadata: dict[str, Any] = {
         "format": METADATA_FORMAT,
         "task": policy.task,
         "task_overrides": policy.task_overrides,
         "env_steps": policy.env_steps,
         "ctrl_dt": policy.ctrl_dt,
+        "action_repeat": task.config.action_repeat,
+        "action_dt": policy.ctrl_dt * task.config.action_repeat,
         "obs_dim": policy.obs_dim,
         "observation_names": [name for name, _ in layout] if layout else None,
         "observation_sizes": [size for _, size in layout] if layout else None,
+        "observation_delay": list(task.observation_delay),
         "action_dim": policy.action_dim,
         "action_low": policy.action_low.tolist(),
         "action_high": policy.action_high.tolist(),
@@ -158,13 +183,30 @@ def policy_metadata(policy: Policy, task: Task, mj_model: mujoco.MjModel) -> dic
         "action_scale": mapping.scale,
         "control": mapping.formula,
         "control_clipped": mapping.clipped,
-        "actuator_names": [mj_model.actuator(i).name for i in range(mj_model.nu)],
+        "clip_low": clip_low,
+        "clip_high": clip_high,
+        "action_actuators": [actuators[index] for index in driven],
+        "fixed_ctrl": fixed,
+        "action_delay": list(mapping.action_delay),
+        "start_ctrl_source": mapping.start_ctrl,
+        "start_ctrl": _start_ctrl(mapping, mj_model),
+        "control_standalone": mapping.standalone,
+        "control_parameters": dict(mapping.parameters),
+        "actuator_names": actuators,
         "ctrl_low": mj_model.actuator_ctrlrange[:, 0].tolist(),
         "ctrl_high": mj_model.actuator_ctrlrange[:, 1].tolist(),
     }
     if mapping.default_pose_keyframe is not None:
         metadata.update(_joint_metadata(mj_model, mapping.default_pose_keyframe))
     return {key: json.dumps(value) for key, value in metadata.items()}
+
+
+def _start_ctrl(mapping: ControlMapping, mj_model: mujoco.MjModel) -> list[float] | None:
+    """The ``ctrl`` before an episode's first action; ``None`` where it is the joint angles."""
+    if mapping.start_ctrl == "keyframe_ctrl":
+        assert mapping.default_pose_keyframe is not None  # robot tasks name their keyframe
+        return mj_model.keyframe(mapping.default_pose_keyframe).ctrl.tolist()
+    return None if mapping.start_ctrl == "joint_pos" else [0.0] * mj_model.nu
 
 
 def _joint_metadata(mj_model: mujoco.MjModel, keyframe: str) -> dict[str, list]:

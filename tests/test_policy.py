@@ -13,7 +13,8 @@ import torch
 from pqn_torch.algo import PQN, CriticEnsemble, PQNConfig
 from pqn_torch.envs import BatchedEnv, list_tasks, make_env
 from pqn_torch.envs.tasks import get_task_class
-from pqn_torch.export import export_policy
+from pqn_torch.envs.tasks.robot_task import RobotTask
+from pqn_torch.export import export_policy, policy_metadata
 from pqn_torch.policy import Policy
 from pqn_torch.training import load_checkpoint, settings_from_config
 from pqn_torch.training.playback import evaluate_checkpoint
@@ -173,19 +174,78 @@ def untrained_policy(task: str, env: BatchedEnv, seed: int) -> Policy:
     return Policy.from_agent_state(agent.state_dict(), task)
 
 
+def start_ctrl_from_metadata(meta, joint_pos):
+    """The ``ctrl`` [N, nu] before an episode's first action, as the metadata states it."""
+    if meta["start_ctrl_source"] == "joint_pos":
+        return joint_pos.copy()
+    return np.tile(np.asarray(meta["start_ctrl"], dtype=np.float64), (len(joint_pos), 1))
+
+
 def controls_from_metadata(meta, action, joint_pos, previous_ctrl):
-    """The ``ctrl`` a robot program computes from the ONNX metadata alone (each mode written out here)."""
-    scale = meta["action_scale"]
-    if meta["control_mode"] == "action":
+    """The ``ctrl`` [N, nu] a robot program computes from the ONNX metadata alone (each mode written out here)."""
+    scale, mode, names = meta["action_scale"], meta["control_mode"], meta["actuator_names"]
+    if mode == "action":
         return np.clip(action, meta["action_low"], meta["action_high"])
-    if meta["control_mode"] == "default_pose_offset":
-        ctrl = np.asarray(meta["default_joint_pos"]) + scale * action
-    elif meta["control_mode"] == "joint_pos_offset":
-        ctrl = joint_pos + scale * action
+    driven = [names.index(name) for name in meta["action_actuators"]]
+    if mode == "default_pose_offset":
+        ctrl = np.asarray(meta["default_joint_pos"])[driven] + scale * action
+    elif mode == "joint_pos_offset":
+        ctrl = joint_pos[:, driven] + scale * action
+    elif mode == "ctrl_increment":
+        ctrl = previous_ctrl[:, driven] + scale * action
     else:
-        assert meta["control_mode"] == "ctrl_increment"
-        ctrl = previous_ctrl + scale * action
-    return np.clip(ctrl, meta["ctrl_low"], meta["ctrl_high"]) if meta["control_clipped"] else ctrl
+        assert mode == "motor_torque"
+        ctrl = scale * action
+    if meta["clip_low"] is not None:
+        ctrl = np.clip(ctrl, meta["clip_low"], meta["clip_high"])
+    full = np.zeros((len(action), len(names)))
+    full[:, driven] = ctrl
+    for name, value in meta["fixed_ctrl"].items():
+        full[:, names.index(name)] = value
+    return full
+
+
+def rebuild_rollout_controls(meta, env, act, steps):
+    """Run ``steps`` steps of ``act`` (obs -> action) in ``env`` and check every ``ctrl`` the env applies, and
+    every reset world's first ``ctrl``, against what the metadata alone computes: per agent step the formula
+    runs ``action_repeat`` times (the previous ctrl carried over), on the action ``d`` control steps old for
+    some ``d`` in ``action_delay`` (all candidates tried; an action history of zeros at a reset). Returns the
+    largest action entry seen (a near-zero policy would hide a wrong scale)."""
+    physics, model = env.physics, env.physics.mj_model
+    qpos_columns = [model.joint(name).qposadr[0] for name in meta.get("joint_names", [])]
+    delays = range(meta["action_delay"][0], meta["action_delay"][1] + 1)
+    assert meta["action_repeat"] == 1 or meta["control_mode"] != "joint_pos_offset"  # joint_pos between steps
+    assert len(delays) == 1 or meta["control_mode"] != "ctrl_increment"  # one previous ctrl per candidate
+    check_start = env.task.settle_steps == 0  # settling moves the joints away from the start ctrl's pose
+
+    def joint_pos():
+        return physics.qpos[:, qpos_columns].numpy()
+
+    obs = env.reset()["obs"].numpy()
+    previous = start_ctrl_from_metadata(meta, joint_pos())
+    if check_start:
+        np.testing.assert_allclose(physics.ctrl.numpy(), previous, rtol=0, atol=1e-6)
+    history = np.zeros((len(obs), max(delays) + 1, env.action_dim))
+    largest = 0.0
+    for _ in range(steps):
+        action = act(obs)
+        for _ in range(meta["action_repeat"]):
+            history = np.concatenate([action[:, None], history[:, :-1]], axis=1)
+            candidates = [controls_from_metadata(meta, history[:, d], joint_pos(), previous) for d in delays]
+            previous = candidates[0]
+        step = env.step(torch.from_numpy(action))
+        kept = ~step["done"].numpy()  # reset worlds start over from their start ctrl
+        ctrl = physics.ctrl.numpy()
+        matches = np.stack([np.isclose(ctrl, c, rtol=0, atol=1e-6).all(-1) for c in candidates]).any(0)
+        assert matches[kept].all(), f"ctrl differs from the metadata's in worlds {np.flatnonzero(kept & ~matches)}"
+        start = start_ctrl_from_metadata(meta, joint_pos())
+        if check_start:
+            np.testing.assert_allclose(ctrl[~kept], start[~kept], rtol=0, atol=1e-6)
+        previous = np.where(kept[:, None], previous, start)
+        history[~kept] = 0.0
+        largest = max(largest, float(np.abs(action).max()))
+        obs = step["obs"].numpy()
+    return largest
 
 
 @pytest.mark.parametrize(
@@ -222,24 +282,59 @@ def test_onnx_metadata_alone_rebuilds_the_envs_controls(task, formula, tmp_path)
         np.testing.assert_allclose(meta["default_joint_pos"], model.keyframe("home").qpos[7:])
         assert meta["joint_stiffness"] == [35.0] * 12 and meta["joint_damping"] == [0.5] * 12  # Playground's Kp, Kd
         assert sum(meta["observation_sizes"]) == env.obs_dim
-    if "joint_names" in meta:
-        qpos_columns = [model.joint(name).qposadr[0] for name in meta["joint_names"]]
-    else:
-        qpos_columns = []
-    physics = env.physics
-    obs = env.reset()["obs"].numpy()
-    previous = physics.qpos[:, qpos_columns].numpy()  # the first previous ctrl (ctrl_increment)
-    moved = 0.0
-    for _ in range(30):
-        action = session.run(["action"], {"obs": obs})[0]
-        expected = controls_from_metadata(meta, action, physics.qpos[:, qpos_columns].numpy(), previous)
-        step = env.step(torch.from_numpy(action))
-        kept = ~step["done"].numpy()  # reset worlds start over from their start ctrl
-        np.testing.assert_allclose(physics.ctrl.numpy()[kept], expected[kept], rtol=0, atol=1e-6)
-        moved = max(moved, float(np.abs(action).max()))
-        previous = np.where(kept[:, None], expected, physics.qpos[:, qpos_columns].numpy())
-        obs = step["obs"].numpy()
+    moved = rebuild_rollout_controls(meta, env, lambda obs: session.run(["action"], {"obs": obs})[0], steps=30)
     assert moved > 0.1  # the actions are not all near zero: a wrong scale would show
+
+
+def env_metadata_and_actor(task, **overrides):
+    """A 3-world native env of ``task``, an untrained policy's export metadata (decoded) and its actions."""
+    env = make_env(task, 3, "cpu", "mujoco", seed=2, reset_pool_size=3, num_threads=1, **overrides)
+    policy = untrained_policy(task, env, seed=4)
+    metadata = policy_metadata(policy, env.task, env.physics.mj_model)
+
+    @torch.no_grad()
+    def act(obs):
+        return policy(torch.from_numpy(obs)).numpy()
+
+    return env, {key: json.loads(value) for key, value in metadata.items()}, act
+
+
+NOT_REBUILDABLE = {
+    "PandaPickCubeCartesian": "cartesian_increment runs the arm's inverse kinematics (franka_ik) on a tip target "
+    "it keeps as state: the metadata names the module and its numbers, but the formula is not in it",
+}
+"""Robot tasks whose controls a program cannot compute from the metadata alone, and why."""
+FAST_REBUILDS = ("AlohaHandOver", "AlohaSinglePegInsertion", "PandaRobotiqPushCube")
+"""The non-slow cases: a keyframe start ctrl (its left gripper target is not the finger position), increments
+repeated twice per action, torque bounds and a fixed gripper."""
+ROBOT_TASKS = [name for name in list_tasks() if issubclass(get_task_class(name), RobotTask)]
+
+
+@pytest.mark.parametrize(
+    "task", [name if name in FAST_REBUILDS else pytest.param(name, marks=pytest.mark.slow) for name in ROBOT_TASKS]
+)
+def test_every_robot_tasks_metadata_rebuilds_its_controls_or_says_it_cannot(task):
+    """Every registered robot task (new ones included): its exported metadata alone turns the policy's actions
+    into the env's ``ctrl`` (start ctrl, action repeat and delay, clip bounds, fixed actuators), or it says
+    ``control_standalone: false`` and is listed in :data:`NOT_REBUILDABLE`."""
+    env, meta, act = env_metadata_and_actor(task)
+    assert meta["control_standalone"] == (task not in NOT_REBUILDABLE)
+    assert meta["action_dt"] == pytest.approx(meta["ctrl_dt"] * env.action_repeat)
+    if task in NOT_REBUILDABLE:
+        return
+    assert len(meta["action_actuators"]) == env.action_dim
+    assert rebuild_rollout_controls(meta, env, act, steps=8) > 0.1
+
+
+def test_the_metadatas_action_delay_is_the_one_the_env_applies():
+    """PandaRobotiqPushCube applies the action 1 or 2 control steps old. Its 4 control steps per action hide
+    that (all see the same action by the last); with one per action the metadata's delay rebuilds the ctrl,
+    and the same metadata without the delay does not."""
+    env, meta, act = env_metadata_and_actor("PandaRobotiqPushCube", action_repeat=1)
+    assert meta["action_delay"] == [1, 2] and meta["observation_delay"] == [6, 11]
+    assert rebuild_rollout_controls(meta, env, act, steps=8) > 0.1
+    with pytest.raises(AssertionError, match="ctrl differs from the metadata's"):
+        rebuild_rollout_controls({**meta, "action_delay": [0, 0]}, env, act, steps=8)
 
 
 def test_evaluation_runs_nominal_or_refuses_randomized_worlds_for_a_task_without_a_randomizer(trained_run):

@@ -108,10 +108,10 @@ class TaskConfig:
 
 CONTROL_FORMULAS = {
     "action": "ctrl = clip(action, action_low, action_high)",
-    "motor_torque": "ctrl = clip({scale:g} * action, -max_torque / gear, max_torque / gear) (torque = gear * ctrl)",
+    "motor_torque": "ctrl = {scale:g} * action (motor torque = gear * ctrl)",
     "default_pose_offset": "ctrl = default_joint_pos + {scale:g} * action",
     "joint_pos_offset": "ctrl = joint_pos + {scale:g} * action",
-    "ctrl_increment": "ctrl = previous ctrl + {scale:g} * action (the first previous ctrl: joint_pos at the start)",
+    "ctrl_increment": "ctrl = previous ctrl + {scale:g} * action (the first previous ctrl: {start})",
     "cartesian_increment": (
         "gripper tip target += {scale:g} * (0, action[0], action[1]), kept in the task's workspace; arm ctrl = the "
         "arm's inverse kinematics of that target (unchanged where out of reach); gripper ctrl -= 0.02 where "
@@ -121,6 +121,14 @@ CONTROL_FORMULAS = {
 """How an action becomes the actuators' ``ctrl``, per :attr:`ControlMapping.mode`. ``joint_pos``: the actuated
 joints' current angles; MuJoCo clamps a ``ctrl`` outside the actuators' ``ctrlrange`` where they are limited."""
 
+START_CTRL_SOURCES = {
+    "joint_pos": "joint_pos at the start",
+    "keyframe_ctrl": "start_ctrl, the default pose keyframe's ctrl",
+    "zeros": "0",
+}
+"""Where an episode's ``ctrl`` comes from before the first action (:attr:`ControlMapping.start_ctrl`): the
+actuated joints' angles, the keyframe's ``ctrl`` or zeros; ``ctrl_increment`` integrates from it."""
+
 
 @dataclass(frozen=True)
 class ControlMapping:
@@ -129,22 +137,48 @@ class ControlMapping:
     ``mode`` names a :data:`CONTROL_FORMULAS` entry, ``scale`` its action scale, ``default_pose_keyframe``
     the keyframe holding the robot's default joint pose (robot tasks); ``clipped``: the result is clipped to
     the actuators' ``ctrlrange`` (``ctrl_low``, ``ctrl_high``) before it is applied and remembered.
+    ``clip_low``/``clip_high``: other bounds (one per actuator) the result is clipped to instead (Barkour's
+    target limits, PandaRobotiqPushCube's torque limits). ``start_ctrl``: a :data:`START_CTRL_SOURCES` key.
+    ``fixed_ctrl``: actuators the action does not drive, held at these values; the others take the action's
+    entries in order. ``action_delay``: each control step applies the action d control steps old, d drawn
+    uniformly from this range per world (an action history of zeros at an episode's start); ``(0, 0)``: the
+    action itself. ``standalone``: False where the mapping needs more than the metadata (a program must run
+    the module in ``parameters["module"]``); ``parameters``: the numbers such a mapping needs.
     """
 
     mode: str = "action"
     scale: float = 1.0
     default_pose_keyframe: str | None = None
     clipped: bool = False
+    clip_low: tuple[float, ...] | None = None
+    clip_high: tuple[float, ...] | None = None
+    start_ctrl: str = "zeros"
+    fixed_ctrl: tuple[tuple[str, float], ...] = ()
+    action_delay: tuple[int, int] = (0, 0)
+    standalone: bool = True
+    parameters: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in CONTROL_FORMULAS:
             raise ValueError(f"control mode must be one of {sorted(CONTROL_FORMULAS)}, got {self.mode!r}")
+        if self.start_ctrl not in START_CTRL_SOURCES:
+            raise ValueError(f"start_ctrl must be one of {sorted(START_CTRL_SOURCES)}, got {self.start_ctrl!r}")
+        if (self.clip_low is None) != (self.clip_high is None):
+            raise ValueError("clip_low and clip_high go together")
 
     @property
     def formula(self) -> str:
         """The mapping in words, e.g. ``ctrl = default_joint_pos + 0.5 * action``."""
-        formula = CONTROL_FORMULAS[self.mode].format(scale=self.scale)
-        return formula + ", clipped to [ctrl_low, ctrl_high]" if self.clipped else formula
+        formula = CONTROL_FORMULAS[self.mode].format(scale=self.scale, start=START_CTRL_SOURCES[self.start_ctrl])
+        if self.action_delay != (0, 0):
+            formula += f", with the action {self.action_delay[0]}-{self.action_delay[1]} control steps old"
+        if self.clipped:
+            formula += ", clipped to [ctrl_low, ctrl_high]"
+        elif self.clip_low is not None:
+            formula += ", clipped to [clip_low, clip_high]"
+        if self.fixed_ctrl:
+            formula += "; " + ", ".join(f"{name} held at {value:g}" for name, value in self.fixed_ctrl)
+        return formula
 
 
 class Task(ABC):
@@ -163,6 +197,9 @@ class Task(ABC):
     observation_layout: ClassVar[tuple[tuple[str, int], ...]] = ()
     """The actor observation's consecutive parts as ``(name, size)``, where the task documents them; an
     exported policy's sidecar carries it for the program that assembles observations on a robot."""
+    observation_delay: ClassVar[tuple[int, int]] = (0, 0)
+    """The actor observation is a frame this many control steps old, drawn uniformly per world and step
+    (PandaRobotiqPushCube: 6-11); ``(0, 0)``: the current state."""
     normalized_actions: ClassVar[bool] = False
     """True: actions live in [-1, 1] and :meth:`control` maps them to controls (robot tasks); False: actions
     are the controls, clipped to the actuators' ``ctrlrange``."""

@@ -63,10 +63,12 @@ class ActionMapping:
         if self.reference not in ACTION_REFERENCES:
             raise ValueError(f"action reference must be one of {ACTION_REFERENCES}, got {self.reference!r}")
 
-    def described(self, home_keyframe: str) -> ControlMapping:
+    def described(self, home_keyframe: str, start_ctrl: str) -> ControlMapping:
         """The same mapping as an exported policy's metadata states it (a ``ControlMapping``)."""
         mode = CONTROL_MODES[self.reference]
-        return ControlMapping(mode, self.scale, default_pose_keyframe=home_keyframe, clipped=self.clip)
+        return ControlMapping(
+            mode, self.scale, default_pose_keyframe=home_keyframe, clipped=self.clip, start_ctrl=start_ctrl
+        )
 
 
 @dataclass
@@ -86,6 +88,10 @@ class RobotTask(Task):
     """How :meth:`control` turns an action into ``ctrl``; read it to describe a policy's outputs elsewhere."""
     home_keyframe: ClassVar[str] = "home"
     """The keyframe whose joint angles are the home pose (``default_pose``) and whose ``qpos`` starts episodes."""
+    start_ctrl_source: ClassVar[str] = "joint_pos"
+    """An episode's ``ctrl`` before the first action (:meth:`start_ctrl`, a ``START_CTRL_SOURCES`` key): the
+    joint angles (Playground's Go1), the home keyframe's ``ctrl`` (ALOHA, whose hand-over's left gripper target
+    is not its finger position) or zeros (Playground's Spot joysticks, Barkour, OP3, Apollo)."""
     sensors: ClassVar[tuple[str, ...]] = ()
     """Sensors :meth:`read` returns by name (Playground's ``gyro``, ``local_linvel``, ...)."""
     sensor_aliases: ClassVar[dict[str, str]] = {}
@@ -115,7 +121,7 @@ class RobotTask(Task):
 
     # ----------------------------------------------------------------- model
     def control_mapping(self) -> ControlMapping:
-        return self.action_mapping.described(self.home_keyframe)
+        return self.action_mapping.described(self.home_keyframe, self.start_ctrl_source)
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         self.device, self.dtype = device, dtype
@@ -126,6 +132,7 @@ class RobotTask(Task):
         home = np.asarray(mj_model.keyframe(self.home_keyframe).qpos, dtype=np.float64)
         self.home_qpos = self.constant(home)
         self.default_pose = self.constant(home[mj_model.jnt_qposadr[joints]])
+        self.home_ctrl = self.constant(mj_model.keyframe(self.home_keyframe).ctrl)
         ranges = torch.as_tensor(mj_model.jnt_range[joints], dtype=torch.float64)
         self.joint_range = ranges[:, 0], ranges[:, 1]
         """Joint limits in float64 on the host, to derive constants from (soft limits, ...)."""
@@ -181,9 +188,12 @@ class RobotTask(Task):
 
     # ----------------------------------------------------------------- reset
     def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor | None:
-        """The position targets at the joint angles, as Playground's Go1 starts; a task whose Playground
-        original leaves ``ctrl`` at 0 (Spot, Barkour, H1, OP3, Apollo) returns ``None``."""
-        return qpos[:, self.joint_qpos].clone()
+        """As :attr:`start_ctrl_source` says (``None``: zeros); the exported metadata states the same."""
+        if self.start_ctrl_source == "joint_pos":
+            return qpos[:, self.joint_qpos].clone()
+        if self.start_ctrl_source == "keyframe_ctrl":
+            return self.home_ctrl.to(qpos).expand(qpos.shape[0], -1).clone()
+        return None
 
     def home_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         """Home pose moved by U(-0.5, 0.5) in x and y, turned by yaw U(-3.14, 3.14), root velocity U(-0.5, 0.5)

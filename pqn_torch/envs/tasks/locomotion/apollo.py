@@ -111,6 +111,7 @@ class ApolloJoystickFlatTerrain(HumanoidJoystick):
     )
     action_mapping = ActionMapping(scale=0.5, reference="home")
     home_keyframe = "knees_bent"
+    start_ctrl_source = "zeros"  # Playground's Apollo reset leaves ``ctrl`` at its default
     sensors = IMU_SENSORS + SELF_CONTACTS
     feet = FEET
     foot_geoms = FOOT_GEOMS
@@ -142,10 +143,6 @@ class ApolloJoystickFlatTerrain(HumanoidJoystick):
         self.pose_weights = self.constant(POSE_WEIGHTS)
         self.hip_roll_joints = torch.tensor(HIP_ROLL_JOINTS, device=device)
         self.nonzero = self.constant(COMMAND_NONZERO_PROBABILITY)
-
-    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor:
-        """0: Playground's Apollo reset leaves ``ctrl`` at its default."""
-        return torch.zeros_like(qpos[:, self.joint_qpos])
 
     # ----------------------------------------------------------------- command
     def initial_command(self, generator: torch.Generator, num: int, like: torch.Tensor) -> TaskState:

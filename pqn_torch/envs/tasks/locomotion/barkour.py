@@ -34,6 +34,7 @@ finite so that ``reset_to`` accepts it back).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ import torch
 
 from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.tasks import reward_terms as terms
-from pqn_torch.envs.tasks.base import TaskState, Transition
+from pqn_torch.envs.tasks.base import ControlMapping, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.locomotion.history_joystick import HistoryJoystick, stacked_layout
 from pqn_torch.envs.tasks.registry import register
@@ -205,6 +206,10 @@ class BarkourJoystick(HistoryJoystick):
         return state
 
     # ----------------------------------------------------------------- step
+    def control_mapping(self) -> ControlMapping:
+        """The targets are clipped to Barkour's joint target limits (not the actuators' ``ctrlrange``)."""
+        return dataclasses.replace(super().control_mapping(), clip_low=TARGET_LOW, clip_high=TARGET_HIGH)
+
     def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:
         if self.config.perturbations:
             self.kicks.apply(physics, state, generator)

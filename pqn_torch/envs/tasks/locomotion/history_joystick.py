@@ -46,6 +46,7 @@ def stacked_layout(frame: tuple[tuple[str, int], ...], frames: int) -> tuple[tup
 class HistoryJoystick(RobotTask):
     """Commands, the step counter, the frame stack and the home reset of Barkour and OP3 (module docstring)."""
 
+    start_ctrl_source = "zeros"  # as Playground's ``make_data`` leaves them
     frame_size: ClassVar[int]
     history_length: ClassVar[int]
     command_range: ClassVar[tuple[tuple[float, float, float], tuple[float, float, float]]]
@@ -75,10 +76,6 @@ class HistoryJoystick(RobotTask):
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         qvel = torch.zeros(num, physics.qvel.shape[1], dtype=physics.dtype, device=physics.device)
         return StartStates(qpos=self.home_qpos.repeat(num, 1), qvel=qvel)
-
-    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor:
-        """Zero targets, as Playground's ``make_data`` leaves them."""
-        return torch.zeros_like(qpos[:, self.joint_qpos])
 
     # ----------------------------------------------------------------- task state
     def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:

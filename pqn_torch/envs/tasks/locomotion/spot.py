@@ -190,16 +190,13 @@ class SpotJoystickTask(SpotTask):
 
     scene = "scene_mjx_feetonly_flat_terrain.xml"
     noise_scales = JOYSTICK_NOISE
+    start_ctrl_source = "zeros"  # as Playground's Spot joystick tasks start
     command_range: ClassVar[tuple[float, float, float]]
     """Half-widths of the uniform command draws: vx, vy, yaw rate."""
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
         self.command_half_range = self.constant(self.command_range)
-
-    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor | None:
-        """``None``: Playground's Spot joystick tasks start with ``ctrl`` = 0."""
-        return None
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         """The home keyframe at rest (Playground's Spot joystick resets are not randomized)."""

@@ -100,6 +100,7 @@ def frame_sensor_names(positions: dict, rotations: tuple[str, ...]) -> tuple[str
 class AlohaTask(RobotTask):
     """What both ALOHA tasks share (see the module docstring)."""
 
+    start_ctrl_source = "keyframe_ctrl"  # the hand-over's left gripper target is more open than its fingers
     scene: ClassVar[str]
     frames: ClassVar[dict[str, tuple[mujoco.mjtObj, str]]]
     """Frames whose position the task reads: name -> (object type, object); XBODY: the body's own frame."""
@@ -121,15 +122,10 @@ class AlohaTask(RobotTask):
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
-        self.home_ctrl = self.constant(mj_model.keyframe(self.home_keyframe).ctrl)
         columns = [[int(mj_model.joint(name).qposadr[0]) for name in joints] for joints in (ARM_JOINTS, FINGER_JOINTS)]
         self.arm_qpos, self.finger_qpos = (torch.tensor(index, device=device) for index in columns)
         found = [sensor_slice(mj_model, f"table_{geom}_found").start for geom in FINGER_GEOMS]
         self._table_contacts = torch.tensor(found, dtype=torch.int64, device=device)
-
-    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor:
-        """The home keyframe's ``ctrl`` (the hand-over's left gripper target is more open than its fingers)."""
-        return self.home_ctrl.to(qpos).expand(qpos.shape[0], -1).clone()
 
     def free_body_qpos(self, mj_model: mujoco.MjModel, body: str) -> int:
         """The first ``qpos`` column of ``body``'s free joint."""

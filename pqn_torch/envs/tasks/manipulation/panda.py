@@ -285,7 +285,25 @@ class PandaPickCubeCartesian(PandaPickCube):
         self.reward_term_names = (*self.reward_term_names, "progress")
 
     def control_mapping(self) -> ControlMapping:
-        return ControlMapping("cartesian_increment", TIP_STEP, default_pose_keyframe=self.home_keyframe, clipped=True)
+        """Not standalone: a program needs :func:`franka_ik` and these numbers (:attr:`ControlMapping.parameters`)."""
+        parameters = {
+            "module": franka_ik.__module__,
+            "ik": "arm ctrl, solved = franka_ik(tip_rotation, tip_target, previous ctrl[6], previous ctrl[:7])",
+            "tip_low": TIP_LOW,
+            "tip_high": TIP_HIGH,
+            "start_tip": tuple(self.start_tip.tolist()),
+            "tip_rotation": tuple(tuple(row) for row in self.tip_rotation.tolist()),
+            "gripper_step": GRIPPER_STEP,
+        }
+        return ControlMapping(
+            "cartesian_increment",
+            TIP_STEP,
+            default_pose_keyframe=self.home_keyframe,
+            clipped=True,
+            start_ctrl=self.start_ctrl_source,
+            standalone=False,
+            parameters=tuple(parameters.items()),
+        )
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)

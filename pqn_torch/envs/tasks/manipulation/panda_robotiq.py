@@ -78,6 +78,7 @@ GEAR = (150.0, 150.0, 150.0, 150.0, 20.0, 20.0, 20.0)
 MAX_TORQUE = 8.0
 ACTION_SCALE = 0.1
 GRIPPER_CLOSED = 0.82
+GRIPPER_ACTUATOR = "fingers_actuator"
 ACTION_HISTORY, ACTION_DELAYS = 5, (1, 2)  # control steps
 OBS_HISTORY, OBS_DELAYS = 30, (6, 11)
 START_SPREAD = (0.2, 0.2, 0.2, 0.2, 0.3, 0.3, 0.3)  # of each joint's limits, times START_SCALE
@@ -162,6 +163,8 @@ class PandaRobotiqPushCube(RobotTask):
         ctrl_dt=0.005, sim_dt=0.005, episode_length=750, action_repeat=4, contacts_per_world=32, njmax=256
     )
     action_size = ARM_JOINTS
+    start_ctrl_source = "keyframe_ctrl"  # no arm torque, the gripper closed
+    observation_delay = OBS_DELAYS
     sensors = ("gripper_pos", "gripper_xaxis", "gripper_yaxis", "gripper_zaxis", "box_pos", "box_quat")
     noise_scales: ClassVar[dict[str, float]] = NOISE
     reward_scales = {
@@ -195,7 +198,18 @@ class PandaRobotiqPushCube(RobotTask):
         return spec
 
     def control_mapping(self) -> ControlMapping:
-        return ControlMapping("motor_torque", ACTION_SCALE, default_pose_keyframe=self.home_keyframe)
+        torque_limits = tuple(MAX_TORQUE / gear for gear in GEAR)
+        return ControlMapping(
+            "motor_torque",
+            ACTION_SCALE,
+            default_pose_keyframe=self.home_keyframe,
+            clip_low=tuple(-limit for limit in torque_limits),
+            clip_high=torque_limits,
+            start_ctrl=self.start_ctrl_source,
+            fixed_ctrl=((GRIPPER_ACTUATOR, GRIPPER_CLOSED),),
+            action_delay=ACTION_DELAYS,
+            parameters=(("max_torque", MAX_TORQUE), ("gear", GEAR)),
+        )
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
@@ -203,7 +217,6 @@ class PandaRobotiqPushCube(RobotTask):
         self.box_home = self.home_qpos[self.box_qpos : self.box_qpos + 3]
         self.target_mocap = int(mj_model.body("mocap_target").mocapid[0])
         self.mocap_start = model_mocap_positions(mj_model)
-        self.home_ctrl = self.constant(mj_model.keyframe(self.home_keyframe).ctrl)
         self.torque_limit = self.constant(tuple(MAX_TORQUE / gear for gear in GEAR))
         low, high = (limits[:ARM_JOINTS] for limits in self.joint_range)
         spread = torch.tensor(START_SPREAD, dtype=torch.float64)
@@ -248,10 +261,6 @@ class PandaRobotiqPushCube(RobotTask):
         half_width = self.spread_axes * spread + self.height_spread
         offset = uniform(generator, (num, 3), -1.0, 1.0, like=self.box_home) * half_width
         return torch.clamp(self.box_home + offset, self.sample_low, self.sample_high)
-
-    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor:
-        """The home keyframe's ctrl: no arm torque, the gripper closed."""
-        return self.home_ctrl.repeat(qpos.shape[0], 1)
 
     def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:
         zeros = physics.qpos.new_zeros
