@@ -33,8 +33,9 @@ def load_playground_scene(
 
     ``menagerie_includes``: Menagerie XMLs the scene includes by file name (Playground resolves them in its
     Menagerie checkout), read from ``third_party/playground/menagerie/<menagerie_robot>/``. Visual mesh
-    geoms and mesh assets are removed unless ``$MENAGERIE_ROOT/<menagerie_robot>/assets`` exists; file
-    textures (not shipped, visual only) are removed and the materials that used them keep their colour.
+    geoms and mesh assets are removed unless ``$MENAGERIE_ROOT/<menagerie_robot>/assets`` holds their files (meshes
+    of Playground's own, such as LEAP's cube, are never there); file textures (not shipped, visual only; also the
+    six-file cube textures) are removed and the materials that used them keep their colour.
     """
     path = PLAYGROUND_DIR / relative_path
     if not path.is_file():
@@ -45,14 +46,16 @@ def load_playground_scene(
     # there. Mesh files get absolute paths below, so meshdir can point at the scene's own folder.
     spec.meshdir = str(path.parent)
     mesh_dir = _menagerie_mesh_dir(menagerie_robot)
-    if mesh_dir is None:
-        _drop_visual_meshes(spec)
-    else:
-        for mesh in spec.meshes:
-            mesh.file = str(mesh_dir / Path(mesh.file).name)
+    found = {}
+    if mesh_dir is not None:
+        found = {mesh.name: mesh_dir / Path(mesh.file).name for mesh in spec.meshes}
+        found = {name: file for name, file in found.items() if file.is_file()}
+    _drop_visual_meshes(spec, keep=set(found))
+    for mesh in spec.meshes:
+        mesh.file = str(found[mesh.name])
     dropped = set()
     for texture in list(spec.textures):
-        if texture.file:
+        if texture.file or any(texture.cubefiles):  # a file, or the six files of a cube texture
             dropped.add(texture.name)
             spec.delete(texture)
     for material in spec.materials:
@@ -77,9 +80,9 @@ def _menagerie_mesh_dir(robot: str) -> Path | None:
     return assets if assets.is_dir() else None
 
 
-def _drop_visual_meshes(spec: mujoco.MjSpec) -> None:
+def _drop_visual_meshes(spec: mujoco.MjSpec, keep: set[str]) -> None:
     """Delete every mesh geom (all are visual in Playground's robots: no collision bits, in no ``<pair>``, named
-    by no contact sensor; checked here) and every mesh asset."""
+    by no contact sensor; checked here) and every mesh asset, except the meshes named in ``keep``."""
     in_contacts = {name for pair in spec.pairs for name in (pair.geomname1, pair.geomname2)}
     for sensor in spec.sensors:
         if sensor.type == mujoco.mjtSensor.mjSENS_CONTACT:
@@ -89,12 +92,13 @@ def _drop_visual_meshes(spec: mujoco.MjSpec) -> None:
                 if kind == mujoco.mjtObj.mjOBJ_GEOM
             )
     for geom in list(spec.geoms):
-        if geom.type == mujoco.mjtGeom.mjGEOM_MESH:
+        if geom.type == mujoco.mjtGeom.mjGEOM_MESH and geom.meshname not in keep:
             if geom.contype or geom.conaffinity or (geom.name and geom.name in in_contacts):
                 raise ValueError(f"mesh geom {geom.name!r} collides; it cannot be dropped without changing physics")
             spec.delete(geom)
     for mesh in list(spec.meshes):
-        spec.delete(mesh)
+        if mesh.name not in keep:
+            spec.delete(mesh)
 
 
 def add_gravity_sensor(spec: mujoco.MjSpec, name: str, site: str) -> None:
