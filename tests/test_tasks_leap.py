@@ -15,7 +15,7 @@ from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs.tasks.manipulation import leap_hand
 from pqn_torch.training import run_training
 
-from task_testing import converge_solver, double, make_task_env, random_actions
+from task_testing import double, make_task_env, random_actions
 from training_testing import tiny_config
 
 ROTATE, REORIENT = "LeapCubeRotateZAxis", "LeapCubeReorient"
@@ -408,25 +408,31 @@ def test_seeded_run_across_autoresets_does_not_depend_on_host_shortcuts(name):
 
 @pytest.mark.slow
 @pytest.mark.warp
-def test_warp_matches_native_for_one_step(monkeypatch):
-    """MuJoCo Warp (float32, CPU) vs native MuJoCo (float64), one Reorient step from the same state, ctrl and goal
-    (world 0 at its goal: a success), no observation noise, with a converged contact solve."""
-    converge_solver(monkeypatch, leap_hand.LeapCube, 100)
+def test_warp_matches_native_for_one_step():
+    """MuJoCo Warp (float32, CPU) vs native MuJoCo (float64): one Reorient step from the home state with random
+    actions (the cube still falling into the palm), world 0 at its goal (a success: the goal turns), no observation
+    noise, Playground's solver settings. Measured: rewards within 1e-6, critic observations within 7e-6 relative.
+
+    Not asserted: the step after, where the cube lands. Both backends find the same contacts, but with Playground's
+    pyramidal friction cone and the joints' frictionloss they resolve them differently (measured with zero actions:
+    cube angular velocity (-1.1, 4.0, 1.0) rad/s native vs (0.0, 10.2, 1.3) warp; with an elliptic cone, or
+    frictionloss 0, they agree within 1 %).
+    """
     options = {"num_envs": 4, "seed": 3, "obs_noise_level": 0.0}
     native = make_task_env(REORIENT, **options)
     warp = make_task_env(REORIENT, backend="warp", **options)
     qpos, qvel, mocap_pos, mocap_quat = home_state(native, turn([0, 1, 0], 0.4))
     mocap_quat[0, 0] = qpos[0, CUBE_QUAT]
-    qpos[2:, HAND] += 0.1
     before = [env.reset_to(qpos, qvel, None, mocap_pos, mocap_quat)["critic_obs"] for env in (native, warp)]
     torch.testing.assert_close(before[1].double(), before[0].double(), atol=1e-5, rtol=1e-5)
-    action = (torch.rand(4, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 0.5
+    action = random_actions(native, 1)[0] * 0.5
     after = [env.step(action) for env in (native, warp)]
     reward_gap = (after[1]["reward"] - after[0]["reward"]).abs().max().item()
     relative = (after[1]["critic_obs"] - after[0]["critic_obs"]).abs() / (1 + after[0]["critic_obs"].abs())
-    worst = relative.max(0).values
-    assert reward_gap < 1e-3 and relative.max() < 1e-3, (reward_gap, worst.argmax().item(), worst.max().item())
+    assert reward_gap < 1e-4 and relative.max() < 1e-4, (reward_gap, relative.max())
     assert after[0]["reward"][0].item() > 100 and after[1]["reward"][0].item() > 100
+    torch.testing.assert_close(warp.task_state["goal_quat_dquat"].double(), native.task_state["goal_quat_dquat"])
+    torch.testing.assert_close(warp.physics.mocap_quat.double(), native.physics.mocap_quat, atol=1e-6, rtol=0)
 
 
 def test_training_smoke_run(tmp_path):
