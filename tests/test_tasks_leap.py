@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pqn_torch.cuda_graph import forbid_host_syncs
+from pqn_torch.envs.randomization import DomainRandomizer, Draw
 from pqn_torch.envs.tasks.manipulation import leap_hand
 from pqn_torch.training import run_training
 
@@ -406,6 +407,43 @@ def test_seeded_run_across_autoresets_does_not_depend_on_host_shortcuts(name):
         assert fast["episode_reward_terms"][0, 0, -1].item() == 100.0
 
 
+def test_domain_randomization_follows_playgrounds_leap_randomizer():
+    """randomize=true: per world one fingertip friction U(0.5, 1) for all four tips, the cube's inertia scaled as a
+    whole by U(0.8, 1.2), kp scaled by U(0.8, 1.2) in gainprm and biasprm alike (bias = -kp), the hand's masses,
+    damping, armature, frictionloss and reference pose within their ranges; the worlds step."""
+    env = make_task_env(REORIENT, num_envs=64, reset_pool_size=4, randomize=True)
+    physics, model = env.physics, env.physics.mj_model
+    friction = physics.model_field("geom_friction")[:, [model.geom(tip).id for tip in leap_hand.FINGERTIPS], 0]
+    assert (friction == friction[:, :1]).all() and friction.min() >= 0.5 and friction.max() <= 1.0
+    assert friction[:, 0].std().item() > 0.1
+    cube = model.body("cube").id
+    ratio = physics.model_field("body_inertia")[:, cube] / torch.as_tensor(model.body_inertia[cube])
+    assert (ratio - ratio[:, :1]).abs().max().item() < 1e-12 and ratio.min() >= 0.8 and ratio.max() <= 1.2
+    ipos = physics.model_field("body_ipos")[:, cube] - torch.as_tensor(model.body_ipos[cube])
+    assert ipos.abs().max().item() <= 5e-3 and ipos.abs().max().item() > 4e-3
+    kp = physics.model_field("actuator_gainprm")[:, :, 0]
+    torch.testing.assert_close(physics.model_field("actuator_biasprm")[:, :, 1], -kp)
+    assert kp.min() >= 0.8 * 3.0 and kp.max() <= 1.2 * 3.0 and kp.std().item() > 0.2
+    for field, nominal, low, high in (
+        ("dof_damping", 0.2, 0.8, 1.2),
+        ("dof_armature", 0.00149376, 1.0, 1.05),
+        ("dof_frictionloss", 0.02, 0.5, 2.0),
+    ):
+        ratio = physics.model_field(field)[:, :16] / nominal
+        assert ratio.min() >= low - 1e-9 and ratio.max() <= high + 1e-9, field
+        torch.testing.assert_close(
+            physics.model_field(field)[:, 16:], torch.as_tensor(getattr(model, field)[16:]).repeat(64, 1)
+        )
+    masses = physics.model_field("body_mass")[:, 2:19] / torch.as_tensor(model.body_mass[2:19])
+    assert masses.min() >= 0.9 and masses.max() <= 1.1
+    assert (physics.model_field("body_mass")[:, cube] == model.body_mass[cube]).all()  # the cube's mass stays
+    offsets = physics.model_field("qpos0")[:, :16] - torch.as_tensor(model.qpos0[:16])
+    assert offsets.abs().max().item() <= 0.05
+    env.reset()
+    for action in random_actions(env, 3):
+        assert torch.isfinite(env.step(action)["obs"]).all()
+
+
 @pytest.mark.slow
 @pytest.mark.warp
 def test_warp_matches_native_for_one_step():
@@ -472,3 +510,9 @@ def test_scene_keeps_the_menagerie_meshes_and_drops_playgrounds_own(tmp_path, mo
         )
     )
     assert model.nq == 23
+
+
+def test_a_table_cannot_start_by_reusing_a_previous_draw(rotate):
+    reuse = Draw("dof_damping", "scale", 0, 0, same_draw_as_previous=True)
+    with pytest.raises(ValueError, match=r"the first Draw \(dof_damping\) has no previous draw to reuse"):
+        DomainRandomizer((reuse,), rotate.physics)

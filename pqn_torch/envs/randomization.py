@@ -36,6 +36,9 @@ class Draw:
     field's rows, or ``None`` for all of them; ``column``: one column of a 2-d field (``geom_friction`` 0 =
     sliding) or ``None`` for all. ``op``: ``set`` the value, ``scale`` it (x U) or ``add`` to it (+ U). Rows
     apply in order, each on the result of the previous ones (a mass scaled, then a torso mass added).
+    ``shared``: one draw per world for all the entries of the row (an inertia scaled as a whole);
+    ``same_draw_as_previous``: the previous row's draw instead of a new one (``low``/``high`` unused), for
+    parameters that move together (a position actuator's stiffness in ``gainprm`` and ``biasprm``).
     """
 
     field: str
@@ -44,6 +47,8 @@ class Draw:
     high: float
     rows: str | slice | None = None
     column: int | None = None
+    shared: bool = False
+    same_draw_as_previous: bool = False
 
     def __post_init__(self) -> None:
         if self.op not in ("set", "scale", "add"):
@@ -71,6 +76,8 @@ class DomainRandomizer:
     """Draws a task's table for chosen worlds and writes it into the physics' per-world model fields."""
 
     def __init__(self, draws: tuple[Draw, ...], physics: Physics) -> None:
+        if draws and draws[0].same_draw_as_previous:
+            raise ValueError(f"the first Draw ({draws[0].field}) has no previous draw to reuse")
         self.draws = draws
         self.physics = physics
         model = physics.mj_model
@@ -84,11 +91,14 @@ class DomainRandomizer:
         """Every world's parameters [N, ...] per field (float64, from ``generator``; every world, always)."""
         num = self.physics.num_worlds
         values = {name: nominal.expand(num, *nominal.shape).clone() for name, nominal in self._nominal.items()}
+        sample = torch.zeros(())
         for draw, index in zip(self.draws, self._indices, strict=True):
             field = values[draw.field]
             part = field[index]
-            unit = torch.rand(part.shape, generator=generator, device=part.device, dtype=torch.float32)
-            sample = draw.low + (draw.high - draw.low) * unit.to(torch.float64)  # float32 draws: same on every backend
+            if not draw.same_draw_as_previous:
+                shape = (num,) + (1,) * (part.dim() - 1) if draw.shared else part.shape
+                unit = torch.rand(shape, generator=generator, device=part.device, dtype=torch.float32)
+                sample = draw.low + (draw.high - draw.low) * unit.to(torch.float64)  # float32: same on every backend
             field[index] = sample if draw.op == "set" else part * sample if draw.op == "scale" else part + sample
         return values
 

@@ -36,6 +36,11 @@ LeapCubeReorient (1000 steps): turn the cube to the goal orientation, again and 
 - Reward ``dt * (5 orientation + 0.5 position - 100 terminated - 0.5 hand_pose - 0.001 action_rate - 0.001
   energy) + 100 success`` (:meth:`LeapCubeReorient.reward_terms`; no clip).
 
+Domain randomization (``randomize=true``, off by default as in purejaxql's runs): Playground's LEAP randomizer,
+:data:`LEAP_RANDOMIZATION` (one fingertip friction, the cube's inertia and centre of mass, the hand's reference
+pose, frictionloss, armature, link masses, kp and damping); the derived constants are recomputed (see
+:mod:`pqn_torch.envs.randomization`).
+
 Playground keeps observation histories of length 1 (``history_len``): each is the current frame, so no
 history is kept here.
 
@@ -57,6 +62,7 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import Draw
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import ControlMapping, StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import normal, uniform
@@ -79,6 +85,24 @@ GOAL_SPIN_LOW, GOAL_SPIN_HIGH, GOAL_SPIN_DECAY = 1.0, 5.0, 0.8
 HAND_LAYOUT = (("joint angles (noisy)", 16),)
 
 
+HAND_DOFS, HAND_BODIES = slice(0, 16), slice(2, 19)  # the 16 joints; the palm and the 16 finger links
+# Domain randomization (randomize=true): MuJoCo Playground 0.2.0's LEAP randomizer, per world. Off by default:
+# purejaxql trains the LEAP tasks without it.
+LEAP_RANDOMIZATION = (
+    Draw("geom_friction", "set", 0.5, 1.0, rows="th_tip", column=0),  # one sliding friction for the 4 fingertips
+    *(Draw("geom_friction", "set", 0, 0, rows=tip, column=0, same_draw_as_previous=True) for tip in FINGERTIPS[1:]),
+    Draw("body_inertia", "scale", 0.8, 1.2, rows="cube", shared=True),  # Playground's "cube mass" draw
+    Draw("body_ipos", "add", -5e-3, 5e-3, rows="cube"),  # the cube's centre of mass, m
+    Draw("qpos0", "add", -0.05, 0.05, rows=HAND_DOFS),
+    Draw("dof_frictionloss", "scale", 0.5, 2.0, rows=HAND_DOFS),
+    Draw("dof_armature", "scale", 1.0, 1.05, rows=HAND_DOFS),
+    Draw("body_mass", "scale", 0.9, 1.1, rows=HAND_BODIES),
+    Draw("actuator_gainprm", "scale", 0.8, 1.2, column=0),  # kp, and -kp in biasprm with it
+    Draw("actuator_biasprm", "scale", 0, 0, column=1, same_draw_as_previous=True),
+    Draw("dof_damping", "scale", 0.8, 1.2, rows=HAND_DOFS),
+)
+
+
 class LeapCube(RobotTask):
     """What both LEAP cube tasks share: scene, reset, readings, termination (see the module docstring)."""
 
@@ -92,12 +116,15 @@ class LeapCube(RobotTask):
         *(f"{tip}_position" for tip in FINGERTIPS),
     )
     reward_clip = None
+    randomization = LEAP_RANDOMIZATION
     hide_goal: ClassVar[bool] = True
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_playground_scene(SCENE, "leap_hand")
         spec.option.ccd_iterations = CCD_ITERATIONS
         add_actuator_force_sensors(spec)
+        if self.config.randomize:  # the cube's centre of mass moves off its frame: MuJoCo must not assume they agree
+            spec.body("cube").simple = False
         return spec
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
