@@ -303,9 +303,9 @@ def test_rotate_controls_are_offsets_from_the_home_pose(rotate):
     torch.testing.assert_close(env.physics.ctrl, double(HOME_HAND).repeat(4, 1))
     action = torch.zeros(4, 16)
     action[:, 0], action[:, 1], action[:, 15] = -1.0, 1.0, 1.0
-    for _ in range(2):  # the same both times: no integration
+    for step in range(2):  # the same both times: no integration
         obs = env.step(action)["obs"]
-        torch.testing.assert_close(obs[:, 16:], action)  # the action just taken (Playground's shows the one before)
+        torch.testing.assert_close(obs[:, 16:], action * step)  # the action before this step's, as in Playground
         expected = double(HOME_HAND)
         expected[0], expected[1], expected[15] = 0.2, 0.6, 0.6
         torch.testing.assert_close(env.physics.ctrl, expected.repeat(4, 1))

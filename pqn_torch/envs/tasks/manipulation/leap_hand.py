@@ -47,9 +47,10 @@ history is kept here.
 Task state (``env.task_state``): ``last_act`` [N, 16] (both), ``last_last_act`` and ``goal_quat_dquat``
 [N, 3] (Reorient).
 
-Deviations from Playground: the observation shows the action just taken (Playground's step builds it before it
-stores the action, so its observation holds the one before); the first observation of an episode holds the
-palm, fingertip and cube readings (Playground computes no kinematics at reset: zeros there).
+Kept as in Playground, though odd (as for the Go1 joystick): a step's observation shows the action from before
+that step's (its "last action" is stored after the observation is built). Deviation from Playground: the first
+observation of an episode holds the palm, fingertip and cube readings (Playground computes no kinematics at
+reset: zeros there).
 """
 
 from __future__ import annotations
@@ -189,8 +190,8 @@ class LeapCubeRotateZAxis(LeapCube):
     ) -> Transition:
         terminated = self.dropped(physics)
         reward, shares = self.total_reward(self.reward_terms(physics, terminated))
+        obs, critic_obs = self.observe(physics, state, generator)  # with the action before this one, as Playground
         self.remember_action(state, action)
-        obs, critic_obs = self.observe(physics, state, generator)
         return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated, reward_terms=shares)
 
     def reward_terms(self, physics: Physics, terminated: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -287,8 +288,8 @@ class LeapCubeReorient(LeapCube):
         terminated = self.dropped(physics)
         success = orientation_error(self.read(physics, "cube_orientation"), self.goal(physics)) < SUCCESS_THRESHOLD
         reward, shares = self.total_reward(self.reward_terms(physics, action, state, terminated))
+        obs, critic_obs = self.observe(physics, state, generator)  # with the action before this one, as Playground
         self.remember_action(state, action)
-        obs, critic_obs = self.observe(physics, state, generator)
         shares["success"] = SUCCESS_REWARD * success.to(reward.dtype)
         self.turn_goal(physics, state, success, generator)
         return Transition(
