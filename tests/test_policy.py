@@ -203,6 +203,12 @@ def controls_from_metadata(meta, action, joint_pos, previous_ctrl):
             "ctrl = previous ctrl + 0.04 * action (the first previous ctrl: joint_pos at the start), "
             "clipped to [ctrl_low, ctrl_high]",
         ),
+        pytest.param(
+            "LeapCubeReorient",
+            "ctrl = previous ctrl + 0.5 * action (the first previous ctrl: joint_pos at the start), "
+            "clipped to [ctrl_low, ctrl_high]",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_onnx_metadata_alone_rebuilds_the_envs_controls(task, formula, tmp_path):
