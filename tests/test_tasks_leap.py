@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from pqn_torch.cuda_graph import forbid_host_syncs
-from pqn_torch.envs.randomization import DomainRandomizer, Draw
 from pqn_torch.envs.tasks.manipulation import leap_hand
 from pqn_torch.training import run_training
 
@@ -510,9 +509,3 @@ def test_scene_keeps_the_menagerie_meshes_and_drops_playgrounds_own(tmp_path, mo
         )
     )
     assert model.nq == 23
-
-
-def test_a_table_cannot_start_by_reusing_a_previous_draw(rotate):
-    reuse = Draw("dof_damping", "scale", 0, 0, same_draw_as_previous=True)
-    with pytest.raises(ValueError, match=r"the first Draw \(dof_damping\) has no previous draw to reuse"):
-        DomainRandomizer((reuse,), rotate.physics)

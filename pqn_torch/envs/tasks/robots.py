@@ -27,40 +27,54 @@ MENAGERIE_ROOT_VARIABLE = "MENAGERIE_ROOT"
 
 
 def load_playground_scene(
-    relative_path: str, menagerie_robot: str, menagerie_includes: tuple[str, ...] = ()
+    relative_path: str, menagerie_robot: str | tuple[str, ...], menagerie_includes: tuple[str, ...] = ()
 ) -> mujoco.MjSpec:
     """The Playground scene ``relative_path`` (under ``third_party/playground``), ready to compile.
 
-    ``menagerie_includes``: Menagerie XMLs the scene includes by file name (Playground resolves them in its
-    Menagerie checkout), read from ``third_party/playground/menagerie/<menagerie_robot>/``. Visual mesh
-    geoms and mesh assets are removed unless ``$MENAGERIE_ROOT/<menagerie_robot>/assets`` holds their files (meshes
-    of Playground's own, such as LEAP's cube, are never there); file textures (not shipped, visual only; also the
-    six-file cube textures) are removed and the materials that used them keep their colour.
+    ``menagerie_robot``: the Menagerie robot folder(s) whose meshes the scene uses (several for a robot built
+    from parts: a Panda arm with a Robotiq gripper). ``menagerie_includes``: Menagerie XMLs the scene includes
+    by file name (Playground resolves them in its Menagerie checkout), read from
+    ``third_party/playground/menagerie/<first menagerie_robot>/``. Visual mesh geoms and mesh assets are
+    removed unless ``$MENAGERIE_ROOT/<robot>/assets`` exists for every robot, and then where their files are not
+    there (Playground's own meshes, such as LEAP's cube and mount); file textures (not shipped, visual only; cube
+    maps too) are removed and the materials that used them keep their colour.
     """
     path = PLAYGROUND_DIR / relative_path
     if not path.is_file():
         raise FileNotFoundError(f"robot scene {path} is missing; reinstall pqn-torch (its package data)")
-    includes = {name: (MENAGERIE_XML_DIR / menagerie_robot / name).read_bytes() for name in menagerie_includes}
+    robots = (menagerie_robot,) if isinstance(menagerie_robot, str) else menagerie_robot
+    includes = {name: (MENAGERIE_XML_DIR / robots[0] / name).read_bytes() for name in menagerie_includes}
     spec = mujoco.MjSpec.from_file(str(path), include=includes)
     # The XMLs point meshdir at Playground's Menagerie checkout; MuJoCo also resolves heightfield files
     # there. Mesh files get absolute paths below, so meshdir can point at the scene's own folder.
     spec.meshdir = str(path.parent)
-    mesh_dir = _menagerie_mesh_dir(menagerie_robot)
-    found = {}
-    if mesh_dir is not None:
-        found = {mesh.name: mesh_dir / Path(mesh.file).name for mesh in spec.meshes}
-        found = {name: file for name, file in found.items() if file.is_file()}
-    _drop_visual_meshes(spec, keep=set(found))
-    for mesh in spec.meshes:
-        mesh.file = str(found[mesh.name])
+    mesh_dirs = [mesh_dir for mesh_dir in map(_menagerie_mesh_dir, robots) if mesh_dir is not None]
+    if len(mesh_dirs) < len(robots):
+        _drop_visual_meshes(spec)
+    else:
+        files = {mesh.name: _mesh_file(mesh_dirs, mesh.file, path.parent) for mesh in spec.meshes}
+        _drop_visual_meshes(spec, keep={name for name, file in files.items() if file.is_file()})
+        for mesh in spec.meshes:
+            mesh.file = str(files[mesh.name])
     dropped = set()
     for texture in list(spec.textures):
-        if texture.file or any(texture.cubefiles):  # a file, or the six files of a cube texture
+        if texture.file or any(texture.cubefiles):  # a file, or six (a cube's faces: Aloha's socket)
             dropped.add(texture.name)
             spec.delete(texture)
     for material in spec.materials:
         material.textures = ["" if name in dropped else name for name in material.textures]
     return spec
+
+
+def _mesh_file(mesh_dirs: list[Path], file: str, scene_dir: Path) -> Path:
+    """The mesh ``file`` (as MjSpec holds it: prefixed with the scene's folder) under the robots' Menagerie
+    ``assets`` folders, the first that holds it: at its path below the scene's folder where that file exists
+    (OP3's ``simplified_convex/body.stl`` beside a visual ``body.stl``), else by its file name (a Panda arm's
+    or its Robotiq gripper's folder)."""
+    name = Path(file)
+    below = [mesh_dir / name.relative_to(scene_dir) for mesh_dir in mesh_dirs] if name.is_relative_to(scene_dir) else []
+    by_name = [mesh_dir / name.name for mesh_dir in mesh_dirs]
+    return next((candidate for candidate in below + by_name if candidate.is_file()), by_name[0])
 
 
 def _menagerie_mesh_dir(robot: str) -> Path | None:
@@ -80,7 +94,7 @@ def _menagerie_mesh_dir(robot: str) -> Path | None:
     return assets if assets.is_dir() else None
 
 
-def _drop_visual_meshes(spec: mujoco.MjSpec, keep: set[str]) -> None:
+def _drop_visual_meshes(spec: mujoco.MjSpec, keep: frozenset[str] | set[str] = frozenset()) -> None:
     """Delete every mesh geom (all are visual in Playground's robots: no collision bits, in no ``<pair>``, named
     by no contact sensor; checked here) and every mesh asset, except the meshes named in ``keep``."""
     in_contacts = {name for pair in spec.pairs for name in (pair.geomname1, pair.geomname2)}

@@ -90,16 +90,14 @@ HAND_DOFS, HAND_BODIES = slice(0, 16), slice(2, 19)  # the 16 joints; the palm a
 # Domain randomization (randomize=true): MuJoCo Playground 0.2.0's LEAP randomizer, per world. Off by default:
 # purejaxql trains the LEAP tasks without it.
 LEAP_RANDOMIZATION = (
-    Draw("geom_friction", "set", 0.5, 1.0, rows="th_tip", column=0),  # one sliding friction for the 4 fingertips
-    *(Draw("geom_friction", "set", 0, 0, rows=tip, column=0, same_draw_as_previous=True) for tip in FINGERTIPS[1:]),
+    Draw("geom_friction", "set", 0.5, 1.0, rows=FINGERTIPS, column=0, shared=True),  # one for the 4 fingertips
     Draw("body_inertia", "scale", 0.8, 1.2, rows="cube", shared=True),  # Playground's "cube mass" draw
     Draw("body_ipos", "add", -5e-3, 5e-3, rows="cube"),  # the cube's centre of mass, m
     Draw("qpos0", "add", -0.05, 0.05, rows=HAND_DOFS),
     Draw("dof_frictionloss", "scale", 0.5, 2.0, rows=HAND_DOFS),
     Draw("dof_armature", "scale", 1.0, 1.05, rows=HAND_DOFS),
     Draw("body_mass", "scale", 0.9, 1.1, rows=HAND_BODIES),
-    Draw("actuator_gainprm", "scale", 0.8, 1.2, column=0),  # kp, and -kp in biasprm with it
-    Draw("actuator_biasprm", "scale", 0, 0, column=1, same_draw_as_previous=True),
+    Draw("actuator_gainprm", "scale", 0.8, 1.2, column=0, also=(("actuator_biasprm", 1),)),  # kp, and -kp
     Draw("dof_damping", "scale", 0.8, 1.2, rows=HAND_DOFS),
 )
 
