@@ -188,6 +188,23 @@ def yaw_quaternion(yaw: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.cos(yaw / 2), zeros, zeros, torch.sin(yaw / 2)], dim=-1)
 
 
+def axis_angle_quaternion(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """[N, 4] quaternions turning by ``angle`` [N] about the unit ``axis`` [N, 3]."""
+    half = (angle / 2).unsqueeze(-1)
+    return torch.cat([torch.cos(half), torch.sin(half) * axis], dim=-1)
+
+
+def quaternion_to_matrix(quat: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [N, 3, 3] of unit quaternions ``[w, x, y, z]`` [N, 4]."""
+    w, x, y, z = quat.unbind(-1)
+    rows = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ]
+    return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
+
+
 def soft_limits(low: torch.Tensor, high: torch.Tensor, factor: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Joint limits shrunk about their midpoint to ``factor`` of the range (Playground's getup/handstand)."""
     middle, half = (low + high) / 2, (high - low) / 2

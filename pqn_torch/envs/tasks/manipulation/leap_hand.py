@@ -70,7 +70,13 @@ from pqn_torch.envs.tasks.common import normal, uniform
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.rewards import tolerance
 from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig, RobotTask
-from pqn_torch.envs.tasks.robots import add_actuator_force_sensors, load_playground_scene, quat_multiply
+from pqn_torch.envs.tasks.robots import (
+    add_actuator_force_sensors,
+    axis_angle_quaternion,
+    load_playground_scene,
+    quat_multiply,
+    quaternion_to_matrix,
+)
 
 SCENE = "manipulation/leap_hand/xmls/scene_mjx_cube.xml"
 CTRL_DT, SIM_DT = 0.05, 0.01
@@ -309,7 +315,7 @@ class LeapCubeReorient(LeapCube):
         dquat = state["goal_quat_dquat"]
         dquat.copy_(torch.where(success.unsqueeze(-1), spin, GOAL_SPIN_DECAY * dquat))
         goal = physics.mocap_quat[:, self.goal_mocap]
-        turned = quat_multiply(goal, axis_angle_quaternion(dquat, 2 * self.dt))
+        turned = quat_multiply(goal, spin_quaternion(dquat, 2 * self.dt))
         physics.mocap_quat[:, self.goal_mocap] = turned / torch.linalg.vector_norm(turned, dim=-1, keepdim=True)
 
     def reward_terms(
@@ -400,25 +406,13 @@ def orientation_error(quat: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
     return 2 * torch.asin(torch.linalg.vector_norm(difference[:, 1:], dim=-1).clamp(max=1.0))
 
 
-def quat_to_matrix(quat: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [N, 3, 3] of unit quaternions ``[w, x, y, z]`` [N, 4]."""
-    w, x, y, z = quat.unbind(-1)
-    rows = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ]
-    return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
-
-
 def rotation_rows_2_3(quat: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
     """Rows 2 and 3 of the rotation matrix of ``q goal^-1``, flattened [N, 6] (Playground's ``xmat.ravel()[3:]``)."""
-    return quat_to_matrix(quat_multiply(quat, quat_conjugate(goal)))[:, 1:].flatten(1)
+    return quaternion_to_matrix(quat_multiply(quat, quat_conjugate(goal)))[:, 1:].flatten(1)
 
 
-def axis_angle_quaternion(velocity: torch.Tensor, dt: float) -> torch.Tensor:
+def spin_quaternion(velocity: torch.Tensor, dt: float) -> torch.Tensor:
     """The turn [N, 4] by angular velocity ``velocity`` [N, 3] for ``dt`` seconds (identity where it is 0)."""
-    speed = torch.linalg.vector_norm(velocity, dim=-1, keepdim=True)
-    axis = velocity / torch.where(speed > 0, speed, torch.ones_like(speed))
-    half = speed * dt / 2
-    return torch.cat([torch.cos(half), torch.sin(half) * axis], dim=-1)
+    speed = torch.linalg.vector_norm(velocity, dim=-1)
+    axis = velocity / torch.where(speed > 0, speed, torch.ones_like(speed)).unsqueeze(-1)
+    return axis_angle_quaternion(axis, speed * dt)
