@@ -265,6 +265,12 @@ def rebuild_rollout_controls(meta, env, act, steps):
             "ctrl = previous ctrl + 0.04 * action (the first previous ctrl: joint_pos at the start), "
             "clipped to [ctrl_low, ctrl_high]",
         ),
+        pytest.param(
+            "LeapCubeReorient",
+            "ctrl = previous ctrl + 0.5 * action (the first previous ctrl: joint_pos at the start), "
+            "clipped to [ctrl_low, ctrl_high]",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_onnx_metadata_alone_rebuilds_the_envs_controls(task, formula, tmp_path):

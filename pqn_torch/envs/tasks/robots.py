@@ -35,8 +35,9 @@ def load_playground_scene(
     from parts: a Panda arm with a Robotiq gripper). ``menagerie_includes``: Menagerie XMLs the scene includes
     by file name (Playground resolves them in its Menagerie checkout), read from
     ``third_party/playground/menagerie/<first menagerie_robot>/``. Visual mesh geoms and mesh assets are
-    removed unless ``$MENAGERIE_ROOT/<robot>/assets`` exists for every robot; file textures (not shipped,
-    visual only; cube maps too) are removed and the materials that used them keep their colour.
+    removed unless ``$MENAGERIE_ROOT/<robot>/assets`` exists for every robot, and then where their files are not
+    there (Playground's own meshes, such as LEAP's cube and mount); file textures (not shipped, visual only; cube
+    maps too) are removed and the materials that used them keep their colour.
     """
     path = PLAYGROUND_DIR / relative_path
     if not path.is_file():
@@ -51,8 +52,10 @@ def load_playground_scene(
     if len(mesh_dirs) < len(robots):
         _drop_visual_meshes(spec)
     else:
+        files = {mesh.name: _mesh_file(mesh_dirs, mesh.file, path.parent) for mesh in spec.meshes}
+        _drop_visual_meshes(spec, keep={name for name, file in files.items() if file.is_file()})
         for mesh in spec.meshes:
-            mesh.file = str(_mesh_file(mesh_dirs, mesh.file, path.parent))
+            mesh.file = str(files[mesh.name])
     dropped = set()
     for texture in list(spec.textures):
         if texture.file or any(texture.cubefiles):  # a file, or six (a cube's faces: Aloha's socket)
@@ -91,9 +94,9 @@ def _menagerie_mesh_dir(robot: str) -> Path | None:
     return assets if assets.is_dir() else None
 
 
-def _drop_visual_meshes(spec: mujoco.MjSpec) -> None:
+def _drop_visual_meshes(spec: mujoco.MjSpec, keep: frozenset[str] | set[str] = frozenset()) -> None:
     """Delete every mesh geom (all are visual in Playground's robots: no collision bits, in no ``<pair>``, named
-    by no contact sensor; checked here) and every mesh asset."""
+    by no contact sensor; checked here) and every mesh asset, except the meshes named in ``keep``."""
     in_contacts = {name for pair in spec.pairs for name in (pair.geomname1, pair.geomname2)}
     for sensor in spec.sensors:
         if sensor.type == mujoco.mjtSensor.mjSENS_CONTACT:
@@ -103,12 +106,13 @@ def _drop_visual_meshes(spec: mujoco.MjSpec) -> None:
                 if kind == mujoco.mjtObj.mjOBJ_GEOM
             )
     for geom in list(spec.geoms):
-        if geom.type == mujoco.mjtGeom.mjGEOM_MESH:
+        if geom.type == mujoco.mjtGeom.mjGEOM_MESH and geom.meshname not in keep:
             if geom.contype or geom.conaffinity or (geom.name and geom.name in in_contacts):
                 raise ValueError(f"mesh geom {geom.name!r} collides; it cannot be dropped without changing physics")
             spec.delete(geom)
     for mesh in list(spec.meshes):
-        spec.delete(mesh)
+        if mesh.name not in keep:
+            spec.delete(mesh)
 
 
 def add_gravity_sensor(spec: mujoco.MjSpec, name: str, site: str) -> None:
@@ -182,6 +186,23 @@ def yaw_quaternion(yaw: torch.Tensor) -> torch.Tensor:
     """Rotation by ``yaw`` [N] about the world z-axis, as quaternions [N, 4]."""
     zeros = torch.zeros_like(yaw)
     return torch.stack([torch.cos(yaw / 2), zeros, zeros, torch.sin(yaw / 2)], dim=-1)
+
+
+def axis_angle_quaternion(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """[N, 4] quaternions turning by ``angle`` [N] about the unit ``axis`` [N, 3]."""
+    half = (angle / 2).unsqueeze(-1)
+    return torch.cat([torch.cos(half), torch.sin(half) * axis], dim=-1)
+
+
+def quaternion_to_matrix(quat: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [N, 3, 3] of unit quaternions ``[w, x, y, z]`` [N, 4]."""
+    w, x, y, z = quat.unbind(-1)
+    rows = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ]
+    return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
 
 
 def soft_limits(low: torch.Tensor, high: torch.Tensor, factor: float) -> tuple[torch.Tensor, torch.Tensor]:

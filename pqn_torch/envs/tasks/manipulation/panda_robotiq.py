@@ -69,7 +69,13 @@ from pqn_torch.envs.tasks.common import model_mocap_positions, normal, uniform
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.rewards import tolerance
 from pqn_torch.envs.tasks.robot_task import RobotConfig, RobotTask
-from pqn_torch.envs.tasks.robots import load_playground_scene, quat_multiply, yaw_quaternion
+from pqn_torch.envs.tasks.robots import (
+    axis_angle_quaternion,
+    load_playground_scene,
+    quat_multiply,
+    quaternion_to_matrix,
+    yaw_quaternion,
+)
 
 SCENE = "manipulation/franka_emika_panda_robotiq/xmls/scene_panda_robotiq_cube.xml"
 MENAGERIE_ROBOTS = ("franka_emika_panda", "robotiq_2f85_v4")
@@ -463,20 +469,3 @@ def random_direction(generator: torch.Generator, num: int, like: torch.Tensor) -
     theta = normal(generator, (num,), 2 * math.pi, like=like)
     phi = normal(generator, (num,), math.pi, like=like)
     return torch.stack([torch.sin(phi) * torch.cos(theta), torch.sin(phi) * torch.sin(theta), torch.cos(phi)], dim=-1)
-
-
-def axis_angle_quaternion(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """[N, 4] quaternions turning by ``angle`` [N] about the unit ``axis`` [N, 3]."""
-    half = (angle / 2).unsqueeze(-1)
-    return torch.cat([torch.cos(half), torch.sin(half) * axis], dim=-1)
-
-
-def quaternion_to_matrix(quat: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [N, 3, 3] of unit quaternions ``[w, x, y, z]`` [N, 4]."""
-    w, x, y, z = quat.unbind(-1)
-    rows = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ]
-    return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
