@@ -123,10 +123,11 @@ def body_slip(body_speed_xy: torch.Tensor, contact: torch.Tensor) -> torch.Tenso
     return body_speed_xy * contact.to(body_speed_xy.dtype).sum(-1)
 
 
-def swing_height_curve(phase: torch.Tensor, swing_height: float) -> torch.Tensor:
+def swing_height_curve(phase: torch.Tensor, swing_height: float | torch.Tensor) -> torch.Tensor:
     """The target foot height over a gait cycle (Playground's ``gait.get_rz``): with ``x = (phase + pi) / 2pi``
     in [0, 1], the foot rises from 0 to ``swing_height`` along the cubic ``s^3 + 3 s^2 (1 - s)``, ``s = 2x``, in
-    the first half and comes down the same curve, ``s = 2x - 1``, in the second."""
+    the first half and comes down the same curve, ``s = 2x - 1``, in the second. ``swing_height``: one for all
+    worlds, or a tensor that broadcasts against ``phase`` (H1's per-episode height, [N, 1])."""
     x = (phase + torch.pi) / (2 * torch.pi)
     rising, falling = 2 * x, 2 * x - 1
 
@@ -136,11 +137,13 @@ def swing_height_curve(phase: torch.Tensor, swing_height: float) -> torch.Tensor
     return torch.where(x <= 0.5, swing_height * bezier(rising), swing_height * (1 - bezier(falling)))
 
 
-def feet_phase(feet_height: torch.Tensor, phase: torch.Tensor, swing_height: float) -> torch.Tensor:
-    """``exp(-sum_feet (z_foot - z_target(phase_foot))^2 / 0.01)``: feet following the gait's height curve
-    (:func:`swing_height_curve`)."""
+def feet_phase(
+    feet_height: torch.Tensor, phase: torch.Tensor, swing_height: float | torch.Tensor, sigma: float = 0.01
+) -> torch.Tensor:
+    """``exp(-sum_feet (z_foot - z_target(phase_foot))^2 / sigma)``: feet following the gait's height curve
+    (:func:`swing_height_curve`; H1's in-place task uses ``sigma`` 0.1)."""
     error = ((feet_height - swing_height_curve(phase, swing_height)) ** 2).sum(-1)
-    return torch.exp(-error / 0.01)
+    return torch.exp(-error / sigma)
 
 
 def dof_pos_limits(q: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:

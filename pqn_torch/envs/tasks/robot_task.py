@@ -180,7 +180,7 @@ class RobotTask(Task):
         return noisy(generator, value, self.config.obs_noise_level * self.noise_scales[kind])
 
     # ----------------------------------------------------------------- reset
-    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor:
+    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor | None:
         """The position targets at the joint angles, as Playground's Go1 starts; a task whose Playground
         original leaves ``ctrl`` at 0 (Spot, Barkour, H1, OP3, Apollo) returns ``None``."""
         return qpos[:, self.joint_qpos].clone()
