@@ -13,6 +13,7 @@ from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs.physics.base import sensor_slice
 from pqn_torch.envs.tasks import reward_terms
 from pqn_torch.envs.tasks.locomotion.h1 import H1InplaceGaitTracking, gated_reward
+from pqn_torch.envs.tasks.robots import quat_multiply
 
 from task_testing import converge_solver, double, make_task_env, random_actions, standing_state
 from training_testing import check_training_smoke_run
@@ -68,6 +69,80 @@ def test_sizes_timing_and_model(name, obs_dim):
     assert (mapping.scale, mapping.reference, mapping.clip) == (*expected_mapping, True)
     assert env.task.config.obs_noise_level == (1.0 if name == INPLACE else 0.6)
     assert (env.start_states["ctrl"] == 0).all()  # Playground's H1 starts with ctrl = 0
+
+
+@pytest.mark.parametrize("name", [INPLACE, JOYSTICK])
+def test_observation_layout_at_a_known_state(name):
+    env = make_task_env(name, num_envs=2, obs_noise_level=0.0)
+    qpos, qvel = home_state(env)
+    qpos[:, 7 + 3] += 0.2  # left knee
+    qvel[:, 6 + 4] = -1.5  # left ankle
+    qvel[:, 3] = 0.4  # rolling
+    last = torch.linspace(-0.9, 0.9, 19, dtype=torch.float64).expand(2, 19)
+    state = {
+        "last_act": last,
+        "phase": double([[0.3, -2.0]]).expand(2, 2),
+        "gait_freq": double([1.5, 1.5]),
+        "gait": torch.tensor([1, 1]),
+        "foot_height": double([0.25, 0.25]),
+        "command": double([[0.5, -0.2, 0.3]]).expand(2, 3),
+    }
+    if name == INPLACE:
+        del state["command"]
+    obs = env.reset_to(qpos, qvel, task_state=state)["obs"][0].double()
+    torch.testing.assert_close(obs[0:3], double([0.4, 0.0, 0.0]), atol=1e-6, rtol=0)  # gyro
+    torch.testing.assert_close(obs[3:6], double([0.0, 0.0, 1.0]), atol=1e-6, rtol=0)  # world up axis, IMU frame
+    offset, velocities = torch.zeros(19, dtype=torch.float64), torch.zeros(19, dtype=torch.float64)
+    offset[3], velocities[4] = 0.2, -1.5
+    torch.testing.assert_close(obs[6:25], offset, atol=1e-6, rtol=0)
+    torch.testing.assert_close(obs[25:44], velocities, atol=1e-6, rtol=0)
+    torch.testing.assert_close(obs[44:63], last[0], atol=1e-6, rtol=0)
+    tail = INPLACE_TAIL if name == INPLACE else JOYSTICK_TAIL
+    if name == JOYSTICK:
+        torch.testing.assert_close(obs[JOYSTICK_COMMAND], double([0.5, -0.2, 0.3]), atol=1e-6, rtol=0)
+    phase = double([0.3, -2.0])
+    torch.testing.assert_close(obs[tail : tail + 2], double([0.0, 1.0]))  # the left foot is lifted by the knee
+    torch.testing.assert_close(
+        obs[tail + 2 : tail + 6], torch.cat([torch.cos(phase), torch.sin(phase)]), atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(obs[tail + 6 :], double([1.5, 1.0, 0.25]), atol=1e-6, rtol=0)
+    assert tail + 9 == env.obs_dim
+
+
+def test_observed_tilt_is_the_up_axis_in_the_imu_frame_whatever_the_heading(inplace):
+    """Deviation from Playground (which observes the IMU's up axis in world coordinates, turning with the
+    heading): pitched nose-down by 0.3 rad, the world's up axis in the IMU frame is (-sin 0.3, 0, cos 0.3) at
+    every heading."""
+    env = inplace
+    pitch = torch.tensor([math.cos(0.15), 0.0, math.sin(0.15), 0.0], dtype=torch.float64)
+    for yaw in (0.0, 1.2):
+        qpos, qvel = home_state(env, height=1.2)  # in the air
+        heading = torch.tensor([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)], dtype=torch.float64)
+        qpos[:, 3:7] = quat_multiply(heading, pitch)
+        obs = env.reset_to(qpos, qvel)["obs"]
+        torch.testing.assert_close(
+            obs[:, 3:6].double(), double([[-math.sin(0.3), 0.0, math.cos(0.3)]] * 4), atol=1e-6, rtol=0
+        )
+        world_axis = env.task.read(env.physics, "upvector")[0]  # Playground's reading
+        expected_world = double([math.sin(0.3) * math.cos(yaw), math.sin(0.3) * math.sin(yaw), math.cos(0.3)])
+        torch.testing.assert_close(world_axis, expected_world, atol=1e-9, rtol=0)
+
+
+def test_noise_is_uniform_with_playgrounds_scales():
+    scales = [0.2] * 3 + [0.05] * 3 + [0.01] * 19 + [1.5] * 19  # gyro, up axis, joint angles, joint velocities
+    for name, level in ((INPLACE, 1.0), (JOYSTICK, 0.6)):
+        noisy, clean = (make_task_env(name, num_envs=512, **options) for options in ({}, {"obs_noise_level": 0.0}))
+        ones = torch.ones(512)
+        state = {"gait": ones.long(), "gait_freq": ones, "foot_height": ones, "phase": torch.zeros(512, 2)}
+        if name == JOYSTICK:
+            state["command"] = torch.ones(512, 3)
+        noisy_obs, clean_obs = (env.reset_to(*home_state(env), task_state=state)["obs"] for env in (noisy, clean))
+        error = noisy_obs - clean_obs
+        for column, scale in enumerate(scales):
+            part = error[:, column]
+            assert part.abs().max() <= level * scale + 1e-6 and part.abs().max() > 0.9 * level * scale, column
+            assert part.std().item() == pytest.approx(level * scale / math.sqrt(3), rel=0.15), column  # U(-s, s)
+        assert (error[:, 44:63] == 0).all() and (error[:, 66 if name == JOYSTICK else 63 :] == 0).all()
 
 
 def test_swing_height_curve_matches_values_worked_by_hand():
@@ -341,11 +416,9 @@ def test_warp_matches_native_on_inplace_for_two_steps(monkeypatch):
     """MuJoCo Warp (float32, CPU) and native MuJoCo (float64) from the same state, ctrl and task state: two steps
     agree on rewards, observations and task state (histories included)."""
     converge_solver(monkeypatch, H1InplaceGaitTracking, 30)
-    options = {"num_envs": 2, "obs_noise_level": 0.0, "seed": 3}
-    native = make_task_env(INPLACE, **options)
-    warp = make_task_env(INPLACE, backend="warp", **options)
+    native, warp = (make_task_env(INPLACE, 2, backend, obs_noise_level=0.0, seed=3) for backend in ("mujoco", "warp"))
     qpos, qvel = home_state(native)
-    qvel[:, 0] = 0.3
+    qvel[:, 0] = 0.3  # walking forward onto the feet
     state = {
         "gait": torch.tensor([0, 1]),
         "phase": double([[0.0, math.pi], [0.0, 0.0]]),

@@ -127,7 +127,7 @@ def swing_height_curve(phase: torch.Tensor, swing_height: float | torch.Tensor) 
     """The target foot height over a gait cycle (Playground's ``gait.get_rz``): with ``x = (phase + pi) / 2pi``
     in [0, 1], the foot rises from 0 to ``swing_height`` along the cubic ``s^3 + 3 s^2 (1 - s)``, ``s = 2x``, in
     the first half and comes down the same curve, ``s = 2x - 1``, in the second. ``swing_height``: one for all
-    worlds, or a tensor that broadcasts against ``phase`` (H1's per-episode height, [N, 1])."""
+    worlds or [N, 1] (Spot's per-episode height)."""
     x = (phase + torch.pi) / (2 * torch.pi)
     rising, falling = 2 * x, 2 * x - 1
 
@@ -141,7 +141,7 @@ def feet_phase(
     feet_height: torch.Tensor, phase: torch.Tensor, swing_height: float | torch.Tensor, sigma: float = 0.01
 ) -> torch.Tensor:
     """``exp(-sum_feet (z_foot - z_target(phase_foot))^2 / sigma)``: feet following the gait's height curve
-    (:func:`swing_height_curve`; H1's in-place task uses ``sigma`` 0.1)."""
+    (:func:`swing_height_curve`; Spot's gait tracking uses ``sigma`` 0.1, the humanoids 0.01)."""
     error = ((feet_height - swing_height_curve(phase, swing_height)) ** 2).sum(-1)
     return torch.exp(-error / sigma)
 

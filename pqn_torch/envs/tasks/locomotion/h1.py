@@ -16,8 +16,8 @@ feet's world positions added as sensors in code.
   first targets are ``0.3 * action``).
 - Joystick command ``[vx, vy, yaw rate]`` U(-1.5, 1.5), U(-0.5, 0.5), U(-1, 1), each component below 0.1 in
   magnitude set to 0; resampled after 500 steps (Playground's ``step > 500``).
-- Observation (inplace 186, joystick 113; the critic sees the same): gyro, the IMU's up axis in the world
-  (Playground's ``gravity``), joint angles - home, joint velocities (these four noisy), last action, (joystick:
+- Observation (inplace 186, joystick 113; the critic sees the same): gyro, the world's up axis in the IMU
+  frame, joint angles - home, joint velocities (these four noisy), last action, (joystick:
   the command), the histories of the last ``history_len`` joint velocities and joint errors ``q - ctrl``
   (newest first; inplace 3, joystick 1), the feet's floor contacts, cos and sin of the feet's phases, the gait
   frequency, the gait's index and the foot height. As in Playground, a step's observation shows the gait phase,
@@ -30,11 +30,16 @@ feet's world positions added as sensors in code.
   s = 0.1 inplace, 0.01 joystick. Playground's zero-scale terms are not computed.
 - Termination: a joint outside its actuator's range, or the IMU's up axis below 0.85 in z.
 
-Changed from Playground (defects): the feet's floor contact is read from the contact sensors' own
-``sensordata`` entries; Playground's step indexes ``sensordata`` by the sensors' ids (11-16), which land on the
-IMU's height, up axis and forward axis, so its H1 sees both feet on the floor whenever it stands (its reset
-reads the right entries). The joystick's ``action_rate`` is ``|a - a1|^2 + |a - 2 a1 + a2|^2``; Playground
-passes the actions to it in the wrong order, which costs ``|a1 - a2|^2 + |a1 - 2 a2 + a|^2``.
+Changed from Playground (defects):
+
+- The feet's floor contact is read from the contact sensors' own ``sensordata`` entries; Playground's step
+  indexes ``sensordata`` by the sensors' ids (11-16), which land on the IMU's height, up axis and forward axis,
+  so its H1 sees both feet on the floor whenever it stands (its reset reads the right entries).
+- The observed tilt is the world's up axis in the IMU frame (``[0, 0, 1]`` when level); Playground observes the
+  IMU's up axis in world coordinates, whose x and y turn with the heading, which the policy does not see (the
+  same z: rewards and terminations are unchanged).
+- The joystick's ``action_rate`` is ``|a - a1|^2 + |a - 2 a1 + a2|^2``; Playground passes the actions to it in
+  the wrong order, which costs ``|a1 - a2|^2 + |a1 - 2 a2 + a|^2``.
 
 Task state (``env.task_state``, Playground's ``state.info`` names): ``last_act`` [N, 19] (joystick also
 ``last_last_act``), ``qvel_history``, ``qpos_error_history`` [N, 19 * history_len], ``gait`` (int),
@@ -55,7 +60,7 @@ from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig, RobotTask, advance_gait_phase
-from pqn_torch.envs.tasks.robots import add_site_position_sensor, load_playground_scene
+from pqn_torch.envs.tasks.robots import add_gravity_sensor, add_site_position_sensor, load_playground_scene
 
 SCENE = "locomotion/h1/xmls/scene_mjx_feetonly.xml"
 CTRL_DT, SIM_DT = 0.02, 0.004  # 5 physics steps per control step
@@ -81,7 +86,7 @@ def h1_layout(history: int, command: bool) -> tuple[tuple[str, int], ...]:
     """The observation's parts with ``history`` frames per history, with or without the command."""
     return (
         ("gyro (noisy)", 3),
-        ("IMU up axis in the world frame (noisy)", 3),
+        ("world up axis in the IMU frame (noisy)", 3),
         ("joint angles - home pose (noisy)", NUM_JOINTS),
         ("joint velocities (noisy)", NUM_JOINTS),
         ("last action", NUM_JOINTS),
@@ -120,7 +125,7 @@ class H1GaitTracking(RobotTask):
     termination. A task sets the ClassVars and ``reward_terms``/``reward``."""
 
     home_keyframe = "home"
-    sensors = ("gyro", "local_linvel", "upvector", "global_linvel", "global_angvel")
+    sensors = ("gyro", "local_linvel", "upvector", "up_in_imu", "global_linvel", "global_angvel")
     feet = FEET
     foot_geoms = FOOT_GEOMS
     noise_scales = NOISE_SCALES
@@ -135,6 +140,7 @@ class H1GaitTracking(RobotTask):
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_playground_scene(SCENE, "unitree_h1")
+        add_gravity_sensor(spec, "up_in_imu", "imu")
         for foot in FEET:
             add_site_position_sensor(spec, f"{foot}_world_pos", foot)
         return spec
@@ -238,7 +244,7 @@ class H1GaitTracking(RobotTask):
         obs = torch.cat(
             [
                 self.noise(generator, self.read(physics, "gyro"), "gyro"),
-                self.noise(generator, self.read(physics, "upvector"), "gravity"),
+                self.noise(generator, self.read(physics, "up_in_imu"), "gravity"),
                 self.noise(generator, q, "joint_pos") - self.default_pose,
                 self.noise(generator, qd, "joint_vel"),
                 state["last_act"],
