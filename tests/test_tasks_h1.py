@@ -68,7 +68,9 @@ def test_sizes_timing_and_model(name, obs_dim):
     expected_mapping = (0.6, "home") if name == INPLACE else (0.3, "ctrl")
     assert (mapping.scale, mapping.reference, mapping.clip) == (*expected_mapping, True)
     assert env.task.config.obs_noise_level == (1.0 if name == INPLACE else 0.6)
-    assert (env.start_states["ctrl"] == 0).all()  # Playground's H1 starts with ctrl = 0
+    # In place: ctrl 0 at the start, as Playground (its targets do not read it). Joystick: the home joint angles.
+    expected_ctrl = torch.zeros(19, dtype=torch.float64) if name == INPLACE else double(HOME_JOINTS)
+    assert (env.start_states["ctrl"] == expected_ctrl).all()
 
 
 @pytest.mark.parametrize("name", [INPLACE, JOYSTICK])
@@ -378,6 +380,19 @@ def test_termination_joint_range_and_tilt(name):
     qpos[3, 7 + 3] = 2.1  # left knee beyond its range (2.05)
     env.reset_to(qpos, qvel)
     assert env.task.terminated(env.physics).tolist() == [False, False, True, True]
+
+
+def test_joystick_stands_at_zero_actions():
+    """Deviation from Playground, whose H1 joystick starts its integrated targets at 0: with zero actions the
+    robot then straightens its legs, hops and falls (measured: at step 26); from targets at the start's joint
+    angles it stands."""
+    env = make_task_env(JOYSTICK, num_envs=2, obs_noise_level=0.0)
+    env.reset()
+    for _ in range(50):
+        td = env.step(torch.zeros(2, 19))
+        assert not td["done"].any()
+    torch.testing.assert_close(env.physics.ctrl, double(HOME_JOINTS).expand(2, 19))
+    assert env.task.read(env.physics, "upvector")[:, 2].min() > 0.99
 
 
 def test_joystick_command_clock():

@@ -12,8 +12,8 @@ feet's world positions added as sensors in code.
   over a cycle is :func:`~pqn_torch.envs.tasks.reward_terms.swing_height_curve`.
 - Control: inplace ``ctrl = home_pose + 0.6 * action``; joystick ``ctrl += 0.3 * action`` (the targets are
   integrated); both clipped to the actuators' ranges.
-- Reset: the home keyframe at rest, ``ctrl`` = 0 (as Playground: no pose or velocity noise; the joystick's
-  first targets are ``0.3 * action``).
+- Reset: the home keyframe at rest (as Playground: no pose or velocity noise); ``ctrl`` = 0 in place (as
+  Playground; its targets do not depend on it), the joint angles for the joystick (see the defects).
 - Joystick command ``[vx, vy, yaw rate]`` U(-1.5, 1.5), U(-0.5, 0.5), U(-1, 1), each component below 0.1 in
   magnitude set to 0; resampled after 500 steps (Playground's ``step > 500``).
 - Observation (inplace 186, joystick 113; the critic sees the same): gyro, the world's up axis in the IMU
@@ -38,6 +38,10 @@ Changed from Playground (defects):
 - The observed tilt is the world's up axis in the IMU frame (``[0, 0, 1]`` when level); Playground observes the
   IMU's up axis in world coordinates, whose x and y turn with the heading, which the policy does not see (the
   same z: rewards and terminations are unchanged).
+- The joystick's position targets start at the joint angles, as Playground's other task that integrates its
+  targets (Go1Handstand) starts them and as an exported policy's metadata states. Playground's H1 leaves
+  ``ctrl`` at 0, so its first targets are ``0.3 * action`` around the zero pose: with zero actions the robot
+  snaps its legs straight, hops and falls within about 26 steps (measured).
 - The joystick's ``action_rate`` is ``|a - a1|^2 + |a - 2 a1 + a2|^2``; Playground passes the actions to it in
   the wrong order, which costs ``|a1 - a2|^2 + |a1 - 2 a2 + a|^2``.
 
@@ -112,19 +116,15 @@ def gated_reward(
     assert isinstance(total_cost, torch.Tensor)
     paid = dt * positive
     reward = paid * torch.exp(0.2 * total_cost)
-    taken = reward - paid
-    nonzero = total_cost != 0
-    fraction = {
-        name: torch.where(nonzero, cost / torch.where(nonzero, total_cost, 1.0), 0.0) for name, cost in costs.items()
-    }
-    return reward, {name: taken * share for name, share in fraction.items()}
+    # Every cost is <= 0, so their sum is 0 only where each is: those worlds' shares are 0 / 1.
+    taken_per_cost = (reward - paid) / torch.where(total_cost != 0, total_cost, 1.0)
+    return reward, {name: taken_per_cost * cost for name, cost in costs.items()}
 
 
 class H1GaitTracking(RobotTask):
     """What both H1 tasks share (see the module docstring): gait clock and parameters, histories, observation,
-    termination. A task sets the ClassVars and ``reward_terms``/``reward``."""
+    termination. A task sets the ClassVars and :meth:`step_reward`."""
 
-    home_keyframe = "home"
     sensors = ("gyro", "local_linvel", "upvector", "up_in_imu", "global_linvel", "global_angvel")
     feet = FEET
     foot_geoms = FOOT_GEOMS
@@ -150,7 +150,7 @@ class H1GaitTracking(RobotTask):
         self.gait_phases = self.constant(torch.tensor([GAIT_PHASES[gait] for gait in self.gaits], dtype=torch.float64))
         self.pose_weights = self.constant(POSE_WEIGHTS)
 
-    def start_ctrl(self, qpos: torch.Tensor) -> None:
+    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor | None:
         return None  # Playground's H1 starts with ctrl = 0
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
@@ -332,6 +332,10 @@ class H1JoystickGaitTracking(H1GaitTracking):
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
         self.command_half_range = self.constant(self.command_range)
+
+    def start_ctrl(self, qpos: torch.Tensor) -> torch.Tensor | None:
+        """The targets at the start's joint angles (a deviation: Playground's H1 leaves them at 0)."""
+        return RobotTask.start_ctrl(self, qpos)
 
     def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:
         state = super().initial_state(generator, num, physics)
