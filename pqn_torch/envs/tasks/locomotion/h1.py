@@ -4,7 +4,7 @@ on the spot or while following a joystick velocity command.
 H1InplaceGaitTracking / H1JoystickGaitTracking: Playground's H1 scene (third-party model data, see
 ``pqn_torch/third_party/playground/NOTICE``; three foot capsules per foot collide with the floor, nothing else)
 without visual meshes, with the model's own gains, physics at 4 ms, control every 20 ms (5 substeps), and the
-feet's world positions added as sensors in code.
+feet's world positions and the world's up axis in the IMU frame added as sensors in code.
 
 - Gait, drawn per episode: a gait (inplace: "walk", the feet half a cycle apart, or "jump", together; joystick:
   "walk"), its frequency (inplace U(0.5, 4) Hz, joystick U(0.5, 2) Hz) and the swing's foot height
