@@ -137,6 +137,8 @@ def bare_rollout_rate(env: BatchedEnv, steps: int, num_threads: int) -> float:
     trajectory = state[:, None, :] if substeps == 1 else np.empty((num_worlds, substeps, state.shape[1]))
     sensordata = np.empty((num_worlds, substeps, model.nsensordata))
     low, high = env.action_low.numpy().astype(np.float64), env.action_high.numpy().astype(np.float64)
+    if env.action_dim != model.nu:  # actions not one per actuator (Cartesian control): random targets in ctrlrange
+        low, high = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
     rng = np.random.default_rng(0)
     controls = [
         np.ascontiguousarray(np.repeat(rng.uniform(low, high, (num_worlds, 1, model.nu)), substeps, axis=1))

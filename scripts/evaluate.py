@@ -1,10 +1,12 @@
 """Evaluate a trained PQN checkpoint: N deterministic episodes, optionally an mp4 of one of them (headless).
 
     python scripts/evaluate.py checkpoint=$RUN [episodes=10] [video=true] [video_path=FILE.mp4]
-        [device=auto] [backend=auto] [seed=0] [randomize=true|false]
+        [device=auto] [backend=auto] [seed=0] [randomize=true|false] [command=[VX,VY,YAW_RATE]]
 
 ``checkpoint`` is a checkpoint file or a run dir (its latest checkpoint is used). ``randomize``: evaluate in
 domain-randomized (true) or nominal (false) worlds, tasks with a randomizer only; unset: as the policy trained.
+``command`` (joystick tasks): hold this velocity command for the whole episode, e.g. ``command=[1.0,0,0]`` (1 m/s
+forward); the report adds the mean tracking error per component (joystick tasks always report it).
 Progress (steps done, video frames rendered) goes to stderr every tenth of the episode; the result to stdout.
 """
 
@@ -34,6 +36,7 @@ class EvaluateOptions:
     backend: str = option("auto", "auto, warp or mujoco")
     seed: int = option(0, "an integer >= 0")
     randomize: bool | None = option(None, "true or false (unset: as trained)")
+    command: list[float] | None = option(None, "[vx, vy, yaw rate], e.g. [1.0,0,0] (joystick tasks)")
 
 
 def main(argv: list[str]) -> int:
@@ -53,6 +56,7 @@ def main(argv: list[str]) -> int:
             video=options.video,
             report=lambda line: print(f"evaluate.py: {line}", file=sys.stderr, flush=True),
             randomize=options.randomize,
+            command=options.command,
         )
     except (ValueError, FileNotFoundError, FileExistsError, VideoUnavailable) as error:
         print(f"evaluate.py: {error}", file=sys.stderr)

@@ -140,6 +140,16 @@ def test_panda_pick_tasks_keep_purejaxqls_discounting_on_either_preset(task, pre
     assert settings.alg.num_envs == (4096 if preset == "manipulation" else 128)
 
 
+@pytest.mark.parametrize(
+    "task", ["ApolloJoystickFlatTerrain", "BarkourJoystick", "Op3Joystick", "T1JoystickRoughTerrain"]
+)
+@pytest.mark.parametrize("preset", ["locomotion", "locomotion_cpu"])
+def test_locomotion_tasks_keep_purejaxqls_gamma_on_either_preset(task, preset):
+    """purejaxql trains these four with gamma 0.97 instead of the locomotion preset's 0.95."""
+    settings = settings_from_config(composed([f"task={task}", f"alg={preset}"]))
+    assert (settings.alg.gamma, settings.alg.q_lambda) == (0.97, 0.99)
+
+
 def test_dm_suite_preset_is_the_pqn_config_defaults():
     """PQNConfig's defaults (the library's) and the dm_suite yaml (the CLI's) are the same reference preset."""
     alg = composed(["alg=dm_suite"])["alg"]

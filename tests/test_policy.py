@@ -179,11 +179,12 @@ def controls_from_metadata(meta, action, joint_pos, previous_ctrl):
     if meta["control_mode"] == "action":
         return np.clip(action, meta["action_low"], meta["action_high"])
     if meta["control_mode"] == "default_pose_offset":
-        return np.asarray(meta["default_joint_pos"]) + scale * action
-    if meta["control_mode"] == "joint_pos_offset":
-        return joint_pos + scale * action
-    assert meta["control_mode"] == "ctrl_increment"
-    ctrl = previous_ctrl + scale * action
+        ctrl = np.asarray(meta["default_joint_pos"]) + scale * action
+    elif meta["control_mode"] == "joint_pos_offset":
+        ctrl = joint_pos + scale * action
+    else:
+        assert meta["control_mode"] == "ctrl_increment"
+        ctrl = previous_ctrl + scale * action
     return np.clip(ctrl, meta["ctrl_low"], meta["ctrl_high"]) if meta["control_clipped"] else ctrl
 
 
@@ -198,6 +199,7 @@ def controls_from_metadata(meta, action, joint_pos, previous_ctrl):
             marks=pytest.mark.slow,
         ),
         pytest.param("CartpoleBalance", "ctrl = clip(action, action_low, action_high)", marks=pytest.mark.slow),
+        ("SpotGetup", "ctrl = joint_pos + 0.6 * action, clipped to [ctrl_low, ctrl_high]"),
         (
             "PandaPickCube",
             "ctrl = previous ctrl + 0.04 * action (the first previous ctrl: joint_pos at the start), "

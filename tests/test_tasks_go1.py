@@ -3,7 +3,6 @@ getup resets, handstand/footstand terminations, pushes, task state across autore
 
 import math
 import os
-import struct
 import subprocess
 import sys
 import types
@@ -14,7 +13,7 @@ import torch
 
 from pqn_torch.envs.tasks.locomotion.go1 import COMMAND_AMPLITUDE, COMMAND_NONZERO_PROBABILITY, Go1Task
 
-from task_testing import make_task_env
+from task_testing import make_task_env, tetrahedron_stl
 
 GO1_TASKS = {  # obs, critic obs, episode length (Playground 0.2.0)
     "Go1JoystickFlatTerrain": (48, 123, 1000),
@@ -247,6 +246,48 @@ def test_reset_to_task_state_and_option_errors(joystick):
         make_task_env("Go1Getup", perturbations=True)
 
 
+def test_a_fixed_command_holds_through_resamplings_and_resets_and_leaves_the_physics_unchanged():
+    """``fixed_command`` replaces every drawn command but draws the same random numbers, so under the same actions
+    the worlds move exactly as with Playground's commands (the command enters only observations and rewards)."""
+    options = dict(num_envs=3, seed=5, episode_length=30)
+    held = make_task_env("Go1JoystickFlatTerrain", fixed_command=[1.0, 0, -0.5], **options)
+    drawn = make_task_env("Go1JoystickFlatTerrain", **options)
+    fixed = torch.tensor([1.0, 0.0, -0.5], dtype=torch.float64)
+    held.reset(), drawn.reset()
+    held.task_state["steps_until_next_cmd"].fill_(3)  # a resampling falls inside the test
+    drawn.task_state["steps_until_next_cmd"].fill_(3)
+    actions = torch.Generator().manual_seed(0)
+    resets = 0
+    for _ in range(70):  # two time limits and whatever falls
+        action = torch.rand(3, 12, generator=actions) * 2 - 1
+        td, _ = held.step(action), drawn.step(action)
+        resets += int(td["done"].sum())
+        assert (held.task_state["command"] == fixed).all()
+        torch.testing.assert_close(held.physics.qpos, drawn.physics.qpos, rtol=0, atol=0)
+        torch.testing.assert_close(td["obs"][:, 45:], fixed.float().expand(3, 3))
+    assert resets >= 3 and not (drawn.task_state["command"] == fixed).all()
+    with pytest.raises(
+        ValueError, match=r"fixed_command must be \[vx, vy, yaw rate\]: three finite numbers, got \[1.0, 0.0\]"
+    ):
+        make_task_env("Go1JoystickFlatTerrain", fixed_command=[1.0, 0.0])
+    with pytest.raises(ValueError, match="three finite numbers, got \\[nan, 0, 0\\]"):
+        make_task_env("Go1JoystickFlatTerrain", fixed_command=[math.nan, 0, 0])
+
+
+def test_tracking_error_is_the_command_minus_the_imu_velocities(joystick):
+    env = joystick
+    qpos, qvel = home_state(env)
+    qvel[:, 0], qvel[:, 1], qvel[:, 5] = 0.5, 0.2, 0.5  # trunk at yaw 0: world frame = trunk frame
+    command = torch.tensor([[1.0, 0.2, 0.5], [0.0, 0.0, 0.0], [-1.0, 0.0, 1.0], [0.5, 0.2, 0.5]])
+    env.reset_to(qpos, qvel, task_state={"command": command})
+    # The IMU site sits at r = (-0.01592, -0.06659, -0.00617) m from the trunk frame: it moves at v + w x r,
+    # (0.5 + 0.5 * 0.06659, 0.2 - 0.5 * 0.01592) = (0.533295, 0.19204) m/s; the gyro reads the 0.5 rad/s yaw rate.
+    measured = torch.tensor([0.533295, 0.19204, 0.5], dtype=torch.float64)
+    expected = (command.double() - measured).abs()
+    error = env.task.command_tracking_error(env.physics, env.task_state)
+    torch.testing.assert_close(error, expected, atol=1e-5, rtol=0)
+
+
 def test_pushes_follow_playgrounds_half_sine_schedule():
     env = make_task_env("Go1JoystickFlatTerrain", num_envs=2, perturbations=True, obs_noise_level=0.0)
     qpos, qvel = home_state(env)
@@ -414,7 +455,7 @@ def test_scene_keeps_meshes_with_a_menagerie_checkout(tmp_path, monkeypatch):
     assets = tmp_path / "unitree_go1" / "assets"
     assets.mkdir(parents=True)
     for name in ("trunk", "hip", "thigh_mirror", "calf", "thigh"):
-        (assets / f"{name}.stl").write_bytes(_tetrahedron_stl())
+        (assets / f"{name}.stl").write_bytes(tetrahedron_stl())
     monkeypatch.setenv("MENAGERIE_ROOT", str(tmp_path))
     env = make_task_env("Go1JoystickFlatTerrain", num_envs=1)
     assert env.physics.mj_model.nmesh == 5
@@ -426,7 +467,7 @@ def test_scene_keeps_meshes_from_a_prefetched_menagerie_package_cache(tmp_path, 
     assets = tmp_path / "models" / "unitree_go1-0123" / "assets"
     assets.mkdir(parents=True)
     for name in ("trunk", "hip", "thigh_mirror", "calf", "thigh"):
-        (assets / f"{name}.stl").write_bytes(_tetrahedron_stl())
+        (assets / f"{name}.stl").write_bytes(tetrahedron_stl())
     cached = {"value": False}
 
     class Cache:  # the package's API: Cache().is_cached(robot), Cache().model_path(robot)
@@ -442,19 +483,6 @@ def test_scene_keeps_meshes_from_a_prefetched_menagerie_package_cache(tmp_path, 
     assert make_task_env("Go1JoystickFlatTerrain", num_envs=1).physics.mj_model.nmesh == 0  # not fetched
     cached["value"] = True
     assert make_task_env("Go1JoystickFlatTerrain", num_envs=1).physics.mj_model.nmesh == 5
-
-
-def _tetrahedron_stl() -> bytes:
-    """A tiny binary STL (4 triangles), enough for MuJoCo to load a mesh file."""
-    corners = [(0, 0, 0), (0.01, 0, 0), (0, 0.01, 0), (0, 0, 0.01)]
-    faces = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
-    data = bytearray(80) + struct.pack("<I", len(faces))
-    for face in faces:
-        data += struct.pack("<3f", 0, 0, 0)
-        for index in face:
-            data += struct.pack("<3f", *corners[index])
-        data += struct.pack("<H", 0)
-    return bytes(data)
 
 
 def test_train_script_runs_go1_joystick_with_the_locomotion_cpu_preset(tmp_path):
@@ -485,3 +513,25 @@ def test_train_script_runs_go1_joystick_with_the_locomotion_cpu_preset(tmp_path)
     rows = (tmp_path / "eval.csv").read_text().strip().splitlines()
     assert len(rows) >= 3  # header, the evaluation before training and at least one more
     assert list((tmp_path / "checkpoints").glob("*.pt"))
+    evaluate = [sys.executable, str(repo / "scripts" / "evaluate.py"), f"checkpoint={tmp_path}", "episodes=2"]
+    result = subprocess.run(
+        [*evaluate, "command=[1.0,0,0]"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {"PYTHONPATH": str(repo)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tracking error (held [1, 0, 0]), mean |command - measured|: vx " in result.stdout
+    result = subprocess.run(
+        [*evaluate, "command=[1.0,0]"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ | {"PYTHONPATH": str(repo)},
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "evaluate.py: command must be [vx, vy, yaw rate]: three finite numbers, got [1.0, 0.0]"
+    ]

@@ -2,7 +2,6 @@
 own kinematics), reward terms against hand-computed values, the reached-box latch, reset distributions,
 ctrl integration and clipping, termination, warp parity and a training smoke run."""
 
-import contextlib
 import math
 
 import mujoco
@@ -10,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs.tasks import robots
 from pqn_torch.training import run_training
 
-from task_testing import make_task_env, random_actions
+from task_testing import make_task_env, seeded_run
 from training_testing import tiny_config
 
 PICK, ORIENTATION = "PandaPickCube", "PandaPickCubeOrientation"
@@ -252,19 +250,7 @@ def test_termination_when_the_box_leaves_the_workspace_and_the_latch_after_it(pi
 def test_seeded_run_across_autoresets_does_not_depend_on_host_shortcuts():
     """The CUDA code path (masked autoreset, no host checks) gives the CPU path's results bit for bit, and makes
     no host sync, across episode ends of 4 steps."""
-
-    def run(shortcuts):
-        env = make_task_env(ORIENTATION, num_envs=3, episode_length=4, seed=5)
-        env.host_shortcuts = shortcuts
-        env.reset()
-        results = []
-        with forbid_host_syncs() if not shortcuts else contextlib.nullcontext():
-            for action in random_actions(env, 10):
-                results.append(env.step(action))
-                results[-1]["reached_box"] = env.task_state["reached_box"].clone()
-        return torch.stack(results)
-
-    fast, masked = run(True), run(False)
+    fast, masked = (seeded_run(ORIENTATION, shortcuts, 3, ("reached_box",)) for shortcuts in (True, False))
     assert fast["done"].sum() == 6
     for key in ("obs", "reward", "terminated", "truncated", "final_obs", "reached_box"):
         assert torch.equal(fast[key], masked[key]), key

@@ -12,6 +12,7 @@ import torch
 from pqn_torch.envs.tasks.locomotion.t1 import T1JoystickFlatTerrain
 
 from task_testing import (
+    check_gait_clock_holds_the_feet_down_at_a_zero_command,
     check_humanoid_step_makes_no_host_sync,
     check_humanoid_warp_matches_native,
     converge_solver,
@@ -125,14 +126,7 @@ def test_reward_terms_at_home_and_with_the_feet_too_close(clean):
 
 
 def test_gait_clock_holds_the_feet_down_at_a_zero_command(clean):
-    env = clean
-    qpos, qvel = home_state(env)
-    command = double([[0.0, 0.0, 0.0], [0.005, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.3]])
-    phase = double([[3.0, -1.0]]).repeat(4, 1)
-    env.reset_to(qpos, qvel, task_state={"command": command, "phase": phase, "phase_dt": double([0.1] * 4)})
-    env.step(torch.zeros(4, 23))
-    expected = double([[math.pi, math.pi], [math.pi, math.pi], [3.1, -0.9], [3.1, -0.9]])
-    torch.testing.assert_close(env.task_state["phase"], expected)
+    check_gait_clock_holds_the_feet_down_at_a_zero_command(clean, home_state)
 
 
 def test_reset_distribution_and_push_speed():

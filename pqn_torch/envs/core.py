@@ -89,6 +89,10 @@ class BatchedEnv:
         self.action_low = torch.where(limited, ranges[:, 0], -1.0).to(self.device)
         self.action_high = torch.where(limited, ranges[:, 1], 1.0).to(self.device)
         self.action_dim = model.nu
+        if task.action_size is not None:  # normalized actions, not one per actuator
+            self.action_dim = task.action_size
+            self.action_low = torch.full((self.action_dim,), -1.0, device=self.device)
+            self.action_high = torch.full((self.action_dim,), 1.0, device=self.device)
         self.episode_length = task.config.episode_length
         self.ctrl_dt = task.config.ctrl_dt
         self.action_repeat = task.config.action_repeat

@@ -32,9 +32,12 @@ Operation = Literal["set", "scale", "add"]
 class Draw:
     """One randomized part of a model field: ``field[rows, column] (op) U(low, high)``, one draw per entry.
 
-    ``rows``: the object's name (the field's kind: ``geom_*`` geoms, ``body_*`` bodies), a slice of the
-    field's rows, or ``None`` for all of them; ``column``: one column of a 2-d field (``geom_friction`` 0 =
-    sliding) or ``None`` for all. ``op``: ``set`` the value, ``scale`` it (x U) or ``add`` to it (+ U). Rows
+    ``rows``: the object's name (the field's kind: ``geom_*`` geoms, ``body_*`` bodies, ``pair_*`` contact
+    pairs), several names, a slice of the field's rows, or ``None`` for all of them; ``column``: a column (or a
+    slice of columns) of a 2-d field (``geom_friction`` 0 = sliding) or ``None`` for all. ``op``: ``set`` the
+    value, ``scale`` it (x U) or ``add`` to it (+ U). ``shared``: one draw per world for all the entries
+    (G1's one friction for both feet). ``also``: ``(field, column)`` parts at the same rows that the same draw
+    changes the same way (a position actuator's gain and the bias term that must stay its negative). Rows
     apply in order, each on the result of the previous ones (a mass scaled, then a torso mass added).
     """
 
@@ -42,8 +45,10 @@ class Draw:
     op: Operation
     low: float
     high: float
-    rows: str | slice | None = None
-    column: int | None = None
+    rows: str | tuple[str, ...] | slice | None = None
+    column: int | slice | None = None
+    shared: bool = False
+    also: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.op not in ("set", "scale", "add"):
@@ -51,20 +56,30 @@ class Draw:
         if not self.low <= self.high:
             raise ValueError(f"Draw of {self.field}: low ({self.low}) must be <= high ({self.high})")
 
-    def index(self, mj_model: mujoco.MjModel) -> tuple[int | slice, ...]:
-        """The entries this row draws, as an index into the field's [N, ...] per-world values."""
-        rows: int | slice
-        if isinstance(self.rows, str):
-            kind = self.field.split("_")[0]
-            rows = getattr(mj_model, kind)(self.rows).id
+    def index(self, mj_model: mujoco.MjModel, column: int | slice | None = None) -> tuple[int | slice | list[int], ...]:
+        """The entries this row draws (or, with ``column``, that column of the same rows), as an index into a
+        field's [N, ...] per-world values."""
+        rows: int | slice | list[int]
+        if isinstance(self.rows, (str, tuple)):
+            kind = getattr(mj_model, self.field.split("_")[0])
+            ids = [kind(name).id for name in ((self.rows,) if isinstance(self.rows, str) else self.rows)]
+            rows = ids[0] if isinstance(self.rows, str) else ids
         else:
             rows = self.rows if self.rows is not None else slice(None)
-        return (slice(None), rows) if self.column is None else (slice(None), rows, self.column)
+        column = self.column if column is None else column
+        return (slice(None), rows) if column is None else (slice(None), rows, column)
+
+
+def _applied(op: Operation, part: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    """``part`` with ``sample`` (broadcast to it) set, multiplied in or added, as ``op`` says."""
+    if op == "set":
+        return sample.expand_as(part)
+    return part * sample if op == "scale" else part + sample
 
 
 def randomized_fields(draws: tuple[Draw, ...]) -> tuple[str, ...]:
     """The model fields a table writes, each once, in order."""
-    return tuple(dict.fromkeys(draw.field for draw in draws))
+    return tuple(dict.fromkeys(name for draw in draws for name in (draw.field, *(field for field, _ in draw.also))))
 
 
 class DomainRandomizer:
@@ -78,18 +93,22 @@ class DomainRandomizer:
             name: torch.as_tensor(getattr(model, name), dtype=torch.float64, device=physics.device)
             for name in randomized_fields(draws)
         }
-        self._indices = [draw.index(model) for draw in draws]
+        self._indices = [
+            [(draw.field, draw.index(model))] + [(field, draw.index(model, column)) for field, column in draw.also]
+            for draw in draws
+        ]
 
     def draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Every world's parameters [N, ...] per field (float64, from ``generator``; every world, always)."""
         num = self.physics.num_worlds
         values = {name: nominal.expand(num, *nominal.shape).clone() for name, nominal in self._nominal.items()}
-        for draw, index in zip(self.draws, self._indices, strict=True):
-            field = values[draw.field]
-            part = field[index]
-            unit = torch.rand(part.shape, generator=generator, device=part.device, dtype=torch.float32)
+        for draw, parts in zip(self.draws, self._indices, strict=True):
+            first = values[draw.field][parts[0][1]]
+            shape = (num,) + (1,) * (first.dim() - 1) if draw.shared else first.shape
+            unit = torch.rand(shape, generator=generator, device=first.device, dtype=torch.float32)
             sample = draw.low + (draw.high - draw.low) * unit.to(torch.float64)  # float32 draws: same on every backend
-            field[index] = sample if draw.op == "set" else part * sample if draw.op == "scale" else part + sample
+            for name, index in parts:
+                values[name][index] = _applied(draw.op, values[name][index], sample)
         return values
 
     def write(self, parameters: dict[str, torch.Tensor], mask: torch.Tensor) -> None:

@@ -19,6 +19,9 @@ class EvalResult:
     returns: torch.Tensor
     lengths: torch.Tensor
     reward_terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    tracking_error: torch.Tensor | None = None
+    """Joystick tasks (``task.command_tracking_error``): mean |command - measured| per command component over
+    every step the worlds spent in their first episode; ``None`` for other tasks."""
 
     @property
     def episodes(self) -> int:
@@ -80,11 +83,18 @@ def evaluate(
     lengths = torch.zeros(env.num_envs, dtype=torch.int64, device=env.device)
     term_names = tuple(getattr(env, "reward_term_names", ()))
     terms = torch.zeros(env.num_envs, len(term_names), device=env.device)
+    tracker = getattr(getattr(env, "task", None), "command_tracking_error", None)
+    error_sum, error_steps = torch.zeros((), device=env.device), torch.zeros((), device=env.device)
     for _ in range(steps):
         result = env.step(policy(observation))
         if recorder is not None:
             recorder.capture(result)
         first = result["done"] & ~finished
+        if tracker is not None:  # worlds still in their first episode; a finished world shows its next one
+            playing = (~result["done"] & ~finished).unsqueeze(-1)
+            error = tracker(env.physics, env.task_state)  # type: ignore[attr-defined]
+            error_sum = error_sum + torch.where(playing, error, 0.0).sum(dim=0)
+            error_steps = error_steps + playing.sum()
         returns = torch.where(first, result["episode_return"], returns)
         lengths = torch.where(first, result["episode_length"], lengths)
         if term_names:
@@ -97,4 +107,5 @@ def evaluate(
         returns=returns.cpu()[finished],
         lengths=lengths.cpu()[finished],
         reward_terms={name: terms[:, column] for column, name in enumerate(term_names)},
+        tracking_error=(error_sum / error_steps.clamp(min=1)).cpu() if tracker is not None else None,
     )

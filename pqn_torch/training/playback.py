@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pqn_torch.envs import make_env, resolve_device
 from pqn_torch.envs.physics import resolve_backend
+from pqn_torch.envs.tasks import TASKS, get_task_class
+from pqn_torch.envs.tasks.robot_task import checked_command
 from pqn_torch.policy import Policy
 from pqn_torch.training.evaluation import evaluate
 from pqn_torch.training.run_dir import unwritable_reason
@@ -25,6 +28,7 @@ def evaluate_checkpoint(
     video_size: tuple[int, int] = VIDEO_SIZE,
     report: Callable[[str], None] | None = None,
     randomize: bool | None = None,
+    command: list[float] | None = None,
 ) -> str:
     """Run ``episodes`` deterministic episodes (one per env) of the checkpoint's policy; report mean +- std return
     and, for tasks with reward terms, each term's mean per episode.
@@ -32,8 +36,10 @@ def evaluate_checkpoint(
     With ``video``, world 0's first episode is rendered into an mp4 (default: ``eval_<step>.mp4``
     beside the checkpoint, or ``eval_<step>_2.mp4``, ... if taken; an existing file is never replaced).
     A checkpoint with non-finite weights (a diverged run) is refused. ``randomize``: evaluate in randomized
-    (true) or nominal (false) worlds; ``None`` = as the policy was trained. ``report`` gets a progress line every
-    tenth of the episode (steps done; with a video, frames rendered) and one before the mp4 is finished.
+    (true) or nominal (false) worlds; ``None`` = as the policy was trained. ``command``: joystick tasks only,
+    hold ``[vx, vy, yaw rate]`` for the whole episode (the report gives the mean tracking error per component,
+    as it does for every joystick task). ``report`` gets a progress line every tenth of the episode (steps
+    done; with a video, frames rendered) and one before the mp4 is finished.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
@@ -46,6 +52,13 @@ def evaluate_checkpoint(
     overrides = dict(policy.task_overrides)
     if randomize is not None:
         overrides.update(randomize=randomize, randomize_every_reset=False)  # each world's episode: one draw
+    if command is not None:
+        if not _has_joystick(policy.task):
+            joystick_tasks = ", ".join(name for name in sorted(TASKS) if _has_joystick(name))
+            raise ValueError(
+                f"command= holds a joystick command; {policy.task} has none (joystick tasks: {joystick_tasks})"
+            )
+        overrides["fixed_command"] = checked_command(command, "command")
     env = make_env(policy.task, episodes, torch_device, resolve_backend(backend, torch_device), seed, **overrides)
     recorder = None
     if video:
@@ -73,12 +86,24 @@ def evaluate_checkpoint(
         f"{result.mean_return:.1f} ± {result.std_return:.1f} over {result.episodes} episodes "
         f"(mean length {result.mean_length:.0f})"
     )
+    if result.tracking_error is not None:
+        held = f"held [{', '.join(f'{v:g}' for v in command)}]" if command is not None else "random commands"
+        vx, vy, yaw = result.tracking_error.tolist()
+        lines.append(
+            f"tracking error ({held}), mean |command - measured|: "
+            f"vx {vx:.3f} m/s, vy {vy:.3f} m/s, yaw rate {yaw:.3f} rad/s"
+        )
     if result.mean_reward_terms:
         shares = ", ".join(f"{name} {value:.2f}" for name, value in result.mean_reward_terms.items())
         lines.append(f"reward terms (mean per episode): {shares}")
     if recorder is not None:
         lines.append(f"video: {recorder.path} ({recorder.writer.frames} frames at {recorder.fps:.3g} fps)")
     return "\n".join(lines)
+
+
+def _has_joystick(task: str) -> bool:
+    """Whether ``task`` takes a held joystick command (its config has ``fixed_command``)."""
+    return "fixed_command" in {f.name for f in dataclasses.fields(get_task_class(task).default_config)}
 
 
 def _check_video_path(path: Path) -> None:

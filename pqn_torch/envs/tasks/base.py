@@ -108,9 +108,15 @@ class TaskConfig:
 
 CONTROL_FORMULAS = {
     "action": "ctrl = clip(action, action_low, action_high)",
+    "motor_torque": "ctrl = clip({scale:g} * action, -max_torque / gear, max_torque / gear) (torque = gear * ctrl)",
     "default_pose_offset": "ctrl = default_joint_pos + {scale:g} * action",
     "joint_pos_offset": "ctrl = joint_pos + {scale:g} * action",
     "ctrl_increment": "ctrl = previous ctrl + {scale:g} * action (the first previous ctrl: joint_pos at the start)",
+    "cartesian_increment": (
+        "gripper tip target += {scale:g} * (0, action[0], action[1]), kept in the task's workspace; arm ctrl = the "
+        "arm's inverse kinematics of that target (unchanged where out of reach); gripper ctrl -= 0.02 where "
+        "action[2] < 0, else += 0.02"
+    ),
 }
 """How an action becomes the actuators' ``ctrl``, per :attr:`ControlMapping.mode`. ``joint_pos``: the actuated
 joints' current angles; MuJoCo clamps a ``ctrl`` outside the actuators' ``ctrlrange`` where they are limited."""
@@ -160,6 +166,10 @@ class Task(ABC):
     normalized_actions: ClassVar[bool] = False
     """True: actions live in [-1, 1] and :meth:`control` maps them to controls (robot tasks); False: actions
     are the controls, clipped to the actuators' ``ctrlrange``."""
+    action_size: ClassVar[int | None] = None
+    """Actions per step where they are not one per actuator (normalized actions in [-1, 1] that
+    :meth:`control` maps onto the actuators: PandaRobotiqPushCube's 7 arm torques, its gripper held shut);
+    ``None``: one per actuator."""
     reward_term_names: tuple[str, ...] = ()
     """The names of the parts of the reward that :meth:`transition` reports in ``Transition.reward_terms``;
     none for the DM tasks, whose reward is one product of tolerances (the episode return says it all)."""
@@ -273,7 +283,10 @@ class Task(ABC):
 
 
 def _check_option_type(task: str, key: str, value: Any, default: Any) -> None:
-    """One clear error when a task's own option has the wrong type (bool for a switch, a number for a number)."""
+    """One clear error when a task's own option has the wrong type (bool for a switch, a number for a number);
+    an option whose default is ``None`` is checked by its task's config."""
+    if default is None:
+        return
     if isinstance(default, bool):
         valid = isinstance(value, bool)
     elif isinstance(default, int):

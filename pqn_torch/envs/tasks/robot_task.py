@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -35,7 +35,7 @@ import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
 from pqn_torch.envs.tasks.base import ControlMapping, StartStates, Task, TaskConfig, TaskState
-from pqn_torch.envs.tasks.common import uniform
+from pqn_torch.envs.tasks.common import normal, uniform
 from pqn_torch.envs.tasks.robots import noisy, quat_multiply, yaw_quaternion
 
 ACTION_REFERENCES = ("home", "joints", "ctrl")
@@ -121,11 +121,11 @@ class RobotTask(Task):
         self.device, self.dtype = device, dtype
         transmissions = zip(mj_model.actuator_trnid[:, 0], mj_model.actuator_trntype, strict=True)
         joints = [int(joint) for joint, kind in transmissions if kind == mujoco.mjtTrn.mjTRN_JOINT]
-        self.joint_qpos = _contiguous(mj_model.jnt_qposadr[joints], "joint angles")
-        self.joint_qvel = _contiguous(mj_model.jnt_dofadr[joints], "joint velocities")
+        self.joint_qpos = _columns(mj_model.jnt_qposadr[joints], device)
+        self.joint_qvel = _columns(mj_model.jnt_dofadr[joints], device)
         home = np.asarray(mj_model.keyframe(self.home_keyframe).qpos, dtype=np.float64)
         self.home_qpos = self.constant(home)
-        self.default_pose = self.constant(home[self.joint_qpos])
+        self.default_pose = self.constant(home[mj_model.jnt_qposadr[joints]])
         ranges = torch.as_tensor(mj_model.jnt_range[joints], dtype=torch.float64)
         self.joint_range = ranges[:, 0], ranges[:, 1]
         """Joint limits in float64 on the host, to derive constants from (soft limits, ...)."""
@@ -193,6 +193,26 @@ class RobotTask(Task):
         yaw = uniform(generator, (num,), -3.14, 3.14, like=qpos)
         qpos[:, 3:7] = quat_multiply(qpos[:, 3:7], yaw_quaternion(yaw))
         return StartStates(qpos=qpos, qvel=self.random_root_velocity(generator, num, physics))
+
+    def drop_or_home(
+        self,
+        generator: torch.Generator,
+        num: int,
+        like: torch.Tensor,
+        probability: float,
+        height: float,
+        joint_range: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """``qpos`` [num, nq] of Playground's getup resets: with ``probability`` a drop (trunk at ``height`` with a
+        uniformly random orientation, a normalized Gaussian quaternion, joints uniform in ``joint_range``), else
+        the home pose."""
+        drop = uniform(generator, (num, 1), 0.0, 1.0, like=like) < probability
+        dropped = like.new_zeros(num, like.shape[1])
+        dropped[:, 2] = height
+        quaternion = normal(generator, (num, 4), 1.0, like=like)
+        dropped[:, 3:7] = quaternion / (torch.linalg.vector_norm(quaternion, dim=-1, keepdim=True) + 1e-6)
+        dropped[:, self.joint_qpos] = uniform(generator, (num, self.joint_low.numel()), *joint_range, like=like)
+        return torch.where(drop, dropped, self.home_qpos.expand(num, -1))
 
     def random_root_velocity(self, generator: torch.Generator, num: int, physics: Physics) -> torch.Tensor:
         """``qvel`` [num, nv]: the free joint's 6 dofs U(-0.5, 0.5), the rest 0."""
@@ -295,9 +315,40 @@ class PushRanges:
     velocity: tuple[float, float]
 
 
+def checked_command(command: Any, option: str = "fixed_command") -> list[float]:
+    """A joystick command option ``[vx, vy, yaw rate]`` as three finite floats, or one clear error naming it."""
+    valid = (
+        isinstance(command, (list, tuple))
+        and len(command) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in command)
+    )
+    if not valid:
+        raise ValueError(f"{option} must be [vx, vy, yaw rate]: three finite numbers, got {command!r}")
+    return [float(v) for v in command]
+
+
 def control_steps(seconds: torch.Tensor, dt: float) -> torch.Tensor:
     """Seconds rounded to control steps of ``dt``, as int64."""
     return torch.round(seconds / dt).long()
+
+
+def exponential_control_steps(
+    generator: torch.Generator, num: int, mean_seconds: float, dt: float, like: torch.Tensor
+) -> torch.Tensor:
+    """[num] durations Exp(mean ``mean_seconds``) in control steps of ``dt`` (Playground's command periods)."""
+    exponential = torch.empty(num, dtype=torch.float32, device=like.device).exponential_(generator=generator)
+    return control_steps(exponential.to(like.dtype) * mean_seconds, dt)
+
+
+def resample_command(
+    generator: torch.Generator, command: torch.Tensor, amplitude: torch.Tensor, nonzero: torch.Tensor
+) -> torch.Tensor:
+    """Playground's per-component command update ``x' = x - w (x - y z)`` (Go1, Apollo): w ~ Bern(0.5),
+    y ~ U(-amplitude, amplitude), z ~ Bern(nonzero)."""
+    target = uniform(generator, tuple(command.shape), -amplitude, amplitude, like=command)
+    keep_nonzero = uniform(generator, tuple(command.shape), 0.0, 1.0, like=command) < nonzero
+    replace = uniform(generator, tuple(command.shape), 0.0, 1.0, like=command) < 0.5
+    return torch.where(replace, target * keep_nonzero, command)
 
 
 class TrunkPushes:
@@ -416,9 +467,10 @@ def _actuator_force_columns(mj_model: mujoco.MjModel) -> slice | None:
     return slice(forces[0].start, forces[-1].stop)
 
 
-def _contiguous(addresses: np.ndarray, what: str) -> slice:
-    """The slice covering ``addresses`` if they are consecutive (the actuated joints' columns)."""
+def _columns(addresses: np.ndarray, device: torch.device) -> slice | torch.Tensor:
+    """The actuated joints' columns: a slice where they are consecutive (most robots), else their indices on
+    ``device`` (Aloha: each gripper's actuator drives one of its two coupled fingers)."""
     start = int(addresses[0]) if len(addresses) else 0
-    if list(addresses) != list(range(start, start + len(addresses))):
-        raise ValueError(f"the actuated joints' {what} are not consecutive in the model; RobotTask needs them so")
-    return slice(start, start + len(addresses))
+    if list(addresses) == list(range(start, start + len(addresses))):
+        return slice(start, start + len(addresses))
+    return torch.as_tensor(np.asarray(addresses, dtype=np.int64), device=device)

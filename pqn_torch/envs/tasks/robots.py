@@ -27,37 +27,51 @@ MENAGERIE_ROOT_VARIABLE = "MENAGERIE_ROOT"
 
 
 def load_playground_scene(
-    relative_path: str, menagerie_robot: str, menagerie_includes: tuple[str, ...] = ()
+    relative_path: str, menagerie_robot: str | tuple[str, ...], menagerie_includes: tuple[str, ...] = ()
 ) -> mujoco.MjSpec:
     """The Playground scene ``relative_path`` (under ``third_party/playground``), ready to compile.
 
-    ``menagerie_includes``: Menagerie XMLs the scene includes by file name (Playground resolves them in its
-    Menagerie checkout), read from ``third_party/playground/menagerie/<menagerie_robot>/``. Visual mesh
-    geoms and mesh assets are removed unless ``$MENAGERIE_ROOT/<menagerie_robot>/assets`` exists; file
-    textures (not shipped, visual only) are removed and the materials that used them keep their colour.
+    ``menagerie_robot``: the Menagerie robot folder(s) whose meshes the scene uses (several for a robot built
+    from parts: a Panda arm with a Robotiq gripper). ``menagerie_includes``: Menagerie XMLs the scene includes
+    by file name (Playground resolves them in its Menagerie checkout), read from
+    ``third_party/playground/menagerie/<first menagerie_robot>/``. Visual mesh geoms and mesh assets are
+    removed unless ``$MENAGERIE_ROOT/<robot>/assets`` exists for every robot; file textures (not shipped,
+    visual only; cube maps too) are removed and the materials that used them keep their colour.
     """
     path = PLAYGROUND_DIR / relative_path
     if not path.is_file():
         raise FileNotFoundError(f"robot scene {path} is missing; reinstall pqn-torch (its package data)")
-    includes = {name: (MENAGERIE_XML_DIR / menagerie_robot / name).read_bytes() for name in menagerie_includes}
+    robots = (menagerie_robot,) if isinstance(menagerie_robot, str) else menagerie_robot
+    includes = {name: (MENAGERIE_XML_DIR / robots[0] / name).read_bytes() for name in menagerie_includes}
     spec = mujoco.MjSpec.from_file(str(path), include=includes)
     # The XMLs point meshdir at Playground's Menagerie checkout; MuJoCo also resolves heightfield files
     # there. Mesh files get absolute paths below, so meshdir can point at the scene's own folder.
     spec.meshdir = str(path.parent)
-    mesh_dir = _menagerie_mesh_dir(menagerie_robot)
-    if mesh_dir is None:
+    mesh_dirs = [mesh_dir for mesh_dir in map(_menagerie_mesh_dir, robots) if mesh_dir is not None]
+    if len(mesh_dirs) < len(robots):
         _drop_visual_meshes(spec)
     else:
         for mesh in spec.meshes:
-            mesh.file = str(mesh_dir / Path(mesh.file).name)
+            mesh.file = str(_mesh_file(mesh_dirs, mesh.file, path.parent))
     dropped = set()
     for texture in list(spec.textures):
-        if texture.file:
+        if texture.file or any(texture.cubefiles):  # a file, or six (a cube's faces: Aloha's socket)
             dropped.add(texture.name)
             spec.delete(texture)
     for material in spec.materials:
         material.textures = ["" if name in dropped else name for name in material.textures]
     return spec
+
+
+def _mesh_file(mesh_dirs: list[Path], file: str, scene_dir: Path) -> Path:
+    """The mesh ``file`` (as MjSpec holds it: prefixed with the scene's folder) under the robots' Menagerie
+    ``assets`` folders, the first that holds it: at its path below the scene's folder where that file exists
+    (OP3's ``simplified_convex/body.stl`` beside a visual ``body.stl``), else by its file name (a Panda arm's
+    or its Robotiq gripper's folder)."""
+    name = Path(file)
+    below = [mesh_dir / name.relative_to(scene_dir) for mesh_dir in mesh_dirs] if name.is_relative_to(scene_dir) else []
+    by_name = [mesh_dir / name.name for mesh_dir in mesh_dirs]
+    return next((candidate for candidate in below + by_name if candidate.is_file()), by_name[0])
 
 
 def _menagerie_mesh_dir(robot: str) -> Path | None:

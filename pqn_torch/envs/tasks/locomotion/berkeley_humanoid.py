@@ -30,6 +30,7 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import Draw
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import TaskState
 from pqn_torch.envs.tasks.locomotion.humanoid_joystick import (
@@ -38,6 +39,7 @@ from pqn_torch.envs.tasks.locomotion.humanoid_joystick import (
     SIM_DT,
     HumanoidJoystick,
     HumanoidJoystickConfig,
+    humanoid_randomization,
     joystick_layout,
     with_heightfield,
 )
@@ -77,6 +79,12 @@ REWARD_SCALES = {
     "pose": -1.0,
 }
 TRACKING_SIGMA = 0.5
+# Domain randomization (randomize=true): MuJoCo Playground 0.2.0's Berkeley Humanoid randomizer, per world. Off by
+# default: purejaxql trains without it.
+BERKELEY_HUMANOID_RANDOMIZATION = (
+    Draw("geom_friction", "set", 0.4, 1.0, rows="floor", column=0),  # floor sliding friction
+    *humanoid_randomization("torso", frictionloss=(0.9, 1.1), link_mass=(0.9, 1.1)),
+)
 SWING_HEIGHT = 0.1  # m, the gait's foot height
 MOVING_COMMAND = 0.1  # |command| above which steps earn air time
 LATERAL_COMMAND = 0.1  # |vy| above which the hip deviation costs
@@ -99,6 +107,7 @@ class BerkeleyHumanoidJoystickFlatTerrain(HumanoidJoystick):
     gait_frequency = (1.25, 1.5)
     push_speed = (0.1, 2.0)
     joint_noise = JOINT_NOISE
+    randomization = BERKELEY_HUMANOID_RANDOMIZATION
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = with_heightfield(load_playground_scene(SCENES + self.scene, "berkeley_humanoid"))

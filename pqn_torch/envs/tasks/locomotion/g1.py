@@ -36,6 +36,7 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import Draw
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import TaskState
 from pqn_torch.envs.tasks.locomotion.humanoid_joystick import (
@@ -44,6 +45,7 @@ from pqn_torch.envs.tasks.locomotion.humanoid_joystick import (
     SIM_DT,
     HumanoidJoystick,
     HumanoidJoystickConfig,
+    humanoid_randomization,
     joystick_layout,
     with_heightfield,
 )
@@ -93,6 +95,7 @@ PELVIS_IMU = {
     "upvector": "upvector_torso",  # the fall and the orientation cost read the torso's up axis
 }
 FOOT_FORCES = ("left_foot_force", "right_foot_force")
+FOOT_FLOOR_PAIRS = ("left_foot_floor", "right_foot_floor")  # the feet's contact pairs with the floor
 SELF_CONTACTS = ("right_foot_left_foot_found", "left_foot_right_shin_found", "right_foot_left_shin_found")
 HAND_THIGH_CONTACTS = ("left_hand_left_thigh_found", "right_hand_right_thigh_found")
 
@@ -120,6 +123,14 @@ MAX_CONTACT_FORCE = 500.0  # N
 STILL_COMMAND = 0.01  # |command| below which the pose must stay home and the gait reward needs body motion
 MOVING_BODY = 0.1  # m/s or rad/s of the pelvis that count as moving for the gait reward
 LATERAL_COMMAND = 0.1  # |vy| above which the hip roll may deviate
+# Domain randomization (randomize=true): MuJoCo Playground 0.2.0's G1 randomizer, per world. Off by default:
+# purejaxql trains without it. The feet touch the floor through contact pairs, so the floor friction drawn is the
+# two foot-floor pairs' (one draw for both, both tangent directions). Joint friction loss x U(0.5, 2.0), as
+# Playground's code draws it (its comment says U(0.9, 1.1)).
+G1_RANDOMIZATION = (
+    Draw("pair_friction", "set", 0.4, 1.0, rows=FOOT_FLOOR_PAIRS, column=slice(0, 2), shared=True),
+    *humanoid_randomization("torso_link", frictionloss=(0.5, 2.0), link_mass=(0.9, 1.1)),
+)
 CONTACTS_PER_WORLD = 16
 """MuJoCo Warp contact buffer per world. Playground's 8 is an average over a shared batch buffer; a world's own
 buffer must hold its worst case: up to 4 per foot box on the floor plus hand-thigh and foot-foot contacts
@@ -155,6 +166,7 @@ class G1JoystickFlatTerrain(HumanoidJoystick):
     gait_frequency = (1.25, 1.5)
     push_speed = (0.1, 2.0)
     joint_noise = (0.03,) * NUM_JOINTS
+    randomization = G1_RANDOMIZATION
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = with_heightfield(load_playground_scene(SCENES + self.scene, "unitree_g1"))

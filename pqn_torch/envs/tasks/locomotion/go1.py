@@ -60,7 +60,9 @@ from pqn_torch.envs.tasks.robot_task import (
     RobotConfig,
     RobotTask,
     TrunkPushes,
-    control_steps,
+    checked_command,
+    exponential_control_steps,
+    resample_command,
 )
 from pqn_torch.envs.tasks.robots import (
     add_actuator_force_sensors,
@@ -124,9 +126,17 @@ GO1_NOISE = {"joint_pos": 0.03, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05, 
 
 @dataclass
 class Go1JoystickConfig(RobotConfig):
-    """Adds ``perturbations``: random pushes on the trunk (off by default, as Playground)."""
+    """Adds ``perturbations``: random pushes on the trunk (off by default, as Playground), and ``fixed_command``:
+    ``[vx, vy, yaw rate]`` held for every whole episode instead of Playground's random commands (evaluation at
+    a chosen command: ``evaluate.py command=[1.0,0,0]``; ``None``: Playground's commands)."""
 
     perturbations: bool = False
+    fixed_command: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fixed_command is not None:
+            self.fixed_command = checked_command(self.fixed_command)
 
 
 # Domain randomization (randomize=true): MuJoCo Playground 0.2.0's Go1 randomizer, per world. Off by default:
@@ -216,6 +226,8 @@ class Go1JoystickFlatTerrain(Go1Task):
         self.pose_weights = self.constant(POSE_WEIGHTS)
         self.amplitude = self.constant(COMMAND_AMPLITUDE)
         self.nonzero = self.constant(COMMAND_NONZERO_PROBABILITY)
+        fixed = self.config.fixed_command
+        self.fixed_command = None if fixed is None else self.constant(tuple(fixed))
         self.feet_air_time = FeetAirTime(len(FEET), self.dt)
         self.pushes = TrunkPushes(mj_model, "trunk", PUSHES, self.dt)
 
@@ -227,22 +239,28 @@ class Go1JoystickFlatTerrain(Go1Task):
         like = physics.qpos
         state = super().initial_state(generator, num, physics)
         push_duration = self.pushes.draw_duration(generator, num, like)
-        state["command"] = uniform(generator, (num, 3), -self.amplitude, self.amplitude, like=like)
+        state["command"] = self.held(uniform(generator, (num, 3), -self.amplitude, self.amplitude, like=like))
         state["steps_until_next_cmd"] = self._command_period(generator, num, like)
         state.update(self.feet_air_time.initial_state(num, like))
         state.update(self.pushes.initial_state(generator, num, like, push_duration))
         return state
 
     def _command_period(self, generator: torch.Generator, num: int, like: torch.Tensor) -> torch.Tensor:
-        exponential = torch.empty(num, dtype=torch.float32, device=like.device).exponential_(generator=generator)
-        return control_steps(exponential.to(like.dtype) * COMMAND_MEAN_PERIOD, self.dt)
+        return exponential_control_steps(generator, num, COMMAND_MEAN_PERIOD, self.dt, like)
 
     def resample_command(self, generator: torch.Generator, command: torch.Tensor) -> torch.Tensor:
         """Playground's rule ``x' = x - w (x - y z)``: w ~ Bern(0.5), y ~ U(-a, a), z ~ Bern(b), per component."""
-        target = uniform(generator, tuple(command.shape), -self.amplitude, self.amplitude, like=command)
-        keep_nonzero = uniform(generator, tuple(command.shape), 0.0, 1.0, like=command) < self.nonzero
-        replace = uniform(generator, tuple(command.shape), 0.0, 1.0, like=command) < 0.5
-        return torch.where(replace, target * keep_nonzero, command)
+        return self.held(resample_command(generator, command, self.amplitude, self.nonzero))
+
+    def held(self, command: torch.Tensor) -> torch.Tensor:
+        """``command``, or the ``fixed_command`` in every world when one is set (the draws still happen, so a
+        seed's random stream does not depend on the option)."""
+        return command if self.fixed_command is None else self.fixed_command.expand_as(command).clone()
+
+    def command_tracking_error(self, physics: Physics, state: TaskState) -> torch.Tensor:
+        """|command - measured| [N, 3] for forward and sideways speed (m/s, trunk frame) and yaw rate (rad/s)."""
+        measured = torch.cat([self.read(physics, "local_linvel")[:, :2], self.read(physics, "gyro")[:, 2:]], dim=-1)
+        return (state["command"] - measured).abs()
 
     # ----------------------------------------------------------------- step
     def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:

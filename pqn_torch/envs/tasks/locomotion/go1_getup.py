@@ -30,7 +30,6 @@ import torch
 from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
-from pqn_torch.envs.tasks.common import normal, uniform
 from pqn_torch.envs.tasks.locomotion.go1 import CTRL_DT, PROPRIOCEPTION_LAYOUT, SIM_DT, Go1Task
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig
@@ -79,15 +78,8 @@ class Go1Getup(Go1Task):
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         """A drop (probability 0.6) or the home pose, with a random root velocity; settled by the env."""
-        like = physics.qpos
-        drop = uniform(generator, (num, 1), 0.0, 1.0, like=like) < DROP_PROBABILITY
-        dropped = like.new_zeros(num, like.shape[1])
-        dropped[:, 2] = DROP_HEIGHT
-        quaternion = normal(generator, (num, 4), 1.0, like=like)
-        dropped[:, 3:7] = quaternion / (torch.linalg.vector_norm(quaternion, dim=-1, keepdim=True) + 1e-6)
-        joints = (num, self.joint_low.numel())
-        dropped[:, self.joint_qpos] = uniform(generator, joints, self.joint_low, self.joint_high, like=like)
-        qpos = torch.where(drop, dropped, self.home_qpos.expand(num, -1))
+        joint_range = (self.joint_low, self.joint_high)
+        qpos = self.drop_or_home(generator, num, physics.qpos, DROP_PROBABILITY, DROP_HEIGHT, joint_range)
         return StartStates(qpos=qpos, qvel=self.random_root_velocity(generator, num, physics))
 
     def transition(

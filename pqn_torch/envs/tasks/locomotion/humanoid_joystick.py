@@ -33,10 +33,12 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import Draw
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.robot_task import (
     FREE_JOINT_QPOS,
+    FREE_JOINT_QVEL,
     FeetAirTime,
     RobotConfig,
     RobotTask,
@@ -80,6 +82,23 @@ def joystick_layout(num_joints: int) -> tuple[tuple[str, int], ...]:
     )
 
 
+def humanoid_randomization(
+    torso: str, frictionloss: tuple[float, float], link_mass: tuple[float, float]
+) -> tuple[Draw, ...]:
+    """The draws MuJoCo Playground 0.2.0's humanoid randomizers (Berkeley Humanoid, G1, T1) share, each family
+    adding its floor friction first: every joint's friction loss x U(``frictionloss``), armature x U(1, 1.05),
+    every link's mass x U(``link_mass``), then the ``torso`` body's + U(-1, 1) kg, and the joints' reference pose
+    ``qpos0`` + U(-0.05, 0.05) rad."""
+    joints = slice(FREE_JOINT_QVEL, None)
+    return (
+        Draw("dof_frictionloss", "scale", *frictionloss, rows=joints),
+        Draw("dof_armature", "scale", 1.0, 1.05, rows=joints),
+        Draw("body_mass", "scale", *link_mass),
+        Draw("body_mass", "add", -1.0, 1.0, rows=torso),
+        Draw("qpos0", "add", -0.05, 0.05, rows=slice(FREE_JOINT_QPOS, None)),
+    )
+
+
 def with_heightfield(spec: mujoco.MjSpec) -> mujoco.MjSpec:
     """``spec`` with its heightfields (the rough scene's) read from the one shipped PNG."""
     for heightfield in spec.hfields:
@@ -89,7 +108,8 @@ def with_heightfield(spec: mujoco.MjSpec) -> mujoco.MjSpec:
 
 class HumanoidJoystick(RobotTask):
     """Follow a joystick velocity command stepping to a gait clock (see the module docstring); a family sets
-    the ClassVars below, ``build_spec``, ``reward_terms`` and, where it has more, ``terminated``."""
+    the ClassVars below, ``build_spec``, ``reward_terms`` and, where it differs, ``terminated``, ``next_phase``,
+    the command schedule (``initial_command``, ``update_command``) and the critic's extras (``privileged``)."""
 
     config: HumanoidJoystickConfig
     noise_scales = NOISE_SCALES
@@ -101,6 +121,9 @@ class HumanoidJoystick(RobotTask):
     """m/s added by a push."""
     joint_noise: ClassVar[tuple[float, ...]]
     """Noise scale of each joint angle (rad), one per actuated joint."""
+    still_command: ClassVar[float | None] = None
+    """While ``|command|`` is at most this, both feet's gait phases are held at pi (feet down); ``None``: the
+    clock always runs."""
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
@@ -109,6 +132,7 @@ class HumanoidJoystick(RobotTask):
         self.joint_noise_scale = self.constant(self.joint_noise) * self.config.obs_noise_level
         self.command_half_range = self.constant(self.command_range)
         self.initial_phase = self.constant((0.0, math.pi))
+        self.feet_down = self.constant((math.pi, math.pi))
         self.feet_air_time = FeetAirTime(len(self.feet), self.dt)
         self.pushes = VelocityPushes(PUSH_INTERVAL, self.push_speed, self.dt)
 
@@ -122,14 +146,26 @@ class HumanoidJoystick(RobotTask):
     def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:
         like = physics.qpos
         state = super().initial_state(generator, num, physics)
-        state["command"] = self.sample_command(generator, num, like)
-        state["step"] = like.new_zeros(num, dtype=torch.int64)
+        state.update(self.initial_command(generator, num, like))
         state.update(self.feet_air_time.initial_state(num, like))
         frequency = uniform(generator, (num,), *self.gait_frequency, like=like)
         state["phase"] = self.initial_phase.repeat(num, 1)
         state["phase_dt"] = 2 * math.pi * self.dt * frequency
         state.update(self.pushes.initial_state(generator, num, like))
         return state
+
+    def initial_command(self, generator: torch.Generator, num: int, like: torch.Tensor) -> TaskState:
+        """The command at reset (:meth:`sample_command`) and its clock ``step`` (0)."""
+        return {"command": self.sample_command(generator, num, like), "step": like.new_zeros(num, dtype=torch.int64)}
+
+    def update_command(self, state: TaskState, terminated: torch.Tensor, generator: torch.Generator) -> None:
+        """After the reward: count the step; a new command once the count exceeds 500, the count restarting
+        then and at a termination."""
+        state["step"].add_(1)
+        due = state["step"] > COMMAND_STEPS
+        new_command = self.sample_command(generator, len(due), state["command"])
+        state["command"].copy_(torch.where(due.unsqueeze(-1), new_command, state["command"]))
+        state["step"].masked_fill_(due | terminated, 0)
 
     def sample_command(self, generator: torch.Generator, num: int, like: torch.Tensor) -> torch.Tensor:
         """[num, 3] commands U(-r, r) per component (:attr:`command_range`), all three zero with probability
@@ -149,8 +185,12 @@ class HumanoidJoystick(RobotTask):
         return self.read(physics, "upvector")[:, 2] < 0
 
     def next_phase(self, state: TaskState) -> torch.Tensor:
-        """The gait phases after this step: moved on by ``phase_dt``."""
-        return advance_gait_phase(state["phase"], state["phase_dt"])
+        """The gait phases after this step: moved on by ``phase_dt`` (or held down, see :attr:`still_command`)."""
+        phase = advance_gait_phase(state["phase"], state["phase_dt"])
+        if self.still_command is None:
+            return phase
+        commanded = torch.linalg.vector_norm(state["command"], dim=-1, keepdim=True) > self.still_command
+        return torch.where(commanded, phase, self.feet_down)
 
     def transition(
         self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
@@ -164,11 +204,7 @@ class HumanoidJoystick(RobotTask):
         )
         self.remember_action(state, action)
         state["phase"].copy_(self.next_phase(state))
-        state["step"].add_(1)
-        due = state["step"] > COMMAND_STEPS
-        new_command = self.sample_command(generator, physics.num_worlds, state["command"])
-        state["command"].copy_(torch.where(due.unsqueeze(-1), new_command, state["command"]))
-        state["step"].masked_fill_(due | terminated, 0)
+        self.update_command(state, terminated, generator)
         self.feet_air_time.after_reward(state, contact)
         return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated, reward_terms=shares)
 
@@ -208,22 +244,22 @@ class HumanoidJoystick(RobotTask):
             ],
             dim=-1,
         )
-        critic_obs = torch.cat(
-            [
-                obs,
-                self.read(physics, "gyro"),
-                self.read(physics, "accelerometer"),
-                self.gravity(physics),
-                self.read(physics, "local_linvel"),
-                self.read(physics, "global_angvel"),
-                q - self.default_pose,
-                qd,
-                physics.qpos[:, 2:3],
-                self.actuator_force(physics),
-                self.feet_contact(physics).to(q.dtype),
-                self.feet_velocity(physics).flatten(1),
-                state["feet_air_time"],
-            ],
-            dim=-1,
-        )
-        return obs, critic_obs
+        return obs, torch.cat([obs, *self.privileged(physics, state)], dim=-1)
+
+    def privileged(self, physics: Physics, state: TaskState) -> list[torch.Tensor]:
+        """What the critic observation adds to the actor's, all clean (see the module docstring)."""
+        q, qd = self.joints(physics)
+        return [
+            self.read(physics, "gyro"),
+            self.read(physics, "accelerometer"),
+            self.gravity(physics),
+            self.read(physics, "local_linvel"),
+            self.read(physics, "global_angvel"),
+            q - self.default_pose,
+            qd,
+            physics.qpos[:, 2:3],
+            self.actuator_force(physics),
+            self.feet_contact(physics).to(q.dtype),
+            self.feet_velocity(physics).flatten(1),
+            state["feet_air_time"],
+        ]

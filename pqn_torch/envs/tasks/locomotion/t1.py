@@ -32,6 +32,7 @@ import mujoco
 import torch
 
 from pqn_torch.envs.physics.base import Physics
+from pqn_torch.envs.randomization import Draw
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import TaskState
 from pqn_torch.envs.tasks.locomotion.humanoid_joystick import (
@@ -40,6 +41,7 @@ from pqn_torch.envs.tasks.locomotion.humanoid_joystick import (
     SIM_DT,
     HumanoidJoystick,
     HumanoidJoystickConfig,
+    humanoid_randomization,
     joystick_layout,
     with_heightfield,
 )
@@ -96,6 +98,16 @@ LATERAL_COMMAND = 0.1  # |vy| above which the hip deviation costs
 STILL_COMMAND = 0.01  # |command| at or below which the gait clock holds both feet down
 FEET_APART = 0.2  # m: sideways distance of the feet below which the stance costs, at most 0.1
 STANCE_COST_CAP = 0.1
+ANKLE_DOFS = (slice(21, 23), slice(27, 29))  # left, right ankle pitch and roll (after the free joint's 6)
+# Domain randomization (randomize=true): MuJoCo Playground 0.2.0's T1 randomizer, per world. Off by default:
+# purejaxql trains without it. The floor's friction is U(0.2, 0.6) (Playground's comment says U(0.4, 1.0)).
+T1_RANDOMIZATION = (
+    Draw("geom_friction", "set", 0.2, 0.6, rows="floor", column=0),  # floor sliding friction
+    *humanoid_randomization("Trunk", frictionloss=(0.9, 1.1), link_mass=(0.98, 1.02)),
+    # Position gain Kp x U(0.9, 1.1) per actuator, the bias term -Kp with it.
+    Draw("actuator_gainprm", "scale", 0.9, 1.1, column=0, also=(("actuator_biasprm", 1),)),
+    *(Draw("dof_damping", "scale", 0.5, 2.0, rows=ankle) for ankle in ANKLE_DOFS),
+)
 CONTACTS_PER_WORLD = 16
 """MuJoCo Warp contact buffer per world: the eight foot spheres on the floor (Playground's average of 8 over a
 shared batch buffer) plus room for the foot boxes touching each other."""
@@ -120,6 +132,8 @@ class T1JoystickFlatTerrain(HumanoidJoystick):
     gait_frequency = (1.25, 1.75)
     push_speed = (0.1, 1.0)
     joint_noise = (0.03,) * NUM_JOINTS
+    still_command = STILL_COMMAND
+    randomization = T1_RANDOMIZATION
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = with_heightfield(load_playground_scene(SCENES + self.scene, "booster_t1"))
@@ -135,12 +149,6 @@ class T1JoystickFlatTerrain(HumanoidJoystick):
         self.pose_weights = self.constant(POSE_WEIGHTS)
         self.hip_joints = torch.tensor(HIP_JOINTS, device=device)
         self.knee_joints = torch.tensor(KNEE_JOINTS, device=device)
-        self.feet_down = self.constant((torch.pi, torch.pi))
-
-    def next_phase(self, state: TaskState) -> torch.Tensor:
-        """Moved on by ``phase_dt``, or both feet held down (pi) while the command is zero."""
-        commanded = torch.linalg.vector_norm(state["command"], dim=-1, keepdim=True) > STILL_COMMAND
-        return torch.where(commanded, super().next_phase(state), self.feet_down)
 
     def feet_distance(self, physics: Physics) -> torch.Tensor:
         """[N] sideways distance of the feet in the heading frame of the IMU (its x-axis turned level)."""
