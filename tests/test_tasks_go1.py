@@ -246,34 +246,6 @@ def test_reset_to_task_state_and_option_errors(joystick):
         make_task_env("Go1Getup", perturbations=True)
 
 
-def test_a_fixed_command_holds_through_resamplings_and_resets_and_leaves_the_physics_unchanged():
-    """``fixed_command`` replaces every drawn command but draws the same random numbers, so under the same actions
-    the worlds move exactly as with Playground's commands (the command enters only observations and rewards)."""
-    options = dict(num_envs=3, seed=5, episode_length=30)
-    held = make_task_env("Go1JoystickFlatTerrain", fixed_command=[1.0, 0, -0.5], **options)
-    drawn = make_task_env("Go1JoystickFlatTerrain", **options)
-    fixed = torch.tensor([1.0, 0.0, -0.5], dtype=torch.float64)
-    held.reset(), drawn.reset()
-    held.task_state["steps_until_next_cmd"].fill_(3)  # a resampling falls inside the test
-    drawn.task_state["steps_until_next_cmd"].fill_(3)
-    actions = torch.Generator().manual_seed(0)
-    resets = 0
-    for _ in range(70):  # two time limits and whatever falls
-        action = torch.rand(3, 12, generator=actions) * 2 - 1
-        td, _ = held.step(action), drawn.step(action)
-        resets += int(td["done"].sum())
-        assert (held.task_state["command"] == fixed).all()
-        torch.testing.assert_close(held.physics.qpos, drawn.physics.qpos, rtol=0, atol=0)
-        torch.testing.assert_close(td["obs"][:, 45:], fixed.float().expand(3, 3))
-    assert resets >= 3 and not (drawn.task_state["command"] == fixed).all()
-    with pytest.raises(
-        ValueError, match=r"fixed_command must be \[vx, vy, yaw rate\]: three finite numbers, got \[1.0, 0.0\]"
-    ):
-        make_task_env("Go1JoystickFlatTerrain", fixed_command=[1.0, 0.0])
-    with pytest.raises(ValueError, match="three finite numbers, got \\[nan, 0, 0\\]"):
-        make_task_env("Go1JoystickFlatTerrain", fixed_command=[math.nan, 0, 0])
-
-
 def test_tracking_error_is_the_command_minus_the_imu_velocities(joystick):
     env = joystick
     qpos, qvel = home_state(env)

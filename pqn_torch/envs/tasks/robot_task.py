@@ -16,6 +16,8 @@ base does the generic half:
   ``last_last_act``), :class:`FeetAirTime`, :class:`TrunkPushes` (force kicks: Go1) and
   :class:`VelocityPushes` (root velocity pushes: the humanoids) for legged robots, and
   :func:`advance_gait_phase` (the humanoids' gait clock).
+- **Joystick tasks** (:class:`JoystickTask`, :class:`JoystickConfig`): the ``fixed_command`` option and the
+  command tracking error.
 - **Observation noise** ``x + U(-1, 1) * obs_noise_level * noise_scales[kind]`` (Playground's).
 - **Reward**: :meth:`RobotTask.total_reward` turns the task's unscaled terms into Playground's
   ``dt * sum(scale * term)``, clipped to :attr:`RobotTask.reward_clip`, and reports each term's share
@@ -335,6 +337,56 @@ def checked_command(command: Any, option: str = "fixed_command") -> list[float]:
     if not valid:
         raise ValueError(f"{option} must be [vx, vy, yaw rate]: three finite numbers, got {command!r}")
     return [float(v) for v in command]
+
+
+@dataclass
+class JoystickConfig(RobotConfig):
+    """Adds ``fixed_command``: ``[vx, vy, yaw rate]`` held in every world for whole episodes instead of the
+    task's random commands (evaluation at a chosen command: ``evaluate.py command=[1.0,0,0]``); ``None``: the
+    task's own commands."""
+
+    fixed_command: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fixed_command is not None:
+            self.fixed_command = checked_command(self.fixed_command)
+
+
+class JoystickTask(RobotTask):
+    """What every velocity-command (joystick) task shares: the held ``fixed_command`` (:meth:`held`, applied by
+    each family where it draws a command) and :meth:`command_tracking_error`.
+
+    Put it before the family's own base (``class Go1JoystickFlatTerrain(JoystickTask, Go1Task)``) or derive the
+    family's base from it; the config must be a :class:`JoystickConfig`.
+    """
+
+    config: JoystickConfig
+    forward_velocity_sensor: ClassVar[str] = "local_linvel"
+    """The sensor whose x and y are the forward and sideways speed the command asks for (the linear tracking
+    reward's reading)."""
+    yaw_rate_sensor: ClassVar[str] = "gyro"
+    """The sensor whose z is the yaw rate the command asks for (the angular tracking reward's reading)."""
+
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
+        super().bind(mj_model, device, dtype)
+        fixed = self.config.fixed_command
+        self.fixed_command = None if fixed is None else self.constant(tuple(fixed))
+
+    def held(self, command: torch.Tensor) -> torch.Tensor:
+        """``command`` [N, 3], or the ``fixed_command`` in every world when one is set (the draws still happen, so
+        a seed's random stream, and the physics under the same actions, do not depend on the option)."""
+        return command if self.fixed_command is None else self.fixed_command.expand_as(command).clone()
+
+    def command_tracking_error(self, physics: Physics, state: TaskState) -> torch.Tensor:
+        """|command - measured| [N, 3]: forward and sideways speed (m/s, :attr:`forward_velocity_sensor`'s frame)
+        and yaw rate (rad/s, :attr:`yaw_rate_sensor`), the readings the tracking rewards compare the command
+        with."""
+        measured = torch.cat(
+            [self.read(physics, self.forward_velocity_sensor)[:, :2], self.read(physics, self.yaw_rate_sensor)[:, 2:]],
+            dim=-1,
+        )
+        return (state["command"] - measured).abs()
 
 
 def control_steps(seconds: torch.Tensor, dt: float) -> torch.Tensor:

@@ -148,7 +148,9 @@ class ApolloJoystickFlatTerrain(HumanoidJoystick):
     def initial_command(self, generator: torch.Generator, num: int, like: torch.Tensor) -> TaskState:
         """U(-a, a) per component (never zeroed at reset) and Exp(mean 5 s) steps until the next resampling."""
         return {
-            "command": uniform(generator, (num, 3), -self.command_half_range, self.command_half_range, like=like),
+            "command": self.held(
+                uniform(generator, (num, 3), -self.command_half_range, self.command_half_range, like=like)
+            ),
             "steps_until_next_cmd": exponential_control_steps(generator, num, COMMAND_MEAN_PERIOD, self.dt, like),
         }
 
@@ -159,7 +161,7 @@ class ApolloJoystickFlatTerrain(HumanoidJoystick):
         countdown.sub_(1)
         due = countdown <= 0
         command = state["command"]
-        new_command = resample_command(generator, command, self.command_half_range, self.nonzero)
+        new_command = self.held(resample_command(generator, command, self.command_half_range, self.nonzero))
         command.copy_(torch.where(due.unsqueeze(-1), new_command, command))
         period = exponential_control_steps(generator, len(due), COMMAND_MEAN_PERIOD, self.dt, command)
         countdown.copy_(torch.where(due | terminated, period, countdown))

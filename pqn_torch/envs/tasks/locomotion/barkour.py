@@ -47,7 +47,7 @@ from pqn_torch.envs.tasks.base import ControlMapping, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.locomotion.history_joystick import HistoryJoystick, stacked_layout
 from pqn_torch.envs.tasks.registry import register
-from pqn_torch.envs.tasks.robot_task import ActionMapping, FeetAirTime, RobotConfig
+from pqn_torch.envs.tasks.robot_task import ActionMapping, FeetAirTime, JoystickConfig
 from pqn_torch.envs.tasks.robots import (
     add_actuator_force_sensors,
     add_site_position_sensor,
@@ -92,7 +92,7 @@ NO_KICK = -100_000
 
 
 @dataclass
-class BarkourConfig(RobotConfig):
+class BarkourConfig(JoystickConfig):
     """Adds ``perturbations``: the kicks on the torso (on by default, as Playground)."""
 
     perturbations: bool = True

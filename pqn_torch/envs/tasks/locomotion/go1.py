@@ -56,11 +56,11 @@ from pqn_torch.envs.tasks.robot_task import (
     FREE_JOINT_QVEL,
     ActionMapping,
     FeetAirTime,
+    JoystickConfig,
+    JoystickTask,
     PushRanges,
-    RobotConfig,
     RobotTask,
     TrunkPushes,
-    checked_command,
     exponential_control_steps,
     resample_command,
 )
@@ -125,18 +125,10 @@ GO1_NOISE = {"joint_pos": 0.03, "joint_vel": 1.5, "gyro": 0.2, "gravity": 0.05, 
 
 
 @dataclass
-class Go1JoystickConfig(RobotConfig):
-    """Adds ``perturbations``: random pushes on the trunk (off by default, as Playground), and ``fixed_command``:
-    ``[vx, vy, yaw rate]`` held for every whole episode instead of Playground's random commands (evaluation at
-    a chosen command: ``evaluate.py command=[1.0,0,0]``; ``None``: Playground's commands)."""
+class Go1JoystickConfig(JoystickConfig):
+    """Adds ``perturbations``: random pushes on the trunk (off by default, as Playground)."""
 
     perturbations: bool = False
-    fixed_command: list[float] | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.fixed_command is not None:
-            self.fixed_command = checked_command(self.fixed_command)
 
 
 # Domain randomization (randomize=true): MuJoCo Playground 0.2.0's Go1 randomizer, per world. Off by default:
@@ -207,7 +199,7 @@ class Go1Task(RobotTask):
 
 
 @register
-class Go1JoystickFlatTerrain(Go1Task):
+class Go1JoystickFlatTerrain(JoystickTask, Go1Task):
     """Follow a joystick velocity command on flat ground (see the module docstring)."""
 
     config: Go1JoystickConfig
@@ -226,8 +218,6 @@ class Go1JoystickFlatTerrain(Go1Task):
         self.pose_weights = self.constant(POSE_WEIGHTS)
         self.amplitude = self.constant(COMMAND_AMPLITUDE)
         self.nonzero = self.constant(COMMAND_NONZERO_PROBABILITY)
-        fixed = self.config.fixed_command
-        self.fixed_command = None if fixed is None else self.constant(tuple(fixed))
         self.feet_air_time = FeetAirTime(len(FEET), self.dt)
         self.pushes = TrunkPushes(mj_model, "trunk", PUSHES, self.dt)
 
@@ -251,16 +241,6 @@ class Go1JoystickFlatTerrain(Go1Task):
     def resample_command(self, generator: torch.Generator, command: torch.Tensor) -> torch.Tensor:
         """Playground's rule ``x' = x - w (x - y z)``: w ~ Bern(0.5), y ~ U(-a, a), z ~ Bern(b), per component."""
         return self.held(resample_command(generator, command, self.amplitude, self.nonzero))
-
-    def held(self, command: torch.Tensor) -> torch.Tensor:
-        """``command``, or the ``fixed_command`` in every world when one is set (the draws still happen, so a
-        seed's random stream does not depend on the option)."""
-        return command if self.fixed_command is None else self.fixed_command.expand_as(command).clone()
-
-    def command_tracking_error(self, physics: Physics, state: TaskState) -> torch.Tensor:
-        """|command - measured| [N, 3] for forward and sideways speed (m/s, trunk frame) and yaw rate (rad/s)."""
-        measured = torch.cat([self.read(physics, "local_linvel")[:, :2], self.read(physics, "gyro")[:, 2:]], dim=-1)
-        return (state["command"] - measured).abs()
 
     # ----------------------------------------------------------------- step
     def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:

@@ -63,7 +63,14 @@ from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.registry import register
-from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig, RobotTask, advance_gait_phase
+from pqn_torch.envs.tasks.robot_task import (
+    ActionMapping,
+    JoystickConfig,
+    JoystickTask,
+    RobotConfig,
+    RobotTask,
+    advance_gait_phase,
+)
 from pqn_torch.envs.tasks.robots import add_gravity_sensor, add_site_position_sensor, load_playground_scene
 
 SCENE = "locomotion/h1/xmls/scene_mjx_feetonly.xml"
@@ -296,12 +303,12 @@ class H1InplaceGaitTracking(H1GaitTracking):
 
 
 @register
-class H1JoystickGaitTracking(H1GaitTracking):
+class H1JoystickGaitTracking(JoystickTask, H1GaitTracking):
     """Follow a joystick velocity command while walking to a drawn frequency and foot height (see the module
     docstring)."""
 
     name = "H1JoystickGaitTracking"
-    default_config = RobotConfig(
+    default_config = JoystickConfig(
         CTRL_DT, SIM_DT, episode_length=1000, contacts_per_world=CONTACTS_PER_WORLD, njmax=NJMAX, obs_noise_level=0.6
     )
     action_mapping = ActionMapping(scale=0.3, reference="ctrl", clip=True)
@@ -339,9 +346,10 @@ class H1JoystickGaitTracking(H1GaitTracking):
         return state
 
     def sample_command(self, generator: torch.Generator, num: int, like: torch.Tensor) -> torch.Tensor:
-        """[num, 3] commands U(-r, r) per component (:attr:`command_range`), components below 0.1 set to 0."""
+        """[num, 3] commands U(-r, r) per component (:attr:`command_range`), components below 0.1 set to 0 (or
+        the held ``fixed_command``)."""
         command = uniform(generator, (num, 3), -self.command_half_range, self.command_half_range, like=like)
-        return command.masked_fill(command.abs() < self.command_threshold, 0.0)
+        return self.held(command.masked_fill(command.abs() < self.command_threshold, 0.0))
 
     def advance_command(self, generator: torch.Generator, state: TaskState, terminated: torch.Tensor) -> None:
         state["step"].add_(1)

@@ -28,7 +28,7 @@ from pqn_torch.envs.physics.base import Physics, sensor_slice
 from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import StartStates, TaskState
 from pqn_torch.envs.tasks.common import add_body_sensor, uniform
-from pqn_torch.envs.tasks.robot_task import RobotTask
+from pqn_torch.envs.tasks.robot_task import JoystickTask
 
 COMMAND_STEPS = 500
 """Control steps after which the step counter restarts and the command is drawn again."""
@@ -43,7 +43,7 @@ def stacked_layout(frame: tuple[tuple[str, int], ...], frames: int) -> tuple[tup
     return tuple((f"frame t-{age}: {name}", size) for age in range(frames) for name, size in frame)
 
 
-class HistoryJoystick(RobotTask):
+class HistoryJoystick(JoystickTask):
     """Commands, the step counter, the frame stack and the home reset of Barkour and OP3 (module docstring)."""
 
     start_ctrl_source = "zeros"  # as Playground's ``make_data`` leaves them
@@ -87,12 +87,13 @@ class HistoryJoystick(RobotTask):
         return state
 
     def sample_command(self, generator: torch.Generator, num: int, like: torch.Tensor) -> torch.Tensor:
-        """[num, 3] commands U(low, high) per axis; all three 0 with :attr:`zero_command_probability`."""
+        """[num, 3] commands U(low, high) per axis; all three 0 with :attr:`zero_command_probability` (or the
+        held ``fixed_command``)."""
         command = uniform(generator, (num, 3), self.command_low, self.command_high, like=like)
         if self.zero_command_probability == 0.0:
-            return command
+            return self.held(command)
         zero = uniform(generator, (num, 1), 0.0, 1.0, like=like) < self.zero_command_probability
-        return torch.where(zero, 0.0, command)
+        return self.held(torch.where(zero, 0.0, command))
 
     def after_reset(self, physics: Physics, state: TaskState, reset: torch.Tensor, generator: torch.Generator) -> None:
         """The reset frame in the newest slot, zeros in the older ones (noise drawn for every world)."""

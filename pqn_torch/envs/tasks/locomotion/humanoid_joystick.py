@@ -40,8 +40,8 @@ from pqn_torch.envs.tasks.robot_task import (
     FREE_JOINT_QPOS,
     FREE_JOINT_QVEL,
     FeetAirTime,
-    RobotConfig,
-    RobotTask,
+    JoystickConfig,
+    JoystickTask,
     VelocityPushes,
     advance_gait_phase,
 )
@@ -61,7 +61,7 @@ NOISE_SCALES = {"joint_vel": 1.5, "gravity": 0.05, "linvel": 0.1, "gyro": 0.2}
 
 
 @dataclass
-class HumanoidJoystickConfig(RobotConfig):
+class HumanoidJoystickConfig(JoystickConfig):
     """Adds ``perturbations``: velocity pushes on the root (on by default, as Playground)."""
 
     perturbations: bool = True
@@ -106,7 +106,7 @@ def with_heightfield(spec: mujoco.MjSpec) -> mujoco.MjSpec:
     return spec
 
 
-class HumanoidJoystick(RobotTask):
+class HumanoidJoystick(JoystickTask):
     """Follow a joystick velocity command stepping to a gait clock (see the module docstring); a family sets
     the ClassVars below, ``build_spec``, ``reward_terms`` and, where it differs, ``terminated``, ``next_phase``,
     the command schedule (``initial_command``, ``update_command``) and the critic's extras (``privileged``)."""
@@ -169,10 +169,10 @@ class HumanoidJoystick(RobotTask):
 
     def sample_command(self, generator: torch.Generator, num: int, like: torch.Tensor) -> torch.Tensor:
         """[num, 3] commands U(-r, r) per component (:attr:`command_range`), all three zero with probability
-        0.1."""
+        0.1 (or the held ``fixed_command``)."""
         command = uniform(generator, (num, 3), -self.command_half_range, self.command_half_range, like=like)
         zero = uniform(generator, (num, 1), 0.0, 1.0, like=like) < ZERO_COMMAND_PROBABILITY
-        return command.masked_fill(zero, 0.0)
+        return self.held(command.masked_fill(zero, 0.0))
 
     # ----------------------------------------------------------------- step
     def control(self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator) -> None:

@@ -29,7 +29,7 @@ from pqn_torch.envs.tasks import reward_terms as terms
 from pqn_torch.envs.tasks.base import TaskState, Transition
 from pqn_torch.envs.tasks.locomotion.history_joystick import HistoryJoystick, stacked_layout
 from pqn_torch.envs.tasks.registry import register
-from pqn_torch.envs.tasks.robot_task import ActionMapping, RobotConfig
+from pqn_torch.envs.tasks.robot_task import ActionMapping, JoystickConfig
 from pqn_torch.envs.tasks.robots import (
     add_actuator_force_sensors,
     add_site_position_sensor,
@@ -72,7 +72,7 @@ class Op3Joystick(HistoryJoystick):
     """Follow a joystick velocity command (see the module docstring)."""
 
     name = "Op3Joystick"
-    default_config = RobotConfig(CTRL_DT, SIM_DT, episode_length=1000, contacts_per_world=24, njmax=144)
+    default_config = JoystickConfig(CTRL_DT, SIM_DT, episode_length=1000, contacts_per_world=24, njmax=144)
     action_mapping = ActionMapping(scale=0.3, reference="home", clip=True)
     home_keyframe = "stand_bent_knees"
     sensors = ("gyro", "upvector", "local_linvel", "global_linvel", "global_angvel")

@@ -77,8 +77,9 @@ from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robot_task import (
     ActionMapping,
     FeetAirTime,
+    JoystickConfig,
+    JoystickTask,
     PushRanges,
-    RobotConfig,
     RobotTask,
     TrunkPushes,
     advance_gait_phase,
@@ -179,13 +180,13 @@ class SpotTask(RobotTask):
 
 
 @dataclass
-class SpotJoystickConfig(RobotConfig):
+class SpotJoystickConfig(JoystickConfig):
     """Adds ``perturbations``: random pushes on the trunk (off by default, as Playground)."""
 
     perturbations: bool = False
 
 
-class SpotJoystickTask(SpotTask):
+class SpotJoystickTask(JoystickTask, SpotTask):
     """The half the two Spot joystick tasks share: home start, command, joint-error history, termination."""
 
     scene = "scene_mjx_feetonly_flat_terrain.xml"
@@ -212,10 +213,11 @@ class SpotJoystickTask(SpotTask):
         return state
 
     def sample_command(self, generator: torch.Generator, num: int, like: torch.Tensor) -> torch.Tensor:
-        """[num, 3] commands U(-r, r) per component, all three zero with probability 0.1."""
+        """[num, 3] commands U(-r, r) per component, all three zero with probability 0.1 (or the held
+        ``fixed_command``)."""
         command = uniform(generator, (num, 3), -self.command_half_range, self.command_half_range, like=like)
         zero = uniform(generator, (num, 1), 0.0, 1.0, like=like) < ZERO_COMMAND_PROBABILITY
-        return command.masked_fill(zero, 0.0)
+        return self.held(command.masked_fill(zero, 0.0))
 
     # ----------------------------------------------------------------- joint-error history
     def joint_error(self, physics: Physics, generator: torch.Generator) -> torch.Tensor:
@@ -399,7 +401,7 @@ class SpotJoystickGaitTracking(SpotJoystickTask):
 
     name = "SpotJoystickGaitTracking"
     gains = (400.0, 10.0)
-    default_config = RobotConfig(CTRL_DT, SIM_DT, episode_length=1000, contacts_per_world=4, njmax=28)
+    default_config = JoystickConfig(CTRL_DT, SIM_DT, episode_length=1000, contacts_per_world=4, njmax=28)
     action_mapping = ActionMapping(scale=0.6, reference="home", clip=True)
     command_range = (1.0, 0.5, 1.0)
     reward_scales = GAIT_REWARD_SCALES
