@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs.tasks import TASKS, get_task_class
 
 from task_testing import make_task_env, random_actions
@@ -39,11 +40,13 @@ def observed_command(env) -> slice | None:
 def test_a_fixed_command_holds_through_a_resampling_and_an_autoreset_and_leaves_the_physics_unchanged(name):
     """``fixed_command`` replaces every drawn command but draws the same random numbers, so under the same actions
     the worlds move exactly as with the task's own commands (the command enters only observations and rewards;
-    gait tracking does not even observe it, but it is what the reward tracks)."""
+    gait tracking does not even observe it, but it is what the reward tracks). The held run steps as a captured
+    graph would (no host shortcuts, no host syncs)."""
     options = dict(num_envs=2, seed=5, episode_length=5, obs_noise_level=0.0, reset_pool_size=4, num_threads=1)
     held = make_task_env(name, fixed_command=[0.5, 0, -0.25], **options)
     drawn = make_task_env(name, **options)
     fixed = torch.tensor([0.5, 0.0, -0.25], dtype=held.task_state["command"].dtype)
+    held.host_shortcuts = False
     held.reset(), drawn.reset()
     assert (held.task_state["command"] == fixed).all() and not (drawn.task_state["command"] == fixed).all()
     for env in (held, drawn):  # the command is due at the first step
@@ -55,7 +58,9 @@ def test_a_fixed_command_holds_through_a_resampling_and_an_autoreset_and_leaves_
     resets = resampled = 0
     for action in random_actions(held, 7):
         before = drawn.task_state["command"].clone()
-        td, drawn_td = held.step(action), drawn.step(action)
+        with forbid_host_syncs():
+            td = held.step(action)
+        drawn_td = drawn.step(action)
         resets += int(td["done"].sum())
         resampled += int((drawn.task_state["command"] != before).any(-1)[~drawn_td["done"]].sum())
         assert (held.task_state["command"] == fixed).all()
