@@ -16,8 +16,8 @@ base does the generic half:
   ``last_last_act``), :class:`FeetAirTime`, :class:`TrunkPushes` (force kicks: Go1) and
   :class:`VelocityPushes` (root velocity pushes: the humanoids) for legged robots, and
   :func:`advance_gait_phase` (the humanoids' gait clock).
-- **Joystick tasks** (:class:`JoystickTask`, :class:`JoystickConfig`): the ``fixed_command`` option and the
-  command tracking error.
+- **Joystick tasks** (:class:`JoystickTask`, :class:`JoystickConfig`): the ``fixed_command`` option, the velocity
+  tracking reward terms and the command tracking error, both from the same two readings.
 - **Observation noise** ``x + U(-1, 1) * obs_noise_level * noise_scales[kind]`` (Playground's).
 - **Reward**: :meth:`RobotTask.total_reward` turns the task's unscaled terms into Playground's
   ``dt * sum(scale * term)``, clipped to :attr:`RobotTask.reward_clip`, and reports each term's share
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
+from pqn_torch.envs.tasks import reward_terms
 from pqn_torch.envs.tasks.base import ControlMapping, StartStates, Task, TaskConfig, TaskState
 from pqn_torch.envs.tasks.common import normal, uniform
 from pqn_torch.envs.tasks.robots import noisy, quat_multiply, yaw_quaternion
@@ -355,7 +356,8 @@ class JoystickConfig(RobotConfig):
 
 class JoystickTask(RobotTask):
     """What every velocity-command (joystick) task shares: the held ``fixed_command`` (:meth:`held`, applied by
-    each family where it draws a command) and :meth:`command_tracking_error`.
+    each family where it draws a command), the velocity-tracking reward terms (:meth:`tracking_terms`) and
+    :meth:`command_tracking_error`, both from the same two readings.
 
     Put it before the family's own base (``class Go1JoystickFlatTerrain(JoystickTask, Go1Task)``) or derive the
     family's base from it; the config must be a :class:`JoystickConfig`.
@@ -363,8 +365,7 @@ class JoystickTask(RobotTask):
 
     config: JoystickConfig
     forward_velocity_sensor: ClassVar[str] = "local_linvel"
-    """The sensor whose x and y are the forward and sideways speed the command asks for (the linear tracking
-    reward's reading)."""
+    """The sensor whose x and y are the forward and sideways speed the command asks for."""
     yaw_rate_sensor: ClassVar[str] = "gyro"
     """The sensor whose z is the yaw rate the command asks for (the angular tracking reward's reading)."""
 
@@ -377,6 +378,15 @@ class JoystickTask(RobotTask):
         """``command`` [N, 3], or the ``fixed_command`` in every world when one is set (the draws still happen, so
         a seed's random stream, and the physics under the same actions, do not depend on the option)."""
         return command if self.fixed_command is None else self.fixed_command.expand_as(command).clone()
+
+    def tracking_terms(self, physics: Physics, command: torch.Tensor, sigma: float) -> dict[str, torch.Tensor]:
+        """Playground's unscaled ``tracking_lin_vel`` and ``tracking_ang_vel`` of ``command`` [N, 3], from the
+        readings :meth:`command_tracking_error` compares it with."""
+        forward, yaw = self.read(physics, self.forward_velocity_sensor), self.read(physics, self.yaw_rate_sensor)
+        return {
+            "tracking_lin_vel": reward_terms.tracking_lin_vel(command, forward, sigma),
+            "tracking_ang_vel": reward_terms.tracking_ang_vel(command, yaw, sigma),
+        }
 
     def command_tracking_error(self, physics: Physics, state: TaskState) -> torch.Tensor:
         """|command - measured| [N, 3]: forward and sideways speed (m/s, :attr:`forward_velocity_sensor`'s frame)

@@ -203,10 +203,10 @@ class ApolloJoystickFlatTerrain(HumanoidJoystick):
         command = state["command"]
         gyro = self.read(physics, "gyro")
         q, _ = self.joints(physics)
-        linear = terms.tracking_lin_vel(command, self.read(physics, "local_linvel"), TRACKING_SIGMA)
+        tracking = self.tracking_terms(physics, command, TRACKING_SIGMA)
         touching = torch.cat([self.read(physics, name) for name in SELF_CONTACTS], dim=-1) > 0
         return {
-            "tracking": linear + 0.5 * terms.tracking_ang_vel(command, gyro, TRACKING_SIGMA),
+            "tracking": tracking["tracking_lin_vel"] + 0.5 * tracking["tracking_ang_vel"],
             "ang_vel_xy": terms.ang_vel_xy(gyro),
             "orientation": terms.orientation(self.read(physics, "upvector")),
             "feet_phase": terms.feet_phase(self.feet_height(physics), state["phase"], SWING_HEIGHT),

@@ -141,8 +141,7 @@ class BerkeleyHumanoidJoystickFlatTerrain(HumanoidJoystick):
         trunk_speed_xy = torch.linalg.vector_norm(self.read(physics, "global_linvel")[:, :2], dim=-1)
         landing = first_contact.to(q.dtype)
         return {
-            "tracking_lin_vel": terms.tracking_lin_vel(command, self.read(physics, "local_linvel"), TRACKING_SIGMA),
-            "tracking_ang_vel": terms.tracking_ang_vel(command, self.read(physics, "gyro"), TRACKING_SIGMA),
+            **self.tracking_terms(physics, command, TRACKING_SIGMA),
             "ang_vel_xy": terms.ang_vel_xy(self.read(physics, "global_angvel")),
             "orientation": terms.orientation(self.read(physics, "upvector")),
             "torques": terms.torques_l1(self.actuator_force(physics)),

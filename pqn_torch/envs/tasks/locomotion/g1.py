@@ -214,8 +214,7 @@ class G1JoystickFlatTerrain(HumanoidJoystick):
         hand_thigh = torch.cat([self.read(physics, name) for name in HAND_THIGH_CONTACTS], dim=-1) > 0
         foot_force_z = torch.stack([self.read(physics, name)[:, 2] for name in FOOT_FORCES], dim=-1)
         return {
-            "tracking_lin_vel": terms.tracking_lin_vel(command, self.read(physics, "local_linvel"), TRACKING_SIGMA),
-            "tracking_ang_vel": terms.tracking_ang_vel(command, self.read(physics, "gyro"), TRACKING_SIGMA),
+            **self.tracking_terms(physics, command, TRACKING_SIGMA),
             "ang_vel_xy": terms.ang_vel_xy(self.read(physics, "global_angvel_torso")),
             "orientation": ((self.read(physics, "upvector") - self.upright) ** 2).sum(-1),
             "feet_air_time": terms.feet_air_time(

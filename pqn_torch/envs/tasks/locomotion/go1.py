@@ -287,8 +287,7 @@ class Go1JoystickFlatTerrain(JoystickTask, Go1Task):
         feet_speed_xy = torch.linalg.vector_norm(self.feet_velocity(physics)[..., :2], dim=-1)
         landing = first_contact.to(q.dtype)
         return {
-            "tracking_lin_vel": terms.tracking_lin_vel(command, self.read(physics, "local_linvel"), TRACKING_SIGMA),
-            "tracking_ang_vel": terms.tracking_ang_vel(command, self.read(physics, "gyro"), TRACKING_SIGMA),
+            **self.tracking_terms(physics, command, TRACKING_SIGMA),
             "lin_vel_z": terms.lin_vel_z(self.read(physics, "global_linvel")),
             "ang_vel_xy": terms.ang_vel_xy(self.read(physics, "global_angvel")),
             "orientation": terms.orientation(self.read(physics, "upvector")),

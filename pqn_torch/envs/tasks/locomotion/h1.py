@@ -365,10 +365,7 @@ class H1JoystickGaitTracking(JoystickTask, H1GaitTracking):
         """Playground's unscaled terms of non-zero scale [N]."""
         command = state["command"]
         return {
-            "tracking_lin_vel": terms.tracking_lin_vel(
-                command, self.read(physics, "local_linvel"), self.tracking_sigma
-            ),
-            "tracking_ang_vel": terms.tracking_ang_vel(command, self.read(physics, "gyro"), self.tracking_sigma),
+            **self.tracking_terms(physics, command, self.tracking_sigma),
             "feet_phase": self.feet_phase(physics, state),
             "pose": self.pose_cost(physics),
             "action_rate": terms.action_rate(action, state["last_act"], state["last_last_act"]),

@@ -124,8 +124,7 @@ class HistoryJoystick(JoystickTask):
     def base_motion_terms(self, physics: Physics, command: torch.Tensor) -> dict[str, torch.Tensor]:
         """The unscaled terms both robots share: velocity tracking, vertical bounce, roll/pitch rate and tilt."""
         return {
-            "tracking_lin_vel": terms.tracking_lin_vel(command, self.read(physics, "local_linvel"), TRACKING_SIGMA),
-            "tracking_ang_vel": terms.tracking_ang_vel(command, self.read(physics, "gyro"), TRACKING_SIGMA),
+            **self.tracking_terms(physics, command, TRACKING_SIGMA),
             "lin_vel_z": terms.lin_vel_z(self.read(physics, "global_linvel")),
             "ang_vel_xy": terms.ang_vel_xy(self.read(physics, "global_angvel")),
             "orientation": terms.orientation(self.read(physics, "upvector")),

@@ -250,13 +250,6 @@ class SpotJoystickTask(JoystickTask, SpotTask):
         state["command"].copy_(torch.where(due.unsqueeze(-1), new_command, state["command"]))
         state["step"].masked_fill_(due | terminated, 0)
 
-    def tracking(self, physics: Physics, command: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The two velocity-tracking terms."""
-        return {
-            "tracking_lin_vel": terms.tracking_lin_vel(command, self.read(physics, "local_linvel"), TRACKING_SIGMA),
-            "tracking_ang_vel": terms.tracking_ang_vel(command, self.read(physics, "gyro"), TRACKING_SIGMA),
-        }
-
 
 @register
 class SpotFlatTerrainJoystick(SpotJoystickTask):
@@ -340,7 +333,7 @@ class SpotFlatTerrainJoystick(SpotJoystickTask):
         landing = first_contact.to(q.dtype)
         posture_cost = ((q - self.default_pose) ** 2).sum(-1)
         return {
-            **self.tracking(physics, command),
+            **self.tracking_terms(physics, command, TRACKING_SIGMA),
             "lin_vel_z": terms.lin_vel_z(self.read(physics, "global_linvel")),
             "ang_vel_xy": terms.ang_vel_xy(self.read(physics, "global_angvel")),
             "orientation": terms.orientation(self.read(physics, "upvector")),
@@ -467,7 +460,7 @@ class SpotJoystickGaitTracking(SpotJoystickTask):
             "hip_splay": (hip_error**2).sum(-1),
         }
         return {
-            **self.tracking(physics, state["command"]),
+            **self.tracking_terms(physics, state["command"], TRACKING_SIGMA),
             "feet_phase": terms.feet_phase(
                 self.feet_height(physics), state["phase"], state["foot_height"].unsqueeze(-1), FEET_PHASE_SIGMA
             ),

@@ -177,8 +177,7 @@ class T1JoystickFlatTerrain(HumanoidJoystick):
         trunk_speed_xy = torch.linalg.vector_norm(self.read(physics, "global_linvel")[:, :2], dim=-1)
         stance = (FEET_APART - self.feet_distance(physics)).clamp(min=0.0, max=STANCE_COST_CAP)
         return {
-            "tracking_lin_vel": terms.tracking_lin_vel(command, self.read(physics, "local_linvel"), TRACKING_SIGMA),
-            "tracking_ang_vel": terms.tracking_ang_vel(command, gyro, TRACKING_SIGMA),
+            **self.tracking_terms(physics, command, TRACKING_SIGMA),
             "ang_vel_xy": terms.ang_vel_xy(gyro),
             "orientation": terms.orientation(self.read(physics, "upvector")),
             "feet_air_time": terms.feet_air_time(state["feet_air_time"], first_contact.to(q.dtype), moving, *AIR_TIME),
