@@ -406,6 +406,21 @@ def test_orthogonal_init_and_actor_range():
     torch.testing.assert_close(actor(obs), torch.tensor([-1.0, 4.0]).expand(256, 2))
 
 
+def test_actor_output_gain_starts_the_policy_at_the_middle_of_the_range():
+    """A small last-layer gain scales only that layer's orthogonal rows, so the first actions sit near the bias."""
+    torch.manual_seed(0)
+    low, high = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 4.0])
+    actor = Actor(5, low, high, hidden_sizes=(16, 8), init_scale=1.0, output_init_scale=0.01)
+    hidden, last = actor.body[0].weight, actor.body[-1].weight  # [16, 5] (columns orthonormal), [2, 8] (rows)
+    torch.testing.assert_close(hidden.T @ hidden, torch.eye(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(last @ last.T, 1e-4 * torch.eye(2), atol=1e-9, rtol=0)
+    # |pre-tanh| <= 0.01 * |h| and LayerNorm + ReLU bounds |h| by sqrt(8): |tanh(x) * scale| <= 0.01 * sqrt(8) * scale
+    actions = actor(torch.randn(512, 5) * 10)
+    assert ((actions - torch.tensor([0.0, 2.0])).abs() <= 0.01 * 8**0.5 * torch.tensor([1.0, 2.0])).all()
+    default = Actor(5, low, high, hidden_sizes=(16, 8), init_scale=0.5)  # without it: the hidden layers' gain
+    torch.testing.assert_close(default.body[-1].weight @ default.body[-1].weight.T, 0.25 * torch.eye(2), atol=1e-6, rtol=0)
+
+
 # ----------------------------------------------------------------------------- config
 @pytest.mark.parametrize(
     "change, message",

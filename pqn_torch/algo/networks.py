@@ -97,7 +97,10 @@ class Actor(nn.Module):
         action_high: torch.Tensor,
         hidden_sizes: Sequence[int],
         init_scale: float = 1.0,
+        output_init_scale: float | None = None,
     ) -> None:
+        """``output_init_scale`` (default: ``init_scale``) is the last layer's gain: a small one starts the policy
+        near the middle of the action range (for the robots, their standing pose) instead of a random pose."""
         super().__init__()
         layers: list[nn.Module] = []
         width = obs_dim
@@ -108,7 +111,8 @@ class Actor(nn.Module):
                 nn.ReLU(),
             ]
             width = hidden
-        layers.append(_orthogonal_linear(width, action_low.numel(), init_scale))
+        last_scale = init_scale if output_init_scale is None else output_init_scale
+        layers.append(_orthogonal_linear(width, action_low.numel(), last_scale))
         self.body = nn.Sequential(*layers)
         self._layer_names = [  # static, so that torch.compile never reads the parameters through them
             tuple(f"body.{index + offset}.{kind}" for offset in (0, 1) for kind in ("weight", "bias"))

@@ -91,6 +91,7 @@ class PQNConfig:
     critic_hidden_sizes: tuple[int, ...] = (1024, 512, 256)
     num_critics: int = 2
     actor_init_scale: float = 1.0
+    actor_output_init_scale: float = 1.0
     critic_init_scale: float = 1.0
     normalize_obs: bool = True
     normalize_reward: bool = False
@@ -147,6 +148,7 @@ class PQNConfig:
             "penalty_threshold",
             "penalty_coeff",
             "actor_init_scale",
+            "actor_output_init_scale",
             "critic_init_scale",
         ):
             value = getattr(self, name)
@@ -248,7 +250,14 @@ class PQN(nn.Module):
         self.steps_per_update = steps_per_update
         updates_per_grad = config.num_epochs * config.num_minibatches
 
-        self.actor = Actor(obs_dim, action_low, action_high, config.actor_hidden_sizes, config.actor_init_scale)
+        self.actor = Actor(
+            obs_dim,
+            action_low,
+            action_high,
+            config.actor_hidden_sizes,
+            config.actor_init_scale,
+            config.actor_output_init_scale,
+        )
         self.critic = CriticEnsemble(
             critic_obs_dim, action_low.numel(), config.critic_hidden_sizes, config.num_critics, config.critic_init_scale
         )
