@@ -360,8 +360,9 @@ class JoystickTask(RobotTask):
     each family where it draws a command), the velocity-tracking reward terms (:meth:`tracking_terms`) and
     :meth:`command_tracking_error`, both from the same two readings.
 
-    Put it before the family's own base (``class Go1JoystickFlatTerrain(JoystickTask, Go1Task)``) or derive the
-    family's base from it; the config must be a :class:`JoystickConfig`.
+    Put it before the family's own base (``class H1JoystickGaitTracking(JoystickTask, H1GaitTracking)``) or
+    derive the family's base from it; the config must be a :class:`JoystickConfig`. A task whose reward follows
+    the feet's swings takes :class:`FeetContactJoystickTask` instead, with its step.
     """
 
     config: JoystickConfig
