@@ -127,6 +127,7 @@ def terms_at(env, action=None, first_contact=None, terminated=None):
         env.physics,
         torch.zeros(num, 12, dtype=torch.float64) if action is None else action,
         env.task_state,
+        env.task.feet_contact(env.physics),
         torch.zeros(num, 4, dtype=torch.bool) if first_contact is None else first_contact,
         torch.zeros(num, dtype=torch.bool) if terminated is None else terminated,
     )

@@ -17,7 +17,8 @@ base does the generic half:
   :class:`VelocityPushes` (root velocity pushes: the humanoids) for legged robots, and
   :func:`advance_gait_phase` (the humanoids' gait clock).
 - **Joystick tasks** (:class:`JoystickTask`, :class:`JoystickConfig`): the ``fixed_command`` option, the velocity
-  tracking reward terms and the command tracking error, both from the same two readings.
+  tracking reward terms and the command tracking error, both from the same two readings; those whose reward
+  follows the feet's swings share one step (:class:`FeetContactJoystickTask`) and change it through its hooks.
 - **Observation noise** ``x + U(-1, 1) * obs_noise_level * noise_scales[kind]`` (Playground's).
 - **Reward**: :meth:`RobotTask.total_reward` turns the task's unscaled terms into Playground's
   ``dt * sum(scale * term)``, clipped to :attr:`RobotTask.reward_clip`, and reports each term's share
@@ -37,7 +38,7 @@ import torch
 
 from pqn_torch.envs.physics.base import Physics, sensor_slice
 from pqn_torch.envs.tasks import reward_terms
-from pqn_torch.envs.tasks.base import ControlMapping, StartStates, Task, TaskConfig, TaskState
+from pqn_torch.envs.tasks.base import ControlMapping, StartStates, Task, TaskConfig, TaskState, Transition
 from pqn_torch.envs.tasks.common import normal, uniform
 from pqn_torch.envs.tasks.robots import noisy, quat_multiply, yaw_quaternion
 
@@ -359,8 +360,9 @@ class JoystickTask(RobotTask):
     each family where it draws a command), the velocity-tracking reward terms (:meth:`tracking_terms`) and
     :meth:`command_tracking_error`, both from the same two readings.
 
-    Put it before the family's own base (``class Go1JoystickFlatTerrain(JoystickTask, Go1Task)``) or derive the
-    family's base from it; the config must be a :class:`JoystickConfig`.
+    Put it before the family's own base (``class H1JoystickGaitTracking(JoystickTask, H1GaitTracking)``) or
+    derive the family's base from it; the config must be a :class:`JoystickConfig`. A task whose reward follows
+    the feet's swings takes :class:`FeetContactJoystickTask` instead, with its step.
     """
 
     config: JoystickConfig
@@ -397,6 +399,65 @@ class JoystickTask(RobotTask):
             dim=-1,
         )
         return (state["command"] - measured).abs()
+
+
+class FeetContactJoystickTask(JoystickTask):
+    """A joystick task whose reward follows the feet's swings (:class:`FeetAirTime`, ``self.feet_air_time``): the
+    Go1 joysticks, SpotFlatTerrainJoystick, Barkour and the humanoid joysticks. :meth:`transition` is the step they
+    share, in Playground's order: feet contact, air time before the reward, :meth:`before_observe`, the
+    observation, :meth:`terminated`, the reward of :meth:`reward_terms`, the last actions, :meth:`advance_clocks`,
+    air time after the reward. The order fixes the order of the generator's draws (observation noise first, then
+    the command's), so a family changes the step through these hooks, never by reordering it.
+
+    Put it first among the task's bases (``class BarkourJoystick(FeetContactJoystickTask, HistoryJoystick)``); the
+    task sets :attr:`RobotTask.feet` and adds ``self.feet_air_time.initial_state(...)`` to its task state.
+    """
+
+    def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
+        super().bind(mj_model, device, dtype)
+        self.feet_air_time = FeetAirTime(len(self.feet), self.dt)
+
+    def transition(
+        self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
+    ) -> Transition:
+        contact = self.feet_contact(physics)
+        first_contact = self.feet_air_time.before_reward(state, contact, self.feet_height(physics))
+        self.before_observe(physics, state, generator)
+        obs, critic_obs = self.observe(physics, state, generator)
+        terminated = self.terminated(physics)
+        reward, shares = self.total_reward(
+            self.reward_terms(physics, action, state, contact, first_contact, terminated)
+        )
+        self.remember_action(state, action)
+        self.advance_clocks(state, terminated, generator)
+        self.feet_air_time.after_reward(state, contact)
+        return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated, reward_terms=shares)
+
+    def before_observe(self, physics: Physics, state: TaskState, generator: torch.Generator) -> None:
+        """Record what this step's observation shows from the task state (Spot's joint-error history, Barkour's
+        frame stack: :meth:`observe` only reads); nothing by default."""
+
+    def terminated(self, physics: Physics) -> torch.Tensor:
+        """[N] bool: the trunk's up axis (the ``upvector`` sensor) points down."""
+        return self.read(physics, "upvector")[:, 2] < 0
+
+    def reward_terms(
+        self,
+        physics: Physics,
+        action: torch.Tensor,
+        state: TaskState,
+        contact: torch.Tensor,
+        first_contact: torch.Tensor,
+        terminated: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """The unscaled reward terms [N], one per :attr:`RobotTask.reward_scales` name (``contact``: the feet on
+        the floor; ``first_contact``: the feet landing this step; the last actions are still the previous ones)."""
+        raise NotImplementedError
+
+    def advance_clocks(self, state: TaskState, terminated: torch.Tensor, generator: torch.Generator) -> None:
+        """After the reward, which reads this step's command (and gait phase): move the command schedule (and the
+        gait clock) on, restarting it in ``terminated`` worlds where the family does."""
+        raise NotImplementedError
 
 
 def control_steps(seconds: torch.Tensor, dt: float) -> torch.Tensor:

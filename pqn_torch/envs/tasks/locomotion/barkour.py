@@ -43,11 +43,11 @@ import torch
 
 from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.tasks import reward_terms as terms
-from pqn_torch.envs.tasks.base import ControlMapping, TaskState, Transition
+from pqn_torch.envs.tasks.base import ControlMapping, TaskState
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.locomotion.history_joystick import HistoryJoystick, stacked_layout
 from pqn_torch.envs.tasks.registry import register
-from pqn_torch.envs.tasks.robot_task import ActionMapping, FeetAirTime, JoystickConfig
+from pqn_torch.envs.tasks.robot_task import ActionMapping, FeetContactJoystickTask, JoystickConfig
 from pqn_torch.envs.tasks.robots import (
     add_actuator_force_sensors,
     add_site_position_sensor,
@@ -137,7 +137,7 @@ class TorsoKicks:
 
 
 @register
-class BarkourJoystick(HistoryJoystick):
+class BarkourJoystick(FeetContactJoystickTask, HistoryJoystick):
     """Follow a joystick velocity command under kicks (see the module docstring)."""
 
     config: BarkourConfig
@@ -196,7 +196,6 @@ class BarkourJoystick(HistoryJoystick):
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
         self.target_low, self.target_high = self.constant(TARGET_LOW), self.constant(TARGET_HIGH)
-        self.feet_air_time = FeetAirTime(len(FEET), self.dt)
         self.kicks = TorsoKicks(mj_model, self.torso, self.dt)
 
     def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:
@@ -224,28 +223,25 @@ class BarkourJoystick(HistoryJoystick):
         outside = ((q < self.target_low) | (q > self.target_high)).any(-1)
         return (self.read(physics, "upvector")[:, 2] < 0) | outside | (self.torso_height(physics) < FALLEN_HEIGHT)
 
-    def transition(
-        self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
-    ) -> Transition:
-        obs = self.push_frame(state, self.noisy_frame(physics, state, generator))
-        contact = self.feet_contact(physics)
-        first_contact = self.feet_air_time.before_reward(state, contact, self.feet_height(physics))
-        terminated = self.terminated(physics)
-        reward, shares = self.total_reward(self.reward_terms(physics, action, state, first_contact, terminated))
-        self.remember_action(state, action)
-        self.feet_air_time.after_reward(state, contact)
+    def before_observe(self, physics: Physics, state: TaskState, generator: torch.Generator) -> None:
+        """This step's noisy frame onto the stack the observation shows."""
+        self.push_frame(state, self.noisy_frame(physics, state, generator))
+
+    def advance_clocks(self, state: TaskState, terminated: torch.Tensor, generator: torch.Generator) -> None:
+        """The command counter (:meth:`HistoryJoystick.advance_counter`)."""
         self.advance_counter(state, terminated, generator)
-        return Transition(reward=reward, obs=obs, critic_obs=obs, terminated=terminated, reward_terms=shares)
 
     def reward_terms(
         self,
         physics: Physics,
         action: torch.Tensor,
         state: TaskState,
+        contact: torch.Tensor,
         first_contact: torch.Tensor,
         terminated: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Playground's unscaled Barkour terms [N] (``first_contact``: feet landing this step)."""
+        """Playground's unscaled Barkour terms [N] (``first_contact``: feet landing this step; no term reads
+        ``contact``)."""
         command = state["command"]
         planar_command = torch.linalg.vector_norm(command[:, :2], dim=-1)
         q, _ = self.joints(physics)

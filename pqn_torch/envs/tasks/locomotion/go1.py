@@ -48,16 +48,15 @@ import torch
 from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.randomization import Draw
 from pqn_torch.envs.tasks import reward_terms as terms
-from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
+from pqn_torch.envs.tasks.base import StartStates, TaskState
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robot_task import (
     FREE_JOINT_QPOS,
     FREE_JOINT_QVEL,
     ActionMapping,
-    FeetAirTime,
+    FeetContactJoystickTask,
     JoystickConfig,
-    JoystickTask,
     PushRanges,
     RobotTask,
     TrunkPushes,
@@ -199,7 +198,7 @@ class Go1Task(RobotTask):
 
 
 @register
-class Go1JoystickFlatTerrain(JoystickTask, Go1Task):
+class Go1JoystickFlatTerrain(FeetContactJoystickTask, Go1Task):
     """Follow a joystick velocity command on flat ground (see the module docstring)."""
 
     config: Go1JoystickConfig
@@ -218,7 +217,6 @@ class Go1JoystickFlatTerrain(JoystickTask, Go1Task):
         self.pose_weights = self.constant(POSE_WEIGHTS)
         self.amplitude = self.constant(COMMAND_AMPLITUDE)
         self.nonzero = self.constant(COMMAND_NONZERO_PROBABILITY)
-        self.feet_air_time = FeetAirTime(len(FEET), self.dt)
         self.pushes = TrunkPushes(mj_model, "trunk", PUSHES, self.dt)
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
@@ -248,26 +246,16 @@ class Go1JoystickFlatTerrain(JoystickTask, Go1Task):
             self.pushes.apply(physics, state, generator)
         super().control(physics, action, state, generator)
 
-    def transition(
-        self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
-    ) -> Transition:
-        contact = self.feet_contact(physics)
-        first_contact = self.feet_air_time.before_reward(state, contact, self.feet_height(physics))
-        obs, critic_obs = self.observe(physics, state, generator)
-        terminated = self.read(physics, "upvector")[:, 2] < 0
-        reward, shares = self.total_reward(
-            self.reward_terms(physics, action, state, contact, first_contact, terminated)
-        )
-        self.remember_action(state, action)
+    def advance_clocks(self, state: TaskState, terminated: torch.Tensor, generator: torch.Generator) -> None:
+        """Count the command period down; resample the due commands, then draw a fresh period where one was due
+        and in terminated worlds."""
         state["steps_until_next_cmd"].sub_(1)
         due = state["steps_until_next_cmd"] <= 0
         state["command"].copy_(
             torch.where(due.unsqueeze(-1), self.resample_command(generator, state["command"]), state["command"])
         )
-        period = self._command_period(generator, physics.num_worlds, physics.qpos)
+        period = self._command_period(generator, len(due), state["command"])
         state["steps_until_next_cmd"].copy_(torch.where(due | terminated, period, state["steps_until_next_cmd"]))
-        self.feet_air_time.after_reward(state, contact)
-        return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated, reward_terms=shares)
 
     def reward_terms(
         self,

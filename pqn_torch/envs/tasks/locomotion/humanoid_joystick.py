@@ -34,14 +34,13 @@ import torch
 
 from pqn_torch.envs.physics.base import Physics
 from pqn_torch.envs.randomization import Draw
-from pqn_torch.envs.tasks.base import StartStates, TaskState, Transition
+from pqn_torch.envs.tasks.base import StartStates, TaskState
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.robot_task import (
     FREE_JOINT_QPOS,
     FREE_JOINT_QVEL,
-    FeetAirTime,
+    FeetContactJoystickTask,
     JoystickConfig,
-    JoystickTask,
     VelocityPushes,
     advance_gait_phase,
 )
@@ -106,7 +105,7 @@ def with_heightfield(spec: mujoco.MjSpec) -> mujoco.MjSpec:
     return spec
 
 
-class HumanoidJoystick(JoystickTask):
+class HumanoidJoystick(FeetContactJoystickTask):
     """Follow a joystick velocity command stepping to a gait clock (see the module docstring); a family sets
     the ClassVars below, ``build_spec``, ``reward_terms`` and, where it differs, ``terminated``, ``next_phase``,
     the command schedule (``initial_command``, ``update_command``) and the critic's extras (``privileged``)."""
@@ -133,7 +132,6 @@ class HumanoidJoystick(JoystickTask):
         self.command_half_range = self.constant(self.command_range)
         self.initial_phase = self.constant((0.0, math.pi))
         self.feet_down = self.constant((math.pi, math.pi))
-        self.feet_air_time = FeetAirTime(len(self.feet), self.dt)
         self.pushes = VelocityPushes(PUSH_INTERVAL, self.push_speed, self.dt)
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
@@ -180,10 +178,6 @@ class HumanoidJoystick(JoystickTask):
             self.pushes.apply(physics, state, generator)
         super().control(physics, action, state, generator)
 
-    def terminated(self, physics: Physics) -> torch.Tensor:
-        """[N] bool: the trunk's up axis points down."""
-        return self.read(physics, "upvector")[:, 2] < 0
-
     def next_phase(self, state: TaskState) -> torch.Tensor:
         """The gait phases after this step: moved on by ``phase_dt`` (or held down, see :attr:`still_command`)."""
         phase = advance_gait_phase(state["phase"], state["phase_dt"])
@@ -192,33 +186,10 @@ class HumanoidJoystick(JoystickTask):
         commanded = torch.linalg.vector_norm(state["command"], dim=-1, keepdim=True) > self.still_command
         return torch.where(commanded, phase, self.feet_down)
 
-    def transition(
-        self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
-    ) -> Transition:
-        contact = self.feet_contact(physics)
-        first_contact = self.feet_air_time.before_reward(state, contact, self.feet_height(physics))
-        obs, critic_obs = self.observe(physics, state, generator)
-        terminated = self.terminated(physics)
-        reward, shares = self.total_reward(
-            self.reward_terms(physics, action, state, contact, first_contact, terminated)
-        )
-        self.remember_action(state, action)
+    def advance_clocks(self, state: TaskState, terminated: torch.Tensor, generator: torch.Generator) -> None:
+        """The gait phase first (:meth:`next_phase` reads the command the step was paid for), then the command."""
         state["phase"].copy_(self.next_phase(state))
         self.update_command(state, terminated, generator)
-        self.feet_air_time.after_reward(state, contact)
-        return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated, reward_terms=shares)
-
-    def reward_terms(
-        self,
-        physics: Physics,
-        action: torch.Tensor,
-        state: TaskState,
-        contact: torch.Tensor,
-        first_contact: torch.Tensor,
-        terminated: torch.Tensor,
-    ) -> dict[str, torch.Tensor]:
-        """Playground's unscaled reward terms [N] (``first_contact``: feet landing this step)."""
-        raise NotImplementedError
 
     def gravity(self, physics: Physics) -> torch.Tensor:
         """Gravity direction in the IMU frame, [0, 0, -1] when level."""

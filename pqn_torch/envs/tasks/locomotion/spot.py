@@ -76,7 +76,7 @@ from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.registry import register
 from pqn_torch.envs.tasks.robot_task import (
     ActionMapping,
-    FeetAirTime,
+    FeetContactJoystickTask,
     JoystickConfig,
     JoystickTask,
     PushRanges,
@@ -252,7 +252,7 @@ class SpotJoystickTask(JoystickTask, SpotTask):
 
 
 @register
-class SpotFlatTerrainJoystick(SpotJoystickTask):
+class SpotFlatTerrainJoystick(FeetContactJoystickTask, SpotJoystickTask):
     """Follow a joystick velocity command on flat ground (see the module docstring)."""
 
     config: SpotJoystickConfig
@@ -277,7 +277,6 @@ class SpotFlatTerrainJoystick(SpotJoystickTask):
         super().bind(mj_model, device, dtype)
         self._feet_relative = [sensor_slice(mj_model, f"{foot}_pos") for foot in FEET]
         self.feet_noise_scale = self.constant(FEET_POSITION_NOISE) * self.config.obs_noise_level
-        self.feet_air_time = FeetAirTime(len(FEET), self.dt)
         self.pushes = TrunkPushes(mj_model, "body", PUSHES, self.dt)
 
     def initial_state(self, generator: torch.Generator, num: int, physics: Physics) -> TaskState:
@@ -298,21 +297,17 @@ class SpotFlatTerrainJoystick(SpotJoystickTask):
             self.pushes.apply(physics, state, generator)
         super().control(physics, action, state, generator)
 
-    def transition(
-        self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
-    ) -> Transition:
-        contact = self.feet_contact(physics)
-        first_contact = self.feet_air_time.before_reward(state, contact, self.feet_height(physics))
+    def before_observe(self, physics: Physics, state: TaskState, generator: torch.Generator) -> None:
+        """This step's joint error into the history the observation shows."""
         self.record_joint_error(physics, state, generator)
-        obs, critic_obs = self.observe(physics, state, generator)
-        terminated = self.fallen(physics)
-        reward, shares = self.total_reward(
-            self.reward_terms(physics, action, state, contact, first_contact, terminated)
-        )
-        self.remember_action(state, action)
+
+    def terminated(self, physics: Physics) -> torch.Tensor:
+        """Spot's fall test (:meth:`SpotTask.fallen`: tilted beyond about 32 degrees), not the base's upside down."""
+        return self.fallen(physics)
+
+    def advance_clocks(self, state: TaskState, terminated: torch.Tensor, generator: torch.Generator) -> None:
+        """The command count both Spot joysticks keep (:meth:`SpotJoystickTask.next_command`)."""
         self.next_command(state, terminated, generator)
-        self.feet_air_time.after_reward(state, contact)
-        return Transition(reward=reward, obs=obs, critic_obs=critic_obs, terminated=terminated, reward_terms=shares)
 
     def reward_terms(
         self,
