@@ -418,7 +418,8 @@ def test_actor_output_gain_starts_the_policy_at_the_middle_of_the_range():
     actions = actor(torch.randn(512, 5) * 10)
     assert ((actions - torch.tensor([0.0, 2.0])).abs() <= 0.01 * 8**0.5 * torch.tensor([1.0, 2.0])).all()
     default = Actor(5, low, high, hidden_sizes=(16, 8), init_scale=0.5)  # without it: the hidden layers' gain
-    torch.testing.assert_close(default.body[-1].weight @ default.body[-1].weight.T, 0.25 * torch.eye(2), atol=1e-6, rtol=0)
+    last = default.body[-1].weight
+    torch.testing.assert_close(last @ last.T, 0.25 * torch.eye(2), atol=1e-6, rtol=0)
 
 
 # ----------------------------------------------------------------------------- config
