@@ -28,6 +28,7 @@ from pqn_torch.algo import (
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.algo.flat_radam import ClippedRAdam
+from pqn_torch.algo.losses import preactivation_penalty, preactivation_penalty_gradient
 from pqn_torch.envs import make_env
 
 # ----------------------------------------------------------------------------- Q(lambda)
@@ -149,6 +150,17 @@ def test_actor_penalty_is_gated_by_the_threshold():
     assert fraction.item() == 0.5
     loss, fraction = actor_loss(q_values, action, rollout, scale, bias, threshold=0.5, penalty_coeff=10.0)
     assert loss.item() == pytest.approx(-2.0) and fraction.item() == 0.0
+
+
+def test_preactivation_penalty_and_its_gradient_by_hand():
+    pre_activation = torch.tensor([[1.0, -2.0], [0.0, 3.0]])
+    # 0.1 * mean(1, 4, 0, 9) = 0.35; d/dh = 2 * 0.1 * h / 4 = 0.05 h
+    assert preactivation_penalty(pre_activation, 0.1).item() == pytest.approx(0.35)
+    torch.testing.assert_close(preactivation_penalty_gradient(pre_activation, 0.1), 0.05 * pre_activation)
+    actor = Actor(3, -torch.ones(2), torch.ones(2), hidden_sizes=(8,))
+    obs = torch.randn(4, 3)
+    torch.testing.assert_close(actor.squash(actor.pre_activation(obs)), actor(obs))
+    torch.testing.assert_close(torch.atanh(actor(obs)), actor.pre_activation(obs), atol=1e-5, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -321,8 +333,9 @@ def test_fast_path_linear_equals_a_float64_matmul_and_leaves_autograd_to_torch(b
     assert narrow.shape == (cpu_fast_path.MIN_WIDTH, cpu_fast_path.MIN_WIDTH + 3)
 
 
+@pytest.mark.parametrize("preactivation_coeff", [0.0, 0.5])
 @pytest.mark.parametrize("width", [8, cpu_fast_path.MIN_WIDTH])  # torch's matmuls; oneDNN's where available
-def test_hand_written_gradients_equal_autograd(width):
+def test_hand_written_gradients_equal_autograd(width, preactivation_coeff):
     """cpu_gradients.minibatch_gradients: both losses and both networks' gradients, as autograd computes them."""
     torch.manual_seed(0)
     batch_size, obs_dim, low, high = cpu_fast_path.MIN_WIDTH, 5, torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 2.0])
@@ -338,7 +351,8 @@ def test_hand_written_gradients_equal_autograd(width):
         rollout_action = actor(obs) + 0.1 * (high - low) * torch.randn(batch_size, 2)
     batch = cpu_gradients.Batch(obs, critic_obs, action, rollout_action, torch.randn(batch_size))
 
-    new_action = actor(obs)
+    pre_activation = actor.pre_activation(obs)
+    new_action = actor.squash(pre_activation)
     expected_actor_loss, expected_fraction = actor_loss(
         critic.mean_q(critic_obs, new_action),
         new_action,
@@ -348,6 +362,7 @@ def test_hand_written_gradients_equal_autograd(width):
         0.15,
         10.0,
     )
+    expected_actor_loss = expected_actor_loss + preactivation_coeff * pre_activation.square().mean()
     expected_actor_loss.backward(inputs=list(actor.parameters()))
     q_values = critic(critic_obs, action)
     expected_critic_loss = critic_loss(q_values, batch.target)
@@ -357,7 +372,9 @@ def test_hand_written_gradients_equal_autograd(width):
     layouts = (flat_params.layout(actor), flat_params.layout(critic))
     parameters = cpu_gradients.network_views(actor, critic, actor_flat.detach(), critic_flat.detach(), layouts)
     with cpu_fast_path.enabled():
-        losses, gradients = cpu_gradients.minibatch_gradients(actor, critic, parameters, batch, 0.15, 10.0)
+        losses, gradients = cpu_gradients.minibatch_gradients(
+            actor, critic, parameters, batch, 0.15, 10.0, preactivation_coeff
+        )
     actor_gradient, critic_gradient = torch.zeros_like(actor_flat), torch.zeros_like(critic_flat)
     views = cpu_gradients.network_views(actor, critic, actor_gradient, critic_gradient, layouts)
     torch._foreach_copy_(cpu_gradients.tensors(views), gradients)  # as the agent writes them
@@ -376,7 +393,9 @@ def test_hand_written_gradients_equal_autograd(width):
         second_thread = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
         with second_thread, cpu_fast_path.enabled():
             for thread in (None, second_thread):
-                got = cpu_gradients.minibatch_gradients(actor, critic, parameters, batch, 0.15, 10.0, thread, halves)
+                got = cpu_gradients.minibatch_gradients(
+                    actor, critic, parameters, batch, 0.15, 10.0, preactivation_coeff, thread, halves
+                )
                 pairs = zip([*losses, *gradients], [*got[0], *got[1]], strict=True)
                 assert all(torch.equal(python, scripted) for python, scripted in pairs)
 

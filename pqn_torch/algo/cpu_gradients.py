@@ -40,6 +40,8 @@ from pqn_torch.algo.losses import (
     critic_loss,
     critic_loss_gradient,
     penalty_active,
+    preactivation_penalty,
+    preactivation_penalty_gradient,
 )
 from pqn_torch.algo.networks import Actor, CriticEnsemble, Dense, Saved, critic_passes, fast_forward
 
@@ -135,8 +137,10 @@ def actor_half(
     action_bias: torch.Tensor,
     penalty_threshold: float,
     penalty_coeff: float,
+    preactivation_coeff: float,
 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """The actor's loss through the critic: (loss, penalty fraction, its gradients as :func:`layer_tensors`).
+    """The actor's loss through the critic, plus :func:`preactivation_penalty`: (loss, penalty fraction, its
+    gradients as :func:`layer_tensors`).
 
     The critic gets no gradient.
     """
@@ -159,6 +163,9 @@ def actor_half(
             assert grad_inputs is not None  # input_gradient=True
             grad_action = grad_action + grad_inputs[:, obs_width:]
         grad_pre_tanh = torch.ops.aten.tanh_backward(grad_action * action_scale, squashed)
+        if preactivation_coeff > 0:
+            loss = loss + preactivation_penalty(pre_tanh, preactivation_coeff)
+            grad_pre_tanh = grad_pre_tanh + preactivation_penalty_gradient(pre_tanh, preactivation_coeff)
         gradients = _backward(grad_pre_tanh, layers, saved, last_inputs, True, False)[0]
         return loss, penalty_fraction, layer_tensors(gradients)
 
@@ -171,6 +178,7 @@ def minibatch_gradients(
     batch: Batch,
     penalty_threshold: float,
     penalty_coeff: float,
+    preactivation_coeff: float = 0.0,
     second_thread: Executor | None = None,
     halves: Halves | None = None,
 ) -> tuple[Losses, list[torch.Tensor]]:
@@ -191,6 +199,7 @@ def minibatch_gradients(
         actor.action_bias,
         penalty_threshold,
         penalty_coeff,
+        preactivation_coeff,
     )
     if second_thread is None:
         policy_loss, penalty_fraction, actor_gradients = actor_step(*actor_arguments)
@@ -238,13 +247,14 @@ def flat_minibatch_gradients(
     batch: Batch,
     penalty_threshold: float,
     penalty_coeff: float,
+    preactivation_coeff: float,
 ) -> tuple[Losses, list[torch.Tensor]]:
     """:func:`minibatch_gradients` of the flat parameters: what ``compile=true`` compiles, a pure function.
 
     Its only tensor inputs are the flat tensors and the batch (dynamo guards views of views badly).
     """
     parameters = network_views(actor, critic, actor_flat, critic_flat, layouts)
-    return minibatch_gradients(actor, critic, parameters, batch, penalty_threshold, penalty_coeff)
+    return minibatch_gradients(actor, critic, parameters, batch, penalty_threshold, penalty_coeff, preactivation_coeff)
 
 
 def _backward(

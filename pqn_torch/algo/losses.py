@@ -1,4 +1,5 @@
-"""PQN's losses: Huber critic regression over the ensemble, and the actor's -Q plus a gated penalty.
+"""PQN's losses: Huber critic regression over the ensemble, the actor's -Q plus a gated penalty, and an optional
+penalty on the actor's pre-tanh outputs.
 
 Where they sit in a gradient step: ``docs/algorithm.md#update``. Each loss has its derivative written out
 next to it for the CPU update's hand-written backward pass (``cpu_gradients.py``); ``tests/test_algo.py``
@@ -80,3 +81,19 @@ def penalty_active(
     """Which samples' actions moved at least ``threshold`` from the rollout's (see :func:`actor_loss`) [B]."""
     change = ((action - rollout_action - action_bias) / action_scale).abs().mean(dim=-1)
     return change >= threshold
+
+
+def preactivation_penalty(pre_activation: torch.Tensor, coeff: float) -> torch.Tensor:
+    """``coeff * mean(h^2)`` over the actor's pre-tanh outputs ``h`` [B, A] (``actor_preactivation_coeff``).
+
+    Not in purejaxql. A deterministic actor trained through a critic that has seen only actions near its own
+    (small exploration noise) follows the critic's extrapolated slope to the corners of the action range, where
+    ``tanh`` saturates, its gradient vanishes and the policy stays (docs/algorithm.md, "Deviations"). This keeps
+    ``h`` where ``tanh`` still has a slope.
+    """
+    return coeff * pre_activation.square().mean()
+
+
+def preactivation_penalty_gradient(pre_activation: torch.Tensor, coeff: float) -> torch.Tensor:
+    """d :func:`preactivation_penalty` / d ``pre_activation``: ``2 coeff h / (B A)``."""
+    return pre_activation * (2.0 * coeff / pre_activation.numel())

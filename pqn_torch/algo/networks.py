@@ -128,11 +128,17 @@ class Actor(nn.Module):
 
         On the CPU fast path ``layers`` may give :meth:`layers` built beforehand (the agent keeps them: speed).
         """
+        return self.squash(self.pre_activation(obs, layers))
+
+    def pre_activation(self, obs: torch.Tensor, layers: list[Dense] | None = None) -> torch.Tensor:
+        """The last layer's outputs [B, action_dim] before the tanh (``actor_preactivation_coeff`` keeps them small)."""
         if cpu_fast_path.is_enabled():
-            hidden = fast_forward(obs, self.layers() if layers is None else layers)[0]
-        else:
-            hidden = self.body(obs)
-        return torch.tanh(hidden) * self.action_scale + self.action_bias
+            return fast_forward(obs, self.layers() if layers is None else layers)[0]
+        return self.body(obs)
+
+    def squash(self, pre_activation: torch.Tensor) -> torch.Tensor:
+        """tanh onto [-1, 1], then scaled and shifted onto the action range."""
+        return torch.tanh(pre_activation) * self.action_scale + self.action_bias
 
     def layers(self, tensors: Mapping[str, torch.Tensor] | None = None) -> list[Dense]:
         """The layers before the tanh: the parameters, or the same-named ``tensors`` (e.g. views of the gradient)."""

@@ -51,7 +51,7 @@ from pqn_torch.algo import cpu_fast_path, cpu_gradients, flat_params, metrics
 from pqn_torch.algo.faster_of_two import FasterOfTwo
 from pqn_torch.algo.flat_params import flatten_parameters
 from pqn_torch.algo.flat_radam import ClippedRAdam
-from pqn_torch.algo.losses import actor_loss, critic_loss
+from pqn_torch.algo.losses import actor_loss, critic_loss, preactivation_penalty
 from pqn_torch.algo.networks import Actor, CriticEnsemble
 from pqn_torch.algo.normalizers import RewardNormalizer, RunningMeanStd
 from pqn_torch.algo.qlambda import q_lambda_targets
@@ -107,6 +107,7 @@ class PQNConfig:
     linspace_noise: bool = False
     penalty_threshold: float = 0.15
     penalty_coeff: float = 10.0
+    actor_preactivation_coeff: float = 0.0
     max_grad_norm: float = 1.0
     bootstrap_truncation: bool = True
     stagger_episodes: bool = True
@@ -147,6 +148,7 @@ class PQNConfig:
             "noise_finish",
             "penalty_threshold",
             "penalty_coeff",
+            "actor_preactivation_coeff",
             "actor_init_scale",
             "actor_output_init_scale",
             "critic_init_scale",
@@ -525,7 +527,7 @@ class PQN(nn.Module):
             batch, config = self._minibatch(indices), self.config
             if self._compiled_gradients is not None:
                 flats = (self._actor_flat.detach(), self._critic_flat.detach())
-                penalty = (config.penalty_threshold, config.penalty_coeff)
+                penalty = (config.penalty_threshold, config.penalty_coeff, config.actor_preactivation_coeff)
                 losses, gradients = self._compiled_gradients(
                     self.actor, self.critic, *flats, self._layouts, batch, *penalty
                 )
@@ -537,6 +539,7 @@ class PQN(nn.Module):
                     batch,
                     config.penalty_threshold,
                     config.penalty_coeff,
+                    config.actor_preactivation_coeff,
                     self._second_thread if self._split else None,
                     self._scripted_halves,
                 )
@@ -585,7 +588,8 @@ class PQN(nn.Module):
         batch = self._minibatch(indices)
         self.actor_optimizer.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views of it
         self.critic_optimizer.zero_grad(set_to_none=False)
-        new_action = self.actor(batch.obs)
+        pre_activation = self.actor.pre_activation(batch.obs)
+        new_action = self.actor.squash(pre_activation)
         policy_loss, penalty_fraction = actor_loss(
             self.critic.mean_q(batch.critic_obs, new_action),
             new_action,
@@ -595,6 +599,8 @@ class PQN(nn.Module):
             config.penalty_threshold,
             config.penalty_coeff,
         )
+        if config.actor_preactivation_coeff > 0:
+            policy_loss = policy_loss + preactivation_penalty(pre_activation, config.actor_preactivation_coeff)
         policy_loss.backward(inputs=list(self.actor.parameters()))
         q_values = self.critic(batch.critic_obs, batch.action)
         value_loss = critic_loss(q_values, batch.target)
