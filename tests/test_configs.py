@@ -143,8 +143,8 @@ def test_panda_pick_tasks_keep_purejaxqls_discounting_on_either_preset(task, pre
 @pytest.mark.parametrize(
     "task", ["ApolloJoystickFlatTerrain", "BarkourJoystick", "Op3Joystick", "T1JoystickRoughTerrain"]
 )
-@pytest.mark.parametrize("preset", ["locomotion", "locomotion_cpu"])
-def test_locomotion_tasks_keep_purejaxqls_gamma_on_either_preset(task, preset):
+@pytest.mark.parametrize("preset", ["locomotion", "locomotion_cpu", "locomotion_humanoid_cpu"])
+def test_locomotion_tasks_keep_purejaxqls_gamma_on_every_preset(task, preset):
     """purejaxql trains these four with gamma 0.97 instead of the locomotion preset's 0.95."""
     settings = settings_from_config(composed([f"task={task}", f"alg={preset}"]))
     assert (settings.alg.gamma, settings.alg.q_lambda) == (0.97, 0.99)
@@ -267,6 +267,20 @@ def test_every_task_runs_a_cpu_sized_preset_on_a_cpu(task):
     gpu = settings_from_config(config)
     assert cpu.alg.num_envs <= 256 and cpu.total_timesteps < gpu.total_timesteps  # sized for a laptop
     assert "GPU-sized" in choice.message and f"alg={choice.preset}" in choice.message
+
+
+BIPEDS = [task for task in TASKS if task.startswith(("T1", "G1", "H1", "Berkeley", "Apollo", "Op3"))]
+QUADRUPEDS = [task for task in TASKS if task.startswith(("Go1", "Spot", "Barkour"))]
+
+
+@pytest.mark.parametrize("task", BIPEDS + QUADRUPEDS)
+def test_bipeds_and_quadrupeds_get_different_cpu_twins_of_the_locomotion_preset(task):
+    """A quadruped stands still at its home pose and keeps it under small noise; a biped falls under pushes or its own
+    weight, so the two kinds of robot have different CPU presets; purejaxql's GPU preset is the same for both."""
+    assert task_preset(task) == "locomotion"
+    choice = choose_preset({**composed([f"task={task}"]), "device": "cpu"}, "locomotion", alg_on_command_line=False)
+    assert choice.preset == ("locomotion_humanoid_cpu" if task in BIPEDS else "locomotion_cpu")
+    assert len(BIPEDS) == 10 and len(QUADRUPEDS) == 9
 
 
 def test_preset_choice_names_the_preset_the_reason_and_how_to_force_the_gpu_one():

@@ -277,8 +277,8 @@ def test_benchmark_with_an_unknown_preset_is_one_line(tmp_path):
     result = script("benchmark.py", "train", "task=PendulumSwingup", "alg=nope", cwd=tmp_path)
     assert result.returncode == 2
     assert one_line(result.stderr) == (
-        "benchmark.py: unknown alg preset 'nope'; valid: cpu, dm_suite, locomotion, locomotion_cpu, manipulation, "
-        "manipulation_cpu"
+        "benchmark.py: unknown alg preset 'nope'; valid: cpu, dm_suite, locomotion, locomotion_cpu, "
+        "locomotion_humanoid_cpu, manipulation, manipulation_cpu"
     )
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
 
