@@ -275,8 +275,8 @@ QUADRUPEDS = [task for task in TASKS if task.startswith(("Go1", "Spot", "Barkour
 
 @pytest.mark.parametrize("task", BIPEDS + QUADRUPEDS)
 def test_bipeds_and_quadrupeds_get_different_cpu_twins_of_the_locomotion_preset(task):
-    """A quadruped stands still at its home pose and keeps it under small noise; a biped falls under pushes or its own
-    weight, so the two kinds of robot have different CPU presets; purejaxql's GPU preset is the same for both."""
+    """The Go1 stands still at its home pose and keeps it under small noise, T1, G1 and Berkeley Humanoid fall within
+    ~50 steps, so the two kinds of robot have different CPU presets; purejaxql's GPU preset is the same for both."""
     assert task_preset(task) == "locomotion"
     choice = choose_preset({**composed([f"task={task}"]), "device": "cpu"}, "locomotion", alg_on_command_line=False)
     assert choice.preset == ("locomotion_humanoid_cpu" if task in BIPEDS else "locomotion_cpu")
