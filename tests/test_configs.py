@@ -280,7 +280,11 @@ def test_bipeds_and_quadrupeds_get_different_cpu_twins_of_the_locomotion_preset(
     assert task_preset(task) == "locomotion"
     choice = choose_preset({**composed([f"task={task}"]), "device": "cpu"}, "locomotion", alg_on_command_line=False)
     assert choice.preset == ("locomotion_humanoid_cpu" if task in BIPEDS else "locomotion_cpu")
-    assert len(BIPEDS) == 10 and len(QUADRUPEDS) == 9
+
+
+def test_the_body_lists_name_every_legged_task_once():
+    """The ten biped and nine quadruped tasks of Playground's locomotion release, none in both lists."""
+    assert len(BIPEDS) == 10 and len(QUADRUPEDS) == 9 and not set(BIPEDS) & set(QUADRUPEDS)
 
 
 def test_preset_choice_names_the_preset_the_reason_and_how_to_force_the_gpu_one():
