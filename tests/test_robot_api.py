@@ -1,6 +1,8 @@
 """The robot-task API in the env core: the reset hook (task state seeded from the state a world resets to) and
 the reward terms (summed per episode, logged to tensorboard, printed by the evaluation)."""
 
+import re
+
 import mujoco
 import pytest
 import torch
@@ -13,6 +15,7 @@ from pqn_torch.envs.tasks.base import StartStates, Task, TaskConfig, TaskState, 
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.robot_task import ActionMapping
 from pqn_torch.training import evaluate, run_training
+from pqn_torch.training.evaluation import EvalResult
 from pqn_torch.training.playback import evaluate_checkpoint
 
 from task_testing import make_task_env, random_actions
@@ -219,6 +222,25 @@ def test_training_logs_reward_term_means_that_add_up_to_the_episode_return(tmp_p
     report = evaluate_checkpoint(tmp_path, episodes=2)
     assert "over 2 episodes (mean length 8)" in report
     assert "\nreward terms (mean per episode): tracking_lin_vel " in report and ", clipping " in report
+    assert "\nsuccess:" not in report  # the Go1 pays no success term
+
+
+def test_evaluation_counts_the_episodes_with_a_success_term():
+    lengths = torch.full((4,), 8, dtype=torch.int64)
+    terms = {"box_target": torch.tensor([0.5, 1.0, 0.0, 2.0]), "success": torch.tensor([0.0, 2.0, 0.0, 4.0])}
+    assert EvalResult(torch.zeros(4), lengths, terms).successful_episodes == 2
+    assert EvalResult(torch.zeros(4), lengths, {"pose": torch.ones(4)}).successful_episodes is None
+
+
+def test_the_report_of_a_task_with_a_goal_counts_its_successes(tmp_path):
+    config = tiny_config(task="PandaPickCubeCartesian", num_envs=4, episode_length=8, eval_envs=2, total_timesteps=64)
+    run_training(config, tmp_path, show_progress=False)
+    report = evaluate_checkpoint(tmp_path, episodes=4)
+    count = re.search(r"\nsuccess: (\d) of 4 episodes \((\d+) %\)", report)
+    mean_share = re.search(r" success (-?[\d.]+),", report)
+    assert count is not None and mean_share is not None, report
+    assert int(count.group(2)) == 25 * int(count.group(1))
+    assert float(mean_share.group(1)) == pytest.approx(2.0 * int(count.group(1)) / 4, abs=0.01)  # success pays 2
 
 
 def test_action_mapping_names_one_of_the_three_references():

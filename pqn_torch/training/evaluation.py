@@ -44,6 +44,13 @@ class EvalResult:
         """Each reward term's mean sum per episode (they add up to :attr:`mean_return`); empty without episodes."""
         return {name: float(sums.mean()) for name, sums in self.reward_terms.items()} if self.episodes else {}
 
+    @property
+    def successful_episodes(self) -> int | None:
+        """Episodes that reached the task's goal at least once: a positive ``success`` reward term (the tasks that
+        pay one: the Panda Cartesian and Robotiq tasks, LeapCubeReorient); ``None`` for tasks without it."""
+        success = self.reward_terms.get("success")
+        return None if success is None else int((success > 0).sum())
+
 
 class StepRecorder(Protocol):
     """Watches an evaluation (e.g. :class:`pqn_torch.training.video.VideoRecorder`)."""
