@@ -93,9 +93,10 @@ def evaluate_checkpoint(
             f"tracking error ({held}), mean |command - measured|: "
             f"vx {vx:.3f} m/s, vy {vy:.3f} m/s, yaw rate {yaw:.3f} rad/s"
         )
-    if result.successful_episodes is not None and result.episodes:
-        share = 100.0 * result.successful_episodes / result.episodes
-        lines.append(f"success: {result.successful_episodes} of {result.episodes} episodes ({share:.0f} %)")
+    successes = result.successful_episodes
+    if successes is not None and result.episodes:
+        share = 100.0 * successes / result.episodes
+        lines.append(f"success: {successes} of {result.episodes} episodes ({share:.0f} %)")
     if result.mean_reward_terms:
         shares = ", ".join(f"{name} {value:.2f}" for name, value in result.mean_reward_terms.items())
         lines.append(f"reward terms (mean per episode): {shares}")
