@@ -232,6 +232,43 @@ def test_evaluation_counts_the_episodes_with_a_success_term():
     assert EvalResult(torch.zeros(4), lengths, {"pose": torch.ones(4)}).successful_episodes is None
 
 
+class _StagedEnv:
+    """Three worlds with episodes of 3, 5 and 2 steps and a counter ``t`` of the steps taken in the current episode
+    (reset to 0 when one ends, as an autoreset does); its task's stages: ``halfway`` at t >= 2, ``end`` at t >= 4."""
+
+    num_envs, device, episode_length = 3, torch.device("cpu"), 6
+    lengths = torch.tensor([3, 5, 2])
+
+    class task:  # noqa: N801 - stands in for a task object
+        name = "Staged"
+
+        @staticmethod
+        def episode_milestones(physics, state):
+            return {"halfway": state["t"] >= 2, "end": state["t"] >= 4}
+
+    physics = None
+
+    def reset(self):
+        self.task_state = {"t": torch.zeros(3, dtype=torch.int64)}
+        return {"obs": torch.zeros(3, 1)}
+
+    def step(self, action):
+        t = self.task_state["t"] + 1
+        done = t == self.lengths
+        self.task_state["t"] = torch.where(done, 0, t)
+        returns, lengths = t.float(), t
+        return {"obs": torch.zeros(3, 1), "done": done, "episode_return": returns, "episode_length": lengths}
+
+
+def test_evaluation_counts_the_milestones_each_first_episode_reached():
+    """World 0 reaches ``halfway`` (t = 2 of 3), not ``end``; world 1 both (t = 4 of 5); world 2 neither: its first
+    episode ends at t = 2, the step that would reach ``halfway``, and its second episode does not count."""
+    result = evaluate(lambda obs: torch.zeros(3, 1), _StagedEnv())
+    assert result.lengths.tolist() == [3, 5, 2]
+    assert result.milestones["halfway"].tolist() == [True, True, False]
+    assert result.milestones["end"].tolist() == [False, True, False]
+
+
 def test_the_report_of_a_task_with_a_goal_counts_its_successes(tmp_path):
     config = tiny_config(task="PandaPickCubeCartesian", num_envs=4, episode_length=8, eval_envs=2, total_timesteps=64)
     run_training(config, tmp_path, show_progress=False)

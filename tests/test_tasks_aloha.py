@@ -5,15 +5,18 @@ smoke runs."""
 
 import contextlib
 import math
+import re
 
 import mujoco
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from pqn_torch.cuda_graph import forbid_host_syncs
 from pqn_torch.envs.tasks.manipulation.aloha import logistic_barrier
 from pqn_torch.training import run_training
+from pqn_torch.training.playback import evaluate_checkpoint
 
 from task_testing import double, make_task_env, random_actions
 from training_testing import tiny_config
@@ -182,6 +185,18 @@ def test_training_smoke_run(name, tmp_path):
     run_training(config, tmp_path, show_progress=False)
     assert list((tmp_path / "checkpoints").glob("*.pt"))
     assert len((tmp_path / "eval.csv").read_text().strip().splitlines()) >= 3
+    report = evaluate_checkpoint(tmp_path, episodes=2)
+    stages = r"lifted (\d) \((\d+) %\), at_handover (\d) \((\d+) %\), at_target (\d) \((\d+) %\)"
+    milestones = re.search(r"\nmilestones, episodes of 2 that reached each: " + stages + "\n", report)
+    assert (milestones is not None) == (name == HAND_OVER), report  # the peg task has no stages
+    if milestones is not None:
+        counts, shares = milestones.groups()[::2], milestones.groups()[1::2]
+        assert all(int(share) == 50 * int(count) for count, share in zip(counts, shares, strict=True))
+        events = EventAccumulator(str(next((tmp_path / "tensorboard").glob("events.*"))))
+        events.Reload()
+        assert {"eval/milestone_lifted", "eval/milestone_at_handover", "eval/milestone_at_target"} <= set(
+            events.Tags()["scalars"]
+        )
 
 
 # ----------------------------------------------------------------- AlohaHandOver
@@ -338,6 +353,22 @@ def test_hand_over_picked_dropped_and_out_of_bounds(hand_over):
     torch.testing.assert_close(td["obs"][:, 82], torch.tensor([4 / 250, 0.0, 4 / 250, 0.0]))  # counted before obs
     torch.testing.assert_close(td["final_obs"][:, 82], torch.full((4,), 4 / 250))
     torch.testing.assert_close(env.task_state["prev_potential"][[1, 3]], torch.zeros(2, dtype=torch.float64))
+
+
+def test_hand_over_milestones_at_hand_placed_boxes(hand_over):
+    """World 0: the box on the table (no stage); 1: lifted to 0.2 m left of the middle (lifted, 20 cm from the
+    hand-over point); 2: 2.4 cm from the hand-over point (lifted, at_handover); 3: 1 cm from the target (lifted,
+    at_target; 21 cm from the hand-over point)."""
+    env = hand_over
+    qpos, qvel, mocap_pos, mocap_quat = keyframe_state(env, target=(0.2, 0.0, 0.25))
+    qpos[1, 16:19] = torch.tensor([-0.2, 0.0, 0.2], dtype=qpos.dtype)
+    qpos[2, 16:19] = torch.tensor([0.02, 0.01, 0.25], dtype=qpos.dtype)
+    qpos[3, 16:19] = torch.tensor([0.21, 0.0, 0.25], dtype=qpos.dtype)
+    reset_hand_over(env, qpos, qvel, mocap_pos, mocap_quat)
+    stages = env.task.episode_milestones(env.physics, env.task_state)
+    assert stages["lifted"].tolist() == [False, True, True, True]
+    assert stages["at_handover"].tolist() == [False, False, True, False]
+    assert stages["at_target"].tolist() == [False, False, False, True]
 
 
 def test_hand_over_reset_distribution(hand_over):

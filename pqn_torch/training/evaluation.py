@@ -22,6 +22,9 @@ class EvalResult:
     tracking_error: torch.Tensor | None = None
     """Joystick tasks (``task.command_tracking_error``): mean |command - measured| per command component over
     every step the worlds spent in their first episode; ``None`` for other tasks."""
+    milestones: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Tasks with stages (``task.episode_milestones``): per stage, whether each episode reached it in a step before
+    its last [episodes] (bool); empty for other tasks."""
 
     @property
     def episodes(self) -> int:
@@ -76,10 +79,11 @@ def evaluate(
     (un-normalized) reward is summed, and so is each reward term (``episode_reward_terms`` of an env with
     ``reward_term_names``). One host copy, at the end.
     """
-    trained_on, task = getattr(policy, "task", None), getattr(getattr(env, "task", None), "name", None)
-    if trained_on is not None and task is not None and trained_on != task:
+    task = getattr(env, "task", None)
+    trained_on, task_name = getattr(policy, "task", None), getattr(task, "name", None)
+    if trained_on is not None and task_name is not None and trained_on != task_name:
         raise ValueError(
-            f"the policy was trained on {trained_on} and cannot act in {task}; evaluate it in a {trained_on} env"
+            f"the policy was trained on {trained_on} and cannot act in {task_name}; evaluate it in a {trained_on} env"
         )
     steps = env.episode_length if num_steps is None else num_steps
     observation = env.reset()["obs"]
@@ -90,18 +94,23 @@ def evaluate(
     lengths = torch.zeros(env.num_envs, dtype=torch.int64, device=env.device)
     term_names = tuple(getattr(env, "reward_term_names", ()))
     terms = torch.zeros(env.num_envs, len(term_names), device=env.device)
-    tracker = getattr(getattr(env, "task", None), "command_tracking_error", None)
+    tracker = getattr(task, "command_tracking_error", None)
+    milestones = getattr(task, "episode_milestones", None)
+    reached: dict[str, torch.Tensor] = {}
     error_sum, error_steps = torch.zeros((), device=env.device), torch.zeros((), device=env.device)
     for _ in range(steps):
         result = env.step(policy(observation))
         if recorder is not None:
             recorder.capture(result)
         first = result["done"] & ~finished
-        if tracker is not None:  # worlds still in their first episode; a finished world shows its next one
-            playing = (~result["done"] & ~finished).unsqueeze(-1)
+        playing = ~result["done"] & ~finished  # worlds still in their first episode; a finished one shows its next
+        if tracker is not None:
             error = tracker(env.physics, env.task_state)  # type: ignore[attr-defined]
-            error_sum = error_sum + torch.where(playing, error, 0.0).sum(dim=0)
+            error_sum = error_sum + torch.where(playing.unsqueeze(-1), error, 0.0).sum(dim=0)
             error_steps = error_steps + playing.sum()
+        if milestones is not None:
+            for name, hit in milestones(env.physics, env.task_state).items():  # type: ignore[attr-defined]
+                reached[name] = reached.get(name, torch.zeros_like(hit)) | (hit & playing)
         returns = torch.where(first, result["episode_return"], returns)
         lengths = torch.where(first, result["episode_length"], lengths)
         if term_names:
@@ -115,4 +124,5 @@ def evaluate(
         lengths=lengths.cpu()[finished],
         reward_terms={name: terms[:, column] for column, name in enumerate(term_names)},
         tracking_error=(error_sum / error_steps.clamp(min=1)).cpu() if tracker is not None else None,
+        milestones={name: hits.cpu()[finished] for name, hits in reached.items()},
     )

@@ -97,6 +97,12 @@ def evaluate_checkpoint(
     if successes is not None and result.episodes:
         share = 100.0 * successes / result.episodes
         lines.append(f"success: {successes} of {result.episodes} episodes ({share:.0f} %)")
+    if result.milestones and result.episodes:
+        counts = ", ".join(
+            f"{name} {int(hits.sum())} ({100.0 * float(hits.float().mean()):.0f} %)"
+            for name, hits in result.milestones.items()
+        )
+        lines.append(f"milestones, episodes of {result.episodes} that reached each: {counts}")
     if result.mean_reward_terms:
         shares = ", ".join(f"{name} {value:.2f}" for name, value in result.mean_reward_terms.items())
         lines.append(f"reward terms (mean per episode): {shares}")

@@ -31,6 +31,8 @@ box up from the left of the table, hands it to the right arm, which brings it to
   (``holding``); both are 0 in an episode's first step. ``dropped``: -0.1 once the box, after having been
   above 0.15 m in the episode, is below 0.05 m.
 - Termination: the box out of bounds or below the table, or dropped.
+- Milestones (:meth:`AlohaHandOver.episode_milestones`, counted by evaluation): lifted, at the hand-over point,
+  at the target.
 
 **AlohaSinglePegInsertion** (control = physics step = 2.5 ms, action repeat 2: an agent step is 2 control steps
 with the same action and the sum of their rewards; 500 agent steps = Playground's 1000 env steps): the left arm
@@ -204,6 +206,7 @@ class AlohaHandOver(AlohaTask):
     HANDOVER_POINT = (0.0, 0.0, 0.24)
     LEFT_THRESHOLD, RIGHT_THRESHOLD = -0.1, 0.0  # box x: before -0.1 the left arm's, from 0 the right arm's
     PICKED_HEIGHT, DROPPED_HEIGHT = 0.15, 0.05
+    MILESTONE_DISTANCE = 0.05  # "at" a point for :meth:`episode_milestones` (not a Playground value)
     LEFT_GRIPPER_MIN_CTRL = 0.01
 
     def build_spec(self) -> mujoco.MjSpec:
@@ -299,6 +302,17 @@ class AlohaHandOver(AlohaTask):
         state["episode_picked"].logical_or_(box[:, 2] > self.PICKED_HEIGHT)
         dropped = (box[:, 2] < self.DROPPED_HEIGHT) & state["episode_picked"]
         return {"progress": progress, "holding": holding, "dropped": dropped.to(potential.dtype)}
+
+    def episode_milestones(self, physics: Physics, state: TaskState) -> dict[str, torch.Tensor]:
+        """The hand-over's stages, which ``evaluate.py`` counts per episode (the reward, a potential, shows how far
+        an episode got only as one number) [N] bool: ``lifted`` the box above 0.15 m (Playground's "picked"),
+        ``at_handover`` the box within 5 cm of the hand-over point, ``at_target`` within 5 cm of the target."""
+        box = self.position(physics, "box")
+        return {
+            "lifted": box[:, 2] > self.PICKED_HEIGHT,
+            "at_handover": torch.linalg.vector_norm(box - self.handover_point, dim=-1) < self.MILESTONE_DISTANCE,
+            "at_target": torch.linalg.vector_norm(box - self.target(physics), dim=-1) < self.MILESTONE_DISTANCE,
+        }
 
     def transition(
         self, physics: Physics, action: torch.Tensor, state: TaskState, generator: torch.Generator
