@@ -37,6 +37,7 @@ try:
     from pqn_torch import distributed
     from pqn_torch.training import TrainingRun
     from pqn_torch.training.checkpoint import CheckpointWriteError
+    from pqn_torch.training.evaluation import format_return
     from pqn_torch.training.plots import PLOT_NAME, PlotUnavailable, plot_runs
     from pqn_torch.training.presets import choose_preset
     from pqn_torch.training.run_dir import remove_refused_sweep, unwritable_reason
@@ -107,11 +108,11 @@ def main(cfg: DictConfig) -> float:
     if not run.ranks.is_main:
         return summary.final_eval_return
     print(
-        f"done: {summary.env_steps:,} env steps, final eval return {summary.final_eval_return:.1f}, "
+        f"done: {summary.env_steps:,} env steps, final eval return {format_return(summary.final_eval_return)}, "
         f"checkpoint {summary.checkpoint}"
     )
     if summary.best is not None and summary.best.path != summary.checkpoint:
-        print(f"best checkpoint: {summary.best.path} (eval return {summary.best.eval_return:.1f})")
+        print(f"best checkpoint: {summary.best.path} (eval return {format_return(summary.best.eval_return)})")
     try:
         print(f"learning curve: {plot_runs([summary.run_dir], summary.run_dir / PLOT_NAME)}")
     except PlotUnavailable as error:

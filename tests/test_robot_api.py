@@ -15,7 +15,7 @@ from pqn_torch.envs.tasks.base import StartStates, Task, TaskConfig, TaskState, 
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.robot_task import ActionMapping
 from pqn_torch.training import evaluate, run_training
-from pqn_torch.training.evaluation import EvalResult
+from pqn_torch.training.evaluation import EvalResult, format_return
 from pqn_torch.training.playback import evaluate_checkpoint
 
 from task_testing import make_task_env, random_actions
@@ -258,6 +258,18 @@ class _StagedEnv:
         self.task_state["t"] = torch.where(done, 0, t)
         returns, lengths = t.float(), t
         return {"obs": torch.zeros(3, 1), "done": done, "episode_return": returns, "episode_length": lengths}
+
+
+def test_returns_read_with_three_significant_digits_below_100():
+    assert [format_return(x) for x in (0.00145, 0.2219, -3.614, 17.95, 99.94, 417.86, -1234.0)] == [
+        "0.00145",
+        "0.222",
+        "-3.61",
+        "17.9",
+        "99.9",
+        "417.9",
+        "-1234.0",
+    ]
 
 
 def test_evaluation_counts_the_milestones_each_first_episode_reached():

@@ -55,6 +55,12 @@ class EvalResult:
         return None if success is None else int((success > 0).sum())
 
 
+def format_return(value: float) -> str:
+    """A return for people to read: one decimal from 100 up, else three significant digits (the robot tasks pay
+    0.002-20 per episode, where one decimal shows 0.0 for a policy that has learned something)."""
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 class StepRecorder(Protocol):
     """Watches an evaluation (e.g. :class:`pqn_torch.training.video.VideoRecorder`)."""
 

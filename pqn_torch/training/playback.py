@@ -12,7 +12,7 @@ from pqn_torch.envs.physics import resolve_backend
 from pqn_torch.envs.tasks import TASKS, get_task_class
 from pqn_torch.envs.tasks.robot_task import checked_command
 from pqn_torch.policy import Policy
-from pqn_torch.training.evaluation import evaluate
+from pqn_torch.training.evaluation import evaluate, format_return
 from pqn_torch.training.run_dir import unwritable_reason
 from pqn_torch.training.video import VIDEO_SIZE, VideoRecorder
 
@@ -83,7 +83,7 @@ def evaluate_checkpoint(
     lines.append(
         f"{policy.task}{' (randomized worlds)' if env.task.config.randomize else ''}, checkpoint "
         f"{policy.checkpoint} (env step {policy.env_steps:,}): return "
-        f"{result.mean_return:.1f} ± {result.std_return:.1f} over {result.episodes} episodes "
+        f"{format_return(result.mean_return)} ± {format_return(result.std_return)} over {result.episodes} episodes "
         f"(mean length {result.mean_length:.0f})"
     )
     if result.tracking_error is not None:

@@ -68,7 +68,7 @@ from pqn_torch.training.checkpoint import (
     save_checkpoint,
     weight_tensors,
 )
-from pqn_torch.training.evaluation import EvalResult, evaluate
+from pqn_torch.training.evaluation import EvalResult, evaluate, format_return
 from pqn_torch.training.logger import QuietLogger, RunLogger
 from pqn_torch.training.remaining import RemainingTime, duration
 from pqn_torch.training.run_dir import check_writable, claim_run_dir, remove_failed_start
@@ -453,7 +453,7 @@ class TrainingRun:
             },
             self.env_steps,
         )
-        self.logger.progress(self.env_steps, eval_return=f"{result.mean_return:.1f}")
+        self.logger.progress(self.env_steps, eval_return=format_return(result.mean_return))
         self.logger.csv_row("eval.csv", point)
         return result
 
