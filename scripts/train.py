@@ -111,8 +111,9 @@ def main(cfg: DictConfig) -> float:
         f"done: {summary.env_steps:,} env steps, final eval return {format_return(summary.final_eval_return)}, "
         f"checkpoint {summary.checkpoint}"
     )
-    if summary.best is not None and summary.best.path != summary.checkpoint:
-        print(f"best checkpoint: {summary.best.path} (eval return {format_return(summary.best.eval_return)})")
+    best = summary.best
+    if best is not None and best.path != summary.checkpoint and best.eval_return is not None:
+        print(f"best checkpoint: {best.path} (eval return {format_return(best.eval_return)})")
     try:
         print(f"learning curve: {plot_runs([summary.run_dir], summary.run_dir / PLOT_NAME)}")
     except PlotUnavailable as error:
