@@ -261,10 +261,11 @@ class _StagedEnv:
 
 
 def test_returns_read_with_three_significant_digits_below_100():
-    assert [format_return(x) for x in (0.00145, 0.2219, -3.614, 17.95, 99.94, 417.86, -1234.0)] == [
+    assert [format_return(x) for x in (0.00145, 0.2219, -3.614, 11.0, 17.95, 99.94, 417.86, -1234.0)] == [
         "0.00145",
         "0.222",
         "-3.61",
+        "11.0",
         "17.9",
         "99.9",
         "417.9",

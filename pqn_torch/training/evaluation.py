@@ -58,7 +58,7 @@ class EvalResult:
 def format_return(value: float) -> str:
     """A return for people to read: one decimal from 100 up, else three significant digits (the robot tasks pay
     0.002-20 per episode, where one decimal shows 0.0 for a policy that has learned something)."""
-    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3g}"
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:#.3g}"
 
 
 class StepRecorder(Protocol):
