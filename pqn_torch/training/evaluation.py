@@ -54,6 +54,11 @@ class EvalResult:
         success = self.reward_terms.get("success")
         return None if success is None else int((success > 0).sum())
 
+    @property
+    def milestone_shares(self) -> dict[str, float]:
+        """Each stage's share of the episodes that reached it (:attr:`milestones`); empty without episodes."""
+        return {name: float(hits.float().mean()) for name, hits in self.milestones.items()} if self.episodes else {}
+
 
 def format_return(value: float) -> str:
     """A return for people to read: one decimal from 100 up, else three significant digits (the robot tasks pay

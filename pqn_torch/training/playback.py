@@ -97,10 +97,10 @@ def evaluate_checkpoint(
     if successes is not None and result.episodes:
         share = 100.0 * successes / result.episodes
         lines.append(f"success: {successes} of {result.episodes} episodes ({share:.0f} %)")
-    if result.milestones and result.episodes:
+    if result.milestone_shares:
         counts = ", ".join(
-            f"{name} {int(hits.sum())} ({100.0 * float(hits.float().mean()):.0f} %)"
-            for name, hits in result.milestones.items()
+            f"{name} {int(result.milestones[name].sum())} ({100.0 * share:.0f} %)"
+            for name, share in result.milestone_shares.items()
         )
         lines.append(f"milestones, episodes of {result.episodes} that reached each: {counts}")
     if result.mean_reward_terms:

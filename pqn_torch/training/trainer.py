@@ -445,11 +445,7 @@ class TrainingRun:
                 "eval/return_mean": result.mean_return,
                 "eval/return_std": result.std_return,
                 "eval/length_mean": result.mean_length,
-                **{
-                    f"eval/milestone_{name}": float(hits.float().mean())
-                    for name, hits in result.milestones.items()
-                    if result.episodes
-                },
+                **{f"eval/milestone_{name}": share for name, share in result.milestone_shares.items()},
             },
             self.env_steps,
         )
