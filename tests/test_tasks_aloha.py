@@ -178,6 +178,12 @@ def test_seeded_run_across_autoresets_does_not_depend_on_host_shortcuts(name):
         assert torch.equal(fast[key], masked[key]), key
 
 
+MILESTONES = {
+    HAND_OVER: ("lifted", "at_handover", "at_target"),
+    PEG: ("socket_lifted", "peg_lifted", "at_goals", "peg_in_socket"),
+}
+
+
 @pytest.mark.parametrize("name", [HAND_OVER, PEG])
 def test_training_smoke_run(name, tmp_path):
     """A few PQN updates with a tiny config run and write checkpoints and evaluations."""
@@ -186,17 +192,15 @@ def test_training_smoke_run(name, tmp_path):
     assert list((tmp_path / "checkpoints").glob("*.pt"))
     assert len((tmp_path / "eval.csv").read_text().strip().splitlines()) >= 3
     report = evaluate_checkpoint(tmp_path, episodes=2)
-    stages = r"lifted (\d) \((\d+) %\), at_handover (\d) \((\d+) %\), at_target (\d) \((\d+) %\)"
+    names = MILESTONES[name]
+    stages = ", ".join(rf"{stage} (\d) \((\d+) %\)" for stage in names)
     milestones = re.search(r"\nmilestones, episodes of 2 that reached each: " + stages + "\n", report)
-    assert (milestones is not None) == (name == HAND_OVER), report  # the peg task has no stages
-    if milestones is not None:
-        counts, shares = milestones.groups()[::2], milestones.groups()[1::2]
-        assert all(int(share) == 50 * int(count) for count, share in zip(counts, shares, strict=True))
-        events = EventAccumulator(str(next((tmp_path / "tensorboard").glob("events.*"))))
-        events.Reload()
-        assert {"eval/milestone_lifted", "eval/milestone_at_handover", "eval/milestone_at_target"} <= set(
-            events.Tags()["scalars"]
-        )
+    assert milestones is not None, report
+    counts, shares = milestones.groups()[::2], milestones.groups()[1::2]
+    assert all(int(share) == 50 * int(count) for count, share in zip(counts, shares, strict=True))
+    events = EventAccumulator(str(next((tmp_path / "tensorboard").glob("events.*"))))
+    events.Reload()
+    assert {f"eval/milestone_{stage}" for stage in names} <= set(events.Tags()["scalars"])
 
 
 # ----------------------------------------------------------------- AlohaHandOver
@@ -460,7 +464,7 @@ def test_peg_reward_terms_at_hand_built_states(peg):
     env.reset_to(qpos, qvel)
     terms = env.task.reward_terms(env.physics)
     # Playground's 1e-6 in the projection's denominator leaves 2.3e-5 m on the axis 5 cm away (world 1).
-    axis_distance = env.task.distance_to_socket_axis(env.physics)
+    axis_distance = env.task.peg_end_in_socket_frame(env.physics)[0]
     torch.testing.assert_close(axis_distance, double([0.0, 0.0, 0.004, 0.006]), atol=3e-5, rtol=0)
     expected = {
         "socket_entrance_reward": [1.0, 1.0, 1.0, 1.0],
@@ -487,6 +491,24 @@ def test_peg_reward_terms_at_hand_built_states(peg):
     expected_reward = sum(PEG_WEIGHTS[name] * double(values) for name, values in expected.items()) / 19.9
     torch.testing.assert_close(reward, expected_reward)
     torch.testing.assert_close(sum(shares.values()), reward)
+
+
+def test_peg_milestones_at_hand_placed_objects(peg):
+    """World 0: both on the table (no stage). 1: the socket at its goal (-0.05, 0, 0.15), the peg level with its
+    end 2 (0.048 m left of its centre) halfway into the socket's 0.048 m bore, 6 mm off its axis: both lifted and
+    within 5 cm of their goals, not inserted. 2: the same on the axis: inserted. 3: the socket raised 4 cm
+    (not lifted), the peg 6 cm (lifted), both at their home x, y (far from the goals)."""
+    env = peg
+    qpos, qvel = peg_state(env, (-0.05, 0.0, 0.15), (-0.002 + 0.024, 0.0, 0.15))
+    qpos[0, 16:19], qpos[0, 23:26] = double([-0.147, 0.0, 0.0228]), double([0.1365, 0.0, 0.0108])
+    qpos[1, 24] = 0.006
+    qpos[3, 16:19], qpos[3, 23:26] = double([-0.147, 0.0, 0.0628]), double([0.1365, 0.0, 0.0708])
+    env.reset_to(qpos, qvel)
+    stages = env.task.episode_milestones(env.physics, env.task_state)
+    assert stages["socket_lifted"].tolist() == [False, True, True, False]
+    assert stages["peg_lifted"].tolist() == [False, True, True, True]
+    assert stages["at_goals"].tolist() == [False, True, True, False]
+    assert stages["peg_in_socket"].tolist() == [False, False, True, False]
 
 
 def test_peg_reach_and_pose_terms_at_home(peg):

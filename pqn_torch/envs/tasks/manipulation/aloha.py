@@ -45,6 +45,8 @@ lifts the socket, the right arm the peg, and the peg goes into the socket.
   socket/peg, arm poses, socket/peg lifted to their goals and upright, peg end at the socket's rear, paid while the
   peg's end is within 5 mm of the socket's axis, no table collision).
 - Termination: the socket or the peg out of bounds.
+- Milestones (:meth:`AlohaSinglePegInsertion.episode_milestones`, counted by evaluation): socket lifted, peg
+  lifted, both at their goals, peg in the socket.
 
 Task state (``env.task_state``): AlohaHandOver ``prev_potential`` (best potential so far), ``episode_picked``
 (the box has been above 0.15 m), ``steps`` (control steps taken; Playground's ``_steps``); the peg task has none.
@@ -400,6 +402,9 @@ class AlohaSinglePegInsertion(AlohaTask):
     OBJECT_RANGE = 0.1
     SOCKET_GOAL, PEG_GOAL = (-0.05, 0.0, 0.15), (0.05, 0.0, 0.15)
     ON_AXIS = 0.005  # the insertion term pays while the peg's end is this close to the socket's axis
+    # For :meth:`episode_milestones` (not Playground values): raised this far above its resting height (the
+    # home keyframe's), "at" its goal this close to it.
+    MILESTONE_LIFT, MILESTONE_DISTANCE = 0.05, 0.05
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
@@ -407,6 +412,8 @@ class AlohaSinglePegInsertion(AlohaTask):
         self.peg_qpos = self.free_body_qpos(mj_model, "peg")
         self.home_arms = self.home_qpos[self.arm_qpos]
         self.socket_goal, self.peg_goal = self.constant(self.SOCKET_GOAL), self.constant(self.PEG_GOAL)
+        self.socket_rest_z = self.home_qpos[self.socket_qpos + 2].item()
+        self.peg_rest_z = self.home_qpos[self.peg_qpos + 2].item()
 
     def sample_start(self, generator: torch.Generator, num: int, physics: Physics) -> StartStates:
         qpos = self.home_qpos.repeat(num, 1)
@@ -415,12 +422,30 @@ class AlohaSinglePegInsertion(AlohaTask):
             qpos[:, column : column + 2] += moved
         return StartStates(qpos=qpos, qvel=physics.qvel.new_zeros(num, physics.qvel.shape[1]))
 
-    def distance_to_socket_axis(self, physics: Physics) -> torch.Tensor:
-        """Distance [N] of the peg's end 2 from the line through the socket's rear and entrance sites."""
+    def peg_end_in_socket_frame(self, physics: Physics) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the peg's end 2 is relative to the socket's bore: its distance [N] from the line through the
+        socket's rear and entrance sites, and its position along that line [N] (0 at the rear, 1 at the entrance)."""
         rear, end = self.position(physics, "socket_rear"), self.position(physics, "peg_end2")
         axis = self.position(physics, "socket_entrance") - rear
         along = ((end - rear) * axis).sum(-1) / ((axis * axis).sum(-1) + 1e-6)
-        return torch.linalg.vector_norm(end - rear - along.unsqueeze(-1) * axis, dim=-1)
+        return torch.linalg.vector_norm(end - rear - along.unsqueeze(-1) * axis, dim=-1), along
+
+    def episode_milestones(self, physics: Physics, state: TaskState) -> dict[str, torch.Tensor]:
+        """The insertion's stages, which ``evaluate.py`` counts per episode [N] bool (the reward, a mean of ten
+        terms that the held arms already earn a share of, hides them): ``socket_lifted`` / ``peg_lifted`` raised
+        5 cm above where they rest, ``at_goals`` both within 5 cm of their goal points, ``peg_in_socket`` the peg's
+        end inside the socket's bore (within 5 mm of its axis, between its rear and its entrance)."""
+        socket, peg = self.position(physics, "socket"), self.position(physics, "peg")
+        off_axis, along = self.peg_end_in_socket_frame(physics)
+        at_goals = (torch.linalg.vector_norm(socket - self.socket_goal, dim=-1) < self.MILESTONE_DISTANCE) & (
+            torch.linalg.vector_norm(peg - self.peg_goal, dim=-1) < self.MILESTONE_DISTANCE
+        )
+        return {
+            "socket_lifted": socket[:, 2] > self.socket_rest_z + self.MILESTONE_LIFT,
+            "peg_lifted": peg[:, 2] > self.peg_rest_z + self.MILESTONE_LIFT,
+            "at_goals": at_goals,
+            "peg_in_socket": (off_axis < self.ON_AXIS) & (along >= 0.0) & (along <= 1.0),
+        }
 
     def reward_terms(self, physics: Physics) -> dict[str, torch.Tensor]:
         """Playground's unscaled terms [N] (``linear(d, margin)`` = ``tolerance(d, (0, b), margin, "linear")``, which
@@ -456,7 +481,7 @@ class AlohaSinglePegInsertion(AlohaTask):
         socket_up = tolerance(self.read(physics, "socket_zaxis")[:, 2], (0.99, 1.0), margin=0.03, sigmoid="linear")
         peg_up = tolerance(self.read(physics, "peg_zaxis")[:, 2], (0.99, 1.0), margin=0.03, sigmoid="linear")
         inserted = linear(norm(self.position(physics, "peg_end2") - self.position(physics, "socket_rear")), 0.001, 0.1)
-        on_axis = (self.distance_to_socket_axis(physics) < self.ON_AXIS).to(inserted.dtype)
+        on_axis = (self.peg_end_in_socket_frame(physics)[0] < self.ON_AXIS).to(inserted.dtype)
         return {
             "left_reward": left,
             "right_reward": right,
