@@ -180,7 +180,7 @@ def test_seeded_run_across_autoresets_does_not_depend_on_host_shortcuts(name):
 
 MILESTONES = {
     HAND_OVER: ("lifted", "at_handover", "at_target"),
-    PEG: ("socket_lifted", "peg_lifted", "at_goals", "peg_in_socket"),
+    PEG: ("socket_reached", "peg_reached", "socket_lifted", "peg_lifted", "at_goals", "peg_in_socket"),
 }
 
 
@@ -494,19 +494,27 @@ def test_peg_reward_terms_at_hand_built_states(peg):
 
 
 def test_peg_milestones_at_hand_placed_objects(peg):
-    """World 0: both on the table (no stage). 1: the socket at its goal (-0.05, 0, 0.15), the peg level with its
-    end 2 (0.048 m left of its centre) halfway into the socket's 0.048 m bore, 6 mm off its axis: both lifted and
-    within 5 cm of their goals, not inserted. 2: the same on the axis: inserted. 3: the socket raised 4 cm
-    (not lifted), the peg 6 cm (lifted), both at their home x, y (far from the goals)."""
+    """World 0: the socket raised 4 cm (not lifted), the peg 2.5 cm below the right gripper (reached, lifted).
+    1: the socket at its goal (-0.05, 0, 0.15), the peg level with its end 2 (0.048 m left of its centre) halfway
+    into the socket's 0.048 m bore, 6 mm off its axis: both lifted and within 5 cm of their goals, not inserted,
+    the grippers above them out of reach (8-9 cm). 2: the same on the axis: inserted. 3: the socket 2.5 cm below
+    the left gripper (reached, lifted, 6 cm from its goal), the peg raised 6 cm at its home x, y. The grippers'
+    positions come from MuJoCo's kinematics of the home pose."""
     env = peg
     qpos, qvel = peg_state(env, (-0.05, 0.0, 0.15), (-0.002 + 0.024, 0.0, 0.15))
-    qpos[0, 16:19], qpos[0, 23:26] = double([-0.147, 0.0, 0.0228]), double([0.1365, 0.0, 0.0108])
     qpos[1, 24] = 0.006
-    qpos[3, 16:19], qpos[3, 23:26] = double([-0.147, 0.0, 0.0628]), double([0.1365, 0.0, 0.0708])
+    home = kinematics(env.physics.mj_model, qpos[0])
+    below = np.array([0.0, 0.0, -0.025])
+    qpos[0, 16:19] = double([-0.147, 0.0, 0.0228 + 0.04])
+    qpos[0, 23:26] = double(home.site("right/gripper").xpos + below)
+    qpos[3, 16:19] = double(home.site("left/gripper").xpos + below)
+    qpos[3, 23:26] = double([0.1365, 0.0, 0.0108 + 0.06])
     env.reset_to(qpos, qvel)
     stages = env.task.episode_milestones(env.physics, env.task_state)
-    assert stages["socket_lifted"].tolist() == [False, True, True, False]
-    assert stages["peg_lifted"].tolist() == [False, True, True, True]
+    assert stages["socket_reached"].tolist() == [False, False, False, True]
+    assert stages["peg_reached"].tolist() == [True, False, False, False]
+    assert stages["socket_lifted"].tolist() == [False, True, True, True]
+    assert stages["peg_lifted"].tolist() == [True, True, True, True]
     assert stages["at_goals"].tolist() == [False, True, True, False]
     assert stages["peg_in_socket"].tolist() == [False, False, True, False]
 

@@ -45,8 +45,8 @@ lifts the socket, the right arm the peg, and the peg goes into the socket.
   socket/peg, arm poses, socket/peg lifted to their goals and upright, peg end at the socket's rear, paid while the
   peg's end is within 5 mm of the socket's axis, no table collision).
 - Termination: the socket or the peg out of bounds.
-- Milestones (:meth:`AlohaSinglePegInsertion.episode_milestones`, counted by evaluation): socket lifted, peg
-  lifted, both at their goals, peg in the socket.
+- Milestones (:meth:`AlohaSinglePegInsertion.episode_milestones`, counted by evaluation): each gripper at its
+  object, socket lifted, peg lifted, both at their goals, peg in the socket.
 
 Task state (``env.task_state``): AlohaHandOver ``prev_potential`` (best potential so far), ``episode_picked``
 (the box has been above 0.15 m), ``steps`` (control steps taken; Playground's ``_steps``); the peg task has none.
@@ -403,7 +403,7 @@ class AlohaSinglePegInsertion(AlohaTask):
     SOCKET_GOAL, PEG_GOAL = (-0.05, 0.0, 0.15), (0.05, 0.0, 0.15)
     ON_AXIS = 0.005  # the insertion term pays while the peg's end is this close to the socket's axis
     # For :meth:`episode_milestones` (not Playground values): raised this far above its resting height (the
-    # home keyframe's), "at" its goal this close to it.
+    # home keyframe's), "at" a gripper or a goal this close to it.
     MILESTONE_LIFT, MILESTONE_DISTANCE = 0.05, 0.05
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
@@ -432,15 +432,19 @@ class AlohaSinglePegInsertion(AlohaTask):
 
     def episode_milestones(self, physics: Physics, state: TaskState) -> dict[str, torch.Tensor]:
         """The insertion's stages, which ``evaluate.py`` counts per episode [N] bool (the reward, a mean of ten
-        terms that the held arms already earn a share of, hides them): ``socket_lifted`` / ``peg_lifted`` raised
-        5 cm above where they rest, ``at_goals`` both within 5 cm of their goal points, ``peg_in_socket`` the peg's
-        end inside the socket's bore (within 5 mm of its axis, between its rear and its entrance)."""
+        terms that the held arms already earn a share of, hides them): ``socket_reached`` / ``peg_reached`` the
+        left / right gripper within 5 cm of the object, ``socket_lifted`` / ``peg_lifted`` raised 5 cm above where
+        they rest, ``at_goals`` both within 5 cm of their goal points, ``peg_in_socket`` the peg's end inside the
+        socket's bore (within 5 mm of its axis, between its rear and its entrance)."""
         socket, peg = self.position(physics, "socket"), self.position(physics, "peg")
         off_axis, along = self.peg_end_in_socket_frame(physics)
-        at_goals = (torch.linalg.vector_norm(socket - self.socket_goal, dim=-1) < self.MILESTONE_DISTANCE) & (
-            torch.linalg.vector_norm(peg - self.peg_goal, dim=-1) < self.MILESTONE_DISTANCE
+        near = self.MILESTONE_DISTANCE
+        at_goals = (torch.linalg.vector_norm(socket - self.socket_goal, dim=-1) < near) & (
+            torch.linalg.vector_norm(peg - self.peg_goal, dim=-1) < near
         )
         return {
+            "socket_reached": torch.linalg.vector_norm(socket - self.position(physics, "left_gripper"), dim=-1) < near,
+            "peg_reached": torch.linalg.vector_norm(peg - self.position(physics, "right_gripper"), dim=-1) < near,
             "socket_lifted": socket[:, 2] > self.socket_rest_z + self.MILESTONE_LIFT,
             "peg_lifted": peg[:, 2] > self.peg_rest_z + self.MILESTONE_LIFT,
             "at_goals": at_goals,
