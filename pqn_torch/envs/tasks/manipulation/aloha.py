@@ -113,6 +113,8 @@ class AlohaTask(RobotTask):
     noise_scales: ClassVar[dict[str, float]] = {}
     reward_clip = None
     reward_per_second = False
+    # Both tasks' ``episode_milestones`` (not a Playground value): "at" a point (a gripper, a goal) within this.
+    MILESTONE_DISTANCE = 0.05
 
     def build_spec(self) -> mujoco.MjSpec:
         spec = load_playground_scene(SCENES + self.scene, "aloha")
@@ -208,7 +210,6 @@ class AlohaHandOver(AlohaTask):
     HANDOVER_POINT = (0.0, 0.0, 0.24)
     LEFT_THRESHOLD, RIGHT_THRESHOLD = -0.1, 0.0  # box x: before -0.1 the left arm's, from 0 the right arm's
     PICKED_HEIGHT, DROPPED_HEIGHT = 0.15, 0.05
-    MILESTONE_DISTANCE = 0.05  # "at" a point for :meth:`episode_milestones` (not a Playground value)
     LEFT_GRIPPER_MIN_CTRL = 0.01
 
     def build_spec(self) -> mujoco.MjSpec:
@@ -402,9 +403,8 @@ class AlohaSinglePegInsertion(AlohaTask):
     OBJECT_RANGE = 0.1
     SOCKET_GOAL, PEG_GOAL = (-0.05, 0.0, 0.15), (0.05, 0.0, 0.15)
     ON_AXIS = 0.005  # the insertion term pays while the peg's end is this close to the socket's axis
-    # For :meth:`episode_milestones` (not Playground values): raised this far above its resting height (the
-    # home keyframe's), "at" a gripper or a goal this close to it.
-    MILESTONE_LIFT, MILESTONE_DISTANCE = 0.05, 0.05
+    # :meth:`episode_milestones` (not a Playground value): "lifted" this far above the home keyframe's height.
+    MILESTONE_LIFT = 0.05
 
     def bind(self, mj_model: mujoco.MjModel, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(mj_model, device, dtype)
