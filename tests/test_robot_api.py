@@ -15,7 +15,7 @@ from pqn_torch.envs.tasks.base import StartStates, Task, TaskConfig, TaskState, 
 from pqn_torch.envs.tasks.common import uniform
 from pqn_torch.envs.tasks.robot_task import ActionMapping
 from pqn_torch.training import evaluate, run_training
-from pqn_torch.training.evaluation import EvalResult, format_return
+from pqn_torch.training.evaluation import format_return
 from pqn_torch.training.playback import evaluate_checkpoint
 
 from task_testing import make_task_env, random_actions
@@ -222,14 +222,46 @@ def test_training_logs_reward_term_means_that_add_up_to_the_episode_return(tmp_p
     report = evaluate_checkpoint(tmp_path, episodes=2)
     assert "over 2 episodes (mean length 8)" in report
     assert "\nreward terms (mean per episode): tracking_lin_vel " in report and ", clipping " in report
-    assert "\nsuccess:" not in report  # the Go1 pays no success term
+    assert "\nmilestones" not in report  # the Go1 pays no success term and has no stages
 
 
-def test_evaluation_counts_the_episodes_with_a_success_term():
-    lengths = torch.full((4,), 8, dtype=torch.int64)
-    terms = {"box_target": torch.tensor([0.5, 1.0, 0.0, 2.0]), "success": torch.tensor([0.0, 2.0, 0.0, 4.0])}
-    assert EvalResult(torch.zeros(4), lengths, terms).successful_episodes == 2
-    assert EvalResult(torch.zeros(4), lengths, {"pose": torch.ones(4)}).successful_episodes is None
+class _GoalEnv:
+    """Two worlds with a ``success`` reward term: world 0 pays it on step 2 of 3, the step before its episode ends;
+    world 1 on step 4, in its second episode (its first ends at step 2), which does not count."""
+
+    num_envs, device, episode_length = 2, torch.device("cpu"), 4
+    reward_term_names = ("box_target", "success")
+    lengths = torch.tensor([3, 2])
+    paid_at = torch.tensor([2, 4])
+
+    class task:  # noqa: N801 - stands in for a task object
+        name = "Goal"
+
+    def reset(self):
+        self.t, self.terms = 0, torch.zeros(2, 2)
+        return {"obs": torch.zeros(2, 1)}
+
+    def step(self, action):
+        self.t += 1
+        step = torch.full((2,), self.t)
+        self.terms += torch.stack([torch.full((2,), 0.5), 2.0 * (step == self.paid_at).float()], dim=-1)
+        done = step == self.lengths
+        return {
+            "obs": torch.zeros(2, 1),
+            "done": done,
+            "episode_return": self.terms.sum(dim=-1),
+            "episode_length": step,
+            "episode_reward_terms": self.terms.clone(),
+        }
+
+
+def test_evaluation_counts_the_episodes_that_were_paid_a_success_term_as_a_milestone():
+    result = evaluate(lambda obs: torch.zeros(2, 1), _GoalEnv())
+    assert result.lengths.tolist() == [3, 2]
+    assert result.reward_terms["success"].tolist() == [2.0, 0.0]
+    assert result.milestones == {"success": result.milestones["success"]}
+    assert result.milestones["success"].tolist() == [True, False]
+    assert result.milestone_shares == {"success": 0.5}
 
 
 class _StagedEnv:
@@ -286,11 +318,14 @@ def test_the_report_of_a_task_with_a_goal_counts_its_successes(tmp_path):
     config = tiny_config(task="PandaPickCubeCartesian", num_envs=4, episode_length=8, eval_envs=2, total_timesteps=64)
     run_training(config, tmp_path, show_progress=False)
     report = evaluate_checkpoint(tmp_path, episodes=4)
-    count = re.search(r"\nsuccess: (\d) of 4 episodes \((\d+) %\)", report)
+    count = re.search(r"\nmilestones, episodes of 4 that reached each: success (\d) \((\d+) %\)\n", report)
     mean_share = re.search(r" success (-?[\d.]+),", report)
     assert count is not None and mean_share is not None, report
     assert int(count.group(2)) == 25 * int(count.group(1))
     assert float(mean_share.group(1)) == pytest.approx(2.0 * int(count.group(1)) / 4, abs=0.01)  # success pays 2
+    events = EventAccumulator(str(next((tmp_path / "tensorboard").glob("events.*"))))
+    events.Reload()
+    assert "eval/milestone_success" in events.Tags()["scalars"]  # training logs the share at each evaluation
 
 
 def test_action_mapping_names_one_of_the_three_references():

@@ -23,8 +23,10 @@ class EvalResult:
     """Joystick tasks (``task.command_tracking_error``): mean |command - measured| per command component over
     every step the worlds spent in their first episode; ``None`` for other tasks."""
     milestones: dict[str, torch.Tensor] = field(default_factory=dict)
-    """Tasks with stages (``task.episode_milestones``): per stage, whether each episode reached it in a step before
-    its last [episodes] (bool); empty for other tasks."""
+    """Per stage, whether each episode reached it [episodes] (bool): ``success`` for the tasks that pay a ``success``
+    reward term (the Panda Cartesian and Robotiq tasks, LeapCubeReorient: the term was positive in some step), then
+    the stages of a task that defines ``task.episode_milestones`` (reached in a step before the episode's last);
+    empty for other tasks."""
 
     @property
     def episodes(self) -> int:
@@ -46,13 +48,6 @@ class EvalResult:
     def mean_reward_terms(self) -> dict[str, float]:
         """Each reward term's mean sum per episode (they add up to :attr:`mean_return`); empty without episodes."""
         return {name: float(sums.mean()) for name, sums in self.reward_terms.items()} if self.episodes else {}
-
-    @property
-    def successful_episodes(self) -> int | None:
-        """Episodes that reached the task's goal at least once: a positive ``success`` reward term (the tasks that
-        pay one: the Panda Cartesian and Robotiq tasks, LeapCubeReorient); ``None`` for tasks without it."""
-        success = self.reward_terms.get("success")
-        return None if success is None else int((success > 0).sum())
 
     @property
     def milestone_shares(self) -> dict[str, float]:
@@ -130,10 +125,14 @@ def evaluate(
         observation = result["obs"]
     finished = finished.cpu()
     terms = terms.cpu()[finished]
+    reward_terms = {name: terms[:, column] for column, name in enumerate(term_names)}
+    # A success term pays on the step the goal is met, which may end the episode (Panda): its sum counts that step,
+    # where a stage read from the physics after the step would see the next episode's reset.
+    succeeded = {"success": reward_terms["success"] > 0} if "success" in reward_terms else {}
     return EvalResult(
         returns=returns.cpu()[finished],
         lengths=lengths.cpu()[finished],
-        reward_terms={name: terms[:, column] for column, name in enumerate(term_names)},
+        reward_terms=reward_terms,
         tracking_error=(error_sum / error_steps.clamp(min=1)).cpu() if tracker is not None else None,
-        milestones={name: hits.cpu()[finished] for name, hits in reached.items()},
+        milestones=succeeded | {name: hits.cpu()[finished] for name, hits in reached.items()},
     )

@@ -93,10 +93,6 @@ def evaluate_checkpoint(
             f"tracking error ({held}), mean |command - measured|: "
             f"vx {vx:.3f} m/s, vy {vy:.3f} m/s, yaw rate {yaw:.3f} rad/s"
         )
-    successes = result.successful_episodes
-    if successes is not None and result.episodes:
-        share = 100.0 * successes / result.episodes
-        lines.append(f"success: {successes} of {result.episodes} episodes ({share:.0f} %)")
     if result.milestone_shares:
         counts = ", ".join(
             f"{name} {int(result.milestones[name].sum())} ({100.0 * share:.0f} %)"
