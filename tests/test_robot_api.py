@@ -223,6 +223,10 @@ def test_training_logs_reward_term_means_that_add_up_to_the_episode_return(tmp_p
     assert "over 2 episodes (mean length 8)" in report
     assert "\nreward terms (mean per episode): tracking_lin_vel " in report and ", clipping " in report
     assert "\nmilestones" not in report  # the Go1 pays no success term and has no stages
+    slopes = r"\ntracking slope \(measured on commanded; 1 follows, 0 ignores\): vx \S+, vy \S+, yaw rate \S+\n"
+    assert re.search(slopes, report), report  # two worlds with random commands: they vary
+    tracking_tags = {f"eval/tracking_{kind}_{name}" for kind in ("error", "slope") for name in ("vx", "vy", "yaw_rate")}
+    assert tracking_tags <= set(events.Tags()["scalars"])
 
 
 class _GoalEnv:
@@ -262,6 +266,46 @@ def test_evaluation_counts_the_episodes_that_were_paid_a_success_term_as_a_miles
     assert result.milestones == {"success": result.milestones["success"]}
     assert result.milestones["success"].tolist() == [True, False]
     assert result.milestone_shares == {"success": 0.5}
+
+
+class _JoystickEnv:
+    """Two worlds with 4-step episodes whose command on step t (world w) is [t + w, -t, 0.5]; the robot does
+    [0.5 vx + 0.1, 2 vy, 0.3]. Counted: steps 1-3 of each world (the last step shows the next episode's reset)."""
+
+    num_envs, device, episode_length = 2, torch.device("cpu"), 4
+
+    class task:  # noqa: N801 - stands in for a joystick task
+        name = "Joystick"
+
+        @staticmethod
+        def commanded_and_measured(physics, state):
+            command = state["command"]
+            measured = torch.stack([0.5 * command[:, 0] + 0.1, 2.0 * command[:, 1], torch.full((2,), 0.3)], dim=-1)
+            return command, measured
+
+    physics = None
+
+    def reset(self):
+        self.t = 0
+        return {"obs": torch.zeros(2, 1)}
+
+    def step(self, action):
+        self.t += 1
+        t = torch.full((2,), float(self.t))
+        self.task_state = {"command": torch.stack([t + torch.tensor([0.0, 1.0]), -t, torch.full((2,), 0.5)], dim=-1)}
+        step = torch.full((2,), self.t)
+        return {"obs": torch.zeros(2, 1), "done": step == 4, "episode_return": t, "episode_length": step}
+
+
+def test_evaluation_measures_how_the_robot_follows_its_commands():
+    """By hand over the six counted steps: vx commands 1, 2, 3, 2, 3, 4 (mean 2.5) give |c - (0.5 c + 0.1)| = 1.15
+    on average and slope 0.5; vy commands -1, -2, -3 twice give |c - 2c| = 2 and slope 2; yaw rate 0.5 against
+    0.3 gives 0.2 and no slope (the command never varied)."""
+    result = evaluate(lambda obs: torch.zeros(2, 1), _JoystickEnv())
+    assert result.tracking_error is not None and result.tracking_slope is not None
+    assert result.tracking_error.tolist() == pytest.approx([1.15, 2.0, 0.2])
+    assert result.tracking_slope[:2].tolist() == pytest.approx([0.5, 2.0])
+    assert result.tracking_slope[2].isnan()
 
 
 class _StagedEnv:

@@ -20,8 +20,12 @@ class EvalResult:
     lengths: torch.Tensor
     reward_terms: dict[str, torch.Tensor] = field(default_factory=dict)
     tracking_error: torch.Tensor | None = None
-    """Joystick tasks (``task.command_tracking_error``): mean |command - measured| per command component over
-    every step the worlds spent in their first episode; ``None`` for other tasks."""
+    """Joystick tasks (``task.commanded_and_measured``): mean |command - measured| per command component (vx, vy,
+    yaw rate) over every step the worlds spent in their first episode; ``None`` for other tasks."""
+    tracking_slope: torch.Tensor | None = None
+    """Joystick tasks: per command component, the least-squares slope of the measured on the commanded value over
+    the same steps (1: the robot does what it is told, 0: it ignores the command); NaN where the command did not
+    vary (a held command); ``None`` for other tasks."""
     milestones: dict[str, torch.Tensor] = field(default_factory=dict)
     """Per stage, whether each episode reached it [episodes] (bool): ``success`` for the tasks that pay a ``success``
     reward term (the Panda Cartesian and Robotiq tasks, LeapCubeReorient: the term was positive in some step), then
@@ -100,20 +104,24 @@ def evaluate(
     lengths = torch.zeros(env.num_envs, dtype=torch.int64, device=env.device)
     term_names = tuple(getattr(env, "reward_term_names", ()))
     terms = torch.zeros(env.num_envs, len(term_names), device=env.device)
-    tracker = getattr(task, "command_tracking_error", None)
+    velocities = getattr(task, "commanded_and_measured", None)
     milestones = getattr(task, "episode_milestones", None)
     reached: dict[str, torch.Tensor] = {}
-    error_sum, error_steps = torch.zeros((), device=env.device), torch.zeros((), device=env.device)
+    # Per command component, sums over the steps of first episodes of: command, measured, |command - measured|,
+    # command^2, command * measured (float64: 1e5-1e6 steps of values near 1).
+    tracking_sums = torch.zeros(5, 3, dtype=torch.float64, device=env.device)
+    tracking_steps = torch.zeros((), dtype=torch.float64, device=env.device)
     for _ in range(steps):
         result = env.step(policy(observation))
         if recorder is not None:
             recorder.capture(result)
         first = result["done"] & ~finished
         playing = ~result["done"] & ~finished  # worlds still in their first episode; a finished one shows its next
-        if tracker is not None:
-            error = tracker(env.physics, env.task_state)  # type: ignore[attr-defined]
-            error_sum = error_sum + torch.where(playing.unsqueeze(-1), error, 0.0).sum(dim=0)
-            error_steps = error_steps + playing.sum()
+        if velocities is not None:
+            command, measured = (v.double() for v in velocities(env.physics, env.task_state))  # type: ignore[attr-defined]
+            parts = torch.stack([command, measured, (command - measured).abs(), command * command, command * measured])
+            tracking_sums += torch.where(playing.unsqueeze(-1), parts, 0.0).sum(dim=1)
+            tracking_steps += playing.sum()
         if milestones is not None:
             for name, hit in milestones(env.physics, env.task_state).items():  # type: ignore[attr-defined]
                 reached[name] = reached.get(name, torch.zeros_like(hit)) | (hit & playing)
@@ -133,6 +141,15 @@ def evaluate(
         returns=returns.cpu()[finished],
         lengths=lengths.cpu()[finished],
         reward_terms=reward_terms,
-        tracking_error=(error_sum / error_steps.clamp(min=1)).cpu() if tracker is not None else None,
+        **(_tracking(tracking_sums.cpu(), float(tracking_steps)) if velocities is not None else {}),
         milestones=succeeded | {name: hits.cpu()[finished] for name, hits in reached.items()},
     )
+
+
+def _tracking(sums: torch.Tensor, steps: float) -> dict[str, torch.Tensor]:
+    """``tracking_error`` and ``tracking_slope`` [3] (float32) from :func:`evaluate`'s sums over ``steps`` steps."""
+    command, measured, error, command_sq, product = sums / max(steps, 1.0)
+    variance = command_sq - command * command
+    varied = variance > 1e-9  # a held command has none: no slope
+    slope = torch.where(varied, (product - command * measured) / torch.where(varied, variance, 1.0), torch.nan)
+    return {"tracking_error": error.float(), "tracking_slope": slope.float()}

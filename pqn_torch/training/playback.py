@@ -93,6 +93,13 @@ def evaluate_checkpoint(
             f"tracking error ({held}), mean |command - measured|: "
             f"vx {vx:.3f} m/s, vy {vy:.3f} m/s, yaw rate {yaw:.3f} rad/s"
         )
+        assert result.tracking_slope is not None  # set with the error
+        if not result.tracking_slope.isnan().all():
+            slopes = ", ".join(
+                f"{name} {'-' if value != value else f'{value:.2f}'}"
+                for name, value in zip(("vx", "vy", "yaw rate"), result.tracking_slope.tolist(), strict=True)
+            )
+            lines.append(f"tracking slope (measured on commanded; 1 follows, 0 ignores): {slopes}")
     if result.milestone_shares:
         counts = ", ".join(
             f"{name} {int(result.milestones[name].sum())} ({100.0 * share:.0f} %)"

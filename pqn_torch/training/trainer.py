@@ -446,6 +446,7 @@ class TrainingRun:
                 "eval/return_std": result.std_return,
                 "eval/length_mean": result.mean_length,
                 **{f"eval/milestone_{name}": share for name, share in result.milestone_shares.items()},
+                **_tracking_scalars(result),
             },
             self.env_steps,
         )
@@ -708,6 +709,19 @@ class _StopWatch:
     def capture(self, result: Any) -> None:
         if self.run._stop_signal is not None:
             raise _StopRequested
+
+
+def _tracking_scalars(result: EvalResult) -> dict[str, float]:
+    """A joystick task's per-component tracking slope and error for tensorboard (``eval/tracking_slope_vx``, ...):
+    the slope shows a policy starting to follow its commands long before the return says so."""
+    if result.tracking_error is None or result.tracking_slope is None:
+        return {}
+    scalars = {}
+    for name, error, slope in zip(("vx", "vy", "yaw_rate"), result.tracking_error, result.tracking_slope, strict=True):
+        scalars[f"eval/tracking_error_{name}"] = float(error)
+        if not slope.isnan():
+            scalars[f"eval/tracking_slope_{name}"] = float(slope)
+    return scalars
 
 
 def runaway_value(

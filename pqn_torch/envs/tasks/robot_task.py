@@ -390,15 +390,20 @@ class JoystickTask(RobotTask):
             "tracking_ang_vel": reward_terms.tracking_ang_vel(command, yaw, sigma),
         }
 
-    def command_tracking_error(self, physics: Physics, state: TaskState) -> torch.Tensor:
-        """|command - measured| [N, 3]: forward and sideways speed (m/s, :attr:`forward_velocity_sensor`'s frame)
-        and yaw rate (rad/s, :attr:`yaw_rate_sensor`), the readings the tracking rewards compare the command
-        with."""
+    def commanded_and_measured(self, physics: Physics, state: TaskState) -> tuple[torch.Tensor, torch.Tensor]:
+        """The command and what the robot does, [N, 3] each: forward and sideways speed (m/s,
+        :attr:`forward_velocity_sensor`'s frame) and yaw rate (rad/s, :attr:`yaw_rate_sensor`), the readings the
+        tracking rewards compare the command with."""
         measured = torch.cat(
             [self.read(physics, self.forward_velocity_sensor)[:, :2], self.read(physics, self.yaw_rate_sensor)[:, 2:]],
             dim=-1,
         )
-        return (state["command"] - measured).abs()
+        return state["command"], measured
+
+    def command_tracking_error(self, physics: Physics, state: TaskState) -> torch.Tensor:
+        """|command - measured| [N, 3] (:meth:`commanded_and_measured`)."""
+        command, measured = self.commanded_and_measured(physics, state)
+        return (command - measured).abs()
 
 
 class FeetContactJoystickTask(JoystickTask):
