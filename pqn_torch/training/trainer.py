@@ -713,7 +713,7 @@ class _StopWatch:
 
 def _tracking_scalars(result: EvalResult) -> dict[str, float]:
     """A joystick task's per-component tracking slope and error for tensorboard (``eval/tracking_slope_vx``, ...):
-    the slope shows a policy starting to follow its commands long before the return says so."""
+    the error alone does not tell a policy that ignores its commands from one that follows them loosely."""
     if result.tracking_error is None or result.tracking_slope is None:
         return {}
     scalars = {}
