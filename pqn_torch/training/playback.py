@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ def evaluate_checkpoint(
         assert result.tracking_slope is not None  # set with the error
         if not result.tracking_slope.isnan().all():
             slopes = ", ".join(
-                f"{name} {'-' if value != value else f'{value:.2f}'}"
+                f"{name} {'-' if math.isnan(value) else f'{value:.2f}'}"
                 for name, value in zip(("vx", "vy", "yaw rate"), result.tracking_slope.tolist(), strict=True)
             )
             lines.append(f"tracking slope (measured on commanded; 1 follows, 0 ignores): {slopes}")
